@@ -1,0 +1,373 @@
+"""The `poolcli` command line: parse, call the library, print. No array math, no file formats.
+
+Exit codes: 0 success; 1 an input could not be read, processed or written; 2 bad usage
+or parameters; 130 interrupted. Errors are one line on stderr (a traceback only with --debug).
+"""
+
+import functools
+import inspect
+import json
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import InputError, OutputError, PoolError
+from .geometry import MODES, NAN_POLICIES, PAD_MODES
+from .pipeline import DTYPE_CHOICES, FileResult, PoolSettings, default_output, describe_file, pool_file
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="poolcli",
+    help="Pool, downsample and inspect pooling of images and feature maps (max, min, avg, sum, l2, lp, median).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_debug = {"on": False}
+
+
+class UsageProblem(Exception):
+    """A bad option value: exit 2."""
+
+
+# ------------------------------------------------------------------ option parsing
+
+
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """'2' -> (2,), '2,3' or '2x3' -> (2, 3).
+
+    >>> parse_ints("2x3", "--window")
+    (2, 3)
+    """
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        raise UsageProblem(f"{option} {text!r} is not a list of integers; use e.g. 2, 2,3 or 2x3") from None
+    return values
+
+
+def parse_padding(text: str) -> tuple[int, ...] | str:
+    """'1', '1,2' (per axis), 'top,bottom,left,right' (lo,hi per axis), 'same' or 'valid'."""
+    if text.lower() in ("same", "valid"):
+        return text.lower()
+    return parse_ints(text, "--padding")
+
+
+def parse_axes(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageProblem(f"--axes {text!r} is not a list of axis numbers; use e.g. 0,1 or -2,-1") from None
+
+
+def _choice(option: str, value: str, allowed) -> str:
+    if value.lower() not in allowed:
+        raise UsageProblem(f"{option} {value!r} is not known; use one of {', '.join(allowed)}")
+    return value.lower()
+
+
+# ------------------------------------------------------------------ shared pooling options
+
+
+ModeOption = Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode: {'|'.join(MODES)}.")]
+WindowOption = Annotated[str, typer.Option("-k", "--window", help='Window: "2", "2,3" or "2x3".')]
+StrideOption = Annotated[Optional[str], typer.Option("-s", "--stride", help="Stride, same forms (default: the window).")]
+PaddingOption = Annotated[str, typer.Option(
+    "-p", "--padding", help='"1", "1,2" (per axis), "top,bottom,left,right", same or valid.')]
+DilationOption = Annotated[str, typer.Option("--dilation", help="Dilation, same forms as the window.")]
+CeilOption = Annotated[bool, typer.Option("--ceil-mode", help="Round the output size up (PyTorch's ceil_mode).")]
+ExcludePadOption = Annotated[bool, typer.Option(
+    "--exclude-pad", help="avg/l2: divide by the real cells only (count_include_pad=False).")]
+PowerOption = Annotated[float, typer.Option("--power", help="lp: the norm's p (> 0).")]
+PadModeOption = Annotated[str, typer.Option("--pad-mode", help=f"Padding values: {'|'.join(PAD_MODES)}.")]
+NanOption = Annotated[str, typer.Option("--nan", help=f"NaN handling: {'|'.join(NAN_POLICIES)}.")]
+AxesOption = Annotated[Optional[str], typer.Option("--axes", help='Axes to pool in .npy inputs, e.g. "0,1".')]
+LayoutOption = Annotated[Optional[str], typer.Option(
+    "--layout", help="Layout of .npy inputs (hwc, chw, nchw, ncdhw, nlc, l...): pools h, w, d, l.")]
+DtypeOption = Annotated[str, typer.Option(
+    "--dtype", help=f"Output dtype: {'|'.join(DTYPE_CHOICES)} (auto: images keep theirs, arrays per SPEC).")]
+BackendOption = Annotated[str, typer.Option("--backend", help="auto|numpy|cupy (cupy needs poolcli[gpu]).")]
+MaxPixelsOption = Annotated[Optional[int], typer.Option(
+    "--max-pixels", help="Refuse images with more pixels (decompression bombs); default Pillow's limit, 0 = none.",
+    show_default=False)]
+NormalizeOption = Annotated[Optional[str], typer.Option(
+    "--normalize", help="minmax: map float results to 0..255 to save them as 8-bit images.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+POOL_OPTIONS = {
+    "mode": (ModeOption, "max"),
+    "window": (WindowOption, "2"),
+    "stride": (StrideOption, None),
+    "padding": (PaddingOption, "0"),
+    "dilation": (DilationOption, "1"),
+    "ceil_mode": (CeilOption, False),
+    "exclude_pad": (ExcludePadOption, False),
+    "power": (PowerOption, 2.0),
+    "pad_mode": (PadModeOption, "zeros"),
+    "nan": (NanOption, "propagate"),
+    "axes": (AxesOption, None),
+    "layout": (LayoutOption, None),
+    "dtype": (DtypeOption, "auto"),
+    "backend": (BackendOption, "auto"),
+    "normalize": (NormalizeOption, None),
+    "max_pixels": (MaxPixelsOption, None),
+    "debug": (DebugOption, False),
+}
+
+
+def settings_from_options(options: dict) -> PoolSettings:
+    """The command line's pooling options as validated `PoolSettings` (UsageProblem if bad)."""
+    from .io import DEFAULT_MAX_PIXELS
+
+    max_pixels = options["max_pixels"]
+    settings = PoolSettings(
+        mode=_choice("--mode", options["mode"], MODES),
+        window=parse_ints(options["window"], "--window"),
+        stride=None if options["stride"] is None else parse_ints(options["stride"], "--stride"),
+        padding=parse_padding(options["padding"]),
+        dilation=parse_ints(options["dilation"], "--dilation"),
+        ceil_mode=options["ceil_mode"],
+        count_include_pad=not options["exclude_pad"],
+        p=options["power"],
+        pad_mode=_choice("--pad-mode", options["pad_mode"], PAD_MODES),
+        nan_policy=_choice("--nan", options["nan"], NAN_POLICIES),
+        axes=parse_axes(options["axes"]),
+        layout=options["layout"],
+        dtype=_choice("--dtype", options["dtype"], DTYPE_CHOICES),
+        backend=_resolve_backend(_choice("--backend", options["backend"], ("auto", "numpy", "cupy"))),
+        normalize=None if options["normalize"] is None else _choice("--normalize", options["normalize"], ("minmax",)),
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
+    )
+    try:
+        settings.check()
+    except PoolError as error:
+        raise UsageProblem(_option_names(str(error))) from None
+    return settings
+
+
+def _resolve_backend(choice: str) -> str:
+    """auto picks NumPy: the GPU wins only on arrays far larger than a file holds (see README)."""
+    if choice == "cupy":
+        from .backend import import_cupy
+
+        try:
+            import_cupy()
+        except PoolError as error:
+            raise UsageProblem(f"--backend cupy: {error}") from None
+    return "cupy" if choice == "cupy" else "numpy"
+
+
+def _option_names(message: str) -> str:
+    """Library words to command-line words in messages about parameters."""
+    for word, option in (("count_include_pad", "--exclude-pad"), ("ceil_mode", "--ceil-mode"),
+                         ("pad_mode", "--pad-mode"), ("nan_policy", "--nan"), ("p ", "--power ")):
+        if message.startswith(word):
+            return option + message[len(word):]
+    for word in ("window", "stride", "padding", "dilation", "mode", "axes"):
+        if message.startswith(word):
+            return "--" + message
+    return message
+
+
+def with_pool_options(command):
+    """Give a command every shared pooling option; it receives them as `settings`."""
+    signature = inspect.signature(command)
+    own = [p for name, p in signature.parameters.items() if name != "settings"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in POOL_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        options = {name: kwargs.pop(name) for name in POOL_OPTIONS}
+        _debug["on"] = options["debug"]
+        return _guarded(lambda: command(settings=settings_from_options(options), **kwargs))
+
+    wrapper.__signature__ = signature.replace(parameters=own + shared)
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + shared}
+    return wrapper
+
+
+def _guarded(run):
+    """One exit-code mapping for every command."""
+    try:
+        code = run()
+    except UsageProblem as problem:
+        _fail(str(problem), EXIT_USAGE)
+    except (InputError, OutputError) as error:
+        _fail(str(error), EXIT_FAILED)
+    except PoolError as error:
+        _fail(str(error), EXIT_FAILED)
+    except KeyboardInterrupt:
+        _fail("interrupted; no partial output was left behind", EXIT_INTERRUPTED)
+    raise typer.Exit(code or EXIT_OK)
+
+
+def _fail(message: str, code: int):
+    if _debug["on"]:
+        traceback.print_exc()
+    err.print(f"[red]poolcli: error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def report_failure(message: str) -> None:
+    err.print(f"[red]poolcli: error:[/red] {message}", markup=True, highlight=False)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"poolcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+):
+    """Pool images (PNG, JPEG, TIFF, BMP, GIF, WebP) and NumPy feature maps (.npy, .npz)."""
+
+
+@app.command("pool")
+@with_pool_options
+def pool_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Images, .npy or .npz files.", show_default=False, metavar="INPUT...")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "-d", "--out-dir", help="Output folder: writes {stem}_{mode}{window}{ext} per input.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
+    compare: Annotated[Optional[Path], typer.Option(
+        "--compare", help="Also write the input and its output side by side to this PNG.")] = None,
+    *,
+    settings: PoolSettings,
+):
+    """Pool each INPUT and save the result."""
+    targets = _targets(inputs, output, out_dir, settings)
+    failures = 0
+    for source, target in zip(inputs, targets):
+        try:
+            result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs))
+            if compare is not None:
+                _write_compare(source, target, compare, settings, overwrite)
+        except (PoolError, OSError) as error:
+            failures += 1
+            if _debug["on"]:
+                traceback.print_exc()
+            report_failure(str(error) if isinstance(error, PoolError) else f"{source}: {error}")
+            if as_json:
+                _print_json(FileResult(str(source), str(target), status="failed", error=str(error)))
+            continue
+        _print_json(result) if as_json else out.print(
+            f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+@app.command("info")
+@with_pool_options
+def info_command(
+    input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    *,
+    settings: PoolSettings,
+):
+    """Describe INPUT and what pooling would do to it, without writing anything."""
+    description = describe_file(input, settings)
+    if as_json:
+        typer.echo(json.dumps(description))
+        return EXIT_OK
+    _print_description(description)
+    return EXIT_OK
+
+
+def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: PoolSettings) -> list[Path]:
+    if output is not None and out_dir is not None:
+        raise UsageProblem("-o/--output and -d/--out-dir both name the output; give only one")
+    if output is not None:
+        if len(inputs) > 1:
+            raise UsageProblem(f"-o/--output names one file but {len(inputs)} inputs were given; use -d OUT_DIR")
+        return [output]
+    if out_dir is not None and not out_dir.is_dir():
+        raise UsageProblem(f"-d/--out-dir {out_dir} is not a folder; create it first")
+    return [default_output(source, settings, out_dir) for source in inputs]
+
+
+def _write_compare(source: Path, target: Path, compare: Path, settings: PoolSettings, overwrite: bool) -> None:
+    from .visual import write_side_by_side
+
+    write_side_by_side(source, target, compare, settings, overwrite=overwrite)
+
+
+def _print_json(result: FileResult) -> None:
+    typer.echo(json.dumps(result.to_json()))
+
+
+def _shape_text(shape) -> str:
+    if isinstance(shape, dict):
+        return ", ".join(f"{k}: {tuple(v)}" for k, v in shape.items())
+    return str(tuple(shape))
+
+
+def _print_description(description: dict) -> None:
+    out.print(f"[bold]{description['input']}[/bold]  {description['format']} ({description['kind']})"
+              + (f", mode {description['source_mode']}" if description["source_mode"] else "")
+              + (f", {description['frames']} frames (the first is pooled)" if description["frames"] > 1 else ""))
+    for key, array in description["arrays"].items():
+        title = "" if key == "array" else f"[{key}] "
+        value_range = "n/a" if array["min"] is None else f"{array['min']:g} .. {array['max']:g}"
+        out.print(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
+                  f"range {value_range}  -> output {tuple(array['output_shape'])}")
+        table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
+        for axis in array["axes"]:
+            table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
+                          f"{axis['padding'][0]}, {axis['padding'][1]}", str(axis["output"]), str(axis["dropped"]))
+        out.print(table)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app; usage errors become one line on stderr with exit code 2."""
+    try:
+        code = app(args=argv, prog_name="poolcli", standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except KeyboardInterrupt:
+        report_failure("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # Click's usage errors carry exit_code and format_message
+        if hasattr(error, "format_message") and hasattr(error, "exit_code"):
+            report_failure(_one_line(error.format_message()) + _help_hint(error))
+            return error.exit_code
+        if _debug["on"]:
+            raise
+        report_failure(f"unexpected {type(error).__name__}: {error} (rerun with --debug for details)")
+        return EXIT_FAILED
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()).rstrip(".")
+
+
+def _help_hint(error: Exception) -> str:
+    context = getattr(error, "ctx", None)
+    path = context.command_path if context is not None else "poolcli"
+    return f"; see '{path} --help'"

@@ -1,0 +1,454 @@
+"""Validated pooling geometry: every user parameter is checked and resolved here, once.
+
+`plan_pool` turns the keywords of `poolcli.pool` and an input shape into a frozen
+`PoolPlan`; the engine trusts it. Each pooled axis becomes an `AxisGeometry` (or an
+`AdaptiveAxis`) that lists its window taps: tap j of every window, as one strided slice
+of the output and one of the input, so the engine loops over taps, never over outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import PoolError
+
+MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
+EXTREME_MODES = ("max", "min")
+DIVISOR_MODES = ("avg", "l2")
+PAD_MODES = ("zeros", "edge", "reflect")
+NAN_POLICIES = ("propagate", "omit")
+ACCEPTED_KINDS = "biuf"  # bool, signed, unsigned, float
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Tap j of every window along one axis: output[out] takes input[src].
+
+    `out` and `src` are both slices (regular pooling) or both int64 index arrays
+    (adaptive bins of uneven size).
+    """
+
+    out: slice | np.ndarray
+    src: slice | np.ndarray
+
+    @property
+    def is_slice(self) -> bool:
+        return isinstance(self.out, slice)
+
+    def src_positions(self) -> np.ndarray:
+        """Input positions read by this tap, one per selected output."""
+        if self.is_slice:
+            return np.arange(self.src.start, self.src.stop, self.src.step)
+        return self.src
+
+
+@dataclass(frozen=True)
+class AxisGeometry:
+    """One pooled axis: size n, window k, stride s, dilation d, pads (lo, hi), output length.
+
+    `source_map`, when set, maps positions of a materialised edge/reflect padding back
+    to input positions (the engine pools the padded array with zero pads).
+    """
+
+    axis: int
+    size: int
+    window: int
+    stride: int
+    dilation: int
+    pad_lo: int
+    pad_hi: int
+    out: int
+    source_map: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def span(self) -> int:
+        """k_eff = d(k-1)+1, the extent of one window."""
+        return self.dilation * (self.window - 1) + 1
+
+    @property
+    def taps(self) -> tuple[Tap, ...]:
+        """Per tap j, the outputs whose tap lands inside the input, in tap order."""
+        taps = []
+        for j in range(self.window):
+            offset = j * self.dilation - self.pad_lo  # input position of tap j in window 0
+            first = max(0, _ceil_div(-offset, self.stride))
+            last = min(self.out - 1, (self.size - 1 - offset) // self.stride)
+            if last < first:
+                continue
+            start = first * self.stride + offset
+            stop = last * self.stride + offset + 1
+            taps.append(Tap(slice(first, last + 1), slice(start, stop, self.stride)))
+        return tuple(taps)
+
+    def tap_counts(self, lo: int, hi: int) -> np.ndarray:
+        """Per output window, how many taps fall inside [lo, hi) of input coordinates."""
+        starts = np.arange(self.out) * self.stride - self.pad_lo
+        positions = starts[:, None] + np.arange(self.window) * self.dilation
+        return ((positions >= lo) & (positions < hi)).sum(axis=1)
+
+    def count_real(self) -> np.ndarray:
+        """Taps inside the input: the divisor with count_include_pad=False."""
+        return self.tap_counts(0, self.size)
+
+    def count_padded(self) -> np.ndarray:
+        """Taps inside the padded input, not the ceil-mode overhang (PyTorch's divisor)."""
+        return self.tap_counts(-self.pad_lo, self.size + self.pad_hi)
+
+    def original_positions(self, positions: np.ndarray) -> np.ndarray:
+        """Input positions of the original array (through a materialised padding)."""
+        return positions if self.source_map is None else self.source_map[positions]
+
+
+@dataclass(frozen=True)
+class AdaptiveAxis:
+    """One adaptively pooled axis: bin i covers [floor(i*n/out), ceil((i+1)*n/out))."""
+
+    axis: int
+    size: int
+    out: int
+    source_map: None = None
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        i = np.arange(self.out, dtype=np.int64)
+        return (i * self.size) // self.out, -((-(i + 1) * self.size) // self.out)
+
+    @property
+    def taps(self) -> tuple[Tap, ...]:
+        starts, stops = self.bounds
+        taps = []
+        for j in range(int((stops - starts).max())):
+            selected = np.nonzero(starts + j < stops)[0]
+            taps.append(Tap(selected, starts[selected] + j))
+        return tuple(taps)
+
+    def count_real(self) -> np.ndarray:
+        starts, stops = self.bounds
+        return stops - starts
+
+    count_padded = count_real
+
+    def original_positions(self, positions: np.ndarray) -> np.ndarray:
+        return positions
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """Everything the engine needs, validated: the input shape and one geometry per pooled axis."""
+
+    shape: tuple[int, ...]
+    axes: tuple[AxisGeometry | AdaptiveAxis, ...]  # sorted by array axis
+    mode: str
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+    p: float = 2.0
+    pad_mode: str = "zeros"
+    nan_policy: str = "propagate"
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        shape = list(self.shape)
+        for geometry in self.axes:
+            shape[geometry.axis] = geometry.out
+        return tuple(shape)
+
+    @property
+    def pooled_axes(self) -> tuple[int, ...]:
+        return tuple(g.axis for g in self.axes)
+
+    @property
+    def pooled_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[a] for a in self.pooled_axes)
+
+
+# ---------------------------------------------------------------- parameter checks
+
+
+def check_mode(mode: object, allowed: Sequence[str] = MODES) -> str:
+    if not isinstance(mode, str) or mode.lower() not in allowed:
+        raise PoolError(f"mode {mode!r} is not known; use one of {', '.join(allowed)}")
+    return mode.lower()
+
+
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise PoolError(f"{name} {value!r} is not known; use one of {', '.join(allowed)}")
+    return value
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise PoolError(f"{name} {value!r} must be True or False")
+    return bool(value)
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """An integer >= minimum (bools and non-integral floats are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise PoolError(f"{name} {value!r} must be an integer; use an int >= {minimum}")
+    if value < minimum:
+        raise PoolError(f"{name} {value} must be >= {minimum}; use {name} >= {minimum}")
+    return int(value)
+
+
+def check_p(p: object) -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or p <= 0:
+        raise PoolError(f"p {p!r} must be a finite number > 0; use e.g. p=2 for an L2 norm")
+    return float(p)
+
+
+def check_dtype(dtype: object) -> np.dtype | None:
+    """The requested output dtype: None, or a bool/int/uint/float dtype."""
+    if dtype is None:
+        return None
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as error:
+        raise PoolError(f"dtype {dtype!r} is not a NumPy dtype; use e.g. 'uint8' or 'float32'") from error
+    if resolved.kind not in "iuf":
+        raise PoolError(f"dtype {resolved} cannot hold pooled values; use an int, uint or float dtype")
+    return resolved
+
+
+def check_input_dtype(dtype: np.dtype) -> None:
+    if dtype.kind not in ACCEPTED_KINDS:
+        raise PoolError(
+            f"input dtype {dtype} cannot be pooled; convert it to a real numeric dtype "
+            "(bool, int, uint or float) first"
+        )
+
+
+def check_options(
+    *,
+    mode: str = "max",
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    p: float = 2.0,
+    pad_mode: str = "zeros",
+    nan_policy: str = "propagate",
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    dtype: object = None,
+) -> dict:
+    """Check every keyword that does not depend on the input's shape; return them resolved."""
+    mode = check_mode(mode)
+    if divisor_override is not None:
+        if mode not in DIVISOR_MODES:
+            raise PoolError(
+                f"divisor_override applies to mode 'avg' or 'l2', not {mode!r}; drop it"
+            )
+        divisor_override = check_int("divisor_override", divisor_override, 1)
+    if return_indices and mode not in EXTREME_MODES:
+        raise PoolError(
+            f"return_indices=True needs mode 'max' or 'min', not {mode!r}; "
+            "drop return_indices or change the mode"
+        )
+    return dict(
+        mode=mode,
+        count_include_pad=check_flag("count_include_pad", count_include_pad),
+        divisor_override=divisor_override,
+        p=check_p(p) if mode == "lp" else float(p) if isinstance(p, numbers.Real) else 2.0,
+        pad_mode=check_choice("pad_mode", pad_mode, PAD_MODES),
+        nan_policy=check_choice("nan_policy", nan_policy, NAN_POLICIES),
+        ceil_mode=check_flag("ceil_mode", ceil_mode),
+        return_indices=check_flag("return_indices", return_indices),
+        dtype=check_dtype(dtype),
+    )
+
+
+# ---------------------------------------------------------------- axes and per-axis values
+
+
+def resolve_axes(ndim: int, window: object, axes: object) -> tuple[int, ...]:
+    """The pooled axes, in the order the per-axis values are given (not sorted)."""
+    if ndim < 1:
+        raise PoolError("input is a 0-d scalar; pool an array with at least one axis")
+    count = len(window) if _is_sequence(window) else None
+    if axes is None:
+        count = count if count is not None else min(2, ndim)
+        if count > ndim:
+            raise PoolError(
+                f"window has {count} values but the input has only {ndim} axes; "
+                f"give at most {ndim} window values or pass axes="
+            )
+        return tuple(range(ndim - count, ndim))
+    raw = tuple(axes) if _is_sequence(axes) else (axes,)
+    resolved = []
+    for axis in raw:
+        axis = check_int("axes", axis, -ndim)
+        if axis >= ndim:
+            raise PoolError(f"axes value {axis} is out of range for a {ndim}-d input; use -{ndim}..{ndim - 1}")
+        resolved.append(axis % ndim)
+    if len(set(resolved)) != len(resolved):
+        raise PoolError(f"axes {raw} repeats an axis; name each pooled axis once")
+    if not resolved:
+        raise PoolError("axes is empty; name at least one axis to pool")
+    if count is not None and count != len(resolved):
+        raise PoolError(
+            f"window has {count} values but axes has {len(resolved)}; give one window value per pooled axis"
+        )
+    return tuple(resolved)
+
+
+def per_axis(name: str, value: object, count: int, minimum: int) -> tuple[int, ...]:
+    """An int (same on every axis) or one int per pooled axis."""
+    if _is_sequence(value):
+        if len(value) != count:
+            raise PoolError(
+                f"{name} {tuple(value)} has {len(value)} values for {count} pooled axes; "
+                f"give one value or {count}"
+            )
+        return tuple(check_int(name, v, minimum) for v in value)
+    return (check_int(name, value, minimum),) * count
+
+
+def resolve_padding(padding: object, count: int) -> tuple[tuple[int, int] | str, ...]:
+    """Per axis (lo, hi) pairs, or the string 'same' per axis (resolved with the sizes)."""
+    if isinstance(padding, str):
+        key = padding.lower()
+        if key == "valid":
+            return ((0, 0),) * count
+        if key == "same":
+            return ("same",) * count
+        raise PoolError(f"padding {padding!r} is not known; use an int, pairs, 'same' or 'valid'")
+    if not _is_sequence(padding):
+        p = check_int("padding", padding, 0)
+        return ((p, p),) * count
+    if len(padding) != count:
+        raise PoolError(
+            f"padding {tuple(padding)} has {len(padding)} values for {count} pooled axes; "
+            f"give one value, {count} values or {count} (lo, hi) pairs"
+        )
+    pairs = []
+    for item in padding:
+        if _is_sequence(item):
+            if len(item) != 2:
+                raise PoolError(f"padding pair {tuple(item)} must be (lo, hi)")
+            pairs.append((check_int("padding", item[0], 0), check_int("padding", item[1], 0)))
+        else:
+            p = check_int("padding", item, 0)
+            pairs.append((p, p))
+    return tuple(pairs)
+
+
+def same_padding(size: int, span: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same': out = ceil(n/s), the extra pad on the end."""
+    out = _ceil_div(size, stride)
+    total = max((out - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
+def output_length(size: int, span: int, stride: int, lo: int, hi: int, ceil_mode: bool) -> int:
+    """Windows along one axis (PyTorch's rule: the last window starts inside input or left pad)."""
+    room = size + lo + hi - span
+    if not ceil_mode:
+        return room // stride + 1
+    out = _ceil_div(room, stride) + 1
+    if (out - 1) * stride >= size + lo:
+        out -= 1
+    return out
+
+
+def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> AxisGeometry:
+    span = dilation * (window - 1) + 1
+    lo, hi = same_padding(size, span, stride) if pads == "same" else pads
+    for side, pad in (("lo", lo), ("hi", hi)):
+        if pad > span - 1:
+            raise PoolError(
+                f"padding {pad} ({side} side) exceeds window-1 = {span - 1} on axis {axis}; "
+                f"use padding <= {span - 1} or a larger window"
+            )
+    out = output_length(size, span, stride, lo, hi, ceil_mode)
+    if out < 1:
+        raise PoolError(
+            f"window {window} (span {span}) is larger than the padded input on axis {axis} "
+            f"(size {size} + padding {lo}+{hi}) of shape {tuple(shape)}; "
+            "use a smaller window or more padding"
+        )
+    return AxisGeometry(axis, size, window, stride, dilation, lo, hi, out)
+
+
+def plan_pool(
+    shape: tuple[int, ...],
+    window: object,
+    stride: object = None,
+    *,
+    padding: object = 0,
+    dilation: object = 1,
+    axes: object = None,
+    **options,
+) -> tuple[PoolPlan, dict]:
+    """Validate everything and build the plan; returns (plan, the resolved keyword options)."""
+    options = check_options(**options)
+    pooled = resolve_axes(len(shape), window, axes)
+    count = len(pooled)
+    windows = per_axis("window", window, count, 1)
+    strides = windows if stride is None else per_axis("stride", stride, count, 1)
+    dilations = per_axis("dilation", dilation, count, 1)
+    pads = resolve_padding(padding, count)
+    geometries = [
+        make_axis(a, shape[a], k, s, d, pad, options["ceil_mode"], shape)
+        for a, k, s, d, pad in zip(pooled, windows, strides, dilations, pads)
+    ]
+    plan = PoolPlan(
+        shape=tuple(shape),
+        axes=tuple(sorted(geometries, key=lambda g: g.axis)),
+        **{k: options[k] for k in ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy")},
+    )
+    return plan, options
+
+
+def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object, mode: str, p: float) -> PoolPlan:
+    """Adaptive pooling: output_size int or one per axis (None keeps that axis's size)."""
+    pooled = resolve_axes(len(shape), output_size, axes)
+    sizes = tuple(output_size) if _is_sequence(output_size) else (output_size,) * len(pooled)
+    geometries = []
+    for axis, size in zip(pooled, sizes):
+        out = shape[axis] if size is None else check_int("output_size", size, 1)
+        if shape[axis] < 1:
+            raise PoolError(f"axis {axis} of shape {tuple(shape)} is empty; nothing to pool")
+        geometries.append(_adaptive_axis(axis, shape[axis], out))
+    return PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)), mode, p=p)
+
+
+def _adaptive_axis(axis: int, size: int, out: int) -> AxisGeometry | AdaptiveAxis:
+    """Even bins are ordinary windows (fast strided taps); uneven ones get index taps."""
+    if size % out == 0:
+        k = size // out
+        return AxisGeometry(axis, size, k, k, 1, 0, 0, out)
+    return AdaptiveAxis(axis, size, out)
+
+
+def with_materialised_padding(plan: PoolPlan) -> PoolPlan:
+    """For edge/reflect padding: the plan over the padded array, pads zero, and source maps."""
+    geometries = []
+    for g in plan.axes:
+        source = np.pad(np.arange(g.size), (g.pad_lo, g.pad_hi), mode=_NUMPY_PAD[plan.pad_mode])
+        geometries.append(
+            AxisGeometry(g.axis, g.size + g.pad_lo + g.pad_hi, g.window, g.stride, g.dilation,
+                         0, 0, g.out, source_map=source)
+        )
+    padded_shape = list(plan.shape)
+    for g in geometries:
+        padded_shape[g.axis] = g.size
+    return PoolPlan(tuple(padded_shape), tuple(geometries), plan.mode, plan.count_include_pad,
+                    plan.divisor_override, plan.p, plan.pad_mode, plan.nan_policy)
+
+
+_NUMPY_PAD = {"edge": "edge", "reflect": "reflect"}
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str) or isinstance(value, np.ndarray)

@@ -1,0 +1,272 @@
+"""One file through poolcli: load, pool every array, save. Shared by `pool` and `batch`.
+
+`PoolSettings` holds the command-line choices in library terms; `pool_file` runs one
+input to one output and returns a `FileResult`. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .backend import to_device, to_numpy
+from .engine import output_shape, pool
+from .errors import PoolError
+from .geometry import plan_pool
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+ARRAY_SUFFIXES = (".npy", ".npz")
+DTYPE_CHOICES = ("auto", "keep", "float32", "float64", "uint8", "uint16")
+IMAGE_AXES = (0, 1)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """What to do to each input, as the command line gave it (validated by `check`)."""
+
+    mode: str = "max"
+    window: tuple[int, ...] = (2,)
+    stride: tuple[int, ...] | None = None
+    padding: tuple[int, ...] | str = (0,)
+    dilation: tuple[int, ...] = (1,)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    p: float = 2.0
+    pad_mode: str = "zeros"
+    nan_policy: str = "propagate"
+    axes: tuple[int, ...] | None = None
+    layout: str | None = None
+    dtype: str = "auto"
+    backend: str = "numpy"
+    normalize: str | None = None
+    max_pixels: int | None = io.DEFAULT_MAX_PIXELS
+
+    def check(self) -> None:
+        """Raise PoolError for anything wrong regardless of the input (a usage error)."""
+        if self.dtype not in DTYPE_CHOICES:
+            raise PoolError(f"--dtype {self.dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)}")
+        if self.axes is not None and self.layout is not None:
+            raise PoolError("--axes and --layout both choose the pooled axes; give only one")
+        count = max(len(self.window), len(self.dilation), len(self.stride or ()), 1)
+        ndim = max(count, 2, max((abs(a) + 1 for a in self.axes or ()), default=0))
+        if self.axes is not None:
+            count = len(self.axes)
+        big = 1 << 20
+        plan_pool((big,) * ndim, **self.pool_keywords(count, ndim, axes=self.axes))
+
+    def label(self) -> str:
+        """'max2' or 'avg2x3': the mode and window, as output names use them."""
+        return f"{self.mode}{'x'.join(str(k) for k in self.window)}"
+
+    def pool_keywords(self, count: int, ndim: int, axes: tuple[int, ...] | None) -> dict:
+        """The keywords of `poolcli.pool` for `count` pooled axes of an `ndim`-d array."""
+        return dict(
+            window=_fit(self.window, count, "--window"),
+            stride=None if self.stride is None else _fit(self.stride, count, "--stride"),
+            padding=_padding_for(self.padding, count),
+            dilation=_fit(self.dilation, count, "--dilation"),
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+            p=self.p,
+            pad_mode=self.pad_mode,
+            nan_policy=self.nan_policy,
+            mode=self.mode,
+            axes=axes,
+        )
+
+
+@dataclass
+class FileResult:
+    """What happened to one input: the JSON record of `--json` and of batch reports."""
+
+    input: str
+    output: str | None
+    status: str = "done"  # done | skipped | failed
+    input_shape: list[int] | dict = field(default_factory=list)
+    output_shape: list[int] | dict = field(default_factory=list)
+    dtype: str = ""
+    output_dtype: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+    parameters: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def pooled_axes(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[int, ...] | None:
+    """Which axes to pool: H and W for images, else --axes, --layout or the API default."""
+    if loaded.kind == "image":
+        if settings.axes is not None or settings.layout is not None:
+            return tuple(settings.axes) if settings.axes is not None else \
+                io.pooled_axes_for_layout(settings.layout, array.ndim)
+        return IMAGE_AXES
+    if settings.layout is not None:
+        return io.pooled_axes_for_layout(settings.layout, array.ndim)
+    return settings.axes
+
+
+def keywords_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
+    axes = pooled_axes(settings, loaded, array)
+    if axes is not None:
+        count = len(axes)
+    elif len(settings.window) > 1:
+        count = len(settings.window)
+    else:
+        count = min(2, array.ndim)
+    return settings.pool_keywords(count, array.ndim, axes)
+
+
+def output_dtype(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, target: Path) -> np.dtype | None:
+    """'auto' keeps an image's dtype when the output is an image too; else SPEC's natural dtype."""
+    if settings.dtype == "keep":
+        return array.dtype
+    if settings.dtype == "auto":
+        keeps_image = loaded.kind == "image" and target.suffix.lower() in IMAGE_SUFFIXES
+        return array.dtype if keeps_image else None
+    return np.dtype(settings.dtype)
+
+
+def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> dict[str, np.ndarray]:
+    """Pool every array of the input (one for images and .npy, each key of an .npz)."""
+    results = {}
+    for key, array in loaded.arrays.items():
+        try:
+            keywords = keywords_for(settings, loaded, array)
+            device_array = to_device(np.asarray(array), settings.backend)
+            pooled = pool(device_array, dtype=output_dtype(settings, loaded, array, target), **keywords)
+        except PoolError as error:
+            where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
+            raise PoolError(f"{where}: {error}") from error
+        results[key] = to_numpy(pooled)
+    return results
+
+
+def default_output(source: Path, settings: PoolSettings, folder: Path | None = None, suffix: str | None = None) -> Path:
+    """`{stem}_{mode}{window}{ext}` in `folder` (default: beside the input)."""
+    folder = source.parent if folder is None else folder
+    return folder / f"{source.stem}_{settings.label()}{suffix or source.suffix}"
+
+
+def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
+              inputs: tuple[Path, ...] = ()) -> FileResult:
+    """Load `source`, pool it, save to `target` atomically. Raises PoolError subclasses."""
+    started = time.perf_counter()
+    loaded = io.load(source, max_pixels=settings.max_pixels)
+    results = pool_arrays(settings, loaded, target)
+    if loaded.kind == "npz" or target.suffix.lower() == ".npz":
+        io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=(source, *inputs))
+    else:
+        io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite,
+                inputs=(source, *inputs), normalize=settings.normalize)
+    return FileResult(
+        input=str(source),
+        output=str(target),
+        input_shape=_shapes(loaded.arrays),
+        output_shape=_shapes(results),
+        dtype=_dtypes(loaded.arrays),
+        output_dtype=_dtypes(results),
+        seconds=round(time.perf_counter() - started, 6),
+        parameters=settings_summary(settings),
+    )
+
+
+def describe_file(source: Path, settings: PoolSettings) -> dict:
+    """What `info` prints: the input, and what pooling would make of each array."""
+    loaded = io.load(source, max_pixels=settings.max_pixels)
+    arrays = {}
+    for key, array in loaded.arrays.items():
+        arrays[key] = describe_array(settings, loaded, array)
+    return dict(
+        input=str(source),
+        format=loaded.format,
+        kind=loaded.kind,
+        source_mode=loaded.source_mode,
+        frames=loaded.frames,
+        arrays=arrays,
+        parameters=settings_summary(settings),
+    )
+
+
+def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
+    keywords = keywords_for(settings, loaded, array)
+    plan, _ = plan_pool(array.shape, **keywords)
+    finite = _value_range(array)
+    axes = []
+    for g in plan.axes:
+        covered = (g.out - 1) * g.stride + g.span
+        axes.append(dict(
+            axis=g.axis,
+            size=g.size,
+            window=g.window,
+            stride=g.stride,
+            dilation=g.dilation,
+            padding=[g.pad_lo, g.pad_hi],
+            output=g.out,
+            dropped=max(g.size + g.pad_lo - covered, 0),
+        ))
+    return dict(
+        shape=list(array.shape),
+        dtype=str(array.dtype),
+        layout=loaded.layout,
+        min=finite[0],
+        max=finite[1],
+        output_shape=list(output_shape(array.shape, **keywords)),
+        axes=axes,
+    )
+
+
+def settings_summary(settings: PoolSettings) -> dict:
+    summary = asdict(settings)
+    summary.pop("max_pixels", None)
+    return summary
+
+
+def _value_range(array: np.ndarray) -> tuple[float | None, float | None]:
+    if array.size == 0:
+        return None, None
+    if array.dtype.kind == "f":
+        finite = array[np.isfinite(array)]
+        if finite.size == 0:
+            return None, None
+        return float(finite.min()), float(finite.max())
+    return float(array.min()), float(array.max())
+
+
+def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:
+    """One value for every axis, or exactly one per pooled axis."""
+    if len(values) == 1:
+        return values[0]
+    if len(values) != count:
+        raise PoolError(f"{option} has {len(values)} values for {count} pooled axes; give 1 or {count}")
+    return tuple(values)
+
+
+def _padding_for(padding: tuple[int, ...] | str, count: int):
+    """'1' (all), one per axis, or lo,hi per axis ('top,bottom,left,right' for images)."""
+    if isinstance(padding, str):
+        return padding
+    if len(padding) == 1:
+        return padding[0]
+    if len(padding) == count:
+        return tuple(padding)
+    if len(padding) == 2 * count:
+        return tuple(zip(padding[::2], padding[1::2]))
+    raise PoolError(
+        f"--padding has {len(padding)} values for {count} pooled axes; give 1, {count} "
+        f"or {2 * count} (lo,hi per axis, e.g. top,bottom,left,right)"
+    )
+
+
+def _shapes(arrays: dict[str, np.ndarray]):
+    if list(arrays) == ["array"]:
+        return list(arrays["array"].shape)
+    return {k: list(v.shape) for k, v in arrays.items()}
+
+
+def _dtypes(arrays: dict[str, np.ndarray]) -> str:
+    return ",".join(sorted({str(v.dtype) for v in arrays.values()}))
