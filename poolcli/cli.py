@@ -9,7 +9,7 @@ import inspect
 import json
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -83,7 +83,7 @@ def _choice(option: str, value: str, allowed) -> str:
 
 ModeOption = Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode: {'|'.join(MODES)}.")]
 WindowOption = Annotated[str, typer.Option("-k", "--window", help='Window: "2", "2,3" or "2x3".')]
-StrideOption = Annotated[Optional[str], typer.Option("-s", "--stride", help="Stride, same forms (default: the window).")]
+StrideOption = Annotated[str | None, typer.Option("-s", "--stride", help="Stride, same forms (default: the window).")]
 PaddingOption = Annotated[str, typer.Option(
     "-p", "--padding", help='"1", "1,2" (per axis), "top,bottom,left,right", same or valid.')]
 DilationOption = Annotated[str, typer.Option("--dilation", help="Dilation, same forms as the window.")]
@@ -93,16 +93,16 @@ ExcludePadOption = Annotated[bool, typer.Option(
 PowerOption = Annotated[float, typer.Option("--power", help="lp: the norm's p (> 0).")]
 PadModeOption = Annotated[str, typer.Option("--pad-mode", help=f"Padding values: {'|'.join(PAD_MODES)}.")]
 NanOption = Annotated[str, typer.Option("--nan", help=f"NaN handling: {'|'.join(NAN_POLICIES)}.")]
-AxesOption = Annotated[Optional[str], typer.Option("--axes", help='Axes to pool in .npy inputs, e.g. "0,1".')]
-LayoutOption = Annotated[Optional[str], typer.Option(
+AxesOption = Annotated[str | None, typer.Option("--axes", help='Axes to pool in .npy inputs, e.g. "0,1".')]
+LayoutOption = Annotated[str | None, typer.Option(
     "--layout", help="Layout of .npy inputs (hwc, chw, nchw, ncdhw, nlc, l...): pools h, w, d, l.")]
 DtypeOption = Annotated[str, typer.Option(
     "--dtype", help=f"Output dtype: {'|'.join(DTYPE_CHOICES)} (auto: images keep theirs, arrays per SPEC).")]
 BackendOption = Annotated[str, typer.Option("--backend", help="auto|numpy|cupy (cupy needs poolcli[gpu]).")]
-MaxPixelsOption = Annotated[Optional[int], typer.Option(
+MaxPixelsOption = Annotated[int | None, typer.Option(
     "--max-pixels", help="Refuse images with more pixels (decompression bombs); default Pillow's limit, 0 = none.",
     show_default=False)]
-NormalizeOption = Annotated[Optional[str], typer.Option(
+NormalizeOption = Annotated[str | None, typer.Option(
     "--normalize", help="minmax: map float results to 0..255 to save them as 8-bit images.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 
@@ -248,12 +248,12 @@ def main_callback(
 @with_pool_options
 def pool_command(
     inputs: Annotated[list[Path], typer.Argument(help="Images, .npy or .npz files.", show_default=False, metavar="INPUT...")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
         "-d", "--out-dir", help="Output folder: writes {stem}_{mode}{window}{ext} per input.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
-    compare: Annotated[Optional[Path], typer.Option(
+    compare: Annotated[Path | None, typer.Option(
         "--compare", help="Also write the input and its output side by side to this PNG.")] = None,
     *,
     settings: PoolSettings,

@@ -51,12 +51,23 @@ class PoolSettings:
             raise PoolError(f"--dtype {self.dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)}")
         if self.axes is not None and self.layout is not None:
             raise PoolError("--axes and --layout both choose the pooled axes; give only one")
-        count = max(len(self.window), len(self.dilation), len(self.stride or ()), 1)
-        ndim = max(count, 2, max((abs(a) + 1 for a in self.axes or ()), default=0))
-        if self.axes is not None:
-            count = len(self.axes)
+        count = self._implied_axis_count()
+        ndim = max(count, max((abs(a) + 1 for a in self.axes or ()), default=0))
         big = 1 << 20
         plan_pool((big,) * ndim, **self.pool_keywords(count, ndim, axes=self.axes))
+
+    def _implied_axis_count(self) -> int:
+        """How many axes the options pool, as far as they tell without an input."""
+        if self.axes is not None:
+            return len(self.axes)
+        if self.layout is not None:
+            return len(io.pooled_axes_for_layout(self.layout, len(self.layout)))
+        explicit = max(len(self.window), len(self.stride or ()), len(self.dilation))
+        if explicit > 1:
+            return explicit
+        if not isinstance(self.padding, str) and len(self.padding) in (3, 6):
+            return 3
+        return 2
 
     def label(self) -> str:
         """'max2' or 'avg2x3': the mode and window, as output names use them."""

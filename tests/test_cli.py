@@ -1,0 +1,352 @@
+"""The command line at its boundary: exit codes, messages, files written and not written.
+
+The pooling math is tested in test_engine*.py; here each output is checked against the
+engine's answer on the loaded input only to show the command wired it through.
+"""
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import poolcli
+from poolcli import io, pool
+from poolcli.cli import main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+PHOTO = SAMPLES / "astronaut.jpg"
+GRAY = SAMPLES / "camera.png"
+GRAY16 = SAMPLES / "coffee_gray16.png"
+FEATURES = SAMPLES / "features_chw.npy"
+SERIES = SAMPLES / "co2_weekly.npy"
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".tmp")
+
+
+def assert_one_line_error(err: str, *words: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("poolcli: error:"), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], (word, err)
+
+
+# ------------------------------------------------------------------ success paths
+
+
+@pytest.mark.parametrize("sample", [PHOTO, GRAY, GRAY16], ids=lambda p: p.name)
+@pytest.mark.parametrize("mode", ["max", "avg", "median"])
+def test_image_keeps_mode_and_depth(tmp_path, capsys, sample, mode):
+    target = tmp_path / f"out{'.png' if sample.suffix == '.png' else '.jpg'}"
+    code, out, err = run(capsys, "pool", sample, "-o", target, "-m", mode, "-k", "3")
+    assert code == 0, err
+    source = io.load(sample).array
+    written = io.load(target)
+    assert written.array.dtype == source.dtype
+    assert written.array.shape == (source.shape[0] // 3, source.shape[1] // 3, source.shape[2])
+    if target.suffix == ".png":  # lossless: exactly the engine's rounded result
+        expected = pool(source, 3, mode=mode, axes=(0, 1), dtype=source.dtype)
+        assert np.array_equal(written.array, expected)
+    assert str(sample) in out and str(target) in out
+
+
+def test_out_dir_naming_and_json(tmp_path, capsys):
+    code, out, err = run(capsys, "pool", GRAY, FEATURES, "-d", tmp_path, "-m", "avg", "-k", "2x4", "--json")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [Path(r["output"]).name for r in records] == ["camera_avg2x4.png", "features_chw_avg2x4.npy"]
+    assert records[0]["input_shape"] == [512, 512, 1] and records[0]["output_shape"] == [256, 128, 1]
+    assert records[1]["output_shape"] == [8, 64, 32] and records[1]["output_dtype"] == "float32"
+    assert records[0]["parameters"]["mode"] == "avg" and records[0]["seconds"] >= 0
+    assert all(r["status"] == "done" for r in records)
+    expected = pool(np.load(FEATURES), (2, 4), mode="avg")
+    assert np.array_equal(np.load(tmp_path / "features_chw_avg2x4.npy"), expected)
+
+
+def test_default_output_goes_beside_the_input(tmp_path, capsys):
+    source = tmp_path / "series.npy"
+    np.save(source, np.arange(10.0))
+    code, _, err = run(capsys, "pool", source, "-k", "3", "-m", "sum")
+    assert code == 0, err
+    assert np.array_equal(np.load(tmp_path / "series_sum3.npy"), [3.0, 12.0, 21.0])
+
+
+def test_npz_pools_every_key(tmp_path, capsys):
+    source = tmp_path / "maps.npz"
+    np.savez(source, a=np.arange(16.0).reshape(4, 4), b=np.ones((2, 6, 6), np.float32))
+    target = tmp_path / "pooled.npz"
+    code, _, err = run(capsys, "pool", source, "-o", target, "-k", "2")
+    assert code == 0, err
+    with np.load(target) as pooled:
+        assert list(pooled.keys()) == ["a", "b"]
+        assert pooled["a"].tolist() == [[5.0, 7.0], [13.0, 15.0]]
+        assert pooled["b"].shape == (2, 3, 3)
+
+
+def test_geometry_options_reach_the_engine(tmp_path, capsys):
+    target = tmp_path / "f.npy"
+    code, _, err = run(capsys, "pool", FEATURES, "-o", target, "-m", "lp", "--power", "3", "-k", "3",
+                       "-s", "2", "-p", "1,0,1,1", "--dilation", "1", "--ceil-mode", "--layout", "chw")
+    assert code == 0, err
+    x = np.load(FEATURES)
+    expected = pool(x, 3, 2, mode="lp", p=3, padding=((1, 0), (1, 1)), ceil_mode=True, axes=(1, 2))
+    assert np.array_equal(np.load(target), expected)
+
+
+@pytest.mark.parametrize("options, keywords", [
+    (["--exclude-pad", "-m", "avg", "-p", "1", "-k", "3"], dict(mode="avg", padding=1, window=3, count_include_pad=False)),
+    (["--pad-mode", "reflect", "-m", "avg", "-p", "same", "-k", "3", "-s", "1"],
+     dict(mode="avg", padding="same", window=3, stride=1, pad_mode="reflect")),
+    (["--nan", "omit", "-m", "max", "-k", "4"], dict(mode="max", window=4, nan_policy="omit")),
+])
+def test_series_options(tmp_path, capsys, options, keywords):
+    target = tmp_path / "s.npy"
+    code, _, err = run(capsys, "pool", SERIES, "-o", target, *options)
+    assert code == 0, err
+    expected = pool(np.load(SERIES), **keywords)
+    assert np.array_equal(np.load(target), expected, equal_nan=True)
+
+
+def test_axes_option_and_float_dtype_to_tiff(tmp_path, capsys):
+    target = tmp_path / "f.tiff"
+    code, _, err = run(capsys, "pool", GRAY, "-o", target, "-m", "avg", "--dtype", "float32")
+    assert code == 0, err
+    written = io.load(target).array
+    assert written.dtype == np.float32
+    assert np.allclose(written, pool(io.load(GRAY).array, 2, mode="avg", axes=(0, 1)).astype(np.float32))
+
+
+def test_uint8_average_rounds_half_up(tmp_path, capsys):
+    source = tmp_path / "tiny.png"
+    Image.fromarray(np.array([[2, 3], [2, 3]], np.uint8)).save(source)
+    target = tmp_path / "tiny_avg.png"
+    assert run(capsys, "pool", source, "-o", target, "-m", "avg")[0] == 0
+    assert io.load(target).array.ravel().tolist() == [3]
+
+
+def test_float_map_to_png_needs_normalize(tmp_path, capsys):
+    target = tmp_path / "f.png"
+    code, _, err = run(capsys, "pool", SERIES, "-o", target)
+    assert code == 1
+    assert_one_line_error(err, str(target))
+    assert not target.exists() and leftovers(tmp_path) == []
+    features = tmp_path / "ch0.npy"
+    np.save(features, np.load(FEATURES)[0])
+    code, _, err = run(capsys, "pool", features, "-o", target, "--normalize", "minmax")
+    assert code == 0, err
+    written = io.load(target).array
+    assert written.dtype == np.uint8 and written.min() == 0 and written.max() == 255
+
+
+def test_info_reports_geometry_without_writing(tmp_path, capsys):
+    before = set(SAMPLES.iterdir())
+    code, out, err = run(capsys, "info", PHOTO, "-k", "3", "-p", "1", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    array = info["arrays"]["array"]
+    assert array["shape"] == [512, 512, 3] and array["dtype"] == "uint8" and array["layout"] == "hwc"
+    assert array["output_shape"] == [171, 171, 3]
+    assert [a["padding"] for a in array["axes"]] == [[1, 1], [1, 1]]
+    assert [a["dropped"] for a in array["axes"]] == [0, 0]
+    assert info["frames"] == 1 and info["format"] == "JPEG"
+    assert set(SAMPLES.iterdir()) == before
+    code, out, _ = run(capsys, "info", GRAY16, "-k", "7")
+    assert code == 0
+    assert "(200, 300, 1)" in out and "uint16" in out and "I;16" in out and "(28, 42, 1)" in out
+
+
+def test_info_counts_dropped_rows_and_frames(tmp_path, capsys):
+    source = tmp_path / "anim.gif"
+    frames = [Image.fromarray(np.full((5, 7), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(source, save_all=True, append_images=frames[1:])
+    code, out, _ = run(capsys, "info", source, "-k", "2", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["frames"] == 2
+    assert [a["dropped"] for a in info["arrays"]["array"]["axes"]] == [1, 1]
+    assert "2 frames" in run(capsys, "info", source)[1]
+
+
+def test_version_and_help(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"poolcli {poolcli.__version__}"
+    for command in ("pool", "info"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and "--window" in out and "--mode" in out
+
+
+def test_entry_points_run_as_programs(tmp_path):
+    target = tmp_path / "c.png"
+    done = subprocess.run([sys.executable, "-m", "poolcli", "pool", str(GRAY), "-o", str(target)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert target.exists()
+    bad = subprocess.run([sys.executable, "-m", "poolcli", "pool", str(GRAY), "-k", "0", "-o", str(target)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert_one_line_error(bad.stderr, "--window")
+
+
+# ------------------------------------------------------------------ usage errors: exit 2
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-m", "mean"], ["--mode", "mean", "use one of"]),
+    (["-k", "0"], ["--window", "0"]),
+    (["-k", "a"], ["--window", "'a'"]),
+    (["-s", "-1"], ["--stride", "-1"]),
+    (["-k", "2", "-p", "5"], ["--padding 5", "window-1"]),
+    (["--pad-mode", "wrap"], ["--pad-mode", "wrap"]),
+    (["--nan", "drop"], ["--nan", "drop"]),
+    (["--dtype", "int8"], ["--dtype", "int8"]),
+    (["-m", "lp", "--power", "0"], ["--power", "0"]),
+    (["--axes", "0", "--layout", "hw"], ["--axes", "--layout"]),
+    (["--bogus"], ["--bogus"]),
+])
+def test_bad_parameters_exit_2(tmp_path, capsys, args, words):
+    target = tmp_path / "out.png"
+    code, _, err = run(capsys, "pool", GRAY, "-o", target, *args)
+    assert code == 2
+    assert_one_line_error(err, *words)
+    assert not target.exists()
+
+
+def test_output_options_are_checked(tmp_path, capsys):
+    code, _, err = run(capsys, "pool", GRAY, PHOTO, "-o", tmp_path / "x.png")
+    assert code == 2 and "-o/--output" in err
+    code, _, err = run(capsys, "pool", GRAY, "-d", tmp_path / "missing")
+    assert code == 2 and "missing" in err
+    code, _, err = run(capsys, "pool")
+    assert code == 2 and "Missing argument" in err
+
+
+# ------------------------------------------------------------------ input and output errors: exit 1
+
+
+def _bad_inputs(folder: Path) -> dict[str, Path]:
+    png = GRAY.read_bytes()
+    jpeg = PHOTO.read_bytes()
+    files = {
+        "empty.png": b"",
+        "text.png": b"this is not an image\n",
+        "truncated.png": png[: len(png) // 2],
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = folder / name
+        paths[name].write_bytes(data)
+    paths["pickled.npy"] = folder / "pickled.npy"
+    np.save(paths["pickled.npy"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    paths["strings.npy"] = folder / "strings.npy"
+    np.save(paths["strings.npy"], np.array(["a", "b"]))
+    paths["raw.pickle.npy"] = folder / "raw.pickle.npy"
+    paths["raw.pickle.npy"].write_bytes(pickle.dumps([1, 2, 3]))
+    return paths
+
+
+@pytest.mark.parametrize("name", ["empty.png", "text.png", "truncated.png", "truncated.jpg",
+                                  "pickled.npy", "strings.npy", "raw.pickle.npy"])
+def test_unreadable_inputs_exit_1(tmp_path, capsys, name):
+    source = _bad_inputs(tmp_path)[name]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, err = run(capsys, "pool", source, "-d", out_dir)
+    assert code == 1
+    assert_one_line_error(err, name)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_one_bad_input_does_not_stop_the_others(tmp_path, capsys):
+    bad = _bad_inputs(tmp_path)["text.png"]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, out, err = run(capsys, "pool", bad, GRAY, "-d", out_dir, "--json")
+    assert code == 1
+    assert (out_dir / "camera_max2.png").exists()
+    statuses = [json.loads(line)["status"] for line in out.splitlines()]
+    assert statuses == ["failed", "done"]
+
+
+def test_window_larger_than_image(tmp_path, capsys):
+    code, _, err = run(capsys, "pool", GRAY16, "-k", "201", "-o", tmp_path / "x.png")
+    assert code == 1
+    assert_one_line_error(err, "coffee_gray16.png", "larger than the padded input")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "x.png").exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"keep me")
+    code, _, err = run(capsys, "pool", GRAY, "-o", target)
+    assert code == 1
+    assert_one_line_error(err, str(target), "--overwrite")
+    assert target.read_bytes() == b"keep me"
+    assert run(capsys, "pool", GRAY, "-o", target, "--overwrite")[0] == 0
+    assert io.load(target).array.shape == (256, 256, 1)
+
+
+def test_input_is_never_overwritten(tmp_path, capsys):
+    source = tmp_path / "in.png"
+    source.write_bytes(GRAY.read_bytes())
+    code, _, err = run(capsys, "pool", source, "-o", source, "--overwrite")
+    assert code == 1
+    assert_one_line_error(err, "in.png")
+    assert source.read_bytes() == GRAY.read_bytes()
+
+
+def test_unwritable_folder(tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "x.png")
+    assert code == 1
+    assert_one_line_error(err, "x.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_output_folder(tmp_path, capsys):
+    code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "no" / "x.png")
+    assert code == 1
+    assert_one_line_error(err, "x.png")
+
+
+def test_interrupt_leaves_nothing(tmp_path, capsys, monkeypatch):
+    real_encode = io._encode_image
+
+    def interrupted(*args, **kwargs):
+        real_encode(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "_encode_image", interrupted)
+    code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "x.png")
+    assert code == 130
+    assert "interrupted" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_decompression_bomb_limit(tmp_path, capsys):
+    code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "x.png", "--max-pixels", "1000")
+    assert code == 1
+    assert_one_line_error(err, "camera.png", "--max-pixels")
+    assert run(capsys, "pool", GRAY, "-o", tmp_path / "x.png", "--max-pixels", "0")[0] == 0
+
+
+def test_debug_shows_traceback(tmp_path, capsys):
+    bad = _bad_inputs(tmp_path)["text.png"]
+    code, _, err = run(capsys, "pool", bad, "-o", tmp_path / "x.png", "--debug")
+    assert code == 1 and "Traceback" in err
