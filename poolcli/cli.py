@@ -247,7 +247,8 @@ def main_callback(
 @app.command("pool")
 @with_pool_options
 def pool_command(
-    inputs: Annotated[list[Path], typer.Argument(help="Images, .npy or .npz files.", show_default=False, metavar="INPUT...")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Images, .npy or .npz files.", show_default=False, metavar="INPUT...")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "-d", "--out-dir", help="Output folder: writes {stem}_{mode}{window}{ext} per input.")] = None,
@@ -296,6 +297,68 @@ def info_command(
     return EXIT_OK
 
 
+@app.command("compare")
+@with_pool_options
+def compare_command(
+    input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The grid, a PNG.", show_default=False)],
+    modes: Annotated[str, typer.Option("--modes", help="Comma-separated modes, one row each.")] = "max,avg",
+    windows: Annotated[str | None, typer.Option(
+        "--windows", help='Comma-separated windows, one column each, e.g. "2,4,8" (default: --window).')] = None,
+    diff: Annotated[bool, typer.Option(
+        "--diff", help="Add |original - result| heat maps with a colour scale.")] = False,
+    channel: Annotated[int, typer.Option("--channel", help="Feature maps: the channel to show.")] = 0,
+    montage: Annotated[int | None, typer.Option(
+        "--montage", help="Feature maps: tile the first N channels instead of one.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    *,
+    settings: PoolSettings,
+):
+    """Draw INPUT beside its pooled results, one cell per (mode, window), upscaled to the same size."""
+    from .figures import write_compare
+
+    mode_list = [_choice("--modes", m.strip(), MODES) for m in modes.split(",") if m.strip()]
+    window_list = [settings.window] if windows is None else \
+        [parse_ints(w, "--windows") for w in windows.split(",") if w.strip()]
+    if not mode_list or not window_list:
+        raise UsageProblem("--modes and --windows need at least one value each; e.g. --modes max,avg --windows 2,4")
+    for window in window_list:
+        for mode in mode_list:
+            _checked_variant(settings, mode, window)
+    written = write_compare(input, output, settings, mode_list, window_list, diff=diff, channel=channel,
+                            montage=montage, overwrite=overwrite)
+    out.print(f"{input} -> {written}  ({len(mode_list)} modes x {len(window_list)} windows)")
+    return EXIT_OK
+
+
+@app.command("grad")
+@with_pool_options
+def grad_command(
+    input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="MAP.png (a picture) or MAP.npy (the raw gradient).", show_default=False)],
+    channel: Annotated[int, typer.Option("--channel", help="Feature maps: the channel to show.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    *,
+    settings: PoolSettings,
+):
+    """Show the backward pass: which inputs receive gradient (max/min) or with what weight."""
+    from .figures import write_gradient
+
+    written = write_gradient(input, output, settings, channel=channel, overwrite=overwrite)
+    out.print(f"{input} -> {written}  (dL/dx of {settings.label()} for dL/dy = 1)")
+    return EXIT_OK
+
+
+def _checked_variant(settings: PoolSettings, mode: str, window: tuple[int, ...]) -> None:
+    from dataclasses import replace
+
+    try:
+        replace(settings, mode=mode, window=window).check()
+    except PoolError as error:
+        raise UsageProblem(_option_names(str(error))) from None
+
+
 def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: PoolSettings) -> list[Path]:
     if output is not None and out_dir is not None:
         raise UsageProblem("-o/--output and -d/--out-dir both name the output; give only one")
@@ -309,7 +372,7 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
 
 
 def _write_compare(source: Path, target: Path, compare: Path, settings: PoolSettings, overwrite: bool) -> None:
-    from .visual import write_side_by_side
+    from .figures import write_side_by_side
 
     write_side_by_side(source, target, compare, settings, overwrite=overwrite)
 
