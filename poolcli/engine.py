@@ -114,6 +114,9 @@ def pool_backward(grad_output, x, window, stride=None, **keywords):
     keywords.pop("dtype", None)
     plan, _ = plan_pool(x.shape, window, stride, **keywords)
     grad = xp.asarray(grad_output)
+    if grad.dtype.kind not in "biuf":
+        raise PoolError(f"grad_output dtype {grad.dtype} is not a real number type; "
+                        "pass a float gradient of the pooled output")
     if tuple(grad.shape) != plan.out_shape:
         raise PoolError(
             f"grad_output has shape {tuple(grad.shape)} but pooling gives {plan.out_shape}; "
@@ -178,9 +181,18 @@ def output_shape(shape, window, stride=None, **keywords):
 
 
 def _checked_input(x) -> tuple[Any, Any]:
-    xp, x = as_array(x)
+    try:
+        xp, x = as_array(x)
+    except (TypeError, ValueError) as error:  # ragged nested lists
+        raise PoolError(f"input {_short(x)} is not a rectangular array ({error}); "
+                        "pass a NumPy or CuPy array") from error
     check_input_dtype(x.dtype)
     return xp, x
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _forward(xp, x, plan: PoolPlan, dtype, return_indices: bool):
@@ -373,7 +385,9 @@ def _divisor(xp, plan: PoolPlan, work, nan_counts=None):
         return work.type(plan.divisor_override)
     per_axis = [g.count_padded() if plan.count_include_pad else g.count_real() for g in plan.axes]
     divisor = _broadcast_counts(xp, plan, per_axis, work)
-    return divisor if nan_counts is None else divisor - nan_counts
+    if nan_counts is None:
+        return divisor
+    return xp.maximum(divisor - nan_counts, 1)  # 0 only in all-NaN windows, which become NaN
 
 
 def _broadcast_counts(xp, plan: PoolPlan, per_axis, dtype):
@@ -681,7 +695,6 @@ def _flat_targets(xp, indices, pooled, size: int, already_last: bool = False):
 
 def _restore_layout(xp, flat, shape, pooled):
     """A flat (batch, pooled...) buffer back to `shape` with the pooled axes in place."""
-    m = len(pooled)
     batch_shape = [n for a, n in enumerate(shape) if a not in pooled]
     pooled_shape = [shape[a] for a in pooled]
     return _restore_pooled_axes(xp, flat.reshape(batch_shape + pooled_shape), pooled)

@@ -183,7 +183,7 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
 
 def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise PoolError(f"{name} {value!r} must be True or False")
+        raise PoolError(f"{name} {value!r} must be True or False; use {name}=True or {name}=False")
     return bool(value)
 
 
@@ -267,17 +267,22 @@ def check_options(
 # ---------------------------------------------------------------- axes and per-axis values
 
 
-def resolve_axes(ndim: int, window: object, axes: object) -> tuple[int, ...]:
-    """The pooled axes, in the order the per-axis values are given (not sorted)."""
+def resolve_axes(ndim: int, window: object, axes: object, name: str = "window") -> tuple[int, ...]:
+    """The pooled axes, in the order the per-axis values are given (not sorted).
+
+    `window` is whatever gives one value per pooled axis; `name` is what the user called it.
+    """
     if ndim < 1:
         raise PoolError("input is a 0-d scalar; pool an array with at least one axis")
     count = len(window) if _is_sequence(window) else None
+    if count == 0:
+        raise PoolError(f"{name} {tuple(window)} is empty; give one value per pooled axis")
     if axes is None:
         count = count if count is not None else min(2, ndim)
         if count > ndim:
             raise PoolError(
-                f"window has {count} values but the input has only {ndim} axes; "
-                f"give at most {ndim} window values or pass axes="
+                f"{name} has {count} values but the input has only {ndim} axes; "
+                f"give at most {ndim} {name} values or pass axes="
             )
         return tuple(range(ndim - count, ndim))
     raw = tuple(axes) if _is_sequence(axes) else (axes,)
@@ -293,7 +298,7 @@ def resolve_axes(ndim: int, window: object, axes: object) -> tuple[int, ...]:
         raise PoolError("axes is empty; name at least one axis to pool")
     if count is not None and count != len(resolved):
         raise PoolError(
-            f"window has {count} values but axes has {len(resolved)}; give one window value per pooled axis"
+            f"{name} has {count} values but axes has {len(resolved)}; give one {name} value per pooled axis"
         )
     return tuple(resolved)
 
@@ -331,7 +336,7 @@ def resolve_padding(padding: object, count: int) -> tuple[tuple[int, int] | str,
     for item in padding:
         if _is_sequence(item):
             if len(item) != 2:
-                raise PoolError(f"padding pair {tuple(item)} must be (lo, hi)")
+                raise PoolError(f"padding pair {tuple(item)} must be (lo, hi); give two ints per axis")
             pairs.append((check_int("padding", item[0], 0), check_int("padding", item[1], 0)))
         else:
             p = check_int("padding", item, 0)
@@ -373,7 +378,14 @@ def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> A
             f"(size {size} + padding {lo}+{hi}) of shape {tuple(shape)}; "
             "use a smaller window or more padding"
         )
-    return AxisGeometry(axis, size, window, stride, dilation, lo, hi, out)
+    geometry = AxisGeometry(axis, size, window, stride, dilation, lo, hi, out)
+    empty = np.flatnonzero(geometry.count_real() == 0)
+    if empty.size:  # dilation can step over a short input: such a window has no value
+        raise PoolError(
+            f"window {int(empty[0])} on axis {axis} (size {size}, dilation {dilation}, "
+            f"padding {lo}+{hi}) holds padding alone; use less padding or a smaller dilation"
+        )
+    return geometry
 
 
 def plan_pool(
@@ -408,13 +420,13 @@ def plan_pool(
 
 def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object, mode: str, p: float) -> PoolPlan:
     """Adaptive pooling: output_size int or one per axis (None keeps that axis's size)."""
-    pooled = resolve_axes(len(shape), output_size, axes)
+    pooled = resolve_axes(len(shape), output_size, axes, name="output_size")
     sizes = tuple(output_size) if _is_sequence(output_size) else (output_size,) * len(pooled)
     geometries = []
     for axis, size in zip(pooled, sizes):
         out = shape[axis] if size is None else check_int("output_size", size, 1)
         if shape[axis] < 1:
-            raise PoolError(f"axis {axis} of shape {tuple(shape)} is empty; nothing to pool")
+            raise PoolError(f"axis {axis} of shape {tuple(shape)} is empty; pool an array with data on it")
         geometries.append(_adaptive_axis(axis, shape[axis], out))
     return PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)), mode, p=p)
 
