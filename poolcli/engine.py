@@ -12,6 +12,9 @@ k^2 times the output; median gathers its windows, which it cannot avoid.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ from .backend import as_array, scatter_add
 from .errors import PoolError
 from .geometry import (
     EXTREME_MODES,
+    AxisGeometry,
     PoolPlan,
     check_choice,
     check_dtype,
@@ -96,7 +100,7 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
     if return_indices and mode not in EXTREME_MODES:
         raise PoolError(f"return_indices=True needs mode 'max' or 'min', not {mode!r}; drop it")
     plan = plan_adaptive(x.shape, output_size, axes, mode, check_p(p) if mode == "lp" else 2.0)
-    plan = _replace(plan, nan_policy=check_choice("nan_policy", nan_policy, ("propagate", "omit")))
+    plan = replace(plan, nan_policy=check_choice("nan_policy", nan_policy, ("propagate", "omit")))
     return _forward(xp, x, plan, check_dtype(dtype), return_indices)
 
 
@@ -197,16 +201,49 @@ def _short(value, limit: int = 60) -> str:
 
 def _forward(xp, x, plan: PoolPlan, dtype, return_indices: bool):
     source, padded_plan = _materialise_padding(xp, x, plan)
+    natural = natural_dtype(x.dtype, plan.mode)
     if plan.mode in EXTREME_MODES and return_indices:
         y, indices = _arg_extreme(xp, source, padded_plan, plan.pooled_shape)
-        return _finalize(xp, y, natural_dtype(x.dtype, plan.mode), dtype), indices
+        return _finalize(xp, y, natural, dtype), indices
+    if _is_opencv_area_mean(xp, x, plan, dtype):
+        return _opencv_area_mean(x, plan)
+    return run_chunked(xp, source, padded_plan, lambda a, p: _values(xp, a, p, natural, dtype),
+                       dtype if dtype is not None else natural)
+
+
+OPENCV_AREA_CHANNELS = (1, 3, 4)  # INTER_AREA's 2x2 rounding is (a+b+c+d+2)>>2 here; not for 2 channels
+
+
+def _is_opencv_area_mean(xp, x, plan: PoolPlan, dtype) -> bool:
+    """uint8 images averaged 2x2 to uint8: OpenCV's INTER_AREA is bit-identical and faster.
+
+    It computes floor(sum/4 + 0.5) exactly for 1, 3 and 4 channels (tested against the
+    brute force), which is SPEC's rounding; anything else takes the general path.
+    """
+    channels = x.shape[2] if x.ndim == 3 else 1
+    return (xp is np and x.dtype == np.uint8 and dtype == np.uint8 and plan.mode == "avg"
+            and plan.divisor_override is None and x.ndim in (2, 3) and channels in OPENCV_AREA_CHANNELS
+            and plan.pooled_axes == (0, 1) and min(x.shape[:2]) >= 2
+            and all((g.window, g.stride, g.dilation, g.pad_lo, g.pad_hi) == (2, 2, 1, 0, 0) for g in plan.axes))
+
+
+def _opencv_area_mean(x, plan: PoolPlan):
+    import cv2
+
+    out_h, out_w = (g.out for g in plan.axes)
+    y = cv2.resize(x[: 2 * out_h, : 2 * out_w], (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return y.reshape(plan.out_shape)
+
+
+def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
+    """The pooled values of one mode, in the output dtype."""
     if plan.mode in EXTREME_MODES:
-        y = _extreme(xp, source, padded_plan)
+        y = _extreme(xp, a, plan)
     elif plan.mode == "median":
-        y = _median(xp, source, padded_plan, plan.pooled_shape)[0]
+        y = _median(xp, a, plan, plan.pooled_shape)[0]
     else:
-        y = _sum_family(xp, source, padded_plan)
-    return _finalize(xp, y, natural_dtype(x.dtype, plan.mode), dtype)
+        y = _sum_family(xp, a, plan, dtype)
+    return _finalize(xp, y, natural, dtype)
 
 
 def _materialise_padding(xp, x, plan: PoolPlan):
@@ -231,14 +268,34 @@ def _take(xp, a, axis: int, selection):
 
 
 def _reduce_axis(xp, a, geometry, combine, fill, dtype=None, transform=None):
-    """Combine the taps of every window along one axis into a new array (one pass per tap)."""
+    """Combine the taps of every window along one axis into a new C-ordered array.
+
+    The first two taps that cover every window are combined straight into the result
+    (one pass instead of a fill and two); the others update it in place.
+    """
+    dtype = dtype or a.dtype
+    if _planar(xp, a, geometry.axis):
+        return _reduce_axis_planar(xp, a, geometry, combine, fill, dtype, transform)
     shape = list(a.shape)
     shape[geometry.axis] = geometry.out
-    out = xp.full(shape, fill, dtype=dtype or a.dtype)
-    for tap in geometry.taps:
+
+    def read(tap):
         values = _take(xp, a, geometry.axis, tap.src)
-        if transform is not None:
-            values = transform(values)
+        return values if transform is None else transform(values)
+
+    taps = list(geometry.taps)
+    covering = [tap for tap in taps if tap.is_slice and tap.out == slice(0, geometry.out)][:2]
+    out = xp.empty(shape, dtype=dtype)
+    if len(covering) == 2:
+        combine(read(covering[0]), read(covering[1]), out=out, dtype=dtype)
+    elif covering:
+        out[...] = read(covering[0])
+    else:
+        out.fill(fill)
+    for tap in taps:
+        if any(tap is used for used in covering):
+            continue
+        values = read(tap)
         key = _along(geometry.axis, tap.out if tap.is_slice else xp.asarray(tap.out))
         if tap.is_slice:
             view = out[key]
@@ -248,11 +305,118 @@ def _reduce_axis(xp, a, geometry, combine, fill, dtype=None, transform=None):
     return out
 
 
+PLANAR_MAX_TRAILING = 16  # channels-last blocks up to this size are reduced one channel at a time
+
+
+def _planar(xp, a, axis: int) -> bool:
+    """A small trailing block (HWC's C) makes strided loops short: go plane by plane instead."""
+    trailing = math.prod(a.shape[axis + 1:])
+    return xp is np and 1 < trailing <= PLANAR_MAX_TRAILING and a.flags.c_contiguous and a.shape[axis] > 1
+
+
+def _reduce_axis_planar(xp, a, geometry, combine, fill, dtype, transform):
+    """Reduce each trailing channel as a (batch, n) plane, then interleave the planes again."""
+    batch = math.prod(a.shape[: geometry.axis])
+    trailing = math.prod(a.shape[geometry.axis + 1:])
+    planes3 = a.reshape(batch, a.shape[geometry.axis], trailing)
+    along_planes = replace(geometry, axis=1)
+    planes = [_reduce_axis(xp, planes3[:, :, t], along_planes, combine, fill, dtype, transform)
+              for t in range(trailing)]
+    merged = _interleave(planes)
+    return merged.reshape(a.shape[: geometry.axis] + (geometry.out,) + a.shape[geometry.axis + 1:])
+
+
+_CV_MERGE_KINDS = {"u1", "i1", "u2", "i2", "i4", "f2", "f4", "f8"}
+
+
+def _interleave(planes: list) -> np.ndarray:
+    """(batch, out) planes -> (batch, out, planes); OpenCV's merge is the fast way where it applies."""
+    dtype = planes[0].dtype
+    if f"{dtype.kind}{dtype.itemsize}" in _CV_MERGE_KINDS:
+        import cv2
+
+        merged = cv2.merge(planes)
+        return merged.reshape(planes[0].shape + (len(planes),))
+    return np.stack(planes, axis=-1)
+
+
 def _reduce(xp, a, plan: PoolPlan, combine, fill, dtype=None, transform=None):
-    """Reduce every pooled axis in turn, the last one first; `transform` maps the raw values."""
-    for i, geometry in enumerate(reversed(plan.axes)):
+    """Reduce every pooled axis in turn, outermost first, so the big first pass reads long
+    contiguous runs; `transform` maps the raw values (applied in the first pass only)."""
+    for i, geometry in enumerate(plan.axes):
         a = _reduce_axis(xp, a, geometry, combine, fill, dtype, transform if i == 0 else None)
     return a
+
+
+# ------------------------------------------------------------------ parallel chunks
+
+CHUNK_BYTES = 4 << 20  # input bytes per chunk: big enough to amortise, small enough for the caches
+MIN_PARALLEL_BYTES = 2 << 20  # smaller inputs run in the calling thread
+_executor_state: dict = {}
+
+
+def worker_threads() -> int:
+    """Threads for one pooling call: POOLCLI_THREADS, else the cores this process may use."""
+    configured = os.environ.get("POOLCLI_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    """One pool of threads per process (a forked child makes its own)."""
+    key = (os.getpid(), threads)
+    if _executor_state.get("key") != key:
+        _executor_state.update(key=key, pool=ThreadPoolExecutor(threads, thread_name_prefix="poolcli"))
+    return _executor_state["pool"]
+
+
+def run_chunked(xp, a, plan: PoolPlan, compute, dtype: np.dtype):
+    """compute(a, plan), split into slabs of output rows that run on several threads.
+
+    Each slab reads only the input rows its windows need; the results are written
+    into one output, so no slab's intermediate arrays outlive it.
+    """
+    pieces = _chunks(xp, a, plan)
+    if len(pieces) == 1:
+        return compute(a, plan)
+    out = xp.empty(plan.out_shape, dtype=dtype)
+
+    def run(piece):
+        source_key, out_key, sub_plan = piece
+        out[out_key] = compute(a[source_key], sub_plan)
+
+    for done in _executor(worker_threads()).map(run, pieces):
+        del done
+    return out
+
+
+def _chunks(xp, a, plan: PoolPlan) -> list:
+    """(input slice, output slice, plan) per slab of the outermost pooled axis's outputs."""
+    first = plan.axes[0]
+    threads = worker_threads()
+    if xp is not np or threads < 2 or a.nbytes < MIN_PARALLEL_BYTES or not isinstance(first, AxisGeometry):
+        return [((Ellipsis,), (Ellipsis,), plan)]
+    count = min(max(threads, -(-a.nbytes // CHUNK_BYTES)), first.out)
+    bounds = [first.out * i // count for i in range(count + 1)]
+    pieces = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi > lo:
+            pieces.append(_slab(a, plan, first, lo, hi))
+    return pieces
+
+
+def _slab(a, plan: PoolPlan, g: AxisGeometry, first_out: int, stop_out: int):
+    """The input rows and the sub-plan for outputs [first_out, stop_out) of axis g."""
+    start = first_out * g.stride - g.pad_lo
+    stop = (stop_out - 1) * g.stride - g.pad_lo + g.span
+    read_start, read_stop = max(start, 0), min(stop, g.size)
+    sub_axis = replace(g, size=read_stop - read_start, pad_lo=read_start - start,
+                       pad_hi=g.size + g.pad_hi - read_stop, out=stop_out - first_out, source_map=None)
+    shape = list(plan.shape)
+    shape[g.axis] = sub_axis.size
+    sub_plan = replace(plan, shape=tuple(shape), axes=(sub_axis,) + plan.axes[1:])
+    return _along(g.axis, slice(read_start, read_stop)), _along(g.axis, slice(first_out, stop_out)), sub_plan
 
 
 # ------------------------------------------------------------------ max and min
@@ -338,7 +502,7 @@ def _arg_reduce_axis(xp, values, indices, geometry, flat_stride, better, fill):
 # ------------------------------------------------------------------ sum, avg, l2, lp
 
 
-def _sum_family(xp, a, plan: PoolPlan):
+def _sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
     """sum / avg / l2 / lp: a separable sum of x, x^2 or |x|^p, then the divisor and root."""
     work = _work_dtype(a.dtype, plan.mode)
     empty = None
@@ -346,8 +510,13 @@ def _sum_family(xp, a, plan: PoolPlan):
         a, nan_counts, empty = _drop_nans(xp, a, plan)
     else:
         nan_counts = None
-    accumulator = _accumulator_dtype(a.dtype, plan) if plan.mode in ("sum", "avg") else work
-    total = _reduce(xp, a, plan, xp.add, 0, accumulator, _power_transform(xp, plan, work))
+    if plan.mode in ("sum", "avg"):
+        accumulator = _accumulator_dtype(a.dtype, plan)
+    else:
+        accumulator = _power_accumulator(a.dtype, plan, work)
+    total = _reduce(xp, a, plan, xp.add, 0, accumulator, _power_transform(xp, plan, accumulator))
+    if plan.mode == "avg" and total.dtype.kind in "iu" and dtype is not None and dtype.kind in "iu":
+        return _rounded_integer_mean(xp, total, plan, _sum_bound(a.dtype, plan))
     y = _sum_finish(xp, total, plan, work, nan_counts)
     if empty is not None and empty.any():
         y = y.astype(work, copy=False)
@@ -355,21 +524,66 @@ def _sum_family(xp, a, plan: PoolPlan):
     return y
 
 
+def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int):
+    """floor(total / divisor + 0.5) in exact integer arithmetic: (2 total + d) // (2 d).
+
+    `bound` is the largest |total|; the arithmetic runs in the total's own type when
+    2 * bound + d fits it, else in the narrowest signed type that holds it.
+    """
+    if plan.divisor_override is not None:
+        per_axis, largest = None, plan.divisor_override
+    else:
+        per_axis = [g.count_padded() if plan.count_include_pad else g.count_real() for g in plan.axes]
+        largest = math.prod(int(count.max()) for count in per_axis)
+    need = 2 * bound + largest
+    if total.dtype.kind == "u" and np.iinfo(total.dtype).max >= need:
+        room = total.dtype
+    else:
+        room = next((np.dtype(t) for t in (np.int16, np.int32, np.int64) if np.iinfo(t).max >= need),
+                    np.dtype(np.int64))
+    divisor = room.type(largest) if per_axis is None else _broadcast_counts(xp, plan, per_axis, room)
+    total = total.astype(room, copy=False)
+    doubled = xp.add(total, total, out=total)
+    doubled += divisor
+    return xp.floor_divide(doubled, 2 * divisor, out=doubled)
+
+
 def _power_transform(xp, plan: PoolPlan, work):
-    if plan.mode == "l2":
-        return lambda v: xp.square(v.astype(work, copy=False))
+    """x^2 for l2 (and lp with p = 2), |x|^p for lp, computed in `work`."""
+    if plan.mode == "l2" or (plan.mode == "lp" and plan.p == 2.0):
+        return lambda v: xp.square(v, dtype=work)
     if plan.mode == "lp":
-        return lambda v: xp.abs(v.astype(work, copy=False)) ** work.type(plan.p)
+        if work.kind in "iu":  # |x|^p of integers with an integral p, exactly
+            return lambda v: xp.power(xp.abs(v.astype(np.int64)) if v.dtype.kind == "i" else v, int(plan.p),
+                                      dtype=work)
+        return lambda v: xp.power(xp.abs(v.astype(work, copy=False)), work.type(plan.p))
     return None
 
 
+def _power_accumulator(dtype: np.dtype, plan: PoolPlan, work: np.dtype) -> np.dtype:
+    """Integer sums of x^2 (l2) or |x|^p (lp, integral p) when they stay exact in a float64."""
+    if dtype.kind not in "biu" or (plan.mode == "lp" and not float(plan.p).is_integer()):
+        return work
+    power = 2 if plan.mode == "l2" else int(plan.p)
+    bound = _sum_bound(dtype, plan) ** power  # >= taps * max|x|^p
+    if bound >= 2**53:
+        return work
+    if dtype.kind == "i":
+        return np.dtype(np.int64)
+    return np.dtype(np.uint32 if bound <= np.iinfo(np.uint32).max else np.uint64)
+
+
 def _sum_finish(xp, total, plan: PoolPlan, work, nan_counts):
+    """Divide and take roots in place where the total is already a float of the work dtype."""
     if plan.mode == "sum":
         return total
+    total = total.astype(work, copy=False)
     if plan.mode == "lp":
-        return total ** work.type(1.0 / plan.p)
-    mean = total.astype(work, copy=False) / _divisor(xp, plan, work, nan_counts)
-    return xp.sqrt(mean) if plan.mode == "l2" else mean
+        if plan.p == 2.0:
+            return xp.sqrt(total, out=total)
+        return xp.power(total, work.type(1.0 / plan.p), out=total)
+    mean = xp.divide(total, _divisor(xp, plan, work, nan_counts), out=total)
+    return xp.sqrt(mean, out=mean) if plan.mode == "l2" else mean
 
 
 def _drop_nans(xp, a, plan: PoolPlan):
@@ -391,7 +605,10 @@ def _divisor(xp, plan: PoolPlan, work, nan_counts=None):
 
 
 def _broadcast_counts(xp, plan: PoolPlan, per_axis, dtype):
-    """The product of per-axis counts, shaped to broadcast against the output."""
+    """The product of per-axis counts, shaped to broadcast against the output
+    (a scalar when every window has the same count, the common case)."""
+    if all(int(count.min()) == int(count.max()) for count in per_axis):
+        return np.dtype(dtype).type(math.prod(int(count[0]) for count in per_axis))
     counts = None
     for geometry, count in zip(plan.axes, per_axis):
         shape = [1] * len(plan.shape)
@@ -410,19 +627,25 @@ def _work_dtype(dtype: np.dtype, mode: str) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def _sum_bound(dtype: np.dtype, plan: PoolPlan) -> int:
+    """The largest |sum| of one window of an integer or bool dtype."""
+    taps = math.prod(max(len(g.taps), 1) for g in plan.axes)
+    if dtype.kind == "b":
+        return taps
+    info = np.iinfo(dtype)
+    return max(abs(int(info.min)), int(info.max)) * taps
+
+
 def _accumulator_dtype(dtype: np.dtype, plan: PoolPlan) -> np.dtype:
     """The narrowest integer type that holds any window's sum exactly (fast and exact)."""
     if dtype.kind == "f":
         return _work_dtype(dtype, plan.mode)
-    taps = math.prod(max(len(g.taps), 1) for g in plan.axes)
-    if dtype.kind == "b":
-        dtype = np.dtype(np.uint8)
-    info = np.iinfo(dtype)
-    bound = max(abs(int(info.min)), int(info.max)) * taps
-    for candidate in ((np.uint16, np.uint32, np.uint64) if dtype.kind == "u" else (np.int16, np.int32, np.int64)):
+    bound = _sum_bound(dtype, plan)
+    unsigned = dtype.kind in "ub"
+    for candidate in ((np.uint16, np.uint32, np.uint64) if unsigned else (np.int16, np.int32, np.int64)):
         if np.iinfo(candidate).max >= bound:
             return np.dtype(candidate)
-    return np.dtype(np.uint64 if dtype.kind == "u" else np.int64)
+    return np.dtype(np.uint64 if unsigned else np.int64)
 
 
 # ------------------------------------------------------------------ median
@@ -521,11 +744,13 @@ def _finalize(xp, y, natural: np.dtype, requested: np.dtype | None):
     if target.kind in "iu":
         info = np.iinfo(target)
         if y.dtype.kind == "f":
-            y = xp.floor(y + 0.5)
-            y = xp.where(xp.isnan(y), 0, y)
-            return xp.clip(y, float(info.min), float(info.max)).astype(target)
-        if y.dtype != target and (y.dtype.kind == "b" or _needs_clip(y.dtype, target)):
-            y = xp.clip(y, info.min, info.max) if y.dtype.kind != "b" else y
+            y = xp.add(y, 0.5)
+            xp.floor(y, out=y)
+            xp.nan_to_num(y, copy=False, nan=0.0)
+            return xp.clip(y, float(info.min), float(info.max), out=y).astype(target)
+        if y.dtype != target and y.dtype.kind != "b" and _needs_clip(y.dtype, target) and y.size \
+                and (int(y.min()) < info.min or int(y.max()) > info.max):
+            y = xp.clip(y, info.min, info.max)
         return y.astype(target, copy=False)
     return y.astype(target, copy=False)
 
@@ -698,9 +923,3 @@ def _restore_layout(xp, flat, shape, pooled):
     batch_shape = [n for a, n in enumerate(shape) if a not in pooled]
     pooled_shape = [shape[a] for a in pooled]
     return _restore_pooled_axes(xp, flat.reshape(batch_shape + pooled_shape), pooled)
-
-
-def _replace(plan: PoolPlan, **changes) -> PoolPlan:
-    from dataclasses import replace
-
-    return replace(plan, **changes)

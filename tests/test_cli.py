@@ -108,7 +108,8 @@ def test_geometry_options_reach_the_engine(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("options, keywords", [
-    (["--exclude-pad", "-m", "avg", "-p", "1", "-k", "3"], dict(mode="avg", padding=1, window=3, count_include_pad=False)),
+    (["--exclude-pad", "-m", "avg", "-p", "1", "-k", "3"],
+     dict(mode="avg", padding=1, window=3, count_include_pad=False)),
     (["--pad-mode", "reflect", "-m", "avg", "-p", "same", "-k", "3", "-s", "1"],
      dict(mode="avg", padding="same", window=3, stride=1, pad_mode="reflect")),
     (["--nan", "omit", "-m", "max", "-k", "4"], dict(mode="max", window=4, nan_policy="omit")),

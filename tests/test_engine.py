@@ -296,8 +296,10 @@ def _count_calls(function) -> tuple[int, int]:
        dict(mode="max", padding=1, pad_mode="reflect"), dict(mode="avg", nan_policy="omit")],
     ids=lambda k: "-".join(f"{v}" for v in k.values()),
 )
-def test_no_python_loop_over_outputs(keywords):
-    """The number of calls (Python and C) does not grow with the output size."""
+def test_no_python_loop_over_outputs(keywords, monkeypatch):
+    """The number of calls (Python and C) does not grow with the output size (one thread:
+    the parallel path loops over slabs of a few MB, a count set by bytes, not outputs)."""
+    monkeypatch.setenv("POOLCLI_THREADS", "1")
     rng = np.random.default_rng(0)
     small, big = rng.normal(size=(1, 1, 64, 64)), rng.normal(size=(1, 1, 512, 512))
     pool(small, 2, **keywords)  # lazy imports and caches happen outside the count
@@ -307,7 +309,8 @@ def test_no_python_loop_over_outputs(keywords):
 
 
 @pytest.mark.parametrize("mode", ["max", "avg", "l2", "median"])
-def test_no_python_loop_over_outputs_backward(mode):
+def test_no_python_loop_over_outputs_backward(mode, monkeypatch):
+    monkeypatch.setenv("POOLCLI_THREADS", "1")
     rng = np.random.default_rng(0)
     small, big = rng.normal(size=(1, 1, 64, 64)), rng.normal(size=(1, 1, 512, 512))
     pool_backward(np.ones((1, 1, 32, 32)), small, 2, mode=mode)
@@ -317,6 +320,7 @@ def test_no_python_loop_over_outputs_backward(mode):
 
 
 def test_take_is_called_per_tap_not_per_output(monkeypatch):
+    monkeypatch.setenv("POOLCLI_THREADS", "1")
     calls = []
     original = poolcli.engine._take
 
@@ -369,3 +373,21 @@ def test_unpool_over_any_axes(mode, axes):
     assert_array(unpool(y, idx, x.shape, axes=axes), expected, np.float64, rtol=0, atol=0)
     assert_array(unpool(y, idx, tuple(x.shape[a] for a in pooled), axes=axes), expected, np.float64,
                  rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (7, 9), (64, 50), (31, 40, 1), (33, 17, 3), (40, 41, 4), (12, 14, 2)])
+def test_opencv_area_fast_path_is_exact(shape, monkeypatch):
+    """uint8 avg 2x2 -> uint8 goes through OpenCV for 1, 3, 4 channels: same as the brute force."""
+    import cv2
+
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.integers(0, 4, shape) * 85 + rng.integers(0, 2, shape)).astype(np.uint8)  # many .5 means
+    x[0, 0] = 255
+    calls = []
+    real_resize = cv2.resize
+    monkeypatch.setattr(cv2, "resize", lambda *a, **k: calls.append(1) or real_resize(*a, **k))
+    actual = pool(x, 2, mode="avg", axes=(0, 1), dtype=np.uint8)
+    expected = round_half_up(pool_ref(x, 2, mode="avg", axes=(0, 1)), np.dtype(np.uint8))
+    assert_array(actual, expected, np.uint8)
+    channels = shape[2] if len(shape) == 3 else 1
+    assert bool(calls) == (channels != 2)

@@ -7,6 +7,9 @@ of every mode; plus finite differences, which check the backward formulas themse
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +26,7 @@ from reference import (
     round_half_up,
 )
 
-from poolcli import PoolError, adaptive_pool, output_shape, pool, pool_backward
+from poolcli import PoolError, adaptive_pool, engine, output_shape, pool, pool_backward
 
 FIXED = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                  suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
@@ -357,3 +360,53 @@ def test_backward_formulas_by_hand(mode):
     grad = pool_backward(np.array([6.0]), np.array([5.0, 1.0, 3.0]), 3, mode="median")
     assert_array(grad, [0.0, 0.0, 6.0], np.float64)
     assert_array(pool_backward(np.ones(1), np.zeros(2), 2, mode="l2"), [0.0, 0.0], np.float64)
+
+
+@contextlib.contextmanager
+def parallel_slabs():
+    """Force the threaded path: every input is split into slabs of one output row."""
+    saved = engine.MIN_PARALLEL_BYTES, engine.CHUNK_BYTES, os.environ.get("POOLCLI_THREADS")
+    engine.MIN_PARALLEL_BYTES, engine.CHUNK_BYTES = 0, 1
+    os.environ["POOLCLI_THREADS"] = "2"
+    try:
+        yield
+    finally:
+        engine.MIN_PARALLEL_BYTES, engine.CHUNK_BYTES = saved[0], saved[1]
+        if saved[2] is None:
+            os.environ.pop("POOLCLI_THREADS", None)
+        else:
+            os.environ["POOLCLI_THREADS"] = saved[2]
+
+
+@FIXED
+@given(case=cases())
+def test_parallel_slabs_match_reference(case):
+    """The threaded slab path (large inputs) gives what the brute force gives."""
+    x, window, stride, keywords = case
+    rows = _geometry(x, window, stride, keywords)
+    if not _valid(rows):
+        return
+    expected, want = _expected(x, pool_ref(x, window, stride, **keywords), keywords["mode"])
+    with parallel_slabs():
+        actual = pool(x, window, stride, **keywords)
+    assert_array(actual, expected, want, rtol=1e-12, atol=1e-12)
+
+
+@FIXED
+@given(case=cases(modes=("avg",), data_kinds=("int",)), slabs=st.booleans(), channels=st.integers(1, 5))
+def test_integer_average_rounds_half_up(case, slabs, channels):
+    """avg of integers to an integer dtype (exact integer rounding), also channels-last."""
+    x, window, stride, keywords = case
+    x = np.repeat((x + 4).astype(np.uint8)[..., None], channels, axis=-1) * np.arange(1, channels + 1, dtype=np.uint8)
+    if "axes" not in keywords:  # the trailing channel axis is new: name the pooled axes
+        count = len(window) if isinstance(window, tuple) else min(2, x.ndim - 1)
+        keywords["axes"] = tuple(range(x.ndim - 1 - count, x.ndim - 1))
+    else:
+        keywords["axes"] = tuple(a % (x.ndim - 1) for a in keywords["axes"])
+    rows = _geometry(x, window, stride, keywords)
+    if not _valid(rows):
+        return
+    expected = round_half_up(pool_ref(x, window, stride, **keywords), np.dtype(np.uint8))
+    with parallel_slabs() if slabs else contextlib.nullcontext():
+        actual = pool(x, window, stride, dtype=np.uint8, **keywords)
+    assert_array(actual, expected, np.uint8)
