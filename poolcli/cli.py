@@ -434,3 +434,7 @@ def _help_hint(error: Exception) -> str:
     context = getattr(error, "ctx", None)
     path = context.command_path if context is not None else "poolcli"
     return f"; see '{path} --help'"
+
+
+# The batch command registers itself on `app`.
+from . import cli_batch  # noqa: E402,F401
