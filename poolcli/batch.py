@@ -15,13 +15,9 @@ folders are never entered, a symlinked file counts only when it resolves inside 
 and OUT (and the compare folder) are never read as inputs when they lie inside SRC.
 
 Outputs: OUT/<relative path> with the input's stem and the suffix of `output_format`.
-Pixels are those of `poolcli pool`: the same engine on the same decoded pixels (plain
-8-bit JPEG and PNG inputs are decoded by OpenCV, which gives io.load's pixels faster).
-8-bit JPEG and PNG outputs are encoded by OpenCV, keeping the input's ICC profile:
-JPEG at `quality` (default 90) with 4:2:0 chroma subsampling, as Pillow and libjpeg write
-by default (`pool` writes quality 95 with full chroma); PNG at zlib level 1 with
-run-length matching, 7x faster than Pillow's default and a little smaller on photos.
-Everything else is written by io.save, as `pool` writes it.
+Each file goes through `pipeline.pool_file`, as in `poolcli pool`: the same decoders,
+engine and encoders (io.py decides them all). Batch only asks for `channel_order="bgr"`,
+so plain colour JPEG and PNG stay in OpenCV's channel order from decoder to encoder.
 """
 
 from __future__ import annotations
@@ -29,16 +25,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import fnmatch
-import io as _bytes_io
+import io as _text_io
 import json
 import multiprocessing
 import os
 import signal
-import struct
 import threading
 import time
-import warnings
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -46,25 +39,16 @@ from multiprocessing import connection
 from pathlib import Path
 
 import cv2
-import numpy as np
-from PIL import Image
 
 from . import io
 from .errors import PoolError
-from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_arrays, settings_summary
+from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_file, settings_summary
 
 OUTPUT_FORMATS = {"same": None, "png": ".png", "jpg": ".jpg", "tiff": ".tiff", "npy": ".npy"}
 INPUT_SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
-DEFAULT_QUALITY = 90
 REPORT_SUFFIXES = (".json", ".csv")
 IN_FLIGHT_PER_WORKER = 2  # one being pooled, one waiting: workers never idle on the parent
 STOP_GRACE_SECONDS = 1.0  # after SIGTERM, a worker still alive this long is killed (then swept)
-_ICC_SPACES = {1: b"GRAY", 3: b"RGB ", 4: b"RGB "}
-_ORIENTATION = 0x0112  # the EXIF tag
-# zlib level 1 with run-length matching after libpng's adaptive row filters: on photos, 7x
-# faster than Pillow's default (level 6) and about 5% smaller; OpenCV's own default is 40%
-# faster still but 10% bigger than Pillow's.
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -86,7 +70,6 @@ class BatchOptions:
     jobs: int = field(default_factory=default_jobs)
     skip_existing: bool = False
     overwrite: bool = False
-    quality: int = DEFAULT_QUALITY
     compare_dir: Path | None = None
 
     def check(self) -> None:
@@ -101,8 +84,6 @@ class BatchOptions:
             raise PoolError(f"--format {self.output_format!r} is not known; use one of {', '.join(OUTPUT_FORMATS)}")
         if self.jobs < 1:
             raise PoolError(f"--jobs {self.jobs} must be >= 1; use --jobs 1 to run in this process")
-        if not 1 <= self.quality <= 100:
-            raise PoolError(f"--quality {self.quality} is out of range; use 1..100 (default {DEFAULT_QUALITY})")
         if self.skip_existing and self.overwrite:
             raise PoolError("--skip-existing and --overwrite disagree about existing outputs; give only one")
         for pattern in self.patterns:
@@ -182,6 +163,7 @@ class Batch:
     Creating it checks the options and SRC (PoolError: a usage error) and creates OUT.
 
     >>> import tempfile
+    >>> import numpy as np
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     src, out = Path(folder, "src"), Path(folder, "out")
     ...     (src / "scans").mkdir(parents=True)
@@ -362,13 +344,11 @@ class Batch:
 
 
 def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> BatchRecord:
-    """Load, pool and save one input; every failure becomes a failed record."""
+    """Load, pool and save one input as `poolcli pool` does; every failure becomes a failed record."""
     started = time.perf_counter()
     source, target = job.source, job.target
     try:
-        loaded, bgr = _load(source, settings)
-        results = pool_arrays(settings, loaded, target)
-        _save(target, loaded, results, settings, options, bgr=bgr)
+        result = pool_file(source, target, settings, overwrite=options.overwrite, channel_order="bgr")
         if job.compare is not None:
             from .figures import write_side_by_side
 
@@ -385,203 +365,18 @@ def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> Ba
         input=str(source),
         output=str(target),
         seconds=round(time.perf_counter() - started, 6),
-        input_shape=_shapes(loaded.arrays),
-        output_shape=_shapes(results),
-        dtype=_dtypes(loaded.arrays),
-        output_dtype=_dtypes(results),
+        input_shape=result.input_shape,
+        output_shape=result.output_shape,
+        dtype=result.dtype,
+        output_dtype=result.output_dtype,
         output_bytes=size,
     )
-
-
-def _load(source: Path, settings: PoolSettings) -> tuple[io.Loaded, bool]:
-    """`io.load`, and whether the image's channels are in OpenCV's order (BGR, BGRA).
-
-    Plain 8-bit JPEG and PNG files are decoded by OpenCV, which gives the same pixels
-    (the same libjpeg-turbo; PNG is lossless; tests/test_batch.py checks both) without
-    Pillow's copies: JPEG in half the time, PNG about 10% faster. Their channels stay in
-    OpenCV's order, as OpenCV encodes them, when only H and W are pooled, so the order
-    cannot change a value.
-    """
-    suffix = source.suffix.lower()
-    if suffix in (".jpg", ".jpeg", ".png") and settings.axes is None and settings.layout is None:
-        with contextlib.suppress(OSError, MemoryError, cv2.error):  # then io.load reads it, or says why not
-            data = np.fromfile(source, dtype=np.uint8)
-            header = _plain_png(data) if suffix == ".png" else _plain_jpeg(data)
-            if header is not None and _within(header, settings.max_pixels):
-                loaded = _decode_plain(source, data, header)
-                if loaded is not None:
-                    return loaded, loaded.array.shape[2] > 2
-    return io.load(source, max_pixels=settings.max_pixels), False
-
-
-@dataclass(frozen=True)
-class _Header:
-    format: str
-    mode: str  # L, RGB or RGBA: what io.load returns
-    width: int
-    height: int
-    icc: bytes | None
-
-
-def _within(header: _Header, max_pixels: int | None) -> bool:
-    return max_pixels is None or header.width * header.height <= max_pixels
-
-
-def _plain_jpeg(data: np.ndarray) -> _Header | None:
-    """The header of an L or RGB JPEG that io.load would not rotate (no EXIF or XMP orientation)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(_bytes_io.BytesIO(data), formats=("JPEG",)) as image:  # reads the header only
-                if image.format != "JPEG" or image.mode not in ("L", "RGB"):
-                    return None
-                if image.getexif().get(_ORIENTATION, 1) != 1:
-                    return None
-                return _Header("JPEG", image.mode, image.width, image.height, image.info.get("icc_profile"))
-    except Exception:
-        return None
-
-
-_PNG_MODES = {0: "L", 2: "RGB", 6: "RGBA"}  # 8-bit colour types without a palette
-_PNG_ROTATION_KEYWORDS = (b"Raw profile type exif", b"XML:com.adobe.xmp")  # where Pillow finds orientation
-
-
-def _plain_png(data: np.ndarray) -> _Header | None:
-    """The header of a complete, 8-bit L, RGB or RGBA PNG without transparency chunk, animation
-    or anything Pillow could read an orientation from; found by walking every chunk."""
-    raw = memoryview(data)
-    if bytes(raw[:8]) != b"\x89PNG\r\n\x1a\n":
-        return None
-    position, mode, size, icc = 8, None, (0, 0), None
-    while position + 12 <= len(raw):
-        length, kind = struct.unpack_from(">I4s", raw, position)
-        body = position + 8
-        if body + length + 4 > len(raw):
-            return None  # truncated
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack_from(">IIBB", raw, body)
-            mode, size = (_PNG_MODES.get(colour) if depth == 8 else None), (width, height)
-            if mode is None:
-                return None
-        elif kind in (b"tRNS", b"eXIf", b"acTL"):
-            return None
-        elif kind in (b"tEXt", b"zTXt", b"iTXt"):
-            keyword = bytes(raw[body:body + min(length, 80)]).split(b"\0", 1)[0]
-            if keyword in _PNG_ROTATION_KEYWORDS:
-                return None
-        elif kind == b"iCCP":
-            chunk = bytes(raw[body:body + length])
-            try:
-                icc = zlib.decompress(chunk[chunk.index(b"\0") + 2:])
-            except (ValueError, zlib.error):
-                return None
-        elif kind == b"IEND":
-            return None if mode is None else _Header("PNG", mode, *size, icc)
-        position = body + length + 4
-    return None  # no IEND: truncated
-
-
-def _decode_plain(source: Path, data: np.ndarray, header: _Header) -> io.Loaded | None:
-    """OpenCV's pixels for a header `_plain_jpeg` or `_plain_png` accepted; None if OpenCV fails."""
-    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    channels = len(header.mode)  # L, RGB, RGBA
-    if array is None or array.dtype != np.uint8 or array.shape[:2] != (header.height, header.width):
-        return None
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    if array.shape[2] != channels:
-        return None
-    return io.Loaded({"array": array}, "image", "hwc", header.format, header.mode, 1, source, header.icc)
-
-
-def _save(target: Path, loaded: io.Loaded, results: dict[str, np.ndarray], settings: PoolSettings,
-          options: BatchOptions, *, bgr: bool) -> None:
-    """As `pipeline.pool_file` saves, but 8-bit JPEG and PNG go through OpenCV's faster encoders."""
-    inputs, overwrite = (loaded.path,), options.overwrite
-    if loaded.kind == "npz" or target.suffix.lower() == ".npz":
-        io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs)
-        return
-    array = next(iter(results.values()))
-    data = _fast_image_bytes(target, array, loaded.icc_profile, options.quality, bgr=bgr)
-    if data is None:
-        array = _swap_red_blue(array) if bgr else array
-        io.save(target, array, like=loaded, overwrite=overwrite, inputs=inputs, normalize=settings.normalize)
-        return
-    with io.atomic_output(target, overwrite=overwrite, inputs=inputs) as file:
-        file.write(data)
-
-
-def _fast_image_bytes(target: Path, array: np.ndarray, icc: bytes | None, quality: int, *,
-                      bgr: bool = False) -> bytes | None:
-    """JPEG or PNG bytes of an 8-bit H x W x C array (RGB, or BGR with `bgr`) by OpenCV; None
-    where io.save must decide."""
-    suffix = target.suffix.lower()
-    if array.dtype != np.uint8 or array.ndim != 3:
-        return None
-    channels = array.shape[2]
-    if suffix in (".jpg", ".jpeg") and channels in (1, 3):
-        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    elif suffix == ".png" and channels in (1, 3, 4):
-        params = _PNG_PARAMS
-    else:
-        return None
-    if not bgr:
-        array = _swap_red_blue(array)  # OpenCV writes BGR and BGRA
-    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(array), params)
-    if not ok:
-        return None
-    data = encoded.tobytes()
-    if icc is not None and icc[16:20] == _ICC_SPACES[channels]:
-        data = _png_with_icc(data, icc) if suffix == ".png" else _jpeg_with_icc(data, icc)
-    return data
-
-
-def _swap_red_blue(array: np.ndarray) -> np.ndarray:
-    """RGB <-> BGR and RGBA <-> BGRA (a view); gray and gray+alpha stay."""
-    if array.shape[2] == 3:
-        return array[:, :, ::-1]
-    if array.shape[2] == 4:
-        return array[:, :, [2, 1, 0, 3]]
-    return array
-
-
-def _jpeg_with_icc(data: bytes, icc: bytes) -> bytes:
-    """`data` with `icc` in APP2 ICC_PROFILE segments after the JFIF header, as Pillow writes it."""
-    size = 65519  # 65535 - 2 (length) - 12 (ICC_PROFILE\0) - 2 (sequence number, count)
-    chunks = [icc[i:i + size] for i in range(0, len(icc), size)]
-    if len(chunks) > 255:
-        return data
-    segments = b"".join(
-        b"\xff\xe2" + struct.pack(">H", 16 + len(chunk)) + b"ICC_PROFILE\0" + bytes((i + 1, len(chunks))) + chunk
-        for i, chunk in enumerate(chunks))
-    at = 2
-    if data[2:4] == b"\xff\xe0":
-        at = 4 + struct.unpack(">H", data[4:6])[0]
-    return data[:at] + segments + data[at:]
-
-
-def _png_with_icc(data: bytes, icc: bytes) -> bytes:
-    """`data` with an iCCP chunk right after IHDR, as Pillow writes it."""
-    body = b"ICC Profile\0\0" + zlib.compress(icc)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
-    at = 8 + 8 + 13 + 4  # signature, IHDR length and type, IHDR data, CRC
-    return data[:at] + chunk + data[at:]
 
 
 def _failed(source: Path, target: Path | None, message: str, started: float | None = None) -> BatchRecord:
     seconds = 0.0 if started is None else round(time.perf_counter() - started, 6)
     return BatchRecord(str(source), None if target is None else str(target), status="failed", error=message,
                        seconds=seconds)
-
-
-def _shapes(arrays: dict[str, np.ndarray]):
-    if list(arrays) == ["array"]:
-        return list(arrays["array"].shape)
-    return {key: list(value.shape) for key, value in arrays.items()}
-
-
-def _dtypes(arrays: dict[str, np.ndarray]) -> str:
-    return ",".join(sorted({str(value.dtype) for value in arrays.values()}))
 
 
 # ------------------------------------------------------------------ worker processes
@@ -855,7 +650,7 @@ class Report:
         self._file.write(text.encode("utf-8"))
 
     def _write_csv(self, row) -> None:
-        line = _bytes_io.StringIO()
+        line = _text_io.StringIO()
         csv.writer(line, lineterminator="\n").writerow(row)
         self._write(line.getvalue())
 

@@ -4,6 +4,7 @@ Exit codes: 0 success; 1 an input could not be read, processed or written; 2 bad
 or parameters; 130 interrupted. Errors are one line on stderr (a traceback only with --debug).
 """
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -18,6 +19,7 @@ from rich.table import Table
 from . import __version__
 from .errors import InputError, OutputError, PoolError
 from .geometry import MODES, NAN_POLICIES, PAD_MODES
+from .io import JPEG_QUALITY
 from .pipeline import DTYPE_CHOICES, FileResult, PoolSettings, default_output, describe_file, pool_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -256,10 +258,14 @@ def pool_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="Also write the input and its output side by side to this PNG.")] = None,
+    quality: Annotated[int, typer.Option(
+        "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
+    = JPEG_QUALITY,
     *,
     settings: PoolSettings,
 ):
     """Pool each INPUT and save the result."""
+    settings = dataclasses.replace(settings, quality=quality)
     targets = _targets(inputs, output, out_dir, settings)
     failures = 0
     for source, target in zip(inputs, targets):

@@ -6,6 +6,7 @@ file done or skipped, 1 any file failed, 2 bad usage, 130 interrupted (Ctrl-C, S
 """
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,6 @@ from rich.table import Table
 from rich.text import Text
 
 from .batch import (
-    DEFAULT_QUALITY,
     OUTPUT_FORMATS,
     Batch,
     BatchOptions,
@@ -36,6 +36,7 @@ from .batch import (
 )
 from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageProblem, app, err, out, report_failure, with_pool_options
 from .errors import PoolError
+from .io import JPEG_QUALITY
 from .pipeline import PoolSettings
 
 
@@ -68,17 +69,18 @@ def batch_command(
     output_format: Annotated[str, typer.Option(
         "-f", "--format", help=f"Output format: {'|'.join(OUTPUT_FORMATS)} (same: the input's).")] = "same",
     quality: Annotated[int, typer.Option(
-        "-q", "--quality", help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
-    = DEFAULT_QUALITY,
+        "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
+    = JPEG_QUALITY,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,
     *,
     settings: PoolSettings,
 ):
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
+    settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=default_jobs() if jobs is None else jobs, skip_existing=skip_existing,
-                           overwrite=overwrite, quality=quality, compare_dir=compare_dir)
+                           overwrite=overwrite, compare_dir=compare_dir)
     try:
         if report is not None:
             check_report_path(report)

@@ -44,11 +44,14 @@ class PoolSettings:
     backend: str = "numpy"
     normalize: str | None = None
     max_pixels: int | None = io.DEFAULT_MAX_PIXELS
+    quality: int = io.JPEG_QUALITY  # of JPEG outputs
 
     def check(self) -> None:
         """Raise PoolError for anything wrong regardless of the input (a usage error)."""
         if self.dtype not in DTYPE_CHOICES:
             raise PoolError(f"--dtype {self.dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)}")
+        if not 1 <= self.quality <= 100:
+            raise PoolError(f"--quality {self.quality} is out of range; use 1..100 (default {io.JPEG_QUALITY})")
         if self.axes is not None and self.layout is not None:
             raise PoolError("--axes and --layout both choose the pooled axes; give only one")
         count = self._implied_axis_count()
@@ -164,16 +167,25 @@ def default_output(source: Path, settings: PoolSettings, folder: Path | None = N
 
 
 def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
-              inputs: tuple[Path, ...] = ()) -> FileResult:
-    """Load `source`, pool it, save to `target` atomically. Raises PoolError subclasses."""
+              inputs: tuple[Path, ...] = (), channel_order: str = "rgb") -> FileResult:
+    """Load `source`, pool it, save to `target` atomically. Raises PoolError subclasses.
+
+    `channel_order="bgr"` lets plain colour JPEG and PNG images stay in OpenCV's order
+    from decoder to encoder (see `io.load`), saving two copies; the pixels written are
+    the same. It applies only when H and W alone are pooled, so no channel meets another.
+    """
     started = time.perf_counter()
-    loaded = io.load(source, max_pixels=settings.max_pixels)
+    if settings.axes is not None or settings.layout is not None:
+        channel_order = "rgb"
+    loaded = io.load(source, max_pixels=settings.max_pixels, channel_order=channel_order)
     results = pool_arrays(settings, loaded, target)
+    inputs = (source, *inputs)
     if loaded.kind == "npz" or target.suffix.lower() == ".npz":
-        io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=(source, *inputs))
+        io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
+                channel_order=loaded.channel_order)
     else:
-        io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite,
-                inputs=(source, *inputs), normalize=settings.normalize)
+        io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
+                normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order)
     return FileResult(
         input=str(source),
         output=str(target),

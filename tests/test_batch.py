@@ -1,6 +1,7 @@
 """`poolcli batch` at its boundary: which files it reads and writes, what it reports, how it
-stops. The pixels are checked against the engine on the loaded input, the fast decoders
-against io.load, the signals with real SIGINT/SIGTERM sent to a running subprocess."""
+stops. The pixels are checked against the engine on the loaded input (io's decoders and
+encoders are tested in test_io.py), the signals with real SIGINT/SIGTERM sent to a running
+subprocess."""
 
 import csv
 import io as bytes_io
@@ -163,69 +164,30 @@ def test_jpeg_output_keeps_icc_and_follows_quality(tmp_path, capsys):
     assert sizes[60] < sizes[95]
 
 
-# ------------------------------------------------------------------ the fast decoders read what io.load reads
+@pytest.mark.parametrize("quality", [None, 70])
+def test_batch_and_pool_write_the_same_bytes(tmp_path, capsys, quality):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(PHOTO, src / "photo.jpg")
+    shutil.copy(GRAY, src / "camera.png")
+    shutil.copy(GRAY16, src / "coffee16.png")
+    rgba = np.dstack([np.asarray(Image.open(PHOTO)), np.arange(512 * 512, dtype=np.uint32).reshape(512, 512) % 251])
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(src / "rgba.png")
+    names = sorted(p.name for p in src.iterdir())
+    chosen = [] if quality is None else ["--quality", quality]
+    code, _, err = run(capsys, src, "-d", tmp_path / "batch", "-m", "avg", *chosen)
+    assert code == 0, err
+    (tmp_path / "pool").mkdir()
+    code = main(["pool", *(str(src / name) for name in names), "-d", str(tmp_path / "pool"), "-m", "avg",
+                 *map(str, chosen)])
+    assert code == 0, capsys.readouterr().err
+    for name in names:
+        stem, suffix = name.rsplit(".", 1)
+        pooled_alone = tmp_path / "pool" / f"{stem}_avg2.{suffix}"
+        assert (tmp_path / "batch" / name).read_bytes() == pooled_alone.read_bytes(), name
 
 
-def _save(path: Path, image: np.ndarray | Image.Image, **options) -> Path:
-    (Image.fromarray(image) if isinstance(image, np.ndarray) else image).save(path, **options)
-    return path
-
-
-def _decoder_cases(folder: Path) -> dict[Path, bool]:
-    """Files and whether batch may decode them with OpenCV (else io.load must)."""
-    photo = np.asarray(Image.open(PHOTO))[:301, :299]
-    gray = photo.mean(axis=2).astype(np.uint8)
-    icc = Image.open(PHOTO).info["icc_profile"]
-    rotated = Image.Exif()
-    rotated[0x0112] = 6
-    return {
-        PHOTO: True,
-        GRAY: True,
-        GRAY16: False,
-        _save(folder / "s444.jpg", photo, quality=92, subsampling=0): True,
-        _save(folder / "s422.jpg", photo, quality=85, subsampling=1): True,
-        _save(folder / "s420.jpg", photo, quality=75, subsampling=2): True,
-        _save(folder / "progressive.jpg", photo, quality=90, progressive=True): True,
-        _save(folder / "gray.jpg", gray, quality=90): True,
-        _save(folder / "icc.JPEG", photo, quality=90, icc_profile=icc): True,
-        _save(folder / "rotated.jpg", photo, quality=90, exif=rotated.tobytes()): False,
-        _save(folder / "cmyk.jpg", Image.fromarray(photo).convert("CMYK"), quality=90): False,
-        _save(folder / "rgb.png", photo): True,
-        _save(folder / "gray.png", gray): True,
-        _save(folder / "rgba.png", np.dstack([photo, gray])): True,
-        _save(folder / "icc.png", photo, icc_profile=icc): True,
-        _save(folder / "la.png", np.dstack([gray, gray[::-1]])): False,
-        _save(folder / "rotated.png", photo, exif=rotated.tobytes()): False,
-        _save(folder / "palette.png", Image.fromarray(photo).quantize(64)): False,
-        _save(folder / "transparent.png", photo, transparency=(0, 0, 0)): False,
-        _save(folder / "bilevel.png", Image.fromarray(gray).convert("1")): False,
-        _save(folder / "sixteen.png", Image.fromarray(gray.astype(np.uint16) * 257)): False,
-    }
-
-
-def test_fast_decoders_give_io_load_pixels_mode_and_icc(tmp_path):
-    settings = PoolSettings(mode="avg")
-    for path, fast in _decoder_cases(tmp_path).items():
-        data = np.fromfile(path, dtype=np.uint8)
-        header = batch._plain_png(data) if path.suffix == ".png" else batch._plain_jpeg(data)
-        assert (header is not None) == fast, path.name
-        loaded, bgr = batch._load(path, settings)
-        reference = io.load(path)
-        array = batch._swap_red_blue(loaded.array) if bgr else loaded.array
-        assert array.dtype == reference.array.dtype and array.shape == reference.array.shape, path.name
-        assert np.array_equal(array, reference.array), path.name
-        assert loaded.source_mode == reference.source_mode, path.name
-        assert loaded.icc_profile == reference.icc_profile, path.name
-
-
-def test_fast_decoders_refuse_truncated_files():
-    for path in (PHOTO, GRAY):
-        data = np.fromfile(path, dtype=np.uint8)[:5000]
-        header = batch._plain_png(data) if path.suffix == ".png" else batch._plain_jpeg(data)
-        assert header is None or batch._decode_plain(path, data, header) is None, path.name
-
-
-def test_fast_path_respects_max_pixels(tmp_path, capsys):
+def test_batch_respects_max_pixels(tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(PHOTO, src / "photo.jpg")
@@ -546,7 +508,7 @@ def test_inputs_are_found_lazily_and_few_are_in_flight(tmp_path, monkeypatch):
     (["{src}", "-d", "{out}", "--skip-existing", "--overwrite"], ["--skip-existing", "--overwrite"]),
     (["{src}", "-d", "{out}", "--report", "{out}.txt"], ["--report", ".json or .csv"]),
     (["{src}", "-d", "{out}", "--format", "gif"], ["--format 'gif'"]),
-    (["{src}", "-d", "{out}", "--quality", "0"], ["--quality 0"]),
+    (["{src}", "-d", "{out}", "--quality", "0"], ["--quality", "greater than or equal to 1"]),
     (["{src}", "-d", "{out}", "-k", "0"], ["--window"]),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, words):
@@ -560,6 +522,34 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, words):
     assert len(lines) == 1 and lines[0].startswith("poolcli: error:"), err
     for word in words:
         assert word in lines[0], (word, err)
+
+
+AFTER_LOADS = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from poolcli import batch, io
+    from poolcli.pipeline import PoolSettings
+    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    for path in sorted(src.iterdir()):  # this process decodes and encodes before it forks workers
+        for order in io.CHANNEL_ORDERS:
+            loaded = io.load(path, channel_order=order)
+            io.save(out.parent / f"{order}_{path.name}", loaded.array, like=loaded, channel_order=order,
+                    overwrite=True)
+    summary = batch.Batch(src, out, PoolSettings(), batch.BatchOptions(jobs=2)).run()
+    raise SystemExit(summary.done != 3)
+""")
+
+
+def test_a_process_that_loaded_images_can_still_start_workers(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(PHOTO, src / "photo.jpg")
+    shutil.copy(GRAY, src / "camera.png")
+    rgba = np.dstack([np.asarray(Image.open(PHOTO)), np.full((512, 512), 200, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src / "rgba.png")
+    done = subprocess.run([sys.executable, "-c", AFTER_LOADS, src, tmp_path / "out"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_workers_send_back_small_records_not_arrays():

@@ -64,6 +64,20 @@ def test_image_keeps_mode_and_depth(tmp_path, capsys, sample, mode):
     assert str(sample) in out and str(target) in out
 
 
+def test_jpeg_quality_defaults_to_io_and_follows_the_option(tmp_path, capsys):
+    sizes = {}
+    for quality in (None, 60, 95):
+        target = tmp_path / f"q{quality}.jpg"
+        chosen = [] if quality is None else ["--quality", quality]
+        code, _, err = run(capsys, "pool", PHOTO, "-o", target, "-m", "avg", *chosen)
+        assert code == 0, err
+        sizes[quality] = target.stat().st_size
+    photo = io.load(PHOTO)
+    io.save(tmp_path / "reference.jpg", pool(photo.array, 2, mode="avg", axes=(0, 1), dtype=np.uint8), like=photo)
+    assert (tmp_path / "qNone.jpg").read_bytes() == (tmp_path / "reference.jpg").read_bytes()
+    assert sizes[60] < sizes[None] < sizes[95]
+
+
 def test_out_dir_naming_and_json(tmp_path, capsys):
     code, out, err = run(capsys, "pool", GRAY, FEATURES, "-d", tmp_path, "-m", "avg", "-k", "2x4", "--json")
     assert code == 0, err
@@ -215,6 +229,7 @@ def test_entry_points_run_as_programs(tmp_path):
     (["--dtype", "int8"], ["--dtype", "int8"]),
     (["-m", "lp", "--power", "0"], ["--power", "0"]),
     (["--axes", "0", "--layout", "hw"], ["--axes", "--layout"]),
+    (["--quality", "0"], ["--quality"]),
     (["--bogus"], ["--bogus"]),
 ])
 def test_bad_parameters_exit_2(tmp_path, capsys, args, words):

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from poolcli import io as pio
 from poolcli.errors import InputError, OutputError, PoolError
@@ -320,6 +320,90 @@ def test_load_first_page_of_multipage_tiff_and_count(tmp_path, rng):
     np.testing.assert_array_equal(loaded.array[:, :, 0], pages[0])
 
 
+# plain 8-bit JPEG and PNG: OpenCV decodes them, with Pillow's pixels, mode and profile
+
+
+def _pillow_only(monkeypatch) -> None:
+    """Make io.load read every file through Pillow: the reference for the OpenCV decoders."""
+    monkeypatch.setattr(pio, "_load_plain", lambda *args: None)
+
+
+def _saved(path: Path, image: np.ndarray | Image.Image, **options) -> Path:
+    (Image.fromarray(image) if isinstance(image, np.ndarray) else image).save(path, **options)
+    return path
+
+
+def _decoder_cases(folder: Path) -> dict[Path, bool]:
+    """Files and whether OpenCV may decode them (else Pillow must)."""
+    photo = np.asarray(Image.open(SAMPLES / "astronaut.jpg"))[:301, :299]
+    gray = photo.mean(axis=2).astype(np.uint8)
+    icc = Image.open(SAMPLES / "astronaut.jpg").info["icc_profile"]
+    rotated = exif_orientation(6)
+    return {
+        SAMPLES / "astronaut.jpg": True,
+        SAMPLES / "camera.png": True,
+        SAMPLES / "coffee_gray16.png": False,
+        _saved(folder / "s444.jpg", photo, quality=92, subsampling=0): True,
+        _saved(folder / "s422.jpg", photo, quality=85, subsampling=1): True,
+        _saved(folder / "s420.jpg", photo, quality=75, subsampling=2): True,
+        _saved(folder / "progressive.jpg", photo, quality=90, progressive=True): True,
+        _saved(folder / "gray.jpg", gray, quality=90): True,
+        _saved(folder / "icc.JPEG", photo, quality=90, icc_profile=icc): True,
+        _saved(folder / "rotated.jpg", photo, quality=90, exif=rotated): False,
+        _saved(folder / "cmyk.jpg", Image.fromarray(photo).convert("CMYK"), quality=90): False,
+        _saved(folder / "rgb.png", photo): True,
+        _saved(folder / "gray.png", gray): True,
+        _saved(folder / "rgba.png", np.dstack([photo, gray])): True,
+        _saved(folder / "icc.png", photo, icc_profile=icc): True,
+        _saved(folder / "la.png", np.dstack([gray, gray[::-1]])): False,
+        _saved(folder / "rotated.png", photo, exif=rotated): False,
+        _saved(folder / "palette.png", Image.fromarray(photo).quantize(64)): False,
+        _saved(folder / "transparent.png", photo, transparency=(0, 0, 0)): False,
+        _saved(folder / "bilevel.png", Image.fromarray(gray).convert("1")): False,
+        _saved(folder / "sixteen.png", Image.fromarray(gray.astype(np.uint16) * 257)): False,
+    }
+
+
+def test_opencv_decodes_plain_files_to_pillows_pixels_mode_and_icc(tmp_path, monkeypatch):
+    cases = _decoder_cases(tmp_path)
+    loaded = {path: (pio.load(path), pio.load(path, channel_order="bgr")) for path in cases}
+    _pillow_only(monkeypatch)
+
+    for path, plain in cases.items():
+        data = np.fromfile(path, dtype=np.uint8)
+        header = pio._plain_png(data) if path.suffix == ".png" else pio._plain_jpeg(data)
+        assert (header is not None) == plain, path.name
+        reference = pio.load(path)
+        rgb, bgr = loaded[path]
+        colour = plain and reference.array.shape[2] >= 3
+        assert (rgb.channel_order, bgr.channel_order) == ("rgb", "bgr" if colour else "rgb"), path.name
+        for item in (rgb, bgr):
+            array = item.array[:, :, [2, 1, 0, 3][: item.array.shape[2]]] if item.channel_order == "bgr" else item.array
+            assert array.dtype == reference.array.dtype and array.shape == reference.array.shape, path.name
+            np.testing.assert_array_equal(array, reference.array, err_msg=path.name)
+            assert (item.format, item.source_mode, item.frames) == (
+                reference.format, reference.source_mode, reference.frames), path.name
+            assert item.icc_profile == reference.icc_profile, path.name
+
+
+def test_opencv_decoders_leave_truncated_files_to_pillow():
+    for name, fmt in (("astronaut.jpg", "JPEG"), ("camera.png", "PNG")):
+        path = SAMPLES / name
+        data = np.fromfile(path, dtype=np.uint8)
+        for cut in (5000, len(data) // 2, len(data) - 1):
+            header = pio._plain_png(data[:cut]) if fmt == "PNG" else pio._plain_jpeg(data[:cut])
+            if header is not None:  # the JPEG header is whole: OpenCV must fail on the rest
+                assert cv2.imdecode(data[:cut], cv2.IMREAD_UNCHANGED) is None, (name, cut)
+
+
+def test_upright_images_are_not_transposed(tmp_path, rng, monkeypatch):
+    path = tmp_path / "upright.webp"  # read by Pillow (plain JPEG and PNG are not)
+    Image.fromarray(_rgb(rng)).save(path, lossless=True)
+    monkeypatch.setattr(ImageOps, "exif_transpose", lambda *args, **kwargs: pytest.fail("copied an upright image"))
+
+    assert pio.load(path).array.shape == (5, 7, 3)
+
+
 # --------------------------------------------------------------------------- reading arrays
 
 
@@ -327,7 +411,7 @@ def test_load_first_page_of_multipage_tiff_and_count(tmp_path, rng):
     ("shape", "layout"),
     [((), ""), ((9,), "l"), ((3, 4), "hw"), ((2, 3, 4), "chw"), ((1, 2, 3, 4), "nchw"),
      ((1, 2, 1, 3, 4), "ncdhw"), ((1,) * 6, "")],
-)  # fmt: skip
+)
 def test_load_npy_guesses_layout_by_ndim(tmp_path, rng, shape, layout):
     values = rng.normal(size=shape).astype(np.float32)
     path = tmp_path / "values.npy"
@@ -569,14 +653,49 @@ def test_save_integers_that_fit_as_int32_tiff(tmp_path, dtype):
     np.testing.assert_array_equal(loaded.array[:, :, 0], pixels)
 
 
-def test_save_jpeg_quality_is_95(tmp_path, rng):
-    pixels = _rgb(rng)
+@pytest.mark.parametrize("quality", [None, 60])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_save_jpeg_is_pillows_default_encoding_at_quality_90(tmp_path, rng, quality, channels):
+    pixels = rng.integers(0, 256, (48, 40, channels), dtype=np.uint8).squeeze()
     ours, reference = tmp_path / "ours.jpg", tmp_path / "reference.jpg"
 
-    pio.save(ours, pixels)
-    Image.fromarray(pixels).save(reference, quality=95, subsampling=0)
+    pio.save(ours, pixels, **({} if quality is None else {"quality": quality}))
+    Image.fromarray(pixels).save(reference, quality=quality or 90)  # Pillow's default: 4:2:0
 
-    assert ours.read_bytes() == reference.read_bytes()
+    assert pio.JPEG_QUALITY == 90
+    with Image.open(ours) as written, Image.open(reference) as expected:
+        assert written.mode == expected.mode
+        assert written.quantization == expected.quantization
+        if channels == 3:
+            assert JpegImagePlugin.get_sampling(written) == JpegImagePlugin.get_sampling(expected) == 2
+        difference = np.abs(np.asarray(written, np.int16) - np.asarray(expected, np.int16))
+    assert difference.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("dtype", "channels"), [(np.uint8, 1), (np.uint8, 2), (np.uint8, 3), (np.uint8, 4), (np.uint16, 1), (np.uint16, 3)]
+)
+def test_save_png_at_zlib_level_1(tmp_path, rng, dtype, channels):
+    pixels = rng.integers(0, np.iinfo(dtype).max, (9, 11, channels), dtype=dtype, endpoint=True)
+    path = tmp_path / "fast.png"
+
+    pio.save(path, pixels)
+
+    data = path.read_bytes()
+    idat = data.index(b"IDAT") + 4
+    assert data[idat] & 0x0F == 8 and data[idat + 1] >> 6 == 0  # deflate, FLEVEL 0: the fastest
+    np.testing.assert_array_equal(pio.load(path).array, pixels)
+
+
+@pytest.mark.parametrize("quality", [0, 101])
+def test_save_refuses_quality_out_of_range(tmp_path, quality):
+    path = tmp_path / "x.jpg"
+
+    with pytest.raises(OutputError, match=f"quality {quality} is out of range; use 1..100") as error:
+        pio.save(path, np.zeros((2, 2), np.uint8), quality=quality)
+
+    one_line_naming(error, path)
+    assert folder_names(tmp_path) == []
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
@@ -601,16 +720,56 @@ def test_save_npz_writes_every_key_even_awkward_ones(tmp_path, rng):
             np.testing.assert_array_equal(archive[key], value)
 
 
-def test_save_keeps_the_icc_profile_of_like(tmp_path):
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".webp"])
+def test_save_keeps_the_icc_profile_of_like(tmp_path, suffix):
     photo = pio.load(SAMPLES / "astronaut.jpg")
     assert photo.icc_profile is not None
-    colour, gray = tmp_path / "colour.png", tmp_path / "gray.png"
+    colour, gray = tmp_path / f"colour{suffix}", tmp_path / f"gray{suffix}"
 
     pio.save(colour, photo.array[::4, ::4], like=photo)
     pio.save(gray, photo.array[::4, ::4, :1], like=photo)  # an RGB profile cannot describe gray
 
+    with Image.open(colour) as written:  # Pillow reads what poolcli wrote
+        assert written.info.get("icc_profile") == photo.icc_profile
     assert pio.load(colour).icc_profile == photo.icc_profile
     assert pio.load(gray).icc_profile is None
+
+
+@pytest.mark.parametrize(
+    ("suffix", "channels"),
+    [(s, 3) for s in (".png", ".jpg", ".tif", ".webp", ".bmp", ".npy", ".npz")]
+    + [(s, 4) for s in (".png", ".tif", ".webp", ".npy", ".npz")],
+)
+def test_bgr_arrays_are_written_as_their_rgb_twins(tmp_path, rng, suffix, channels):
+    rgb = rng.integers(0, 256, (6, 5, channels), dtype=np.uint8)
+    bgr = rgb[:, :, [2, 1, 0, 3][:channels]]
+
+    pio.save(tmp_path / f"rgb{suffix}", rgb)
+    pio.save(tmp_path / f"bgr{suffix}", bgr, channel_order="bgr")
+
+    assert (tmp_path / f"bgr{suffix}").read_bytes() == (tmp_path / f"rgb{suffix}").read_bytes()
+
+
+def test_load_bgr_then_save_bgr_round_trips(tmp_path, rng):
+    pixels = rng.integers(0, 256, (6, 5, 4), dtype=np.uint8)
+    source, copy = tmp_path / "rgba.png", tmp_path / "copy.png"
+    Image.fromarray(pixels).save(source)
+
+    loaded = pio.load(source, channel_order="bgr")
+    pio.save(copy, loaded.array, like=loaded, channel_order=loaded.channel_order)
+
+    assert loaded.channel_order == "bgr"
+    np.testing.assert_array_equal(loaded.array, pixels[:, :, [2, 1, 0, 3]])
+    np.testing.assert_array_equal(pio.load(copy).array, pixels)
+
+
+def test_unknown_channel_order_is_refused(tmp_path):
+    path = tmp_path / "x.png"
+    with pytest.raises(PoolError, match="channel_order 'rbg' is unknown"):
+        pio.load(SAMPLES / "camera.png", channel_order="rbg")
+    with pytest.raises(OutputError, match="channel_order 'rbg' is unknown") as error:
+        pio.save(path, np.zeros((2, 2, 3), np.uint8), channel_order="rbg")
+    one_line_naming(error, path)
 
 
 # normalize
@@ -745,6 +904,18 @@ def test_save_never_overwrites_an_input_even_with_overwrite(tmp_path, monkeypatc
     assert folder_names(tmp_path) == ["hard.png", "link.png", "photo.png", "sub"]
 
 
+def test_symlink_loops_are_paths_like_any_other(tmp_path):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    out = tmp_path / "out.png"
+
+    pio.save(out, np.zeros((2, 2), np.uint8), inputs=[loop])  # Path.resolve would raise here
+    with pytest.raises(OutputError, match="is one of the inputs"):
+        pio.check_output(loop, overwrite=True, inputs=[loop])
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
+        pio.check_output(loop, inputs=[out])
+
+
 @pytest.mark.parametrize(
     ("target", "reason"),
     [
@@ -849,7 +1020,7 @@ def test_new_files_get_the_usual_permissions(tmp_path):
     ("layout", "ndim", "axes"),
     [("hwc", 3, (0, 1)), ("chw", 3, (1, 2)), ("NCHW", 4, (2, 3)), ("ncdhw", 5, (2, 3, 4)),
      ("nlc", 3, (1,)), ("l", 1, (0,)), ("hw", 2, (0, 1)), ("nnchw", 5, (3, 4))],
-)  # fmt: skip
+)
 def test_pooled_axes_for_layout(layout, ndim, axes):
     assert pio.pooled_axes_for_layout(layout, ndim) == axes
 
@@ -858,7 +1029,7 @@ def test_pooled_axes_for_layout(layout, ndim, axes):
     ("layout", "ndim", "reason"),
     [("hwc", 4, "names 3 axes but the array has 4"), ("hxc", 3, "unknown letters 'x'"),
      ("hhw", 3, "repeats 'h'"), ("nc", 2, "no axis to pool"), ("", 1, "names 0 axes")],
-)  # fmt: skip
+)
 def test_pooled_axes_for_layout_refusals(layout, ndim, reason):
     with pytest.raises(PoolError) as error:
         pio.pooled_axes_for_layout(layout, ndim)
