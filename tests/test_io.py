@@ -949,18 +949,6 @@ def test_save_reports_a_folder_it_cannot_write_in(tmp_path, monkeypatch):
     one_line_naming(error, path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_save_into_read_only_folder(tmp_path):
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(OutputError, match="cannot create a file"):
-            pio.save(folder / "out.png", np.zeros((2, 2), np.uint8))
-    finally:
-        folder.chmod(0o700)
-
-
 # --------------------------------------------------------------------------- atomic writes
 
 
