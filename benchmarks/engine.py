@@ -20,6 +20,7 @@ import tracemalloc
 import numpy as np
 
 import poolcli
+import poolcli.engine
 
 
 def timed(function, repeat: int) -> float:
@@ -44,6 +45,15 @@ def peak_extra(function) -> tuple[float, int]:
     return peak, result.nbytes
 
 
+def opencv_threaded(cv2, call):
+    """Run an OpenCV call with OpenCV's own thread pool on (poolcli keeps it off), then off again."""
+    cv2.setNumThreads(poolcli.engine.worker_threads())
+    try:
+        return call()
+    finally:
+        cv2.setNumThreads(0)
+
+
 def naive_max(x: np.ndarray, k: int, s: int) -> np.ndarray:
     """One Python step per output element: the textbook loop (2-D, last two axes)."""
     h, w = x.shape[-2:]
@@ -61,7 +71,8 @@ def cases(torch, F, cv2, block_reduce):
     image_nchw = image_t.contiguous()
     maps = rng.standard_normal((8, 64, 128, 128), dtype=np.float32)
     maps_t = torch.from_numpy(maps)
-    area = (lambda: cv2.resize(image, (2048, 2048), interpolation=cv2.INTER_AREA)) if cv2 else None
+    area = (lambda: opencv_threaded(cv2, lambda: cv2.resize(image, (2048, 2048), interpolation=cv2.INTER_AREA))
+            ) if cv2 else None
     copy_floor = maps.copy
 
     yield dict(

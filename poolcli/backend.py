@@ -8,13 +8,16 @@ namespace of its input (NumPy or CuPy), and calls the same functions on it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from typing import Any
 
 import numpy as np
 
 from .errors import PoolError
 
-GPU_EXTRA_HINT = "install the GPU extra with `pip install 'poolcli[gpu]'` on a machine with an NVIDIA GPU"
+GPU_EXTRA_HINT = ("install the GPU extra with `pip install 'poolcli[gpu]'` (CUDA 12; "
+                  "`poolcli[gpu-cuda13]` for CUDA 13) on a machine with an NVIDIA GPU")
 
 
 def is_cupy_array(x: object) -> bool:
@@ -57,13 +60,18 @@ def import_cupy() -> Any:
     return cupy
 
 
-def gpu_available() -> bool:
-    """Whether CuPy imports and sees at least one CUDA device."""
+def gpu_unavailable_reason() -> str | None:
+    """None where CuPy imports and sees a CUDA device, else why not (with the cure)."""
     try:
         import_cupy()
-    except PoolError:
-        return False
-    return True
+    except PoolError as error:
+        return str(error)
+    return None
+
+
+def gpu_available() -> bool:
+    """Whether CuPy imports and sees at least one CUDA device."""
+    return gpu_unavailable_reason() is None
 
 
 def to_numpy(x: object) -> np.ndarray:
@@ -71,8 +79,28 @@ def to_numpy(x: object) -> np.ndarray:
     return x.get() if is_cupy_array(x) else np.asarray(x)
 
 
+# Inputs from this size up are pooled on the GPU by `--backend auto`: below it, the
+# host->device and device->host copies cost more than the GPU saves. PLACEHOLDER: not yet
+# measured on a GPU; `python benchmarks/gpu.py` prints the measured crossover (section 3).
+GPU_CROSSOVER_BYTES = 16 << 20
+
+
+def choose_backend(nbytes: int) -> str:
+    """'cupy' where the GPU wins including the transfers (and one is usable), else 'numpy'.
+
+    >>> choose_backend(1024)
+    'numpy'
+    """
+    if nbytes < GPU_CROSSOVER_BYTES or importlib.util.find_spec("cupy") is None:
+        return "numpy"
+    return "cupy" if gpu_available() else "numpy"
+
+
 def to_device(x: np.ndarray, backend: str) -> Any:
-    """`x` on the requested backend: 'numpy' leaves it, 'cupy' moves it to the GPU."""
+    """`x` on the requested backend: 'numpy' leaves it, 'cupy' moves it to the GPU,
+    'auto' moves it only where `choose_backend` says the GPU wins."""
+    if backend == "auto":
+        backend = choose_backend(np.asarray(x).nbytes)
     if backend == "cupy":
         return import_cupy().asarray(x)
     return x
@@ -84,3 +112,26 @@ def scatter_add(xp: Any, target: Any, key: tuple, values: Any) -> None:
         np.add.at(target, key, values)
     else:  # CuPy spells it as cupyx.scatter_add
         importlib.import_module("cupyx").scatter_add(target, key, values)
+
+
+def fused_forward(xp: Any, x: Any, plan: Any, dtype: Any, return_indices: bool) -> Any:
+    """The result of a fused GPU kernel for a CuPy `x`, or None (NumPy input, or a path
+    without a fused kernel: then the generic engine runs on `xp`).
+
+    POOLCLI_FUSED=0 turns the fused kernels off (to check the generic path on a GPU).
+    """
+    if xp is np or os.environ.get("POOLCLI_FUSED", "1") == "0":
+        return None
+    return _cuda().forward(x, plan, dtype, return_indices)
+
+
+def fused_backward(xp: Any, grad: Any, x: Any, plan: Any) -> Any:
+    """dL/dx from fused GPU kernels for a CuPy `x`, or None (as `fused_forward`)."""
+    if xp is np or os.environ.get("POOLCLI_FUSED", "1") == "0":
+        return None
+    return _cuda().backward(grad, x, plan)
+
+
+def _cuda() -> Any:
+    """The CuPy kernels beside this module, imported on first use."""
+    return importlib.import_module(".backend_cuda", __package__)

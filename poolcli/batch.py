@@ -38,10 +38,9 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
-import cv2
-
 from . import io
 from .errors import PoolError
+from .opencv import cv2
 from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_file, settings_summary
 
 OUTPUT_FORMATS = {"same": None, "png": ".png", "jpg": ".jpg", "tiff": ".tiff", "npy": ".npy"}

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -32,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _debug = {"on": False}
 
@@ -160,7 +161,7 @@ def settings_from_options(options: dict) -> PoolSettings:
 
 
 def _resolve_backend(choice: str) -> str:
-    """auto picks NumPy: the GPU wins only on arrays far larger than a file holds (see README)."""
+    """cupy must be usable now (a usage error otherwise); auto decides per array (backend.choose_backend)."""
     if choice == "cupy":
         from .backend import import_cupy
 
@@ -168,7 +169,7 @@ def _resolve_backend(choice: str) -> str:
             import_cupy()
         except PoolError as error:
             raise UsageProblem(f"--backend cupy: {error}") from None
-    return "cupy" if choice == "cupy" else "numpy"
+    return choice
 
 
 def _option_names(message: str) -> str:
@@ -221,12 +222,12 @@ def _guarded(run):
 def _fail(message: str, code: int):
     if _debug["on"]:
         traceback.print_exc()
-    err.print(f"[red]poolcli: error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]poolcli: error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
 def report_failure(message: str) -> None:
-    err.print(f"[red]poolcli: error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]poolcli: error:[/red] {escape(message)}", markup=True, highlight=False)
 
 
 # ------------------------------------------------------------------ commands
@@ -394,7 +395,7 @@ def _shape_text(shape) -> str:
 
 
 def _print_description(description: dict) -> None:
-    out.print(f"[bold]{description['input']}[/bold]  {description['format']} ({description['kind']})"
+    out.print(f"{description['input']}  {description['format']} ({description['kind']})"
               + (f", mode {description['source_mode']}" if description["source_mode"] else "")
               + (f", {description['frames']} frames (the first is pooled)" if description["frames"] > 1 else ""))
     for key, array in description["arrays"].items():

@@ -11,6 +11,7 @@ k^2 times the output; median gathers its windows, which it cannot avoid.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import as_array, scatter_add
+from .backend import as_array, fused_backward, fused_forward, scatter_add
 from .errors import PoolError
 from .geometry import (
     EXTREME_MODES,
@@ -199,7 +200,22 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def ieee_quiet(function):
+    """Run without NumPy's floating-point warnings: NaN and inf results are the answer
+    (as in PyTorch), not a problem to report. Per call, so it holds on worker threads too."""
+
+    @functools.wraps(function)
+    def quiet(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return function(*args, **kwargs)
+
+    return quiet
+
+
+@ieee_quiet
 def _forward(xp, x, plan: PoolPlan, dtype, return_indices: bool):
+    if (fused := fused_forward(xp, x, plan, dtype, return_indices)) is not None:
+        return fused  # a CuPy array and a fused GPU kernel for this call
     source, padded_plan = _materialise_padding(xp, x, plan)
     natural = natural_dtype(x.dtype, plan.mode)
     if plan.mode in EXTREME_MODES and return_indices:
@@ -228,13 +244,30 @@ def _is_opencv_area_mean(xp, x, plan: PoolPlan, dtype) -> bool:
 
 
 def _opencv_area_mean(x, plan: PoolPlan):
-    import cv2
+    """INTER_AREA by bands of output rows on poolcli's threads (each row reads two input rows)."""
+    from .opencv import cv2
 
     out_h, out_w = (g.out for g in plan.axes)
-    y = cv2.resize(x[: 2 * out_h, : 2 * out_w], (out_w, out_h), interpolation=cv2.INTER_AREA)
-    return y.reshape(plan.out_shape)
+    out = np.empty(plan.out_shape, dtype=np.uint8)
+    rows = out.reshape(out_h, out_w, -1)
+
+    def band(bounds):
+        top, bottom = bounds
+        part = cv2.resize(x[2 * top : 2 * bottom, : 2 * out_w], (out_w, bottom - top), interpolation=cv2.INTER_AREA)
+        rows[top:bottom] = part.reshape(bottom - top, out_w, -1)
+
+    threads = worker_threads() if x.nbytes >= MIN_PARALLEL_BYTES else 1
+    edges = [out_h * i // threads for i in range(threads + 1)]
+    bands = [(top, bottom) for top, bottom in zip(edges[:-1], edges[1:]) if bottom > top]
+    if len(bands) == 1:
+        band(bands[0])
+    else:
+        for done in _executor(threads).map(band, bands):
+            del done
+    return out
 
 
+@ieee_quiet
 def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
     """The pooled values of one mode, in the output dtype."""
     if plan.mode in EXTREME_MODES:
@@ -311,7 +344,8 @@ PLANAR_MAX_TRAILING = 16  # channels-last blocks up to this size are reduced one
 def _planar(xp, a, axis: int) -> bool:
     """A small trailing block (HWC's C) makes strided loops short: go plane by plane instead."""
     trailing = math.prod(a.shape[axis + 1:])
-    return xp is np and 1 < trailing <= PLANAR_MAX_TRAILING and a.flags.c_contiguous and a.shape[axis] > 1
+    return (xp is np and 1 < trailing <= PLANAR_MAX_TRAILING and a.flags.c_contiguous and a.shape[axis] > 1
+            and a.size > 0)
 
 
 def _reduce_axis_planar(xp, a, geometry, combine, fill, dtype, transform):
@@ -333,7 +367,7 @@ def _interleave(planes: list) -> np.ndarray:
     """(batch, out) planes -> (batch, out, planes); OpenCV's merge is the fast way where it applies."""
     dtype = planes[0].dtype
     if f"{dtype.kind}{dtype.itemsize}" in _CV_MERGE_KINDS:
-        import cv2
+        from .opencv import cv2
 
         merged = cv2.merge(planes)
         return merged.reshape(planes[0].shape + (len(planes),))
@@ -762,7 +796,10 @@ def _needs_clip(source: np.dtype, target: np.dtype) -> bool:
 # ================================================================== backward
 
 
+@ieee_quiet
 def _backward(xp, grad, x, plan: PoolPlan):
+    if (fused := fused_backward(xp, grad, x, plan)) is not None:
+        return fused
     grad_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     work = np.dtype(np.float32) if grad_dtype.itemsize < 4 else grad_dtype
     grad = grad.astype(work, copy=False)

@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from .errors import InputError, OutputError, PoolError
+from .opencv import cv2
 
 IMAGE_FORMATS = {
     ".png": "PNG",

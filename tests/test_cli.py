@@ -231,6 +231,8 @@ def test_entry_points_run_as_programs(tmp_path):
     (["--axes", "0", "--layout", "hw"], ["--axes", "--layout"]),
     (["--quality", "0"], ["--quality"]),
     (["--bogus"], ["--bogus"]),
+    (["--backend", "cupy"], ["--backend cupy", "poolcli[gpu]"]),
+    (["--backend", "tpu"], ["--backend", "tpu"]),
 ])
 def test_bad_parameters_exit_2(tmp_path, capsys, args, words):
     target = tmp_path / "out.png"
@@ -366,3 +368,10 @@ def test_debug_shows_traceback(tmp_path, capsys):
     bad = _bad_inputs(tmp_path)["text.png"]
     code, _, err = run(capsys, "pool", bad, "-o", tmp_path / "x.png", "--debug")
     assert code == 1 and "Traceback" in err
+
+
+def test_backend_auto_stays_on_the_cpu_without_a_gpu(tmp_path, capsys):
+    target = tmp_path / "auto.png"
+    code, _, err = run(capsys, "pool", GRAY, "-o", target, "--backend", "auto")
+    assert code == 0, err
+    assert np.array_equal(io.load(target).array, pool(io.load(GRAY).array, 2, axes=(0, 1)))

@@ -391,3 +391,11 @@ def test_opencv_area_fast_path_is_exact(shape, monkeypatch):
     assert_array(actual, expected, np.uint8)
     channels = shape[2] if len(shape) == 3 else 1
     assert bool(calls) == (channels != 2)
+
+
+@pytest.mark.parametrize("shape, axes", [((0, 4, 4), None), ((2, 0, 4, 4), None), ((6, 4, 0), (0, 1))])
+@pytest.mark.parametrize("mode", MODES)
+def test_empty_batch_axes_give_empty_results(shape, axes, mode):
+    x = np.zeros(shape, np.float32)
+    y = pool(x, 2, mode=mode, axes=axes)
+    assert y.shape == output_shape(shape, 2, axes=axes) and y.size == 0
