@@ -13,25 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 import tracemalloc
 
 import numpy as np
+from timing import median_seconds
 
 import poolcli
 import poolcli.engine
-
-
-def timed(function, repeat: int) -> float:
-    """Median seconds of `repeat` calls, after one warm-up call."""
-    function()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def peak_extra(function) -> tuple[float, int]:
@@ -127,9 +115,9 @@ def mode_cases(repeat: int):
     rows = []
     for label, x, keywords in (("float32 NCHW 3x3 s2 p1", maps, dict(window=3, stride=2, padding=1)),
                                ("uint8 HWC 2x2", image, dict(window=2, axes=(0, 1)))):
-        base = timed(lambda: poolcli.pool(x, **keywords), repeat)
+        base = median_seconds(lambda: poolcli.pool(x, **keywords), repeat)
         for mode in ("min", "sum", "avg", "l2", "lp"):
-            t = timed(lambda: poolcli.pool(x, mode=mode, **keywords), repeat)
+            t = median_seconds(lambda: poolcli.pool(x, mode=mode, **keywords), repeat)
             rows.append((label, mode, t / base))
     return rows
 
@@ -157,14 +145,14 @@ def main() -> None:
 
     table = []
     for case in cases(torch, F, cv2, block_reduce):
-        ours = timed(case["ours"], args.repeat)
+        ours = median_seconds(case["ours"], args.repeat)
         row = dict(name=case["name"], ours=ours)
         for rival in ("torch", "skimage", "floor"):
             if case.get(rival) is not None:
-                row[rival] = timed(case[rival], args.repeat)
+                row[rival] = median_seconds(case[rival], args.repeat)
         if "naive" in case:
             sample, loop, scale = case["naive"]
-            row["naive"] = timed(lambda: loop(sample), 1) * scale
+            row["naive"] = median_seconds(lambda: loop(sample), 1) * scale
         peak, out_bytes = peak_extra(case["ours"])
         row["peak_outputs"] = peak / out_bytes
         row["goals"] = case.get("goals", {})

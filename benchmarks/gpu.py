@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 import poolcli  # noqa: E402
 from poolcli import backend, backend_cuda  # noqa: E402
@@ -275,13 +276,7 @@ def _variant_times(cp, rng, shape, keywords, choices, saved) -> list[float]:
 
 
 def _wall_ms(function, repeat: int) -> float:
-    function()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return 1000 * statistics.median(samples)
+    return 1000 * median_seconds(function, repeat)
 
 
 CROSSOVER_POWERS = range(16, 27)  # input sizes 2**16 .. 2**26 elements
