@@ -122,7 +122,7 @@ _UINT8_CHANNELS = {  # channel counts each format keeps exactly, for uint8 array
     "WEBP": (1, 2, 3, 4),
     "JPEG": (1, 3),
     "BMP": (1, 3),
-    "GIF": (1,),
+    "GIF": (1, 3, 4),  # colour is quantised to a 256-colour palette: lossy, as GIF is
 }
 _NUMERIC_KINDS = "biuf"
 _DTYPE_FIXES = {
@@ -673,7 +673,8 @@ def save(
     array exactly or it is refused:
 
     - uint8 (and bool, stored as 0/255): PNG, TIFF, WebP (lossless; gray is stored
-      as RGB) with 1-4 channels; JPEG and BMP with 1 or 3; GIF with 1.
+      as RGB) with 1-4 channels; JPEG and BMP with 1 or 3; GIF with 1, 3 or 4 (colour
+      is quantised to one adaptive 256-colour palette, lossy like JPEG; gray is exact).
     - uint16: PNG or TIFF with 1, 3 or 4 channels.
     - float: TIFF only (float16 is widened to float32); 1, 3 or 4 channels.
     - other integers: single-channel TIFF (32-bit signed) when every value fits.
@@ -885,6 +886,9 @@ def _fits_int32(array: np.ndarray) -> bool:
 
 def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    if fmt == "GIF" and array.shape[2] > 1:
+        image = image.quantize(256, method=Image.Quantize.FASTOCTREE if array.shape[2] == 4 else
+                               Image.Quantize.MEDIANCUT)
     options: dict[str, object] = {}
     if fmt == "PNG":
         options = dict(_PILLOW_PNG)

@@ -54,6 +54,8 @@ class PoolSettings:
             raise PoolError(f"--quality {self.quality} is out of range; use 1..100 (default {io.JPEG_QUALITY})")
         if self.axes is not None and self.layout is not None:
             raise PoolError("--axes and --layout both choose the pooled axes; give only one")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise PoolError(f"--max-pixels {self.max_pixels} must be >= 0; use 0 for no limit")
         count = self._implied_axis_count()
         ndim = max(count, max((abs(a) + 1 for a in self.axes or ()), default=0))
         big = 1 << 20

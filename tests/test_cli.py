@@ -233,6 +233,7 @@ def test_entry_points_run_as_programs(tmp_path):
     (["--bogus"], ["--bogus"]),
     (["--backend", "cupy"], ["--backend cupy", "poolcli[gpu]"]),
     (["--backend", "tpu"], ["--backend", "tpu"]),
+    (["--max-pixels", "-5"], ["--max-pixels", "-5"]),
 ])
 def test_bad_parameters_exit_2(tmp_path, capsys, args, words):
     target = tmp_path / "out.png"
