@@ -37,9 +37,6 @@ from .geometry import (
     with_materialised_padding,
 )
 
-SUM_MODES = ("sum", "avg", "l2", "lp")
-
-
 # ================================================================== public API
 
 
@@ -286,7 +283,7 @@ def _materialise_padding(xp, x, plan: PoolPlan):
     widths = [(0, 0)] * x.ndim
     for g in plan.axes:
         widths[g.axis] = (g.pad_lo, g.pad_hi)
-    return xp.pad(x, widths, mode="edge" if plan.pad_mode == "edge" else "reflect"), \
+    return xp.pad(x, widths, mode=plan.pad_mode), \
         with_materialised_padding(plan)
 
 

@@ -443,7 +443,7 @@ def with_materialised_padding(plan: PoolPlan) -> PoolPlan:
     """For edge/reflect padding: the plan over the padded array, pads zero, and source maps."""
     geometries = []
     for g in plan.axes:
-        source = np.pad(np.arange(g.size), (g.pad_lo, g.pad_hi), mode=_NUMPY_PAD[plan.pad_mode])
+        source = np.pad(np.arange(g.size), (g.pad_lo, g.pad_hi), mode=plan.pad_mode)  # NumPy's names
         geometries.append(
             AxisGeometry(g.axis, g.size + g.pad_lo + g.pad_hi, g.window, g.stride, g.dilation,
                          0, 0, g.out, source_map=source)
@@ -453,9 +453,6 @@ def with_materialised_padding(plan: PoolPlan) -> PoolPlan:
         padded_shape[g.axis] = g.size
     return PoolPlan(tuple(padded_shape), tuple(geometries), plan.mode, plan.count_include_pad,
                     plan.divisor_override, plan.p, plan.pad_mode, plan.nan_policy)
-
-
-_NUMPY_PAD = {"edge": "edge", "reflect": "reflect"}
 
 
 def _ceil_div(a: int, b: int) -> int:
