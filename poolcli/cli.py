@@ -108,6 +108,8 @@ MaxPixelsOption = Annotated[int | None, typer.Option(
 NormalizeOption = Annotated[str | None, typer.Option(
     "--normalize", help="minmax: map float results to 0..255 to save them as 8-bit images.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+QualityOption = Annotated[int, typer.Option(
+    "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
 
 POOL_OPTIONS = {
     "mode": (ModeOption, "max"),
@@ -259,9 +261,7 @@ def pool_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="Also write the input and its output side by side to this PNG.")] = None,
-    quality: Annotated[int, typer.Option(
-        "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
-    = JPEG_QUALITY,
+    quality: QualityOption = JPEG_QUALITY,
     *,
     settings: PoolSettings,
 ):

@@ -34,7 +34,18 @@ from .batch import (
     default_jobs,
     open_report,
 )
-from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageProblem, app, err, out, report_failure, with_pool_options
+from .cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    QualityOption,
+    UsageProblem,
+    app,
+    err,
+    out,
+    report_failure,
+    with_pool_options,
+)
 from .errors import PoolError
 from .io import JPEG_QUALITY
 from .pipeline import PoolSettings
@@ -68,9 +79,7 @@ def batch_command(
         "DIR/<path>/<stem>_compare.png.", show_default=False)] = None,
     output_format: Annotated[str, typer.Option(
         "-f", "--format", help=f"Output format: {'|'.join(OUTPUT_FORMATS)} (same: the input's).")] = "same",
-    quality: Annotated[int, typer.Option(
-        "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
-    = JPEG_QUALITY,
+    quality: QualityOption = JPEG_QUALITY,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,
     *,
