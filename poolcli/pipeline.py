@@ -237,7 +237,7 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
     return dict(
         shape=list(array.shape),
         dtype=str(array.dtype),
-        layout=loaded.layout,
+        layout=loaded.layout if loaded.kind != "npz" else io.guess_layout(array.ndim),
         min=finite[0],
         max=finite[1],
         output_shape=list(output_shape(array.shape, **keywords)),

@@ -376,3 +376,12 @@ def test_backend_auto_stays_on_the_cpu_without_a_gpu(tmp_path, capsys):
     code, _, err = run(capsys, "pool", GRAY, "-o", target, "--backend", "auto")
     assert code == 0, err
     assert np.array_equal(io.load(target).array, pool(io.load(GRAY).array, 2, axes=(0, 1)))
+
+
+def test_info_guesses_each_npz_array_layout(tmp_path, capsys):
+    source = tmp_path / "maps.npz"
+    np.savez(source, volume=np.zeros((2, 3, 4, 4)), plane=np.zeros((4, 4)))
+    code, out, err = run(capsys, "info", source, "--json")
+    assert code == 0, err
+    layouts = {key: array["layout"] for key, array in json.loads(out)["arrays"].items()}
+    assert layouts == {"volume": "nchw", "plane": "hw"}
