@@ -253,13 +253,11 @@ def _opencv_area_mean(x, plan: PoolPlan):
         part = cv2.resize(x[2 * top : 2 * bottom, : 2 * out_w], (out_w, bottom - top), interpolation=cv2.INTER_AREA)
         rows[top:bottom] = part.reshape(bottom - top, out_w, -1)
 
-    threads = worker_threads() if x.nbytes >= MIN_PARALLEL_BYTES else 1
-    edges = [out_h * i // threads for i in range(threads + 1)]
-    bands = [(top, bottom) for top, bottom in zip(edges[:-1], edges[1:]) if bottom > top]
+    bands = _split(out_h, worker_threads() if x.nbytes >= MIN_PARALLEL_BYTES else 1)
     if len(bands) == 1:
         band(bands[0])
     else:
-        for done in _executor(threads).map(band, bands):
+        for done in _executor(worker_threads()).map(band, bands):
             del done
     return out
 

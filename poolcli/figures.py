@@ -43,11 +43,8 @@ def plane_view(array: np.ndarray, pooled_axes: tuple[int, ...], channel: int) ->
 
 
 def _resolved_axes(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[int, ...]:
-    axes = keywords_for(settings, loaded, array)["axes"]
-    if axes is not None:
-        return tuple(sorted(a % array.ndim for a in axes))
-    count = len(settings.window) if len(settings.window) > 1 else min(2, array.ndim)
-    return tuple(range(array.ndim - count, array.ndim))
+    """The pooled axes, sorted, as the engine's plan resolves them."""
+    return plan_pool(array.shape, **keywords_for(settings, loaded, array))[0].pooled_axes
 
 
 def _only_array(loaded: io.Loaded) -> np.ndarray:
