@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import fnmatch
 import io as _text_io
 import json
@@ -39,7 +40,7 @@ from multiprocessing import connection
 from pathlib import Path
 
 from . import io
-from .errors import PoolError
+from .errors import Interrupted, OutputError, PoolError
 from .opencv import cv2
 from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_file, settings_summary
 
@@ -48,7 +49,14 @@ INPUT_SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
 REPORT_SUFFIXES = (".json", ".csv")
 IN_FLIGHT_PER_WORKER = 2  # one being pooled, one waiting: workers never idle on the parent
 STOP_GRACE_SECONDS = 1.0  # after SIGTERM, a worker still alive this long is killed (then swept)
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+JOBS_PER_CORE = 4  # the most worker processes per core --jobs may ask for
+
+
+def max_jobs() -> int:
+    """The most worker processes a batch starts: JOBS_PER_CORE per core (pooling is CPU-bound;
+    a few more than the cores hide file I/O, thousands would only exhaust memory)."""
+    return JOBS_PER_CORE * default_jobs()
 
 
 def default_jobs() -> int:
@@ -120,6 +128,7 @@ class BatchSummary:
     seconds: float = 0.0
     output_bytes: int = 0
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal that interrupted the run
     failures: list[BatchRecord] = field(default_factory=list)
 
     @property
@@ -147,6 +156,7 @@ class _Job:
     source: Path
     target: Path
     compare: Path | None
+    replace: bool = False  # --skip-existing found an incomplete file at the target: pool it again
 
     def outputs(self) -> tuple[Path, ...]:
         return (self.target,) if self.compare is None else (self.target, self.compare)
@@ -186,6 +196,8 @@ class Batch:
         if self._out_root == self._root:
             raise PoolError(f"-d/--out-dir {out_dir} is SRC itself; write the outputs to another folder")
         self._compare_root = None if options.compare_dir is None else _make_folder(options.compare_dir, "--compare-dir")
+        if self._compare_root == self._root:
+            raise PoolError(f"--compare-dir {options.compare_dir} is SRC itself; write the figures to another folder")
         self._excluded = {p for p in (self._out_root, self._compare_root) if p is not None}
         self._suffix = OUTPUT_FORMATS[options.output_format]
         self._current: _Job | None = None  # the file being pooled in this process (--jobs 1)
@@ -236,6 +248,16 @@ class Batch:
         real = _real(entry.path)  # a link counts only when it lands on a file inside SRC, not in OUT
         return real.is_file() and _inside(real, self._root) and not any(_inside(real, p) for p in self._excluded)
 
+    def check_report(self, path: Path) -> None:
+        """PoolError unless the report may be written to `path`: a .json or .csv name in an
+        existing folder that batch does not read, not there already unless --overwrite."""
+        check_report_path(path)
+        folder = _real(path.parent)
+        if _inside(folder, self._root) and not any(_inside(folder, p) for p in self._excluded):
+            raise PoolError(f"--report {path} lies inside SRC {self.source}; write it outside SRC or inside OUT")
+        if os.path.lexists(path) and not self.options.overwrite:
+            raise PoolError(f"--report {path} exists; pass --overwrite to replace it, or choose another name")
+
     def target_for(self, relative: Path) -> Path:
         suffix = self._suffix or relative.suffix
         return self.out_dir / relative.parent / (relative.stem + suffix)
@@ -268,7 +290,10 @@ class Batch:
             if problem is not None:
                 yield _failed(source, target, f"{source}: {problem}")
             elif self.options.skip_existing and os.path.lexists(target):
-                yield BatchRecord(str(source), str(target), status="skipped", error="output exists")
+                if io.is_complete(target):
+                    yield BatchRecord(str(source), str(target), status="skipped", error="output exists")
+                else:  # empty or cut short (a crash of another tool): not done, so done again
+                    yield dataclasses.replace(job, replace=True)
             else:
                 yield job
 
@@ -317,8 +342,9 @@ class Batch:
                     self._run_here(emit)
                 else:
                     pool.run(self._jobs(), emit)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:
                 summary.interrupted = True
+                summary.stop_signal = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
             finally:
                 with _signals_ignored():
                     if pool is not None:
@@ -347,7 +373,7 @@ def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> Ba
     started = time.perf_counter()
     source, target = job.source, job.target
     try:
-        result = pool_file(source, target, settings, overwrite=options.overwrite, channel_order="bgr")
+        result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, channel_order="bgr")
         if job.compare is not None:
             from .figures import write_side_by_side
 
@@ -488,8 +514,12 @@ def _worker_main(conn, settings: PoolSettings, options: BatchOptions) -> None:
     """Pool jobs from `conn` until it closes. SIGTERM: an idle worker exits at once; a busy one
     raises KeyboardInterrupt, so io.atomic_output removes its temporary file, then exits."""
     global _busy
+    parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # so does a hang-up
     signal.signal(signal.SIGTERM, _worker_stop)
+    _stop_with_parent(parent)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     cv2.setNumThreads(1)  # one worker per core already
@@ -512,6 +542,18 @@ def _worker_main(conn, settings: PoolSettings, options: BatchOptions) -> None:
         os._exit(130)
 
 
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the parent dies, even by SIGKILL (Linux);
+    the worker then cleans up as on any stop. Elsewhere a worker ends when its pipe closes."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(0)
+
+
 def _worker_stop(signum, frame) -> None:
     if not _busy:
         os._exit(0)
@@ -521,10 +563,10 @@ def _worker_stop(signum, frame) -> None:
 def _sweep(job: _Job) -> None:
     """Remove what a killed write may have left: io.atomic_output's `.<name>.<random>.tmp`."""
     for output in job.outputs():
-        prefix = f".{output.name}."
+        prefix = io.temporary_prefix(output)
         with contextlib.suppress(OSError), os.scandir(output.parent) as scan:
             for entry in scan:
-                if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                if entry.name.startswith(prefix) and entry.name.endswith(io.TEMPORARY_SUFFIX):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
 
@@ -543,13 +585,13 @@ def _signals_blocked() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt here (unless the process was told to ignore them)."""
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted here (unless the process was told to ignore them)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Interrupted(signum)
 
     previous = {}
     for number in _STOP_SIGNALS:
@@ -619,14 +661,19 @@ def _make_folder(folder: Path, option: str) -> Path:
 
 
 class Report:
-    """The per-file records of a run as JSON or CSV, written as they come, replaced atomically at the end."""
+    """The per-file records of a run as JSON or CSV, written as they come, replaced atomically at the end.
+
+    A failed write (a full disk) never stops the run: the report keeps the error in
+    `error` and writes nothing more; `open_report` then refuses to put it in place.
+    """
 
     COLUMNS = ("input", "output", "status", "error", "seconds", "input_shape", "output_shape", "dtype",
                "output_dtype", "output_bytes")
 
-    def __init__(self, file, kind: str, header: dict):
-        self._file, self._kind, self._first = file, kind, True
-        if kind == ".csv":
+    def __init__(self, file, path: Path, header: dict):
+        self._file, self._path, self._kind, self._first = file, path, path.suffix.lower(), True
+        self.error: OutputError | None = None
+        if self._kind == ".csv":
             self._write_csv(self.COLUMNS)
         else:
             head = json.dumps(header, indent=1)[:-2]  # open: the files and the summary follow
@@ -646,7 +693,14 @@ class Report:
             self._write(f"\n ],\n \"summary\": {json.dumps(tail['summary'])}\n}}\n")
 
     def _write(self, text: str) -> None:
-        self._file.write(text.encode("utf-8"))
+        if self.error is not None:
+            return
+        try:  # file names that were not UTF-8 keep their bytes (JSON escapes them instead)
+            self._file.write(text.encode("utf-8", "surrogateescape"))
+        except OSError as error:
+            self.error = OutputError(
+                f"--report {self._path}: cannot write it ({error.strerror or error}); the run went on without it"
+            )
 
     def _write_csv(self, row) -> None:
         line = _text_io.StringIO()
@@ -674,12 +728,16 @@ def check_report_path(path: Path) -> None:
 
 @contextlib.contextmanager
 def open_report(path: Path, batch: Batch) -> Iterator[Report]:
-    """A `Report` that becomes `path` (replacing it) when the block ends, even after an interrupt."""
+    """A `Report` that becomes `path` when the block ends, even after an interrupt; an
+    OutputError (and no file) if it could not be written whole."""
     header = {
         "source": str(batch.source),
         "out_dir": str(batch.out_dir),
         "parameters": settings_summary(batch.settings),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(batch.options).items()},
     }
-    with io.atomic_output(path, overwrite=True) as file:
-        yield Report(file, path.suffix.lower(), header)
+    with io.atomic_output(path, overwrite=batch.options.overwrite) as file:
+        report = Report(file, path, header)
+        yield report
+        if report.error is not None:
+            raise report.error

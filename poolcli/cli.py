@@ -4,10 +4,14 @@ Exit codes: 0 success; 1 an input could not be read, processed or written; 2 bad
 or parameters; 130 interrupted. Errors are one line on stderr (a traceback only with --debug).
 """
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import json
+import os
+import signal
+import threading
 import traceback
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import InputError, OutputError, PoolError
+from .errors import Interrupted, PoolError, printable
 from .geometry import MODES, NAN_POLICIES, PAD_MODES
 from .io import JPEG_QUALITY
 from .pipeline import DTYPE_CHOICES, FileResult, PoolSettings, default_output, describe_file, pool_file
@@ -57,6 +61,27 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
     except ValueError:
         raise UsageProblem(f"{option} {text!r} is not a list of integers; use e.g. 2, 2,3 or 2x3") from None
     return values
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str, option: str) -> int:
+    """'1000', '512MB', '1.5GB' or '2GiB' -> bytes.
+
+    >>> parse_size("1.5GB", "--max-decoded"), parse_size("2GiB", "--max-decoded")
+    (1500000000, 2147483648)
+    """
+    number = text.strip().upper().rstrip("BKMGTI")
+    unit = text.strip().upper()[len(number):]
+    try:
+        value = float(number) * _SIZE_UNITS[unit.strip()]
+    except (ValueError, KeyError):
+        raise UsageProblem(f"{option} {text!r} is not a size; use e.g. 500MB, 2GB or 2GiB") from None
+    if not 1 <= value < 2**63:
+        raise UsageProblem(f"{option} {text!r} is out of range; use a size from 1 byte, e.g. 2GB")
+    return int(value)
 
 
 def parse_padding(text: str) -> tuple[int, ...] | str:
@@ -105,6 +130,9 @@ BackendOption = Annotated[str, typer.Option("--backend", help="auto|numpy|cupy (
 MaxPixelsOption = Annotated[int | None, typer.Option(
     "--max-pixels", help="Refuse images with more pixels (decompression bombs); default Pillow's limit, 0 = none.",
     show_default=False)]
+MaxDecodedOption = Annotated[str | None, typer.Option(
+    "--max-decoded", metavar="SIZE", show_default=False,
+    help="Refuse compressed arrays (.npz) that inflate to more, e.g. 2GB; default 4 bytes per --max-pixels.")]
 NormalizeOption = Annotated[str | None, typer.Option(
     "--normalize", help="minmax: map float results to 0..255 to save them as 8-bit images.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
@@ -128,6 +156,7 @@ POOL_OPTIONS = {
     "backend": (BackendOption, "auto"),
     "normalize": (NormalizeOption, None),
     "max_pixels": (MaxPixelsOption, None),
+    "max_decoded": (MaxDecodedOption, None),
     "debug": (DebugOption, False),
 }
 
@@ -154,6 +183,7 @@ def settings_from_options(options: dict) -> PoolSettings:
         backend=_resolve_backend(_choice("--backend", options["backend"], ("auto", "numpy", "cupy"))),
         normalize=None if options["normalize"] is None else _choice("--normalize", options["normalize"], ("minmax",)),
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
+        max_bytes=None if options["max_decoded"] is None else parse_size(options["max_decoded"], "--max-decoded"),
     )
     try:
         settings.check()
@@ -212,24 +242,35 @@ def _guarded(run):
         code = run()
     except UsageProblem as problem:
         _fail(str(problem), EXIT_USAGE)
-    except (InputError, OutputError) as error:
-        _fail(str(error), EXIT_FAILED)
     except PoolError as error:
         _fail(str(error), EXIT_FAILED)
-    except KeyboardInterrupt:
-        _fail("interrupted; no partial output was left behind", EXIT_INTERRUPTED)
+    except MemoryError:
+        _fail("not enough memory for this input; free memory or pool a smaller file", EXIT_FAILED)
+    except KeyboardInterrupt as stop:
+        _fail(f"interrupted{_signal_name(stop)}; no partial output was left behind", _interrupt_code(stop))
     raise typer.Exit(code or EXIT_OK)
+
+
+def _interrupt_code(stop: KeyboardInterrupt) -> int:
+    return stop.exit_code if isinstance(stop, Interrupted) else EXIT_INTERRUPTED
+
+
+def _signal_name(stop: KeyboardInterrupt) -> str:
+    if isinstance(stop, Interrupted) and stop.signum != signal.SIGINT:
+        return f" by {signal.Signals(stop.signum).name}"
+    return ""
 
 
 def _fail(message: str, code: int):
     if _debug["on"]:
         traceback.print_exc()
-    err.print(f"[red]poolcli: error:[/red] {escape(message)}", markup=True, highlight=False)
+    report_failure(message)
     raise typer.Exit(code)
 
 
 def report_failure(message: str) -> None:
-    err.print(f"[red]poolcli: error:[/red] {escape(message)}", markup=True, highlight=False)
+    """The one way poolcli prints an error: one red line on stderr, file names made printable."""
+    err.print(f"[red]poolcli: error:[/red] {escape(printable(message))}", markup=True, highlight=False)
 
 
 # ------------------------------------------------------------------ commands
@@ -268,23 +309,36 @@ def pool_command(
     """Pool each INPUT and save the result."""
     settings = dataclasses.replace(settings, quality=quality)
     targets = _targets(inputs, output, out_dir, settings)
+    figures = _compare_targets(inputs, compare)
+    _refuse_collisions(inputs, targets, figures)
     failures = 0
-    for source, target in zip(inputs, targets):
+    for source, target, figure in zip(inputs, targets, figures):
         try:
             result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs))
-            if compare is not None:
-                _write_compare(source, target, compare, settings, overwrite)
-        except (PoolError, OSError) as error:
+            if figure is not None:
+                _write_compare(source, target, figure, settings, overwrite, tuple(inputs))
+        except Exception as error:  # one input's failure, whatever it is, never stops the others
             failures += 1
+            message = _input_failure(source, error)
             if _debug["on"]:
                 traceback.print_exc()
-            report_failure(str(error) if isinstance(error, PoolError) else f"{source}: {error}")
+            report_failure(message)
             if as_json:
-                _print_json(FileResult(str(source), str(target), status="failed", error=str(error)))
+                _print_json(FileResult(str(source), str(target), status="failed", error=message))
             continue
-        _print_json(result) if as_json else out.print(
-            f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}")
+        _print_json(result) if as_json else out.print(printable(
+            f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}"))
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _input_failure(source: Path, error: Exception) -> str:
+    """One line for what went wrong with one input."""
+    if isinstance(error, PoolError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{source}: {error.strerror or _one_line(str(error))}"
+    return f"{source}: unexpected {type(error).__name__}: {_one_line(str(error)) or 'no detail'}" \
+        " (rerun with --debug for details)"
 
 
 @app.command("info")
@@ -378,10 +432,45 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
     return [default_output(source, settings, out_dir) for source in inputs]
 
 
-def _write_compare(source: Path, target: Path, compare: Path, settings: PoolSettings, overwrite: bool) -> None:
+def _compare_targets(inputs: list[Path], compare: Path | None) -> list[Path | None]:
+    """Where each input's --compare figure goes: the file named, or {stem}_compare.png in the
+    folder named (the only choice with several inputs)."""
+    if compare is None:
+        return [None] * len(inputs)
+    if compare.is_dir() or str(compare).endswith(os.sep):
+        if not compare.is_dir():
+            raise UsageProblem(f"--compare {compare} is not a folder; create it first")
+        return [compare / f"{source.stem}_compare.png" for source in inputs]
+    if len(inputs) > 1:
+        raise UsageProblem(f"--compare {compare} names one file but {len(inputs)} inputs were given;"
+                           " give a folder for one figure per input")
+    return [compare]
+
+
+def _refuse_collisions(inputs: list[Path], targets: list[Path], figures: list[Path | None]) -> None:
+    """Two inputs must never write one file (nor an output be another input): refuse up front."""
+    claimed: dict[str, Path] = {}
+    for source, *outputs in zip(inputs, targets, figures):
+        for output in outputs:
+            if output is None:
+                continue
+            key = os.path.realpath(output)
+            if key in claimed:
+                raise UsageProblem(f"{claimed[key]} and {source} would both write {output};"
+                                   " pool them into different folders or one at a time with -o")
+            claimed[key] = source
+    for source in inputs:
+        owner = claimed.get(os.path.realpath(source))
+        if owner is not None:
+            raise UsageProblem(f"{source} is an input but also where {owner} would be written;"
+                               " poolcli never overwrites an input; choose another output")
+
+
+def _write_compare(source: Path, target: Path, figure: Path, settings: PoolSettings, overwrite: bool,
+                   inputs: tuple[Path, ...]) -> None:
     from .figures import write_side_by_side
 
-    write_side_by_side(source, target, compare, settings, overwrite=overwrite)
+    write_side_by_side(source, target, figure, settings, overwrite=overwrite, inputs=inputs)
 
 
 def _print_json(result: FileResult) -> None:
@@ -415,22 +504,59 @@ def _print_description(description: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app; usage errors become one line on stderr with exit code 2."""
-    try:
-        code = app(args=argv, prog_name="poolcli", standalone_mode=False)
-    except typer.Exit as done:
-        return done.exit_code
-    except KeyboardInterrupt:
-        report_failure("interrupted")
-        return EXIT_INTERRUPTED
-    except Exception as error:  # Click's usage errors carry exit_code and format_message
-        if hasattr(error, "format_message") and hasattr(error, "exit_code"):
-            report_failure(_one_line(error.format_message()) + _help_hint(error))
-            return error.exit_code
-        if _debug["on"]:
-            raise
-        report_failure(f"unexpected {type(error).__name__}: {error} (rerun with --debug for details)")
-        return EXIT_FAILED
+    with _signals_stop():
+        try:
+            code = app(args=argv, prog_name="poolcli", standalone_mode=False)
+        except typer.Exit as done:
+            return done.exit_code
+        except KeyboardInterrupt as stop:
+            report_failure(f"interrupted{_signal_name(stop)}")
+            return _interrupt_code(stop)
+        except BrokenPipeError:
+            return _stdout_gone()
+        except Exception as error:  # Click's usage errors carry exit_code and format_message
+            if hasattr(error, "format_message") and hasattr(error, "exit_code"):
+                report_failure(_one_line(error.format_message()) + _help_hint(error))
+                return error.exit_code
+            if _debug["on"]:
+                raise
+            report_failure(f"unexpected {type(error).__name__}: {_one_line(str(error))}"
+                           " (rerun with --debug for details)")
+            return EXIT_FAILED
     return code if isinstance(code, int) else EXIT_OK
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _signals_stop():
+    """SIGTERM and SIGHUP stop a command as Ctrl-C does (clean-up, one line), with exit code
+    128 + the signal; a signal the caller ignores (nohup) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    for number in STOP_SIGNALS:
+        if signal.getsignal(number) != signal.SIG_IGN:
+            previous[number] = signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _stdout_gone() -> int:
+    """The reader of stdout went away (`poolcli ... | head -1`): stop quietly, as `cat` would."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # so the interpreter's last flush does not fail again
+    return 128 + 13  # SIGPIPE
 
 
 def _one_line(text: str) -> str:

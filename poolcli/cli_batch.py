@@ -7,6 +7,7 @@ file done or skipped, 1 any file failed, 2 bad usage, 130 interrupted (Ctrl-C, S
 
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +31,8 @@ from .batch import (
     BatchOptions,
     BatchRecord,
     BatchSummary,
-    check_report_path,
     default_jobs,
+    max_jobs,
     open_report,
 )
 from .cli import (
@@ -46,7 +47,7 @@ from .cli import (
     report_failure,
     with_pool_options,
 )
-from .errors import PoolError
+from .errors import PoolError, printable
 from .io import JPEG_QUALITY
 from .pipeline import PoolSettings
 
@@ -88,40 +89,58 @@ def batch_command(
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
     settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
-                           jobs=default_jobs() if jobs is None else jobs, skip_existing=skip_existing,
-                           overwrite=overwrite, compare_dir=compare_dir)
+                           jobs=_capped_jobs(jobs), skip_existing=skip_existing, overwrite=overwrite,
+                           compare_dir=compare_dir)
     try:
-        if report is not None:
-            check_report_path(report)
         runner = Batch(source, out_dir, settings, options)
+        if report is not None:
+            runner.check_report(report)
     except PoolError as error:
         raise UsageProblem(str(error)) from None
 
     display = _Display(quiet)
-    with contextlib.ExitStack() as stack:
-        written = stack.enter_context(open_report(report, runner)) if report is not None else None
+    report_error = None
+    try:
+        with contextlib.ExitStack() as stack:
+            written = stack.enter_context(open_report(report, runner)) if report is not None else None
 
-        def on_result(record: BatchRecord, summary: BatchSummary) -> None:
-            display.result(record, summary)
+            def on_result(record: BatchRecord, summary: BatchSummary) -> None:
+                display.result(record, summary)
+                if written is not None:
+                    written.add(record)
+
+            try:
+                summary = runner.run(on_result=on_result, on_start=display.start)
+            finally:
+                display.stop()
             if written is not None:
-                written.add(record)
-
-        try:
-            summary = runner.run(on_result=on_result, on_start=display.start)
-        finally:
-            display.stop()
-        if written is not None:
-            written.finish(summary)
+                written.finish(summary)
+    except PoolError as error:  # the report could not be written: the run itself is complete
+        report_error = error
 
     if summary.total == 0 and not summary.interrupted:
-        err.print(f"poolcli: warning: no inputs under {source}; check --glob and --recursive", markup=False)
+        display.print(f"poolcli: warning: no inputs under {printable(str(source))}; check --glob and --recursive",
+                      error=True)
     if not quiet:
-        _print_summary(summary)
+        display.summary(summary)
+    if report_error is not None:
+        report_failure(str(report_error))
     if summary.interrupted:
         report_failure(f"interrupted after {summary.finished} of {summary.total} files; no partial output was "
                        "left behind; rerun with --skip-existing to resume")
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed else EXIT_OK
+        return 128 + summary.stop_signal if summary.stop_signal else EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed or report_error is not None else EXIT_OK
+
+
+def _capped_jobs(jobs: int | None) -> int:
+    """--jobs as given (default: the cores), at most `max_jobs()`, with a warning when capped."""
+    if jobs is None:
+        return default_jobs()
+    if jobs > max_jobs():
+        err.print(f"poolcli: warning: --jobs {jobs} is more than {max_jobs()} ({max_jobs() // default_jobs()} per "
+                  f"core); using {max_jobs()}", markup=False)
+        return max_jobs()
+    return jobs
 
 
 class _RateColumn(ProgressColumn):
@@ -158,20 +177,37 @@ class _Display:
         elif not self.quiet and self.progress is None:
             width = len(str(self.total))
             detail = f" -> {record.output}" if record.status == "done" else f" ({record.error})"
-            out.print(f"[{summary.finished:>{width}}/{self.total}] {record.status:<7} {record.input}{detail}",
-                      markup=False)
+            self.print(f"[{summary.finished:>{width}}/{self.total}] {record.status:<7} {record.input}{detail}")
         if self.progress is not None:
             self.progress.advance(self.task)
 
+    def print(self, text: str, *, error: bool = False) -> None:
+        """One plain line; a reader of stdout that went away (`| head`) never stops the batch."""
+        with _stdout_may_be_gone():
+            (err if error else out).print(printable(text), markup=False, highlight=False)
+
+    def summary(self, summary: BatchSummary) -> None:
+        with _stdout_may_be_gone():
+            _print_summary(summary)
+
     def _failure(self, message: str) -> None:
         if self.progress is not None:
-            self.progress.console.print(f"[red]poolcli: error:[/red] {escape(message)}")
+            self.progress.console.print(f"[red]poolcli: error:[/red] {escape(printable(message))}")
         else:
-            report_failure(escape(message))
+            report_failure(message)
 
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+@contextlib.contextmanager
+def _stdout_may_be_gone():
+    try:
+        yield
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):  # later lines (and the final flush) go nowhere, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
 
 def _print_summary(summary: BatchSummary) -> None:
@@ -185,7 +221,8 @@ def _print_summary(summary: BatchSummary) -> None:
     if summary.failures:  # one line each, unwrapped: "<input>: <reason>", easy to grep and copy
         out.print(f"{summary.failed} failure{'s' * (summary.failed > 1)}:", style="bold red")
         for record in summary.failures:
-            out.print(Text("  " + (record.error or f"{record.input}: failed")), crop=False, overflow="ignore")
+            out.print(Text("  " + printable(record.error or f"{record.input}: failed")), crop=False,
+                      overflow="ignore")
 
 
 def _size(count: float) -> str:

@@ -1,4 +1,4 @@
-"""The exceptions poolcli raises on purpose.
+"""The exceptions poolcli raises on purpose, and how their messages are shown.
 
 Every message names the parameter (or file), the value and the fix, so that the
 command line can print it as one line and a Python user can act on it.
@@ -21,3 +21,41 @@ class InputError(PoolError):
 
 class OutputError(PoolError):
     """An output that cannot be written: it exists, is an input, or its folder is unwritable."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal: Ctrl-C (SIGINT), SIGTERM (as `timeout` sends) or SIGHUP.
+
+    It is a KeyboardInterrupt, so every clean-up that handles Ctrl-C handles it too.
+    """
+
+    def __init__(self, signum: int = 2):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as shells report a process a signal ended."""
+        return 128 + self.signum
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on one line of a terminal: control characters (newlines,
+    escape sequences) written as Python escapes, bytes that were not UTF-8 in a file name
+    (surrogate escapes) as ``\\xNN``.
+
+    >>> print(printable("a\\nb\\x1b[31m.png"))
+    a\\nb\\x1b[31m.png
+    >>> print(printable("caf" + chr(0xDCE9) + ".png"))
+    caf\\xe9.png
+    """
+    return "".join(_printable_character(character) for character in text)
+
+
+def _printable_character(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's escape of an undecodable byte
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF:
+        return character.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return character

@@ -91,7 +91,7 @@ def _label(settings: PoolSettings, keywords: dict, shape) -> str:
 def compare_figure(source: Path, settings: PoolSettings, modes: list[str], windows: list[tuple[int, ...]], *,
                    diff: bool = False, channel: int = 0, montage: int | None = None) -> viz.Figure:
     """The original and one pooled cell per (mode, window): rows are modes, columns windows."""
-    loaded = io.load(source, max_pixels=settings.max_pixels)
+    loaded = io.load(source, **settings.limits())
     array = _only_array(loaded)
     variants = [[replace(settings, mode=mode, window=window) for window in windows] for mode in modes]
     axes = _resolved_axes(settings, loaded, array)
@@ -207,7 +207,7 @@ def write_compare(source: Path, target: Path, settings: PoolSettings, modes, win
 
 def input_gradient(source: Path, settings: PoolSettings) -> tuple[io.Loaded, np.ndarray, np.ndarray]:
     """(loaded input, array, dL/dx for dL/dy = 1): which inputs each output draws on."""
-    loaded = io.load(source, max_pixels=settings.max_pixels)
+    loaded = io.load(source, **settings.limits())
     array = _only_array(loaded)
     keywords = keywords_for(settings, loaded, array)
     grad = pool_backward(np.ones(output_shape(array.shape, **keywords)), array, **keywords)
@@ -242,10 +242,11 @@ def write_gradient(source: Path, target: Path, settings: PoolSettings, *, channe
 
 
 def write_side_by_side(source: Path, output: Path, target: Path, settings: PoolSettings, *,
-                       overwrite: bool = False) -> Path:
-    """The input and the written output side by side, labelled with their shapes."""
+                       overwrite: bool = False, inputs: tuple[Path, ...] = ()) -> Path:
+    """The input and the written output side by side, labelled with their shapes; never
+    written over `source`, `output` or any of `inputs`."""
     _check_figure_target(target)
-    before = io.load(source, max_pixels=settings.max_pixels)
+    before = io.load(source, **settings.limits())
     after = io.load(output, max_pixels=None)
     original, result = _only_array(before), _only_array(after)
     labels = (f"input {'x'.join(map(str, original.shape))}",
@@ -262,4 +263,4 @@ def write_side_by_side(source: Path, output: Path, target: Path, settings: PoolS
         else:
             figure = viz.side_by_side(plane_view(original, axes, 0), plane_view(result, axes, 0), labels=labels,
                                       kind="map")
-    return save_figure(figure, target, overwrite=overwrite, inputs=(source, output))
+    return save_figure(figure, target, overwrite=overwrite, inputs=(source, output, *inputs))

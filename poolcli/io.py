@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import stat
 import struct
+import sys
 import tempfile
 import threading
 import warnings
@@ -234,6 +236,7 @@ def load(
     path: str | os.PathLike[str],
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = None,
     channel_order: str = "rgb",
 ) -> Loaded:
     """Read an image, ``.npy`` or ``.npz`` file.
@@ -254,6 +257,8 @@ def load(
 
     ``max_pixels`` refuses images whose width*height exceeds it, read from the
     header before decoding (decompression bombs); ``None`` means no limit.
+    ``max_bytes`` caps what the compressed members of an ``.npz`` may inflate to, in
+    all; by default (None) :func:`decoded_limit` of ``max_pixels``.
     ``.npy`` files over :data:`MMAP_THRESHOLD_BYTES` are memory-mapped read-only.
     Pickles and non-real dtypes (complex, strings, records, dates) are refused.
 
@@ -274,12 +279,25 @@ def load(
     if suffix == ".npy":
         return _load_npy(path)
     if suffix == ".npz":
-        return _load_npz(path)
+        return _load_npz(path, decoded_limit(max_pixels, max_bytes))
     if suffix in IMAGE_FORMATS:
         return _load_image(path, max_pixels, channel_order)
     raise InputError(
         f"{path}: unknown extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
     )
+
+
+def decoded_limit(max_pixels: int | None, max_bytes: int | None = None) -> int | None:
+    """The bytes a compressed input may inflate to: ``max_bytes`` when given, else
+    4 bytes per pixel of ``max_pixels`` (as much as the largest 8-bit RGBA image poolcli
+    decodes), no limit when both are None.
+
+    >>> decoded_limit(1000), decoded_limit(1000, 64), decoded_limit(None)
+    (4000, 64, None)
+    """
+    if max_bytes is not None:
+        return max_bytes
+    return None if max_pixels is None else 4 * max_pixels
 
 
 def _check_input_file(path: Path) -> None:
@@ -319,42 +337,94 @@ def _input_errors(path: Path, what: str, fix: str) -> Iterator[None]:
 def _load_npy(path: Path) -> Loaded:
     with _input_errors(path, "a .npy array", "re-save it with numpy.save"):
         with open(path, "rb") as file:
-            dtype = _npy_header_dtype(file)
-        _check_array_dtype(str(path), dtype)
-        large = path.stat().st_size > MMAP_THRESHOLD_BYTES
+            header = _npy_header(file)
+            size = os.fstat(file.fileno()).st_size
+        _check_array_dtype(str(path), header.dtype)
+        _check_npy_length(str(path), header, size)
+        large = size > MMAP_THRESHOLD_BYTES
         array = np.load(path, allow_pickle=False, mmap_mode="r" if large else None)
     return Loaded({"array": array}, "npy", guess_layout(array.ndim), "NPY", None, 1, path)
 
 
-def _load_npz(path: Path) -> Loaded:
+def _load_npz(path: Path, max_bytes: int | None) -> Loaded:
+    """Every member of an .npz, each checked from its header before a byte is inflated:
+    its length must match the header, and compressed members must inflate to at most
+    ``max_bytes`` in all (zip bombs)."""
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: is not a .npz (zip) archive; save it with numpy.savez")
     arrays: dict[str, np.ndarray] = {}
-    with (
-        _input_errors(path, "a .npz archive", "re-save it with numpy.savez"),
-        np.load(path, allow_pickle=False) as archive,
-    ):
-        members = set(archive.zip.namelist())
-        for key in archive.files:
-            member = key + ".npy" if key + ".npy" in members else key
-            with archive.zip.open(member) as file:
-                dtype = _npy_header_dtype(file)
-            _check_array_dtype(f"{path} (key {key!r})", dtype)
-            arrays[key] = archive[key]
+    inflated = 0
+    with _input_errors(path, "a .npz archive", "re-save it with numpy.savez"), zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if member.is_dir():
+                continue
+            key = member.filename.removesuffix(".npy")
+            where = f"{path} (key {key!r})"
+            with archive.open(member) as stream:
+                header = _npy_header(stream)
+                _check_array_dtype(where, header.dtype)
+                _check_npy_length(where, header, member.file_size)
+                if member.compress_type != zipfile.ZIP_STORED:
+                    inflated += member.file_size
+                    _check_inflated(where, inflated, max_bytes)
+                arrays[key] = _read_npy_body(where, stream, header)
     if not arrays:
         raise InputError(f"{path}: holds no arrays; save at least one with numpy.savez")
     layout = guess_layout(next(iter(arrays.values())).ndim)
     return Loaded(arrays, "npz", layout, "NPZ", None, 1, path)
 
 
-def _npy_header_dtype(file: IO[bytes]) -> np.dtype:
-    """The dtype a .npy stream declares, read without touching its data."""
+@dataclass(frozen=True)
+class _NpyHeader:
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+    offset: int  # where the data starts
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _npy_header(file: IO[bytes]) -> _NpyHeader:
+    """What a .npy stream declares, read without touching its data."""
     version = np.lib.format.read_magic(file)
     if version == (1, 0):
-        _, _, dtype = np.lib.format.read_array_header_1_0(file)
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
     else:
-        _, _, dtype = np.lib.format.read_array_header_2_0(file)
-    return dtype
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+    return _NpyHeader(tuple(shape), bool(fortran_order), dtype, file.tell())
+
+
+def _check_npy_length(where: str, header: _NpyHeader, length: int) -> None:
+    """Refuse a .npy whose data is shorter or longer than its header says."""
+    if header.dtype.hasobject or length - header.offset == header.nbytes:
+        return
+    raise InputError(
+        f"{where}: its header promises a {header.shape} {header.dtype} array ({header.nbytes:,} bytes) but"
+        f" {length - header.offset:,} bytes follow; the file is truncated or corrupt; re-save it with numpy.save"
+    )
+
+
+def _check_inflated(where: str, inflated: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and inflated > max_bytes:
+        raise InputError(
+            f"{where}: compressed arrays inflate to {inflated:,} bytes, more than the limit of {max_bytes:,}"
+            f" (decompression-bomb guard); pass --max-decoded {inflated} if you trust this file"
+        )
+
+
+def _read_npy_body(where: str, stream: IO[bytes], header: _NpyHeader) -> np.ndarray:
+    """The data of a .npy stream after its header, read into one array of the declared size."""
+    array = np.empty(header.shape, header.dtype, order="F" if header.fortran_order else "C")
+    view = memoryview(array.reshape(-1, order="A").view(np.uint8))
+    filled = 0
+    while filled < len(view):
+        count = stream.readinto(view[filled:filled + (16 << 20)])
+        if not count:
+            raise InputError(f"{where}: the array data ends early; the file is truncated; re-save it")
+        filled += count
+    return array
 
 
 def _check_array_dtype(where: str, dtype: np.dtype) -> None:
@@ -373,8 +443,12 @@ def _check_array_dtype(where: str, dtype: np.dtype) -> None:
 
 def _load_image(path: Path, max_pixels: int | None, channel_order: str) -> Loaded:
     expected = IMAGE_FORMATS[path.suffix.lower()]
+    data = None
     if expected in ("JPEG", "PNG"):
-        plain = _load_plain(path, expected, max_pixels, channel_order)
+        data = _read_bytes(path)
+        if expected == "JPEG":
+            _check_jpeg_scans(path, data)
+        plain = _load_plain(path, data, expected, max_pixels, channel_order)
         if plain is not None:
             return plain
     try:
@@ -388,17 +462,86 @@ def _load_image(path: Path, max_pixels: int | None, channel_order: str) -> Loade
         ) from None
     except OSError as error:
         raise InputError(f"{path}: cannot open it ({_one_line(error)}); check the file") from None
+    if image.format == "PNG" and not _png_is_complete(_read_bytes(path) if data is None else data):
+        image.close()
+        raise InputError(f"{path}: PNG is cut short (it ends before its IEND chunk); the file may be"
+                         " truncated; re-export it")
     fix = "the file may be truncated or corrupt; re-export it"
     with image, _input_errors(path, f"a {image.format} image", fix), _quiet_decoders():
         _check_pixels(path, image.size, max_pixels)
-        frames = getattr(image, "n_frames", 1)
+        frames = _frame_count(path, image)
         wide_mode = _wide_colour_mode(path, image)
         if wide_mode is None:
             array, mode = _pillow_pixels(image), image.mode
         else:
             array, mode = _full_depth_pixels(path, image, wide_mode), wide_mode
         icc = image.info.get("icc_profile")
+    if image.format in ("JPEG", "MPO"):
+        _check_jpeg_intact(path, _read_bytes(path) if data is None else data)
     return Loaded({"array": array}, "image", "hwc", image.format, mode, frames, path, icc)
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read it ({_one_line(error.strerror or error)}); check the file") from None
+
+
+def _frame_count(path: Path, image: Image.Image) -> int:
+    """Pages of a TIFF (counted by tifffile: Pillow's count takes quadratic time) or frames of
+    an animation."""
+    if image.format != "TIFF":
+        return getattr(image, "n_frames", 1)
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        return len(tiff.pages)
+
+
+MAX_JPEG_SCANS = 500
+"""Most scans a JPEG may have; real progressive files have about 10 (libjpeg-turbo's
+fuzzers use the same limit). Each scan costs a pass over the image, so a file of many
+empty scans would otherwise take minutes to refuse."""
+
+_JPEG_CORRUPTION = (
+    "Corrupt JPEG data",
+    "Premature end of JPEG file",
+    "Inconsistent progression sequence",
+    "Invalid SOS parameters",
+    "Huffman",
+)  # what libjpeg says, as warnings only, of data it patched over with gray or zeros
+
+
+def _check_jpeg_scans(path: Path, data: np.ndarray) -> None:
+    """Refuse a JPEG with more than MAX_JPEG_SCANS start-of-scan markers (FF DA).
+
+    Entropy-coded data never holds FF DA (an FF there is followed by 00 or a restart
+    marker), so the pairs count the scans, plus those of an embedded thumbnail.
+    """
+    scans = int(np.count_nonzero((data[:-1] == 0xFF) & (data[1:] == 0xDA))) if data.size > 1 else 0
+    if scans > MAX_JPEG_SCANS:
+        raise InputError(
+            f"{path}: JPEG has {scans:,} scans, more than the {MAX_JPEG_SCANS} any real file needs"
+            " (a decoder-exhaustion file?); re-export it as a baseline or normal progressive JPEG"
+        )
+
+
+def _refuse_corrupt_jpeg(path: Path, chatter: _Chatter) -> None:
+    if chatter.has(*_JPEG_CORRUPTION):
+        detail = next(line for line in chatter.text.splitlines() if any(c in line for c in _JPEG_CORRUPTION))
+        raise InputError(
+            f"{path}: JPEG data is corrupt or cut short (libjpeg: {_one_line(detail)});"
+            " the file may be truncated or corrupt; re-export it"
+        )
+
+
+def _check_jpeg_intact(path: Path, data: np.ndarray) -> None:
+    """Refuse a JPEG that libjpeg decodes only by patching over bad or missing data (Pillow
+    hides those warnings). A 1/8-scale gray decode reads every scan, at little cost."""
+    with _quiet_decoders() as chatter, contextlib.suppress(cv2.error):
+        cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8 | cv2.IMREAD_IGNORE_ORIENTATION)
+    _refuse_corrupt_jpeg(path, chatter)
 
 
 def _open_lazily(path: Path) -> Image.Image:
@@ -426,17 +569,55 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> 
         )
 
 
+class _Chatter:
+    """What the C decoders (libjpeg, libpng, libtiff, OpenCV) wrote to stderr during a call."""
+
+    text = ""
+
+    def has(self, *needles: str) -> bool:
+        return any(needle in self.text for needle in needles)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
-def _quiet_decoders() -> Iterator[None]:
-    """Silence Pillow's bomb warning (poolcli applies its own limit) and OpenCV's log lines."""
+def _quiet_decoders() -> Iterator[_Chatter]:
+    """Keep decoder chatter off stderr and hand it to the caller.
+
+    Pillow's warnings are dropped (poolcli applies its own limits and checks); what the
+    C libraries print on file descriptor 2 (libjpeg's "Corrupt JPEG data", libpng's and
+    libtiff's warnings, OpenCV's log) is caught in a temporary file and returned, so a
+    caller can refuse a file that libjpeg only warned about.
+    """
+    chatter = _Chatter()
     previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
+        with _STDERR_LOCK, warnings.catch_warnings(), _stderr_caught(chatter):
+            warnings.simplefilter("ignore")
+            yield chatter
     finally:
         cv2.utils.logging.setLogLevel(previous)
+
+
+@contextlib.contextmanager
+def _stderr_caught(chatter: _Chatter) -> Iterator[None]:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no stderr to guard
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            chatter.text = sink.read(1 << 16).decode("utf-8", "replace")
 
 
 def _wide_colour_mode(path: Path, image: Image.Image) -> str | None:
@@ -487,19 +668,18 @@ class _PlainHeader:
     icc: bytes | None
 
 
-def _load_plain(path: Path, fmt: str, max_pixels: int | None, channel_order: str) -> Loaded | None:
+def _load_plain(
+    path: Path, data: np.ndarray, fmt: str, max_pixels: int | None, channel_order: str
+) -> Loaded | None:
     """A plain JPEG or PNG decoded by OpenCV; None where Pillow must read the file.
 
     OpenCV links the same libjpeg-turbo as Pillow and PNG is lossless, so the pixels
     are Pillow's (tests/test_io.py checks both on many variants), without Pillow's
-    copies: JPEG in about two thirds of the time. A file OpenCV fails on (truncated,
-    corrupt) goes to Pillow, which says what is wrong with it.
+    copies: JPEG in about two thirds of the time. A JPEG that libjpeg decodes only by
+    patching over corrupt or missing data is refused; any other file OpenCV fails on
+    (truncated, corrupt) goes to Pillow, which says what is wrong with it.
     """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except (OSError, MemoryError):
-        return None
-    header = _plain_png(data) if fmt == "PNG" else _plain_jpeg(data)
+    header = _plain_png(path, data) if fmt == "PNG" else _plain_jpeg(data)
     if header is None:
         return None
     _check_pixels(path, header.size, max_pixels)
@@ -508,10 +688,12 @@ def _load_plain(path: Path, fmt: str, max_pixels: int | None, channel_order: str
     if header.mode == "RGB" and order == "rgb":  # the decoder writes RGB itself, sparing a swap
         flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        with _quiet_decoders():
+        with _quiet_decoders() as chatter:
             array = cv2.imdecode(data, flags)
     except (cv2.error, MemoryError):
         return None
+    if fmt == "JPEG":
+        _refuse_corrupt_jpeg(path, chatter)
     width, height = header.size
     if array is None or array.dtype != np.uint8 or array.shape[:2] != (height, width):
         return None
@@ -539,7 +721,11 @@ def _plain_jpeg(data: np.ndarray) -> _PlainHeader | None:
         return None
 
 
-def _plain_png(data: np.ndarray) -> _PlainHeader | None:
+MAX_ICC_BYTES = 1 << 20
+"""Largest ICC profile read from a PNG: Pillow's limit for compressed PNG chunks (1 MiB)."""
+
+
+def _plain_png(path: Path, data: np.ndarray) -> _PlainHeader | None:
     """The header of a complete, 8-bit L, RGB or RGBA PNG without transparency chunk, animation
     or anything Pillow could read an orientation from; found by walking every chunk."""
     raw = memoryview(data)
@@ -563,15 +749,40 @@ def _plain_png(data: np.ndarray) -> _PlainHeader | None:
             if keyword in _PNG_ROTATION_KEYWORDS:
                 return None
         elif kind == b"iCCP":
-            chunk = bytes(raw[body:body + length])
-            try:
-                icc = zlib.decompress(chunk[chunk.index(b"\0") + 2:])
-            except (ValueError, zlib.error):
+            icc = _png_icc(path, bytes(raw[body:body + length]))
+            if icc is None:
                 return None
         elif kind == b"IEND":
             return None if mode is None else _PlainHeader("PNG", mode, size, icc)
         position = body + length + 4
     return None  # no IEND: truncated
+
+
+def _png_is_complete(data: np.ndarray) -> bool:
+    """Whether the chunks of a PNG run whole up to an IEND chunk."""
+    raw = memoryview(data)
+    position = 8
+    while position + 12 <= len(raw):
+        length, kind = struct.unpack_from(">I4s", raw, position)
+        position += 12 + length
+        if kind == b"IEND":
+            return position <= len(raw)
+    return False
+
+
+def _png_icc(path: Path, chunk: bytes) -> bytes | None:
+    """The profile of an iCCP chunk, inflated within MAX_ICC_BYTES; None if it is broken."""
+    inflater = zlib.decompressobj()
+    try:
+        icc = inflater.decompress(chunk[chunk.index(b"\0") + 2:], MAX_ICC_BYTES)
+    except (ValueError, zlib.error):
+        return None
+    if inflater.unconsumed_tail:
+        raise InputError(
+            f"{path}: its ICC profile inflates to more than {MAX_ICC_BYTES >> 20} MiB, which no real"
+            " profile needs (a decompression bomb?); re-save the image without it"
+        )
+    return icc
 
 
 def _load_tiff_with_opencv(path: Path, max_pixels: int | None) -> Loaded:
@@ -588,32 +799,16 @@ def _load_tiff_with_opencv(path: Path, max_pixels: int | None) -> Loaded:
 def _tiff_layout(path: Path) -> tuple[tuple[int, int], int, bool]:
     """First page's (width, height), the page count and whether the first page is planar.
 
-    Read from the TIFF directories alone, without decoding any pixel.
+    Read by tifffile from the TIFF directories alone, without decoding any pixel.
     """
-    with open(path, "rb") as file:
-        prefix = file.read(8)
-        if prefix[2:3] == b"\x2b":  # BigTIFF has a 16-byte header
-            prefix += file.read(8)
-        try:
-            directory = TiffImagePlugin.ImageFileDirectory_v2(prefix)
-        except SyntaxError:
-            raise InputError(
-                f"{path}: is not a TIFF file (bad header); check the file and its extension"
-            ) from None
-        first, pages, seen = None, 0, set()
-        with _input_errors(path, "a TIFF image", "the file may be truncated or corrupt"):
-            while directory.next and directory.next not in seen and pages < 65536:
-                seen.add(directory.next)
-                file.seek(directory.next)
-                directory.load(file)
-                if first is None:
-                    first = dict(directory)
-                pages += 1
-    width, height = (first or {}).get(256), (first or {}).get(257)
-    if width is None or height is None:
-        raise InputError(f"{path}: TIFF has no image width or height; re-export it")
-    planar = first.get(TiffImagePlugin.PLANAR_CONFIGURATION, 1) == 2
-    return (int(width), int(height)), pages, planar
+    import tifffile
+
+    fix = "the file may be truncated or corrupt; re-export it"
+    with _input_errors(path, "a TIFF image", fix), tifffile.TiffFile(path) as tiff:
+        page = tiff.pages.first
+        size = (int(page.imagewidth), int(page.imagelength))
+        planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
+        return size, len(tiff.pages), planar
 
 
 def _planar_tiff_error(path: Path) -> InputError:
@@ -803,18 +998,35 @@ def _encode_image(
 ) -> bytes:
     """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix."""
     array = _as_hwc(path, np.asarray(array))
+    _check_side_limit(path, array, fmt)
     if normalize == "minmax" and array.dtype not in (np.uint8, np.bool_):
         array = minmax_to_uint8(array)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * np.uint8(255)
     array, by_opencv = _encodable(path, array, fmt)
     if icc is not None and not (
-        array.dtype == np.uint8 and fmt not in ("BMP", "GIF") and _icc_matches(icc, array.shape[2])
+        array.dtype in (np.uint8, np.uint16) and fmt not in ("BMP", "GIF") and _icc_matches(icc, array.shape[2])
     ):
         icc = None
+    if fmt == "TIFF" and by_opencv and icc is not None:  # OpenCV's TIFF has no place for a profile
+        return _tifffile_bytes(_swap_red_blue(array) if bgr else array, icc)
     if by_opencv:  # OpenCV encodes BGR(A)
         return _opencv_bytes(path, array if bgr else _swap_red_blue(array), fmt, quality, icc)
     return _pillow_bytes(_swap_red_blue(array) if bgr else array, fmt, icc)
+
+
+_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535, "PNG": 2**31 - 1, "BMP": 2**31 - 1}
+"""The widest and tallest image each format holds (libjpeg's limit, WebP's 14 bits, GIF's 16)."""
+
+
+def _check_side_limit(path: Path, array: np.ndarray, fmt: str) -> None:
+    height, width = array.shape[:2]
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(width, height) > limit:
+        raise OutputError(
+            f"{path}: {fmt} holds images up to {limit:,} pixels a side, not {width}x{height};"
+            " save as .tiff, .png or .npy"
+        )
 
 
 def _encodable(path: Path, array: np.ndarray, fmt: str) -> tuple[np.ndarray, bool]:
@@ -898,6 +1110,19 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
         options["icc_profile"] = icc
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
+    """A TIFF of a gray, RGB(A) array with its ICC profile, written by tifffile."""
+    import tifffile
+
+    buffer = io.BytesIO()
+    channels = array.shape[2]
+    tifffile.imwrite(
+        buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
+        extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
+    )
     return buffer.getvalue()
 
 
@@ -1075,7 +1300,7 @@ def atomic_output(
     check_output(path, overwrite=overwrite, inputs=inputs)
     try:
         descriptor, temporary_name = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+            dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX
         )
     except OSError as error:
         raise OutputError(
@@ -1102,11 +1327,116 @@ def atomic_output(
 
 
 def _mode_for(path: Path) -> int:
-    """Keep the permissions of a file being replaced; a new file gets the umask's default."""
+    """Keep the read/write/execute permissions of a file being replaced (never its setuid,
+    setgid or sticky bits); a new file gets the umask's default."""
     try:
-        return stat.S_IMODE(path.stat().st_mode)
+        return stat.S_IMODE(path.stat().st_mode) & 0o777
     except OSError:
         return _NEW_FILE_MODE
+
+
+TEMPORARY_SUFFIX = ".tmp"
+_RANDOM_PART = 8  # the characters tempfile.mkstemp adds
+
+
+def temporary_prefix(path: Path) -> str:
+    """``.<name>.``: how the temporary files of writes to ``path`` begin (hidden, so never an
+    input), with the name shortened where the whole would pass the file system's name limit.
+
+    >>> temporary_prefix(Path("out/cat.png"))
+    '.cat.png.'
+    >>> len(os.fsencode(temporary_prefix(Path("x" * 255))))
+    243
+    """
+    limit = _name_max(path.parent) - _RANDOM_PART - len(TEMPORARY_SUFFIX) - 2
+    name = path.name
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return f".{name}."
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+# --------------------------------------------------------------------------- completeness
+
+
+def is_complete(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a whole file of the format its suffix names, by cheap checks
+    of its structure (no pixel is decoded): not empty, and not cut short where the format
+    tells (PNG up to IEND, JPEG up to EOI, GIF's trailer, WebP's and BMP's size fields,
+    the data of .npy and .npz members and TIFF strips). ``batch --skip-existing`` counts
+    only complete outputs as done.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     whole = save(Path(folder) / "ramp.png", np.arange(6, dtype=np.uint8).reshape(2, 3))
+    ...     cut = Path(folder) / "cut.png"
+    ...     _ = cut.write_bytes(whole.read_bytes()[:-5])
+    ...     is_complete(whole), is_complete(cut)
+    (True, False)
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return False
+        check = _COMPLETENESS.get(IMAGE_FORMATS.get(path.suffix.lower()) or ARRAY_FORMATS.get(path.suffix.lower()))
+        return True if check is None else bool(check(path, size))
+    except Exception:  # whatever a broken file makes a parser raise, it is not complete
+        return False
+
+
+def _tail(path: Path, count: int) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(max(file.seek(0, os.SEEK_END) - count, 0))
+        return file.read()
+
+
+def _head(path: Path, count: int) -> bytes:
+    with open(path, "rb") as file:
+        return file.read(count)
+
+
+def _npy_complete(path: Path, size: int) -> bool:
+    with open(path, "rb") as file:
+        header = _npy_header(file)
+    return size - header.offset == header.nbytes
+
+
+def _npz_complete(path: Path, size: int) -> bool:
+    with zipfile.ZipFile(path) as archive:  # a cut archive has no central directory: BadZipFile
+        for member in archive.infolist():
+            with archive.open(member) as stream:
+                header = _npy_header(stream)
+            if member.file_size - header.offset != header.nbytes:
+                return False
+    return True
+
+
+def _tiff_complete(path: Path, size: int) -> bool:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages.first
+        ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+        return max(ends, default=0) <= size
+
+
+_COMPLETENESS = {
+    "PNG": lambda path, size: _png_is_complete(np.fromfile(path, dtype=np.uint8)),
+    "JPEG": lambda path, size: _head(path, 2) == b"\xff\xd8" and _tail(path, 64).rstrip(b"\0")[-2:] == b"\xff\xd9",
+    "GIF": lambda path, size: _tail(path, 1) == b"\x3b",
+    "WEBP": lambda path, size: struct.unpack("<4sI4s", _head(path, 12))[1] + 8 <= size,
+    "BMP": lambda path, size: struct.unpack("<2sI", _head(path, 6))[1] <= size,
+    "TIFF": _tiff_complete,
+    "NPY": _npy_complete,
+    "NPZ": _npz_complete,
+}
 
 
 # --------------------------------------------------------------------------- description

@@ -44,7 +44,12 @@ class PoolSettings:
     backend: str = "numpy"
     normalize: str | None = None
     max_pixels: int | None = io.DEFAULT_MAX_PIXELS
+    max_bytes: int | None = None  # what compressed inputs may inflate to; None: io.decoded_limit
     quality: int = io.JPEG_QUALITY  # of JPEG outputs
+
+    def limits(self) -> dict:
+        """The keywords of `io.load` that bound what one input may cost to decode."""
+        return dict(max_pixels=self.max_pixels, max_bytes=self.max_bytes)
 
     def check(self) -> None:
         """Raise PoolError for anything wrong regardless of the input (a usage error)."""
@@ -56,10 +61,12 @@ class PoolSettings:
             raise PoolError("--axes and --layout both choose the pooled axes; give only one")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise PoolError(f"--max-pixels {self.max_pixels} must be >= 0; use 0 for no limit")
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise PoolError(f"--max-decoded {self.max_bytes} must be >= 1; use a size such as 2GB")
         count = self._implied_axis_count()
         ndim = max(count, max((abs(a) + 1 for a in self.axes or ()), default=0))
-        big = 1 << 20
-        plan_pool((big,) * ndim, **self.pool_keywords(count, ndim, axes=self.axes))
+        keywords = self.pool_keywords(count, ndim, axes=self.axes)
+        plan_pool(_room_for(keywords, ndim, count), **keywords)
 
     def _implied_axis_count(self) -> int:
         """How many axes the options pool, as far as they tell without an input."""
@@ -179,15 +186,20 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
     started = time.perf_counter()
     if settings.axes is not None or settings.layout is not None:
         channel_order = "rgb"
-    loaded = io.load(source, max_pixels=settings.max_pixels, channel_order=channel_order)
-    results = pool_arrays(settings, loaded, target)
-    inputs = (source, *inputs)
-    if loaded.kind == "npz" or target.suffix.lower() == ".npz":
-        io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
-                channel_order=loaded.channel_order)
-    else:
-        io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
-                normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order)
+    loaded = None
+    try:
+        loaded = io.load(source, **settings.limits(), channel_order=channel_order)
+        results = pool_arrays(settings, loaded, target)
+        inputs = (source, *inputs)
+        if loaded.kind == "npz" or target.suffix.lower() == ".npz":
+            io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
+                    channel_order=loaded.channel_order)
+        else:
+            io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
+                    normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order)
+    except MemoryError:
+        raise PoolError(f"{source}: not enough memory to pool {_size_text(loaded)}; free memory, use fewer"
+                        " --jobs, or pool a smaller file") from None
     return FileResult(
         input=str(source),
         output=str(target),
@@ -202,7 +214,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
 
 def describe_file(source: Path, settings: PoolSettings) -> dict:
     """What `info` prints: the input, and what pooling would make of each array."""
-    loaded = io.load(source, max_pixels=settings.max_pixels)
+    loaded = io.load(source, **settings.limits())
     arrays = {}
     for key, array in loaded.arrays.items():
         arrays[key] = describe_array(settings, loaded, array)
@@ -248,6 +260,7 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
 def settings_summary(settings: PoolSettings) -> dict:
     summary = asdict(settings)
     summary.pop("max_pixels", None)
+    summary.pop("max_bytes", None)
     return summary
 
 
@@ -260,6 +273,24 @@ def _value_range(array: np.ndarray) -> tuple[float | None, float | None]:
             return None, None
         return float(finite.min()), float(finite.max())
     return float(array.min()), float(array.max())
+
+
+def _room_for(keywords: dict, ndim: int, count: int) -> tuple[int, ...]:
+    """A shape on which every window of `keywords` fits, so checking the options without an
+    input refuses only what no input could make right: each pooled axis at least as long
+    as its window's span (then no window is padding alone) and 2**20."""
+    def values(name: str, default: int) -> tuple[int, ...]:
+        value = keywords[name] if keywords[name] is not None else default
+        value = value if isinstance(value, tuple) else (value,) * count
+        return tuple(v if isinstance(v, int) and v >= 1 else 1 for v in value)
+
+    spans = [dilation * (window - 1) + 1 for window, dilation in zip(values("window", 1), values("dilation", 1))]
+    shape = [1 << 20] * ndim
+    axes = keywords["axes"] if keywords["axes"] is not None else tuple(range(ndim - count, ndim))
+    for axis, span in zip(axes, spans):
+        if isinstance(axis, int) and -ndim <= axis < ndim:
+            shape[axis] = max(shape[axis], span)
+    return tuple(shape)
 
 
 def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:
@@ -285,6 +316,14 @@ def _padding_for(padding: tuple[int, ...] | str, count: int):
         f"--padding has {len(padding)} values for {count} pooled axes; give 1, {count} "
         f"or {2 * count} (lo,hi per axis, e.g. top,bottom,left,right)"
     )
+
+
+def _size_text(loaded: io.Loaded | None) -> str:
+    if loaded is None:
+        return "it (decoding ran out of memory)"
+    shapes = ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in loaded.arrays.values())
+    size = sum(a.nbytes for a in loaded.arrays.values())
+    return f"its {shapes} ({size / 1e6:,.0f} MB)"
 
 
 def _shapes(arrays: dict[str, np.ndarray]):

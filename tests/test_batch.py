@@ -345,16 +345,33 @@ def test_existing_outputs_fail_skip_or_get_replaced(tree, tmp_path, capsys):
         (tree / name).unlink()
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
-    (out / "sub" / "camera.png").write_bytes(b"old")
+    old = (out / "sub" / "camera.png")
+    shutil.copy(GRAY, old)  # a complete file, not poolcli's output
     code, _, err = run(capsys, tree, "-d", out)
-    assert code == 1 and "exists; pass --overwrite" in err and (out / "sub" / "camera.png").read_bytes() == b"old"
+    assert code == 1 and "exists; pass --overwrite" in err and old.read_bytes() == GRAY.read_bytes()
     code, stdout, err = run(capsys, tree, "-d", out, "--skip-existing")
     assert code == 0, err
     assert stdout.count("skipped") >= len(GOOD)  # each line and the table's header
-    assert (out / "sub" / "camera.png").read_bytes() == b"old"
+    assert old.read_bytes() == GRAY.read_bytes()
     code, _, err = run(capsys, tree, "-d", out, "--overwrite")
     assert code == 0, err
-    assert np.array_equal(io.load(out / "sub" / "camera.png").array, pooled(tree / "sub" / "camera.png", mode="max"))
+    assert np.array_equal(io.load(old).array, pooled(tree / "sub" / "camera.png", mode="max"))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_skip_existing_redoes_empty_or_truncated_outputs(tree, tmp_path, capsys, damage):
+    for name in BAD:
+        (tree / name).unlink()
+    out = tmp_path / "out"
+    code, _, err = run(capsys, tree, "-d", out)
+    assert code == 0, err
+    whole = {name: (out / name).read_bytes() for name in files_under(out)}
+    for name, data in whole.items():  # as a crash of some other tool would leave them
+        (out / name).write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    code, stdout, err = run(capsys, tree, "-d", out, "--skip-existing")
+    assert code == 0, err
+    assert "skipped" not in stdout.split("poolcli batch")[0]  # no per-file line says skipped
+    assert {name: (out / name).read_bytes() for name in files_under(out)} == whole
 
 
 # ------------------------------------------------------------------ real signals
@@ -419,14 +436,14 @@ def _assert_clean(out: Path) -> list[Path]:
     return outputs
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_real_signal_stops_cleanly_and_skip_existing_resumes(tmp_path, signum):
     src, out, report = _copies(tmp_path / "src", 90), tmp_path / "out", tmp_path / "report.json"
     command = [sys.executable, "-m", "poolcli", "batch", src, "-d", out, "-m", "avg", "--jobs", 2]
     process = _start([*command, "--report", report], WRITE_SECONDS=0)
     _wait_for(lambda: sum(not p.name.startswith(".") for p in out.rglob("*.*")) >= 3, process)
     seconds, stdout, stderr = _stop(process, signum)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr  # as a shell reports a process the signal ended
     assert seconds < 2.0
     assert "interrupted after" in stderr and "--skip-existing" in stderr
     assert "(interrupted)" in stdout

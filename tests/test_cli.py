@@ -36,13 +36,14 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".tmp")
 
 
-def assert_one_line_error(err: str, *words: str) -> None:
+def assert_one_line_error(err: str, *words: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert lines[0].startswith("poolcli: error:"), err
     assert "Traceback" not in err
     for word in words:
         assert word in lines[0], (word, err)
+    return lines[0]
 
 
 # ------------------------------------------------------------------ success paths
@@ -322,8 +323,8 @@ def test_input_is_never_overwritten(tmp_path, capsys):
     source = tmp_path / "in.png"
     source.write_bytes(GRAY.read_bytes())
     code, _, err = run(capsys, "pool", source, "-o", source, "--overwrite")
-    assert code == 1
-    assert_one_line_error(err, "in.png")
+    assert code == 2  # refused up front, before any work
+    assert "never overwrites an input" in assert_one_line_error(err, "in.png")
     assert source.read_bytes() == GRAY.read_bytes()
 
 

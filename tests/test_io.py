@@ -371,7 +371,7 @@ def test_opencv_decodes_plain_files_to_pillows_pixels_mode_and_icc(tmp_path, mon
 
     for path, plain in cases.items():
         data = np.fromfile(path, dtype=np.uint8)
-        header = pio._plain_png(data) if path.suffix == ".png" else pio._plain_jpeg(data)
+        header = pio._plain_png(path, data) if path.suffix == ".png" else pio._plain_jpeg(data)
         assert (header is not None) == plain, path.name
         reference = pio.load(path)
         rgb, bgr = loaded[path]
@@ -386,14 +386,28 @@ def test_opencv_decodes_plain_files_to_pillows_pixels_mode_and_icc(tmp_path, mon
             assert item.icc_profile == reference.icc_profile, path.name
 
 
-def test_opencv_decoders_leave_truncated_files_to_pillow():
-    for name, fmt in (("astronaut.jpg", "JPEG"), ("camera.png", "PNG")):
-        path = SAMPLES / name
-        data = np.fromfile(path, dtype=np.uint8)
-        for cut in (5000, len(data) // 2, len(data) - 1):
-            header = pio._plain_png(data[:cut]) if fmt == "PNG" else pio._plain_jpeg(data[:cut])
-            if header is not None:  # the JPEG header is whole: OpenCV must fail on the rest
-                assert cv2.imdecode(data[:cut], cv2.IMREAD_UNCHANGED) is None, (name, cut)
+@pytest.mark.parametrize("name", ["astronaut.jpg", "camera.png"])
+def test_truncated_and_cut_files_are_refused_by_the_loader(tmp_path, name):
+    data = (SAMPLES / name).read_bytes()
+    closing = b"\xff\xd9" if name.endswith(".jpg") else b""  # a JPEG cut and closed with EOI
+    for cut in (5000, len(data) // 2, len(data) - 200, len(data) - 1):
+        for ending in {b"", closing} if cut < len(data) - 1 else {b""}:
+            path = tmp_path / f"cut{cut}{len(ending)}{Path(name).suffix}"
+            path.write_bytes(data[:cut] + ending)
+            with pytest.raises(InputError) as error:
+                pio.load(path)
+            one_line_naming(error, path)
+
+
+def test_jpeg_with_garbage_in_its_middle_is_refused(tmp_path, rng):
+    data = bytearray((SAMPLES / "astronaut.jpg").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = rng.integers(0, 255, 64, dtype=np.uint8).tobytes()  # no FF: no new marker
+    path = tmp_path / "garbage.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as error:
+        pio.load(path)
+    assert "corrupt" in one_line_naming(error, path)
 
 
 def test_upright_images_are_not_transposed(tmp_path, rng, monkeypatch):
@@ -520,7 +534,7 @@ def _folder(path: Path) -> None:
         ("notes.txt", _write("1 2 3\n"), "unknown extension"),
         ("noext", _write("1 2 3\n"), "unknown extension"),
         ("text.npy", _write("1 2 3\n"), "cannot read"),
-        ("cut.npy", _truncated_npy, "cannot read"),
+        ("cut.npy", _truncated_npy, "truncated"),
         ("objects.npy", _npy(np.array([{"a": 1}, None]), allow_pickle=True), "pickle"),
         ("strings.npy", _npy(np.array(["a", "bc"])), "dtype <U2"),
         ("complex.npy", _npy(np.ones(3, np.complex64)), "complex64"),
