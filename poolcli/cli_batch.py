@@ -7,7 +7,6 @@ file done or skipped, 1 any file failed, 2 bad usage, 130 interrupted (Ctrl-C, S
 
 import contextlib
 import dataclasses
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -122,7 +121,7 @@ def batch_command(
         display.print(f"poolcli: warning: no inputs under {printable(str(source))}; check --glob and --recursive",
                       error=True)
     if not quiet:
-        display.summary(summary)
+        _print_summary(summary)
     if report_error is not None:
         report_failure(str(report_error))
     if summary.interrupted:
@@ -182,13 +181,7 @@ class _Display:
             self.progress.advance(self.task)
 
     def print(self, text: str, *, error: bool = False) -> None:
-        """One plain line; a reader of stdout that went away (`| head`) never stops the batch."""
-        with _stdout_may_be_gone():
-            (err if error else out).print(printable(text), markup=False, highlight=False)
-
-    def summary(self, summary: BatchSummary) -> None:
-        with _stdout_may_be_gone():
-            _print_summary(summary)
+        (err if error else out).print(printable(text), markup=False, highlight=False)
 
     def _failure(self, message: str) -> None:
         if self.progress is not None:
@@ -199,15 +192,6 @@ class _Display:
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
-
-
-@contextlib.contextmanager
-def _stdout_may_be_gone():
-    try:
-        yield
-    except BrokenPipeError:
-        with contextlib.suppress(OSError):  # later lines (and the final flush) go nowhere, quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
 
 def _print_summary(summary: BatchSummary) -> None:

@@ -365,7 +365,7 @@ def _load_npz(path: Path, max_bytes: int | None) -> Loaded:
                 _check_array_dtype(where, header.dtype)
                 _check_npy_length(where, header, member.file_size)
                 if member.compress_type != zipfile.ZIP_STORED:
-                    inflated += member.file_size
+                    inflated += header.nbytes
                     _check_inflated(where, inflated, max_bytes)
                 arrays[key] = _read_npy_body(where, stream, header)
     if not arrays:
