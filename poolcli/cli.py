@@ -146,6 +146,7 @@ MaxDecodedOption = Annotated[str | None, typer.Option(
 NormalizeOption = Annotated[str | None, typer.Option(
     "--normalize", help="minmax: map float results to 0..255 to save them as 8-bit images.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+PageOption = Annotated[int, typer.Option("--page", help="Multi-page TIFF or animation: the page to read, from 0.")]
 QualityOption = Annotated[int, typer.Option(
     "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
 
@@ -167,6 +168,7 @@ POOL_OPTIONS = {
     "normalize": (NormalizeOption, None),
     "max_pixels": (MaxPixelsOption, None),
     "max_decoded": (MaxDecodedOption, None),
+    "page": (PageOption, 0),
     "debug": (DebugOption, False),
 }
 
@@ -194,6 +196,7 @@ def settings_from_options(options: dict) -> PoolSettings:
         normalize=None if options["normalize"] is None else _choice("--normalize", options["normalize"], ("minmax",)),
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
         max_bytes=None if options["max_decoded"] is None else parse_size(options["max_decoded"], "--max-decoded"),
+        page=options["page"],
     )
     try:
         settings.check()
@@ -496,7 +499,8 @@ def _shape_text(shape) -> str:
 def _print_description(description: dict) -> None:
     out.print(f"{description['input']}  {description['format']} ({description['kind']})"
               + (f", mode {description['source_mode']}" if description["source_mode"] else "")
-              + (f", {description['frames']} frames (the first is pooled)" if description["frames"] > 1 else ""))
+              + (f", {description['frames']} pages or frames (page {description['page']} is pooled)"
+                 if description["frames"] > 1 else ""))
     for key, array in description["arrays"].items():
         title = "" if key == "array" else f"[{key}] "
         value_range = "n/a" if array["min"] is None else f"{array['min']:g} .. {array['max']:g}"

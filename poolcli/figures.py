@@ -91,7 +91,7 @@ def _label(settings: PoolSettings, keywords: dict, shape) -> str:
 def compare_figure(source: Path, settings: PoolSettings, modes: list[str], windows: list[tuple[int, ...]], *,
                    diff: bool = False, channel: int = 0, montage: int | None = None) -> viz.Figure:
     """The original and one pooled cell per (mode, window): rows are modes, columns windows."""
-    loaded = io.load(source, **settings.limits())
+    loaded = io.load(source, **settings.load_options())
     array = _only_array(loaded)
     variants = [[replace(settings, mode=mode, window=window) for window in windows] for mode in modes]
     axes = _resolved_axes(settings, loaded, array)
@@ -207,7 +207,7 @@ def write_compare(source: Path, target: Path, settings: PoolSettings, modes, win
 
 def input_gradient(source: Path, settings: PoolSettings) -> tuple[io.Loaded, np.ndarray, np.ndarray]:
     """(loaded input, array, dL/dx for dL/dy = 1): which inputs each output draws on."""
-    loaded = io.load(source, **settings.limits())
+    loaded = io.load(source, **settings.load_options())
     array = _only_array(loaded)
     keywords = keywords_for(settings, loaded, array)
     grad = pool_backward(np.ones(output_shape(array.shape, **keywords)), array, **keywords)
@@ -246,7 +246,7 @@ def write_side_by_side(source: Path, output: Path, target: Path, settings: PoolS
     """The input and the written output side by side, labelled with their shapes; never
     written over `source`, `output` or any of `inputs`."""
     _check_figure_target(target)
-    before = io.load(source, **settings.limits())
+    before = io.load(source, **settings.load_options())
     after = io.load(output, max_pixels=None)
     original, result = _only_array(before), _only_array(after)
     labels = (f"input {'x'.join(map(str, original.shape))}",

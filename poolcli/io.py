@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, OutputError, PoolError
 from .opencv import cv2
@@ -238,6 +238,7 @@ def load(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_bytes: int | None = None,
     channel_order: str = "rgb",
+    page: int = 0,
 ) -> Loaded:
     """Read an image, ``.npy`` or ``.npz`` file.
 
@@ -259,6 +260,8 @@ def load(
     header before decoding (decompression bombs); ``None`` means no limit.
     ``max_bytes`` caps what the compressed members of an ``.npz`` may inflate to, in
     all; by default (None) :func:`decoded_limit` of ``max_pixels``.
+    ``page`` picks the page of a multi-page TIFF or the frame of an animation (0, the
+    first, by default); ``Loaded.frames`` says how many there are.
     ``.npy`` files over :data:`MMAP_THRESHOLD_BYTES` are memory-mapped read-only.
     Pickles and non-real dtypes (complex, strings, records, dates) are refused.
 
@@ -274,6 +277,8 @@ def load(
         raise PoolError(f"max_pixels {max_pixels} must be >= 1; use a positive limit or None")
     if channel_order not in CHANNEL_ORDERS:
         raise PoolError(f"channel_order {channel_order!r} is unknown; use 'rgb' or 'bgr'")
+    if isinstance(page, bool) or not isinstance(page, int) or page < 0:
+        raise PoolError(f"page {page!r} must be an integer >= 0; use 0 for the first page")
     _check_input_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -281,7 +286,7 @@ def load(
     if suffix == ".npz":
         return _load_npz(path, decoded_limit(max_pixels, max_bytes))
     if suffix in IMAGE_FORMATS:
-        return _load_image(path, max_pixels, channel_order)
+        return _load_image(path, max_pixels, channel_order, page)
     raise InputError(
         f"{path}: unknown extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
     )
@@ -441,10 +446,14 @@ def _check_array_dtype(where: str, dtype: np.dtype) -> None:
 # images
 
 
-def _load_image(path: Path, max_pixels: int | None, channel_order: str) -> Loaded:
+def _load_image(path: Path, max_pixels: int | None, channel_order: str, page: int) -> Loaded:
     expected = IMAGE_FORMATS[path.suffix.lower()]
     data = None
-    if expected in ("JPEG", "PNG"):
+    if expected == "TIFF":
+        tiff = _load_tiff(path, max_pixels, page)
+        if tiff is not None:
+            return tiff
+    if expected in ("JPEG", "PNG") and page == 0:
         data = _read_bytes(path)
         if expected == "JPEG":
             _check_jpeg_scans(path, data)
@@ -454,8 +463,6 @@ def _load_image(path: Path, max_pixels: int | None, channel_order: str) -> Loade
     try:
         image = _open_lazily(path)
     except UnidentifiedImageError:
-        if expected == "TIFF":
-            return _load_tiff_with_opencv(path, max_pixels)
         raise InputError(
             f"{path}: is not an image Pillow can identify (expected {expected});"
             " check that the file is an image and complete"
@@ -470,15 +477,21 @@ def _load_image(path: Path, max_pixels: int | None, channel_order: str) -> Loade
     with image, _input_errors(path, f"a {image.format} image", fix), _quiet_decoders():
         _check_pixels(path, image.size, max_pixels)
         frames = _frame_count(path, image)
-        wide_mode = _wide_colour_mode(path, image)
+        _check_page(path, page, frames)
+        wide_mode = _wide_colour_mode(path, image) if page == 0 else None
         if wide_mode is None:
-            array, mode = _pillow_pixels(image), image.mode
+            array, mode = _pillow_pixels(image, page), image.mode
         else:
             array, mode = _full_depth_pixels(path, image, wide_mode), wide_mode
         icc = image.info.get("icc_profile")
     if image.format in ("JPEG", "MPO"):
         _check_jpeg_intact(path, _read_bytes(path) if data is None else data)
     return Loaded({"array": array}, "image", "hwc", image.format, mode, frames, path, icc)
+
+
+def _check_page(path: Path, page: int, count: int) -> None:
+    if page >= count:
+        raise InputError(f"{path}: has {count} page(s) or frame(s), no page {page}; use --page 0..{count - 1}")
 
 
 def _read_bytes(path: Path) -> np.ndarray:
@@ -621,29 +634,23 @@ def _stderr_caught(chatter: _Chatter) -> Iterator[None]:
 
 
 def _wide_colour_mode(path: Path, image: Image.Image) -> str | None:
-    """'RGB;16', 'RGBA;16' or 'LA;16' for a 16-bit colour file Pillow would cut to 8 bits."""
+    """'RGB;16', 'RGBA;16' or 'LA;16' for a 16-bit colour PNG, which Pillow would cut to 8 bits."""
     if image.format == "PNG":
         with open(path, "rb") as file:
             header = file.read(26)  # signature, IHDR length and type, width, height, depth, type
         if len(header) == 26 and header[24] == 16:
             return _PNG_WIDE_COLOUR.get(header[25])
-    elif image.format == "TIFF" and image.mode in ("LA", "RGB", "RGBA"):
-        bits = image.tag_v2.get(TiffImagePlugin.BITSPERSAMPLE, 8)
-        if max(bits if isinstance(bits, tuple) else (bits,)) == 16:
-            return image.mode + ";16"
     return None
 
 
 def _full_depth_pixels(path: Path, image: Image.Image, wide_mode: str) -> np.ndarray:
     """16-bit colour through OpenCV, turned as the EXIF orientation Pillow read says."""
-    if image.format == "TIFF" and image.tag_v2.get(TiffImagePlugin.PLANAR_CONFIGURATION) == 2:
-        raise _planar_tiff_error(path)
     orientation = image.getexif().get(_ORIENTATION, 1)
     return _orient(_opencv_pixels(path, wide_mode), orientation)
 
 
-def _pillow_pixels(image: Image.Image) -> np.ndarray:
-    image.seek(0)
+def _pillow_pixels(image: Image.Image, page: int = 0) -> np.ndarray:
+    image.seek(page)
     image.load()
     if image.getexif().get(_ORIENTATION, 1) != 1:  # exif_transpose copies even when upright
         image = ImageOps.exif_transpose(image)
@@ -785,38 +792,63 @@ def _png_icc(path: Path, chunk: bytes) -> bytes | None:
     return icc
 
 
-def _load_tiff_with_opencv(path: Path, max_pixels: int | None) -> Loaded:
-    """A TIFF Pillow cannot decode (float64, multi-channel float): header size, then OpenCV."""
-    size, frames, planar = _tiff_layout(path)
-    _check_pixels(path, size, max_pixels)
-    if planar:
-        raise _planar_tiff_error(path)
-    with _quiet_decoders():
-        array = _opencv_pixels(path, None)
-    return Loaded({"array": array}, "image", "hwc", "OPENCV", None, frames, path)
+_TIFF_MODES = {  # (dtype, channels) -> the Pillow-style mode name poolcli reports
+    ("uint8", 1): "L", ("uint8", 2): "LA", ("uint8", 3): "RGB", ("uint8", 4): "RGBA",
+    ("uint16", 1): "I;16", ("uint16", 2): "LA;16", ("uint16", 3): "RGB;16", ("uint16", 4): "RGBA;16",
+    ("int32", 1): "I", ("float32", 1): "F",
+}
+_TIFF_BYTES_PER_PIXEL = 32  # the most a page may decode to, per pixel allowed (float64 RGBA)
 
 
-def _tiff_layout(path: Path) -> tuple[tuple[int, int], int, bool]:
-    """First page's (width, height), the page count and whether the first page is planar.
-
-    Read by tifffile from the TIFF directories alone, without decoding any pixel.
-    """
+def _load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
+    """A page of a TIFF or BigTIFF through tifffile: gray or RGB(A) samples of any bit depth
+    and type, interleaved or planar, striped or tiled, any compression. None for the
+    photometric kinds Pillow turns into RGB (palette, CMYK, YCbCr, bilevel, white-is-zero)."""
     import tifffile
 
     fix = "the file may be truncated or corrupt; re-export it"
-    with _input_errors(path, "a TIFF image", fix), tifffile.TiffFile(path) as tiff:
-        page = tiff.pages.first
-        size = (int(page.imagewidth), int(page.imagelength))
-        planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
-        return size, len(tiff.pages), planar
+    with _input_errors(path, "a TIFF image", fix), _quiet_decoders(), tifffile.TiffFile(path) as tiff:
+        frames = len(tiff.pages)
+        _check_page(path, page, frames)
+        chosen = tiff.pages[page]
+        _check_pixels(path, (int(chosen.imagewidth), int(chosen.imagelength)), max_pixels)
+        if not _tifffile_decodes(chosen):
+            return None
+        if max_pixels is not None and chosen.nbytes > _TIFF_BYTES_PER_PIXEL * max_pixels:
+            raise InputError(
+                f"{path}: page {page} decodes to {chosen.nbytes:,} bytes ({chosen.samplesperpixel} samples of"
+                f" {chosen.dtype} per pixel), more than the limit; pass --max-pixels 0 if you trust this file"
+            )
+        array = _hwc_samples(chosen.asarray(), chosen.axes)
+        orientation = int(chosen.tags.valueof(274, default=1) or 1)
+        icc = chosen.tags.valueof(34675)
+    array = _orient(array, orientation)
+    mode = _TIFF_MODES.get((array.dtype.name, array.shape[2]), f"{array.dtype.name}x{array.shape[2]}")
+    return Loaded({"array": array}, "image", "hwc", "TIFF", mode, frames, path, bytes(icc) if icc else None)
 
 
-def _planar_tiff_error(path: Path) -> InputError:
-    # OpenCV 5 returns wrong values, silently, for planar TIFFs of more than 8 bits.
-    return InputError(
-        f"{path}: stores its channels in separate planes, which OpenCV misreads at this bit"
-        " depth; re-save it with interleaved (contiguous) channels, or as .npy"
+def _tifffile_decodes(page) -> bool:
+    import tifffile
+
+    photometric = tifffile.PHOTOMETRIC
+    return (
+        page.photometric in (photometric.MINISBLACK, photometric.RGB)
+        and page.bitspersample >= 8
+        and page.dtype is not None
+        and page.dtype.kind in _NUMERIC_KINDS
+        and not page.is_subsampled
     )
+
+
+def _hwc_samples(array: np.ndarray, axes: str) -> np.ndarray:
+    """tifffile's page array (axes such as 'YX', 'YXS' or 'SYX') as native H x W x C."""
+    axes = axes[-3:] if len(axes) > 3 else axes
+    if "S" not in axes:
+        array, axes = array[..., np.newaxis], axes + "S"
+    array = np.moveaxis(array.reshape(array.shape[-3:]), axes.index("S"), -1)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return np.ascontiguousarray(array)
 
 
 def _opencv_pixels(path: Path, wide_mode: str | None) -> np.ndarray:
@@ -1421,7 +1453,7 @@ def _npz_complete(path: Path, size: int) -> bool:
 def _tiff_complete(path: Path, size: int) -> bool:
     import tifffile
 
-    with tifffile.TiffFile(path) as tiff:
+    with _quiet_decoders(), tifffile.TiffFile(path) as tiff:
         page = tiff.pages.first
         ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
         return max(ends, default=0) <= size

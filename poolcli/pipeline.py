@@ -47,9 +47,11 @@ class PoolSettings:
     max_bytes: int | None = None  # what compressed inputs may inflate to; None: io.decoded_limit
     quality: int = io.JPEG_QUALITY  # of JPEG outputs
 
-    def limits(self) -> dict:
-        """The keywords of `io.load` that bound what one input may cost to decode."""
-        return dict(max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+    page: int = 0  # of a multi-page TIFF or an animation
+
+    def load_options(self) -> dict:
+        """The keywords of `io.load`: the page, and the limits on what one input may cost to decode."""
+        return dict(max_pixels=self.max_pixels, max_bytes=self.max_bytes, page=self.page)
 
     def check(self) -> None:
         """Raise PoolError for anything wrong regardless of the input (a usage error)."""
@@ -61,6 +63,8 @@ class PoolSettings:
             raise PoolError("--axes and --layout both choose the pooled axes; give only one")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise PoolError(f"--max-pixels {self.max_pixels} must be >= 0; use 0 for no limit")
+        if self.page < 0:
+            raise PoolError(f"--page {self.page} must be >= 0; pages count from 0")
         if self.max_bytes is not None and self.max_bytes < 1:
             raise PoolError(f"--max-decoded {self.max_bytes} must be >= 1; use a size such as 2GB")
         count = self._implied_axis_count()
@@ -188,7 +192,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         channel_order = "rgb"
     loaded = None
     try:
-        loaded = io.load(source, **settings.limits(), channel_order=channel_order)
+        loaded = io.load(source, **settings.load_options(), channel_order=channel_order)
         results = pool_arrays(settings, loaded, target)
         inputs = (source, *inputs)
         if loaded.kind == "npz" or target.suffix.lower() == ".npz":
@@ -214,7 +218,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
 
 def describe_file(source: Path, settings: PoolSettings) -> dict:
     """What `info` prints: the input, and what pooling would make of each array."""
-    loaded = io.load(source, **settings.limits())
+    loaded = io.load(source, **settings.load_options())
     arrays = {}
     for key, array in loaded.arrays.items():
         arrays[key] = describe_array(settings, loaded, array)
@@ -224,6 +228,7 @@ def describe_file(source: Path, settings: PoolSettings) -> dict:
         kind=loaded.kind,
         source_mode=loaded.source_mode,
         frames=loaded.frames,
+        page=settings.page,
         arrays=arrays,
         parameters=settings_summary(settings),
     )

@@ -193,7 +193,9 @@ def test_info_counts_dropped_rows_and_frames(tmp_path, capsys):
     info = json.loads(out)
     assert code == 0 and info["frames"] == 2
     assert [a["dropped"] for a in info["arrays"]["array"]["axes"]] == [1, 1]
-    assert "2 frames" in run(capsys, "info", source)[1]
+    assert "2 pages or frames (page 0 is pooled)" in run(capsys, "info", source)[1]
+    code, out, _ = run(capsys, "info", source, "--page", "1", "--json")
+    assert code == 0 and json.loads(out)["arrays"]["array"]["max"] == 200
 
 
 def test_version_and_help(capsys):

@@ -234,33 +234,89 @@ def test_load_16_bit_colour_tiff_keeps_full_depth(tmp_path, rng, channels):
 
 
 @pytest.mark.parametrize(("dtype", "channels"), [(np.float64, 1), (np.float64, 3), (np.float32, 4)])
-def test_load_float_tiff_pillow_cannot_read_goes_through_opencv(tmp_path, rng, dtype, channels):
+def test_load_float_tiff_that_pillow_cannot_read(tmp_path, rng, dtype, channels):
     pixels = rng.normal(size=(4, 6, channels)).astype(dtype)
     path = tmp_path / "float.tif"
     assert cv2.imwrite(str(path), pixels[:, :, ::-1] if channels == 3 else pixels)
-    with pytest.raises(Image.UnidentifiedImageError):  # the reason for the fallback
+    with pytest.raises(Image.UnidentifiedImageError):  # Pillow cannot, tifffile can
         Image.open(path)
 
     loaded = pio.load(path)
 
-    assert loaded.format == "OPENCV" and loaded.source_mode is None and loaded.frames == 1
+    assert loaded.format == "TIFF" and loaded.frames == 1
     assert loaded.array.dtype == dtype
     if channels == 4:  # OpenCV writes BGRA; poolcli returns RGBA
         pixels = pixels[:, :, [2, 1, 0, 3]]
     np.testing.assert_array_equal(loaded.array, pixels)
 
 
-def test_load_refuses_planar_tiffs_that_opencv_misreads(tmp_path, rng):
-    tifffile = pytest.importorskip("tifffile")  # scikit-image's own TIFF library
-    deep = tmp_path / "planar16.tif"
-    pixels = rng.integers(0, 65536, (3, 4, 5), dtype=np.uint16)
-    tifffile.imwrite(deep, pixels, planarconfig="separate", photometric="rgb")
-    real = SKIMAGE_DATA / "multipage_rgb.tif"  # float64 RGB, channels in separate planes
+TIFF_WRITES = {  # tifffile.imwrite keywords: the layouts and encodings a TIFF may have
+    "planar": dict(planarconfig="separate"),
+    "contiguous": dict(planarconfig="contig"),
+    "tiled": dict(tile=(16, 16)),
+    "lzw": dict(compression="lzw"),
+    "deflate": dict(compression="zlib"),
+    "bigtiff": dict(bigtiff=True),
+    "big-endian": dict(byteorder=">"),
+}
 
-    for path in (deep, real):
-        with pytest.raises(InputError, match="separate planes") as error:
-            pio.load(path)
-        one_line_naming(error, path)
+
+@pytest.mark.parametrize("layout", TIFF_WRITES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
+def test_load_tiff_of_any_layout_and_depth_through_tifffile(tmp_path, rng, layout, dtype):
+    tifffile = pytest.importorskip("tifffile")
+    pages = [(rng.normal(size=(3, 20, 24)) * 1000).astype(dtype) for _ in range(3)]  # channels first
+    path = tmp_path / "multi.tif"
+    options = dict(TIFF_WRITES[layout])
+    file_options = {key: options.pop(key) for key in ("bigtiff", "byteorder") if key in options}
+    contiguous = options.pop("planarconfig", "separate") == "contig"
+    with tifffile.TiffWriter(path, **file_options) as writer:
+        for page in pages:
+            writer.write(np.moveaxis(page, 0, -1) if contiguous else page, photometric="rgb",
+                         planarconfig="contig" if contiguous else "separate", **options)
+
+    for index in (0, 2):
+        loaded = pio.load(path, page=index)
+        assert loaded.format == "TIFF" and loaded.frames == 3
+        assert loaded.array.dtype == np.dtype(dtype) and loaded.array.dtype.isnative
+        np.testing.assert_array_equal(loaded.array, np.moveaxis(pages[index], 0, -1))
+    with pytest.raises(InputError) as error:
+        pio.load(path, page=3)
+    assert "--page 0..2" in one_line_naming(error, path)
+
+
+def test_load_real_planar_float64_multipage_tiff(tmp_path):
+    real = SKIMAGE_DATA / "multipage_rgb.tif"  # float64 RGB, channels in separate planes, 2 pages
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffFile(real) as tiff:
+        expected = [np.moveaxis(page.asarray(), 0, -1) for page in tiff.pages]
+    for index, pixels in enumerate(expected):
+        loaded = pio.load(real, page=index)
+        assert loaded.frames == len(expected)
+        np.testing.assert_array_equal(loaded.array, pixels)
+
+
+def test_load_palette_and_cmyk_tiffs_as_pillow_converts_them(tmp_path, rng):
+    for mode in ("P", "CMYK", "1"):
+        image = Image.fromarray(rng.integers(0, 255, (6, 5, 3), dtype=np.uint8)).convert(mode)
+        path = tmp_path / f"{mode}.tif"
+        image.save(path)
+        expected = np.asarray(image.convert("L" if mode == "1" else "RGB"))
+        loaded = pio.load(path)
+        np.testing.assert_array_equal(loaded.array.reshape(expected.shape), expected, err_msg=mode)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_load_applies_the_tiff_orientation_tag(tmp_path, rng, orientation):
+    tifffile = pytest.importorskip("tifffile")
+    pixels = rng.integers(0, 65535, (3, 5), dtype=np.uint16)
+    path = tmp_path / "oriented.tif"
+    tifffile.imwrite(path, pixels, extratags=[(274, "H", 1, orientation, True)])
+    reference = Image.fromarray(pixels.astype(np.int32))
+    reference.getexif()[0x0112] = orientation
+    expected = np.asarray(ImageOps.exif_transpose(reference))
+
+    np.testing.assert_array_equal(pio.load(path).array[:, :, 0], expected)
 
 
 # orientation
