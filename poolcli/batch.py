@@ -112,6 +112,7 @@ class BatchRecord:
     dtype: str = ""
     output_dtype: str = ""
     output_bytes: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -395,6 +396,7 @@ def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> Ba
         dtype=result.dtype,
         output_dtype=result.output_dtype,
         output_bytes=size,
+        warnings=result.warnings,
     )
 
 

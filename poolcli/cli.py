@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .alpha import ALPHA_CHOICES
 from .errors import Interrupted, PoolError, printable
 from .geometry import MODES, NAN_POLICIES, PAD_MODES
 from .io import JPEG_QUALITY
@@ -146,6 +147,8 @@ MaxDecodedOption = Annotated[str | None, typer.Option(
 NormalizeOption = Annotated[str | None, typer.Option(
     "--normalize", help="minmax: map float results to 0..255 to save them as 8-bit images.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+AlphaOption = Annotated[str, typer.Option(
+    "--alpha", help="Images with alpha: premultiplied (avg/sum/l2/lp weigh colour by alpha) or straight.")]
 PageOption = Annotated[int, typer.Option("--page", help="Multi-page TIFF or animation: the page to read, from 0.")]
 QualityOption = Annotated[int, typer.Option(
     "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
@@ -169,6 +172,7 @@ POOL_OPTIONS = {
     "max_pixels": (MaxPixelsOption, None),
     "max_decoded": (MaxDecodedOption, None),
     "page": (PageOption, 0),
+    "alpha": (AlphaOption, "premultiplied"),
     "debug": (DebugOption, False),
 }
 
@@ -197,6 +201,7 @@ def settings_from_options(options: dict) -> PoolSettings:
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
         max_bytes=None if options["max_decoded"] is None else parse_size(options["max_decoded"], "--max-decoded"),
         page=options["page"],
+        alpha=_choice("--alpha", options["alpha"], ALPHA_CHOICES),
     )
     try:
         settings.check()
@@ -281,6 +286,11 @@ def _fail(message: str, code: int):
     raise typer.Exit(code)
 
 
+def report_warning(message: str) -> None:
+    """A warning: one yellow line on stderr; the command goes on."""
+    err.print(f"[yellow]poolcli: warning:[/yellow] {escape(printable(message))}", markup=True, highlight=False)
+
+
 def report_failure(message: str) -> None:
     """The one way poolcli prints an error: one red line on stderr, file names made printable."""
     err.print(f"[red]poolcli: error:[/red] {escape(printable(message))}", markup=True, highlight=False)
@@ -310,7 +320,7 @@ def pool_command(
         help="Images, .npy or .npz files.", show_default=False, metavar="INPUT...")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
-        "-d", "--out-dir", help="Output folder: writes {stem}_{mode}{window}{ext} per input.")] = None,
+        "-d", "--out-dir", help="Output folder: writes {stem}_{mode}_{window}{ext} per input.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
     compare: Annotated[Path | None, typer.Option(
@@ -339,6 +349,8 @@ def pool_command(
             if as_json:
                 _print_json(FileResult(str(source), str(target), status="failed", error=message))
             continue
+        for warning in result.warnings:
+            report_warning(warning)
         _print_json(result) if as_json else out.print(printable(
             f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}"))
     return EXIT_FAILED if failures else EXIT_OK

@@ -44,6 +44,7 @@ from .cli import (
     err,
     out,
     report_failure,
+    report_warning,
     with_pool_options,
 )
 from .errors import PoolError, printable
@@ -171,6 +172,8 @@ class _Display:
         self.progress.start()
 
     def result(self, record: BatchRecord, summary: BatchSummary) -> None:
+        for warning in record.warnings:
+            self._warning(warning)
         if record.status == "failed":
             self._failure(record.error or f"{record.input}: failed")
         elif not self.quiet and self.progress is None:
@@ -182,6 +185,12 @@ class _Display:
 
     def print(self, text: str, *, error: bool = False) -> None:
         (err if error else out).print(printable(text), markup=False, highlight=False)
+
+    def _warning(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(f"[yellow]poolcli: warning:[/yellow] {escape(printable(message))}")
+        else:
+            report_warning(message)
 
     def _failure(self, message: str) -> None:
         if self.progress is not None:

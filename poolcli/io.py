@@ -914,12 +914,11 @@ def save(
     ``load(..., channel_order="bgr")`` returned it: OpenCV encodes it as it is and
     every other format gets it turned to RGB(A) first; pass ``like.channel_order``.
 
-    ``normalize="minmax"`` makes an 8-bit image of any array that is not uint8
-    or bool already (float, 16-bit, wider integers): it is mapped linearly from
-    its finite [min, max] to 0..255 over all channels at once, rounding half up;
-    +inf becomes 255, -inf and NaN become 0, a constant array becomes 0 (see
-    :func:`minmax_to_uint8`). uint8 and bool arrays, and ``.npy``/``.npz``
-    outputs, are written unchanged.
+    ``normalize="minmax"`` makes an 8-bit image of any array (float, integers of
+    any width, uint8 and bool too): it is mapped linearly from its finite
+    [min, max] to 0..255 over all channels at once, rounding half up; +inf becomes
+    255, -inf and NaN become 0, a constant array becomes 0 (see
+    :func:`minmax_to_uint8`). ``.npy``/``.npz`` outputs are written unchanged.
     ``like`` lends its ICC profile to the image when the colour spaces agree.
     An existing ``path`` is replaced only with ``overwrite=True``; a path that is
     one of ``inputs`` never is.
@@ -1031,7 +1030,7 @@ def _encode_image(
     """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix."""
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, fmt)
-    if normalize == "minmax" and array.dtype not in (np.uint8, np.bool_):
+    if normalize == "minmax":
         array = minmax_to_uint8(array)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * np.uint8(255)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import io
+from .alpha import ALPHA_CHOICES, pool_premultiplied, weights_by_alpha
 from .backend import to_device, to_numpy
 from .engine import output_shape, pool
 from .errors import PoolError
@@ -48,6 +49,7 @@ class PoolSettings:
     quality: int = io.JPEG_QUALITY  # of JPEG outputs
 
     page: int = 0  # of a multi-page TIFF or an animation
+    alpha: str = "premultiplied"  # how avg, sum, l2 and lp weigh colour in images with alpha
 
     def load_options(self) -> dict:
         """The keywords of `io.load`: the page, and the limits on what one input may cost to decode."""
@@ -63,6 +65,8 @@ class PoolSettings:
             raise PoolError("--axes and --layout both choose the pooled axes; give only one")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise PoolError(f"--max-pixels {self.max_pixels} must be >= 0; use 0 for no limit")
+        if self.alpha not in ALPHA_CHOICES:
+            raise PoolError(f"--alpha {self.alpha!r} is not known; use one of {', '.join(ALPHA_CHOICES)}")
         if self.page < 0:
             raise PoolError(f"--page {self.page} must be >= 0; pages count from 0")
         if self.max_bytes is not None and self.max_bytes < 1:
@@ -86,8 +90,12 @@ class PoolSettings:
         return 2
 
     def label(self) -> str:
-        """'max2' or 'avg2x3': the mode and window, as output names use them."""
-        return f"{self.mode}{'x'.join(str(k) for k in self.window)}"
+        """'max 2' or 'l2 2x3': the mode and window, as figures and messages show them."""
+        return f"{self.mode} {'x'.join(str(k) for k in self.window)}"
+
+    def name_part(self) -> str:
+        """'max_2' or 'l2_2x3': the mode and window, as output file names use them."""
+        return self.label().replace(" ", "_")
 
     def pool_keywords(self, count: int, ndim: int, axes: tuple[int, ...] | None) -> dict:
         """The keywords of `poolcli.pool` for `count` pooled axes of an `ndim`-d array."""
@@ -120,6 +128,7 @@ class FileResult:
     seconds: float = 0.0
     error: str | None = None
     parameters: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -149,34 +158,84 @@ def keywords_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -
 
 
 def output_dtype(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, target: Path) -> np.dtype | None:
-    """'auto' keeps an image's dtype when the output is an image too; else SPEC's natural dtype."""
+    """'auto' keeps an image's dtype when the output is an image too (unless --normalize
+    maps the natural values to 8 bits itself); else SPEC's natural dtype."""
     if settings.dtype == "keep":
         return array.dtype
     if settings.dtype == "auto":
         keeps_image = loaded.kind == "image" and target.suffix.lower() in IMAGE_SUFFIXES
-        return array.dtype if keeps_image else None
+        return array.dtype if keeps_image and settings.normalize is None else None
     return np.dtype(settings.dtype)
 
 
-def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> dict[str, np.ndarray]:
-    """Pool every array of the input (one for images and .npy, each key of an .npz)."""
-    results = {}
+def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Pool every array of the input (one for images and .npy, each key of an .npz); return
+    the results and a warning for each result that was clipped to its integer dtype."""
+    results, warnings = {}, []
     for key, array in loaded.arrays.items():
+        where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
         try:
             keywords = keywords_for(settings, loaded, array)
-            device_array = to_device(np.asarray(array), settings.backend)
-            pooled = pool(device_array, dtype=output_dtype(settings, loaded, array, target), **keywords)
+            dtype = output_dtype(settings, loaded, array, target)
+            if _premultiplied(settings, loaded, array, keywords):
+                pooled, natural = pool_premultiplied(np.asarray(array), dtype, **keywords)
+                clipped = _outside(natural, dtype)
+            else:
+                device_array = to_device(np.asarray(array), settings.backend)
+                pooled = pool(device_array, dtype=dtype, **keywords)
+                clipped = _clipped_count(device_array, dtype, keywords)
         except PoolError as error:
-            where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
             raise PoolError(f"{where}: {error}") from error
         results[key] = to_numpy(pooled)
-    return results
+        if clipped:
+            warnings.append(_saturation_warning(where, clipped, results[key]))
+    return results, warnings
+
+
+def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, keywords: dict) -> bool:
+    """Colour weighted by alpha: images with alpha, pooled over H and W by a mixing mode."""
+    return (loaded.kind == "image" and tuple(keywords["axes"] or ()) == IMAGE_AXES
+            and weights_by_alpha(settings.mode, array.shape[-1], loaded.source_mode, settings.alpha))
+
+
+def _clipped_count(array, dtype: np.dtype | None, keywords: dict) -> int:
+    """How many values of the natural result lie outside integer `dtype` (and were clipped)."""
+    if dtype is None or dtype.kind not in "iu" or not _may_saturate(keywords["mode"], array.dtype, dtype):
+        return 0
+    return _outside(to_numpy(pool(array, **keywords)), dtype)
+
+
+def _outside(natural: np.ndarray, dtype: np.dtype | None) -> int:
+    """How many values lie outside integer `dtype` (0 for float or natural outputs)."""
+    if dtype is None or dtype.kind not in "iu":
+        return 0
+    info = np.iinfo(dtype)
+    with np.errstate(invalid="ignore"):
+        return int(np.count_nonzero((natural > info.max) | (natural < info.min)))
+
+
+def _may_saturate(mode: str, source: np.dtype, target: np.dtype) -> bool:
+    """sum and lp grow past their inputs; other modes stay within the input's range."""
+    if mode in ("sum", "lp"):
+        return True
+    if source.kind == "b":
+        return False
+    if source.kind == "f":
+        return True
+    low, high = np.iinfo(source).min, np.iinfo(source).max
+    return low < np.iinfo(target).min or high > np.iinfo(target).max
+
+
+def _saturation_warning(where: str, clipped: int, result: np.ndarray) -> str:
+    info = np.iinfo(result.dtype)
+    return (f"{where}: {clipped:,} of {result.size:,} values do not fit {result.dtype} and were clipped to"
+            f" {info.min}..{info.max}; pass --normalize minmax, or write a float output (.tiff, .npy)")
 
 
 def default_output(source: Path, settings: PoolSettings, folder: Path | None = None, suffix: str | None = None) -> Path:
-    """`{stem}_{mode}{window}{ext}` in `folder` (default: beside the input)."""
+    """`{stem}_{mode}_{window}{ext}` in `folder` (default: beside the input)."""
     folder = source.parent if folder is None else folder
-    return folder / f"{source.stem}_{settings.label()}{suffix or source.suffix}"
+    return folder / f"{source.stem}_{settings.name_part()}{suffix or source.suffix}"
 
 
 def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
@@ -193,7 +252,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
     loaded = None
     try:
         loaded = io.load(source, **settings.load_options(), channel_order=channel_order)
-        results = pool_arrays(settings, loaded, target)
+        results, warnings = pool_arrays(settings, loaded, target)
         inputs = (source, *inputs)
         if loaded.kind == "npz" or target.suffix.lower() == ".npz":
             io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
@@ -213,6 +272,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         output_dtype=_dtypes(results),
         seconds=round(time.perf_counter() - started, 6),
         parameters=settings_summary(settings),
+        warnings=warnings,
     )
 
 

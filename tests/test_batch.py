@@ -183,7 +183,7 @@ def test_batch_and_pool_write_the_same_bytes(tmp_path, capsys, quality):
     assert code == 0, capsys.readouterr().err
     for name in names:
         stem, suffix = name.rsplit(".", 1)
-        pooled_alone = tmp_path / "pool" / f"{stem}_avg2.{suffix}"
+        pooled_alone = tmp_path / "pool" / f"{stem}_avg_2.{suffix}"
         assert (tmp_path / "batch" / name).read_bytes() == pooled_alone.read_bytes(), name
 
 

@@ -83,13 +83,13 @@ def test_out_dir_naming_and_json(tmp_path, capsys):
     code, out, err = run(capsys, "pool", GRAY, FEATURES, "-d", tmp_path, "-m", "avg", "-k", "2x4", "--json")
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
-    assert [Path(r["output"]).name for r in records] == ["camera_avg2x4.png", "features_chw_avg2x4.npy"]
+    assert [Path(r["output"]).name for r in records] == ["camera_avg_2x4.png", "features_chw_avg_2x4.npy"]
     assert records[0]["input_shape"] == [512, 512, 1] and records[0]["output_shape"] == [256, 128, 1]
     assert records[1]["output_shape"] == [8, 64, 32] and records[1]["output_dtype"] == "float32"
     assert records[0]["parameters"]["mode"] == "avg" and records[0]["seconds"] >= 0
     assert all(r["status"] == "done" for r in records)
     expected = pool(np.load(FEATURES), (2, 4), mode="avg")
-    assert np.array_equal(np.load(tmp_path / "features_chw_avg2x4.npy"), expected)
+    assert np.array_equal(np.load(tmp_path / "features_chw_avg_2x4.npy"), expected)
 
 
 def test_default_output_goes_beside_the_input(tmp_path, capsys):
@@ -97,7 +97,7 @@ def test_default_output_goes_beside_the_input(tmp_path, capsys):
     np.save(source, np.arange(10.0))
     code, _, err = run(capsys, "pool", source, "-k", "3", "-m", "sum")
     assert code == 0, err
-    assert np.array_equal(np.load(tmp_path / "series_sum3.npy"), [3.0, 12.0, 21.0])
+    assert np.array_equal(np.load(tmp_path / "series_sum_3.npy"), [3.0, 12.0, 21.0])
 
 
 def test_npz_pools_every_key(tmp_path, capsys):
@@ -298,7 +298,7 @@ def test_one_bad_input_does_not_stop_the_others(tmp_path, capsys):
     out_dir.mkdir()
     code, out, err = run(capsys, "pool", bad, GRAY, "-d", out_dir, "--json")
     assert code == 1
-    assert (out_dir / "camera_max2.png").exists()
+    assert (out_dir / "camera_max_2.png").exists()
     statuses = [json.loads(line)["status"] for line in out.splitlines()]
     assert statuses == ["failed", "done"]
 

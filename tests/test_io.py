@@ -880,17 +880,19 @@ def test_normalize_lets_16_bit_go_to_jpeg(tmp_path):
     np.testing.assert_allclose(pio.load(path).array[:, ::8, 0], [[0, 255], [128, 255]], atol=2)
 
 
-@pytest.mark.parametrize("suffix", [".png", ".npy"])
-def test_normalize_leaves_uint8_images_and_arrays_alone(tmp_path, rng, suffix):
-    pixels = rng.integers(10, 20, (4, 5, 3), dtype=np.uint8)
-    floats = pixels / 4.0
-    image, array = tmp_path / f"pixels{suffix}", tmp_path / "floats.npy"
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64, np.int64, np.float32, np.bool_])
+def test_normalize_stretches_every_dtype_and_leaves_arrays_alone(tmp_path, rng, dtype):
+    pixels = rng.integers(*((0, 2) if dtype == np.bool_ else (10, 20)), (4, 5, 3)).astype(dtype)
+    image, array = tmp_path / "pixels.png", tmp_path / "values.npy"
 
     pio.save(image, pixels, normalize="minmax")
-    pio.save(array, floats, normalize="minmax")
+    pio.save(array, pixels, normalize="minmax")
 
-    np.testing.assert_array_equal(pio.load(image).array, pixels)  # not stretched to 0..255
-    np.testing.assert_array_equal(pio.load(array).array, floats)
+    values = pixels.astype(np.float64)
+    low, high = values.min(), values.max()
+    expected = np.floor((values - low) * (255.0 / (high - low)) + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(pio.load(image).array, expected)  # 0..255, whatever the dtype
+    np.testing.assert_array_equal(pio.load(array).array, pixels)  # arrays keep their values
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,7 @@ def test_an_unexpected_error_fails_its_input_only(tmp_path, capsys, monkeypatch)
     code, out, err = run(capsys, "pool", GRAY, PHOTO, "-d", tmp_path)
     line = one_error_line(err)
     assert code == 1 and "camera.png" in line and "RuntimeError" in line
-    assert (tmp_path / "astronaut_max2.jpg").exists() and "astronaut" in out
+    assert (tmp_path / "astronaut_max_2.jpg").exists() and "astronaut" in out
 
 
 def test_out_of_memory_names_the_input_and_the_fix(tmp_path, capsys, monkeypatch):

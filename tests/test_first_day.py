@@ -1,0 +1,104 @@
+"""What a new user meets first, at the command line: names, normalisation and its warnings,
+alpha, pages, stdin/stdout, help. Each test failed on the first version."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poolcli import io, pool
+from poolcli.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAY = ROOT / "samples" / "camera.png"
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_output_names_separate_mode_and_window(tmp_path, capsys):
+    code, _, err = run(capsys, "pool", GRAY, "-d", tmp_path, "-m", "l2", "-k", "2x3")
+    assert code == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == ["camera_l2_2x3.png"]
+
+
+def test_normalize_minmax_stretches_integer_results(tmp_path, capsys):
+    plain, stretched = tmp_path / "plain.png", tmp_path / "stretched.png"
+    assert run(capsys, "pool", GRAY, "-o", plain, "-m", "sum")[0] == 0
+    code, _, err = run(capsys, "pool", GRAY, "-o", stretched, "-m", "sum", "--normalize", "minmax")
+    assert code == 0 and "warning" not in err
+    sums = pool(io.load(GRAY).array, 2, mode="sum", axes=(0, 1)).astype(np.float64)
+    expected = np.floor((sums - sums.min()) * (255.0 / (sums.max() - sums.min())) + 0.5)
+    assert np.array_equal(io.load(stretched).array, expected.astype(np.uint8))
+    assert not np.array_equal(io.load(plain).array, io.load(stretched).array)
+
+
+@pytest.mark.parametrize("mode, saturates", [("sum", True), ("lp", True), ("l2", False), ("avg", False)])
+def test_a_result_clipped_to_the_image_format_is_warned_about(tmp_path, capsys, mode, saturates):
+    code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "out.png", "-m", mode)
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("poolcli: warning:")]
+    assert len(warnings) == int(saturates), err
+    if saturates:
+        assert "clipped to 0..255" in warnings[0] and "--normalize minmax" in warnings[0]
+
+
+def test_batch_warns_about_clipped_results_too(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(GRAY, src / "camera.png")
+    code, _, err = run(capsys, "batch", src, "-d", tmp_path / "out", "-m", "sum", "--jobs", 1)
+    assert code == 0 and err.count("poolcli: warning:") == 1 and "camera.png" in err
+
+
+def _rgba_edge() -> np.ndarray:
+    """A red square on a fully transparent black background: RGB is meaningless where alpha = 0."""
+    image = np.zeros((4, 4, 4), np.uint8)
+    image[:, :2] = (255, 0, 0, 255)
+    return image
+
+
+def test_averaging_rgba_weights_colour_by_alpha(tmp_path, capsys):
+    source, target = tmp_path / "edge.png", tmp_path / "out.png"
+    Image.fromarray(_rgba_edge()).save(source)
+    code, _, err = run(capsys, "pool", source, "-o", target, "-m", "avg", "-k", "1x4", "-s", "1x4")
+    assert code == 0, err
+    pixels = io.load(target).array
+    assert pixels[:, 0].tolist() == [[255, 0, 0, 128]] * 4  # red stays red, half covered
+
+
+def test_straight_alpha_keeps_per_channel_averages(tmp_path, capsys):
+    source, target = tmp_path / "edge.png", tmp_path / "out.png"
+    Image.fromarray(_rgba_edge()).save(source)
+    code, _, err = run(capsys, "pool", source, "-o", target, "-m", "avg", "-k", "1x4", "-s", "1x4",
+                       "--alpha", "straight")
+    assert code == 0, err
+    assert io.load(target).array[:, 0].tolist() == [[128, 0, 0, 128]] * 4
+
+
+def test_premultiplied_average_is_the_alpha_weighted_mean_as_pillow_gives(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (32, 48, 4), dtype=np.uint8)
+    pixels[..., 3] = rng.choice([0, 40, 128, 255], size=(32, 48))
+    source, target = tmp_path / "rgba.png", tmp_path / "out.png"
+    Image.fromarray(pixels).save(source)
+    assert run(capsys, "pool", source, "-o", target, "-m", "avg")[0] == 0
+    ours = io.load(target).array.astype(int)
+
+    blocks = pixels.astype(np.float64).reshape(16, 2, 24, 2, 4).transpose(0, 2, 1, 3, 4).reshape(16, 24, 4, 4)
+    alpha = blocks[..., 3]
+    weighted = (blocks[..., :3] * alpha[..., None]).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        colour = np.where(alpha.sum(axis=2)[..., None] > 0, weighted / alpha.sum(axis=2)[..., None], 0)
+    expected = np.floor(np.concatenate([colour, alpha.mean(axis=2)[..., None]], axis=-1) + 0.5)
+    assert np.array_equal(ours, expected.astype(int))
+
+    pillow = np.asarray(Image.fromarray(pixels).convert("RGBa").reduce(2).convert("RGBA")).astype(int)
+    opaque = pillow[..., 3] >= 128  # where Pillow's 8-bit premultiplied colours keep their precision
+    assert np.array_equal(ours[..., 3], pillow[..., 3])
+    assert np.abs(ours[opaque][:, :3] - pillow[opaque][:, :3]).max() <= 3
