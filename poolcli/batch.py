@@ -44,7 +44,7 @@ from .errors import Interrupted, OutputError, PoolError
 from .opencv import cv2
 from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_file, settings_summary
 
-OUTPUT_FORMATS = {"same": None, "png": ".png", "jpg": ".jpg", "tiff": ".tiff", "npy": ".npy"}
+OUTPUT_FORMATS = {"same": None, **io.FORMAT_SUFFIXES}
 INPUT_SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
 REPORT_SUFFIXES = (".json", ".csv")
 IN_FLIGHT_PER_WORKER = 2  # one being pooled, one waiting: workers never idle on the parent

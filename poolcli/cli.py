@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -25,7 +26,7 @@ from . import __version__
 from .alpha import ALPHA_CHOICES
 from .errors import Interrupted, PoolError, printable
 from .geometry import MODES, NAN_POLICIES, PAD_MODES
-from .io import JPEG_QUALITY
+from .io import FORMAT_SUFFIXES, JPEG_QUALITY, sniff_suffix
 from .pipeline import DTYPE_CHOICES, FileResult, PoolSettings, default_output, describe_file, pool_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -35,6 +36,7 @@ app = typer.Typer(
     help="Pool, downsample and inspect pooling of images and feature maps (max, min, avg, sum, l2, lp, median).",
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # Click's plain help: wraps to the terminal, no cut choices, no <bool> metavars
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -51,6 +53,28 @@ class _Console(Console):
 out = _Console(highlight=False, soft_wrap=True, markup=False)
 err = _Console(stderr=True, highlight=False, soft_wrap=True)
 _debug = {"on": False}
+
+
+class PlainCommand(typer.core.TyperCommand):
+    """A command whose help reads like a man page: `Usage: poolcli pool [OPTIONS] INPUT...`,
+    `-m, --mode MODE`, arguments without Python type names, flags without metavars."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument):
+                param.display_type_rich = lambda ctx: None
+            elif not param.is_flag and param.metavar is None:
+                param.metavar = max(param.opts, key=len).lstrip("-").upper()
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, typer.core.TyperArgument):
+                name = param.metavar or param.name.upper()
+                name += "..." if param.nargs != 1 else ""
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
 
 
 class UsageProblem(Exception):
@@ -307,53 +331,118 @@ def _version(value: bool):
 
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("-V", "--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ):
     """Pool images (PNG, JPEG, TIFF, BMP, GIF, WebP) and NumPy feature maps (.npy, .npz)."""
 
 
-@app.command("pool")
+@app.command("pool", cls=PlainCommand)
 @with_pool_options
 def pool_command(
     inputs: Annotated[list[Path], typer.Argument(
-        help="Images, .npy or .npz files.", show_default=False, metavar="INPUT...")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input).")] = None,
+        help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Output file (one input); - writes to stdout.")] = None,
     out_dir: Annotated[Path | None, typer.Option(
-        "-d", "--out-dir", help="Output folder: writes {stem}_{mode}_{window}{ext} per input.")] = None,
+        "-d", "--out-dir", help="Output folder (created if missing): writes {stem}_{mode}_{window}{ext} per input.")
+    ] = None,
+    output_format: Annotated[str | None, typer.Option(
+        "-f", "--format", help=f"Output format: {'|'.join(FORMAT_SUFFIXES)} (default: the extension of -o, "
+        "else the input's).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
     compare: Annotated[Path | None, typer.Option(
-        "--compare", help="Also write the input and its output side by side to this PNG.")] = None,
+        "--compare", help="Also write the input and its output side by side to this PNG (with several inputs: "
+        "a folder, one DIR/{stem}_compare.png each).")] = None,
     quality: QualityOption = JPEG_QUALITY,
     *,
     settings: PoolSettings,
 ):
     """Pool each INPUT and save the result."""
     settings = dataclasses.replace(settings, quality=quality)
-    targets = _targets(inputs, output, out_dir, settings)
-    figures = _compare_targets(inputs, compare)
-    _refuse_collisions(inputs, targets, figures)
-    failures = 0
-    for source, target, figure in zip(inputs, targets, figures):
-        try:
-            result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs))
-            if figure is not None:
-                _write_compare(source, target, figure, settings, overwrite, tuple(inputs))
-        except Exception as error:  # one input's failure, whatever it is, never stops the others
-            failures += 1
-            message = _input_failure(source, error)
-            if _debug["on"]:
-                traceback.print_exc()
-            report_failure(message)
+    suffix = None if output_format is None else FORMAT_SUFFIXES[_choice("--format", output_format, FORMAT_SUFFIXES)]
+    with contextlib.ExitStack() as stack:
+        streams = _Streams(inputs, output, suffix, stack)
+        inputs = streams.inputs
+        targets = _targets(inputs, streams.output, out_dir, settings, suffix)
+        figures = _compare_targets(inputs, compare)
+        _refuse_collisions(inputs, targets, figures)
+        failures = 0
+        for source, target, figure in zip(inputs, targets, figures):
+            try:
+                result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs))
+                if figure is not None:
+                    _write_compare(source, target, figure, settings, overwrite, tuple(inputs))
+                streams.send(target)
+            except Exception as error:  # one input's failure, whatever it is, never stops the others
+                failures += 1
+                message = _input_failure(streams.shown(source), error)
+                if _debug["on"]:
+                    traceback.print_exc()
+                report_failure(message)
+                if as_json:
+                    _print_json(FileResult(str(source), str(target), status="failed", error=message))
+                continue
+            for warning in result.warnings:
+                report_warning(warning)
             if as_json:
-                _print_json(FileResult(str(source), str(target), status="failed", error=message))
-            continue
-        for warning in result.warnings:
-            report_warning(warning)
-        _print_json(result) if as_json else out.print(printable(
-            f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}"))
+                _print_json(result)
+            elif not streams.to_stdout:
+                out.print(printable(f"{source} -> {target}  {_shape_text(result.input_shape)} -> "
+                                    f"{_shape_text(result.output_shape)}"))
     return EXIT_FAILED if failures else EXIT_OK
+
+
+class _Streams:
+    """`-` as an input (stdin) or as -o (stdout): the bytes go through a private temporary folder,
+    so every input and output is a file to the rest of poolcli."""
+
+    def __init__(self, inputs: list[Path], output: Path | None, suffix: str | None, stack: contextlib.ExitStack):
+        self.to_stdout = output is not None and str(output) == "-"
+        from_stdin = [source for source in inputs if str(source) == "-"]
+        if len(from_stdin) > 1:
+            raise UsageProblem("- (stdin) may be given once; pass the other inputs as files")
+        self.inputs, self.output, self._stdin = list(inputs), output, None
+        if not from_stdin and not self.to_stdout:
+            return
+        import tempfile
+
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="poolcli-")))
+        if from_stdin:
+            self._stdin = _read_stdin(folder)
+            self.inputs = [self._stdin if str(source) == "-" else source for source in inputs]
+        if self.to_stdout:
+            if suffix is None and len(self.inputs) == 1:
+                suffix = self.inputs[0].suffix
+            if suffix is None:
+                raise UsageProblem("-o - (stdout) has no extension to go by; pass --format, e.g. --format png")
+            self.output = folder / f"stdout{suffix}"
+
+    def send(self, target: Path) -> None:
+        if self.to_stdout:
+            import shutil
+            import sys
+
+            with open(target, "rb") as file:
+                shutil.copyfileobj(file, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+
+    def shown(self, source: Path) -> Path:
+        return Path("<stdin>") if source == self._stdin else source
+
+
+def _read_stdin(folder: Path) -> Path:
+    import sys
+
+    data = sys.stdin.buffer.read()
+    suffix = sniff_suffix(data)
+    if suffix is None:
+        raise UsageProblem("- (stdin): the data is not in a format poolcli reads (PNG, JPEG, TIFF, GIF, BMP, WebP,"
+                           " .npy, .npz); check what is piped in")
+    path = folder / f"stdin{suffix}"
+    path.write_bytes(data)
+    return path
 
 
 def _input_failure(source: Path, error: Exception) -> str:
@@ -366,7 +455,7 @@ def _input_failure(source: Path, error: Exception) -> str:
         " (rerun with --debug for details)"
 
 
-@app.command("info")
+@app.command("info", cls=PlainCommand)
 @with_pool_options
 def info_command(
     input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
@@ -383,7 +472,7 @@ def info_command(
     return EXIT_OK
 
 
-@app.command("compare")
+@app.command("compare", cls=PlainCommand)
 @with_pool_options
 def compare_command(
     input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
@@ -417,7 +506,7 @@ def compare_command(
     return EXIT_OK
 
 
-@app.command("grad")
+@app.command("grad", cls=PlainCommand)
 @with_pool_options
 def grad_command(
     input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
@@ -445,16 +534,36 @@ def _checked_variant(settings: PoolSettings, mode: str, window: tuple[int, ...])
         raise UsageProblem(_option_names(str(error))) from None
 
 
-def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: PoolSettings) -> list[Path]:
+def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: PoolSettings,
+             suffix: str | None) -> list[Path]:
     if output is not None and out_dir is not None:
         raise UsageProblem("-o/--output and -d/--out-dir both name the output; give only one")
     if output is not None:
         if len(inputs) > 1:
             raise UsageProblem(f"-o/--output names one file but {len(inputs)} inputs were given; use -d OUT_DIR")
+        if output.is_dir() or str(output).endswith(os.sep):
+            raise UsageProblem(f"-o/--output {output} is a folder; use -d {output} to write into it")
+        if suffix is not None and output.suffix.lower() != suffix:
+            raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")
         return [output]
-    if out_dir is not None and not out_dir.is_dir():
-        raise UsageProblem(f"-d/--out-dir {out_dir} is not a folder; create it first")
-    return [default_output(source, settings, out_dir) for source in inputs]
+    if out_dir is not None:
+        _make_out_dir(out_dir)
+    return [default_output(source, settings, out_dir, suffix) for source in inputs]
+
+
+def _make_out_dir(folder: Path) -> None:
+    """-d's folder, created (its parent must exist) as batch creates OUT."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise UsageProblem(f"-d/--out-dir {folder} is a file, not a folder; give a folder")
+    if not folder.parent.is_dir():
+        raise UsageProblem(f"-d/--out-dir {folder}: its parent folder {folder.parent} does not exist; create it first")
+    try:
+        folder.mkdir()
+    except OSError as error:
+        raise UsageProblem(f"-d/--out-dir {folder}: cannot create it ({error.strerror}); choose a writable folder") \
+            from None
 
 
 def _compare_targets(inputs: list[Path], compare: Path | None) -> list[Path | None]:
@@ -530,6 +639,10 @@ def _print_description(description: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app; usage errors become one line on stderr with exit code 2."""
+    import sys
+
+    if not (sys.argv[1:] if argv is None else argv):
+        argv = ["--help"]  # `poolcli` alone: the help, and success
     with _signals_stop():
         try:
             code = app(args=argv, prog_name="poolcli", standalone_mode=False)

@@ -38,6 +38,7 @@ from .cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    PlainCommand,
     QualityOption,
     UsageProblem,
     app,
@@ -52,7 +53,7 @@ from .io import JPEG_QUALITY
 from .pipeline import PoolSettings
 
 
-@app.command("batch")
+@app.command("batch", cls=PlainCommand)
 @with_pool_options
 def batch_command(
     source: Annotated[Path, typer.Argument(help="Folder of inputs (images, .npy, .npz).", metavar="SRC",
@@ -77,7 +78,7 @@ def batch_command(
         "bytes, error) to this JSON or CSV file.", show_default=False)] = None,
     compare_dir: Annotated[Path | None, typer.Option(
         "--compare-dir", metavar="DIR", help="Also write each input and its output side by side to "
-        "DIR/<path>/<stem>_compare.png.", show_default=False)] = None,
+        "DIR/PATH/STEM_compare.png (PATH: the input's folder under SRC).", show_default=False)] = None,
     output_format: Annotated[str, typer.Option(
         "-f", "--format", help=f"Output format: {'|'.join(OUTPUT_FORMATS)} (same: the input's).")] = "same",
     quality: QualityOption = JPEG_QUALITY,

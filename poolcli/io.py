@@ -64,6 +64,25 @@ IMAGE_FORMATS = {
 }
 ARRAY_FORMATS = {".npy": "NPY", ".npz": "NPZ"}
 SUFFIXES = (*IMAGE_FORMATS, *ARRAY_FORMATS)
+FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "tiff": ".tiff", "bmp": ".bmp", "gif": ".gif", "webp": ".webp",
+                   "npy": ".npy", "npz": ".npz"}
+"""The names `--format` takes, and the extension each writes."""
+_SIGNATURES = (  # how each format's bytes begin: for data that comes without a file name (stdin)
+    (b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tiff"), (b"MM\x00*", ".tiff"),
+    (b"II+\x00", ".tiff"), (b"MM\x00+", ".tiff"), (b"GIF8", ".gif"), (b"BM", ".bmp"), (b"\x93NUMPY", ".npy"),
+    (b"PK\x03\x04", ".npz"),
+)
+
+
+def sniff_suffix(data: bytes) -> str | None:
+    """The extension of the format ``data`` is in, from its first bytes; None if unknown.
+
+    >>> sniff_suffix(b"\\x89PNG\\r\\n\\x1a\\n..."), sniff_suffix(b"RIFF1234WEBPVP8 "), sniff_suffix(b"hello")
+    ('.png', '.webp', None)
+    """
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return next((suffix for signature, suffix in _SIGNATURES if data.startswith(signature)), None)
 
 DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS
 """Largest width*height :func:`load` decodes by default: Pillow's own limit (~89.5 M)."""

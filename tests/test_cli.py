@@ -249,8 +249,12 @@ def test_bad_parameters_exit_2(tmp_path, capsys, args, words):
 def test_output_options_are_checked(tmp_path, capsys):
     code, _, err = run(capsys, "pool", GRAY, PHOTO, "-o", tmp_path / "x.png")
     assert code == 2 and "-o/--output" in err
-    code, _, err = run(capsys, "pool", GRAY, "-d", tmp_path / "missing")
-    assert code == 2 and "missing" in err
+    code, _, err = run(capsys, "pool", GRAY, "-d", tmp_path / "missing" / "deeper")
+    assert code == 2 and "missing" in err and "create it first" in err
+    code, _, err = run(capsys, "pool", GRAY, "-d", tmp_path / "new")  # created, as batch creates OUT
+    assert code == 0 and (tmp_path / "new" / "camera_max_2.png").exists()
+    code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "new")
+    assert code == 2 and "use -d" in err
     code, _, err = run(capsys, "pool")
     assert code == 2 and "Missing argument" in err
 

@@ -102,3 +102,45 @@ def test_premultiplied_average_is_the_alpha_weighted_mean_as_pillow_gives(tmp_pa
     opaque = pillow[..., 3] >= 128  # where Pillow's 8-bit premultiplied colours keep their precision
     assert np.array_equal(ours[..., 3], pillow[..., 3])
     assert np.abs(ours[opaque][:, :3] - pillow[opaque][:, :3]).max() <= 3
+
+
+def test_stdin_to_stdout(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "poolcli", "pool", "-", "-o", "-", "-m", "avg"]
+    done = subprocess.run(command, input=GRAY.read_bytes(), capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == b""
+    (tmp_path / "out.png").write_bytes(done.stdout)
+    expected = pool(io.load(GRAY).array, 2, mode="avg", axes=(0, 1), dtype=np.uint8)
+    assert np.array_equal(io.load(tmp_path / "out.png").array, expected)
+    done = subprocess.run([*command, "--format", "npy"], input=GRAY.read_bytes(), capture_output=True, timeout=60)
+    (tmp_path / "out.npy").write_bytes(done.stdout)
+    assert np.array_equal(np.load(tmp_path / "out.npy"), pool(io.load(GRAY).array, 2, mode="avg", axes=(0, 1)))
+    done = subprocess.run(command, input=b"no image here", capture_output=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == b"" and b"stdin" in done.stderr
+
+
+def test_stdout_without_an_extension_to_go_by_needs_format(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", type("In", (), {"buffer": __import__("io").BytesIO(GRAY.read_bytes())})())
+    code, out, err = run(capsys, "pool", "-", GRAY, "-d", tmp_path)
+    assert code == 0 and (tmp_path / "stdin_max_2.png").exists()
+
+
+def test_help_fits_80_columns_and_names_no_python_types(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in ([], ["pool"], ["info"], ["compare"], ["grad"], ["batch"]):
+        code, out, err = run(capsys, *command, "--help")
+        assert code == 0 and err == ""
+        assert max(len(line) for line in out.splitlines()) <= 80, command
+        for oddity in ("<bool>", "<str>", "<path>", "list[Path]", "{INPUT", "…"):
+            assert oddity not in out, (command, oddity)
+    assert "poolcli[gpu]" in run(capsys, "pool", "--help")[1]
+    assert "Usage: poolcli pool [OPTIONS] INPUT..." in run(capsys, "pool", "--help")[1]
+
+
+def test_no_arguments_prints_help_and_succeeds(capsys):
+    code, out, err = run(capsys)
+    assert code == 0 and "Usage: poolcli" in out and err == ""
+    code, out, _ = run(capsys, "-V")
+    assert code == 0 and out.startswith("poolcli ")
