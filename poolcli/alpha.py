@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .choices import ALPHA_CHOICES  # noqa: F401 (re-exported)
 from .engine import pool
 
-ALPHA_CHOICES = ("premultiplied", "straight")
 MIXING_MODES = ("avg", "sum", "l2", "lp")
 
 

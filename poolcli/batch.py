@@ -39,9 +39,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
-from . import io
+from . import io, opencv
 from .errors import Interrupted, OutputError, PoolError
-from .opencv import cv2
 from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_file, settings_summary
 
 OUTPUT_FORMATS = {"same": None, **io.FORMAT_SUFFIXES}
@@ -435,6 +434,7 @@ class _Pool:
         # fork: workers start at once with everything imported. They start before the progress
         # display starts its thread; only a replacement for a dead worker forks beside it.
         self.context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        opencv.cv2()  # loaded once here, so that every worker decodes with it from its first file
         self.workers: list[_Worker] = []
         for _ in range(jobs):
             self.workers.append(_Worker(self.context, settings, options))
@@ -524,7 +524,7 @@ def _worker_main(conn, settings: PoolSettings, options: BatchOptions) -> None:
     _stop_with_parent(parent)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    cv2.setNumThreads(1)  # one worker per core already
+    opencv.cv2().setNumThreads(1)  # one worker per core already
     try:
         while True:
             try:

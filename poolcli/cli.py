@@ -14,20 +14,27 @@ import signal
 import threading
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import typer.core
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from . import __version__
-from .alpha import ALPHA_CHOICES
-from .errors import Interrupted, PoolError, printable
-from .geometry import MODES, NAN_POLICIES, PAD_MODES
-from .io import FORMAT_SUFFIXES, JPEG_QUALITY, sniff_suffix
-from .pipeline import DTYPE_CHOICES, FileResult, PoolSettings, default_output, describe_file, pool_file
+from .choices import (
+    ALPHA_CHOICES,
+    BACKENDS,
+    DTYPE_CHOICES,
+    FORMAT_SUFFIXES,
+    JPEG_QUALITY,
+    MODES,
+    NAN_POLICIES,
+    PAD_MODES,
+)
+from .errors import Interrupted, PoolError
+from .terminal import console, report_failure, report_warning, say
+
+if TYPE_CHECKING:
+    from .pipeline import FileResult, PoolSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -40,18 +47,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-class _Console(Console):
-    """Rich's console, except that a reader who goes away (`poolcli ... | head -1`) silences it
-    instead of ending the process: the work goes on and finishes, unprinted."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
-
-
-out = _Console(highlight=False, soft_wrap=True, markup=False)
-err = _Console(stderr=True, highlight=False, soft_wrap=True)
 _debug = {"on": False}
 
 
@@ -201,9 +196,10 @@ POOL_OPTIONS = {
 }
 
 
-def settings_from_options(options: dict) -> PoolSettings:
+def settings_from_options(options: dict) -> "PoolSettings":
     """The command line's pooling options as validated `PoolSettings` (UsageProblem if bad)."""
     from .io import DEFAULT_MAX_PIXELS
+    from .pipeline import PoolSettings
 
     max_pixels = options["max_pixels"]
     settings = PoolSettings(
@@ -220,7 +216,7 @@ def settings_from_options(options: dict) -> PoolSettings:
         axes=parse_axes(options["axes"]),
         layout=options["layout"],
         dtype=_choice("--dtype", options["dtype"], DTYPE_CHOICES),
-        backend=_resolve_backend(_choice("--backend", options["backend"], ("auto", "numpy", "cupy"))),
+        backend=_resolve_backend(_choice("--backend", options["backend"], BACKENDS)),
         normalize=None if options["normalize"] is None else _choice("--normalize", options["normalize"], ("minmax",)),
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None),
         max_bytes=None if options["max_decoded"] is None else parse_size(options["max_decoded"], "--max-decoded"),
@@ -310,16 +306,6 @@ def _fail(message: str, code: int):
     raise typer.Exit(code)
 
 
-def report_warning(message: str) -> None:
-    """A warning: one yellow line on stderr; the command goes on."""
-    err.print(f"[yellow]poolcli: warning:[/yellow] {escape(printable(message))}", markup=True, highlight=False)
-
-
-def report_failure(message: str) -> None:
-    """The one way poolcli prints an error: one red line on stderr, file names made printable."""
-    err.print(f"[red]poolcli: error:[/red] {escape(printable(message))}", markup=True, highlight=False)
-
-
 # ------------------------------------------------------------------ commands
 
 
@@ -357,9 +343,11 @@ def pool_command(
         "a folder, one DIR/{stem}_compare.png each).")] = None,
     quality: QualityOption = JPEG_QUALITY,
     *,
-    settings: PoolSettings,
+    settings: "PoolSettings",
 ):
     """Pool each INPUT and save the result."""
+    from .pipeline import FileResult, pool_file
+
     settings = dataclasses.replace(settings, quality=quality)
     suffix = None if output_format is None else FORMAT_SUFFIXES[_choice("--format", output_format, FORMAT_SUFFIXES)]
     with contextlib.ExitStack() as stack:
@@ -389,8 +377,7 @@ def pool_command(
             if as_json:
                 _print_json(result)
             elif not streams.to_stdout:
-                out.print(printable(f"{source} -> {target}  {_shape_text(result.input_shape)} -> "
-                                    f"{_shape_text(result.output_shape)}"))
+                say(f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}")
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -435,6 +422,8 @@ class _Streams:
 def _read_stdin(folder: Path) -> Path:
     import sys
 
+    from .io import sniff_suffix
+
     data = sys.stdin.buffer.read()
     suffix = sniff_suffix(data)
     if suffix is None:
@@ -461,9 +450,11 @@ def info_command(
     input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     *,
-    settings: PoolSettings,
+    settings: "PoolSettings",
 ):
     """Describe INPUT and what pooling would do to it, without writing anything."""
+    from .pipeline import describe_file
+
     description = describe_file(input, settings)
     if as_json:
         typer.echo(json.dumps(description))
@@ -487,7 +478,7 @@ def compare_command(
         "--montage", help="Feature maps: tile the first N channels instead of one.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     *,
-    settings: PoolSettings,
+    settings: "PoolSettings",
 ):
     """Draw INPUT beside its pooled results, one cell per (mode, window), upscaled to the same size."""
     from .figures import write_compare
@@ -502,7 +493,7 @@ def compare_command(
             _checked_variant(settings, mode, window)
     written = write_compare(input, output, settings, mode_list, window_list, diff=diff, channel=channel,
                             montage=montage, overwrite=overwrite)
-    out.print(f"{input} -> {written}  ({len(mode_list)} modes x {len(window_list)} windows)")
+    say(f"{input} -> {written}  ({len(mode_list)} modes x {len(window_list)} windows)")
     return EXIT_OK
 
 
@@ -515,17 +506,17 @@ def grad_command(
     channel: Annotated[int, typer.Option("--channel", help="Feature maps: the channel to show.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     *,
-    settings: PoolSettings,
+    settings: "PoolSettings",
 ):
     """Show the backward pass: which inputs receive gradient (max/min) or with what weight."""
     from .figures import write_gradient
 
     written = write_gradient(input, output, settings, channel=channel, overwrite=overwrite)
-    out.print(f"{input} -> {written}  (dL/dx of {settings.label()} for dL/dy = 1)")
+    say(f"{input} -> {written}  (dL/dx of {settings.label()} for dL/dy = 1)")
     return EXIT_OK
 
 
-def _checked_variant(settings: PoolSettings, mode: str, window: tuple[int, ...]) -> None:
+def _checked_variant(settings: "PoolSettings", mode: str, window: tuple[int, ...]) -> None:
     from dataclasses import replace
 
     try:
@@ -534,7 +525,7 @@ def _checked_variant(settings: PoolSettings, mode: str, window: tuple[int, ...])
         raise UsageProblem(_option_names(str(error))) from None
 
 
-def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: PoolSettings,
+def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: "PoolSettings",
              suffix: str | None) -> list[Path]:
     if output is not None and out_dir is not None:
         raise UsageProblem("-o/--output and -d/--out-dir both name the output; give only one")
@@ -548,6 +539,8 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
         return [output]
     if out_dir is not None:
         _make_out_dir(out_dir)
+    from .pipeline import default_output
+
     return [default_output(source, settings, out_dir, suffix) for source in inputs]
 
 
@@ -600,14 +593,14 @@ def _refuse_collisions(inputs: list[Path], targets: list[Path], figures: list[Pa
                                " poolcli never overwrites an input; choose another output")
 
 
-def _write_compare(source: Path, target: Path, figure: Path, settings: PoolSettings, overwrite: bool,
+def _write_compare(source: Path, target: Path, figure: Path, settings: "PoolSettings", overwrite: bool,
                    inputs: tuple[Path, ...]) -> None:
     from .figures import write_side_by_side
 
     write_side_by_side(source, target, figure, settings, overwrite=overwrite, inputs=inputs)
 
 
-def _print_json(result: FileResult) -> None:
+def _print_json(result: "FileResult") -> None:
     typer.echo(json.dumps(result.to_json()))
 
 
@@ -618,20 +611,22 @@ def _shape_text(shape) -> str:
 
 
 def _print_description(description: dict) -> None:
-    out.print(f"{description['input']}  {description['format']} ({description['kind']})"
-              + (f", mode {description['source_mode']}" if description["source_mode"] else "")
-              + (f", {description['frames']} pages or frames (page {description['page']} is pooled)"
-                 if description["frames"] > 1 else ""))
+    from rich.table import Table
+
+    say(f"{description['input']}  {description['format']} ({description['kind']})"
+        + (f", mode {description['source_mode']}" if description["source_mode"] else "")
+        + (f", {description['frames']} pages or frames (page {description['page']} is pooled)"
+           if description["frames"] > 1 else ""))
     for key, array in description["arrays"].items():
         title = "" if key == "array" else f"[{key}] "
         value_range = "n/a" if array["min"] is None else f"{array['min']:g} .. {array['max']:g}"
-        out.print(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
-                  f"range {value_range}  -> output {tuple(array['output_shape'])}")
+        say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
+            f"range {value_range}  -> output {tuple(array['output_shape'])}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
                           f"{axis['padding'][0]}, {axis['padding'][1]}", str(axis["output"]), str(axis["dropped"]))
-        out.print(table)
+        console().print(table)
 
 
 # ------------------------------------------------------------------ entry point

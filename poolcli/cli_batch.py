@@ -1,39 +1,19 @@
 """`poolcli batch`: pool a folder tree into a mirrored tree, in parallel. Parse, call, print.
 
 The work (finding files, worker processes, signals, the report's format) is in batch.py;
-this module shows the progress, prints the summary and maps the exit code: 0 every
-file done or skipped, 1 any file failed, 2 bad usage, 130 interrupted (Ctrl-C, SIGTERM).
+batch_display.py shows the progress and the summary; this module maps the exit code: 0
+every file done or skipped, 1 any file failed, 2 bad usage, 128 + N stopped by signal N
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Nothing heavy is imported before the command runs.
 """
 
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
-from .batch import (
-    OUTPUT_FORMATS,
-    Batch,
-    BatchOptions,
-    BatchRecord,
-    BatchSummary,
-    default_jobs,
-    max_jobs,
-    open_report,
-)
+from .choices import FORMAT_SUFFIXES, JPEG_QUALITY
 from .cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -42,15 +22,15 @@ from .cli import (
     QualityOption,
     UsageProblem,
     app,
-    err,
-    out,
-    report_failure,
-    report_warning,
     with_pool_options,
 )
-from .errors import PoolError, printable
-from .io import JPEG_QUALITY
-from .pipeline import PoolSettings
+from .errors import PoolError
+from .terminal import report_failure, report_warning
+
+if TYPE_CHECKING:
+    from .pipeline import PoolSettings
+
+OUTPUT_FORMAT_NAMES = ("same", *FORMAT_SUFFIXES)
 
 
 @app.command("batch", cls=PlainCommand)
@@ -80,14 +60,17 @@ def batch_command(
         "--compare-dir", metavar="DIR", help="Also write each input and its output side by side to "
         "DIR/PATH/STEM_compare.png (PATH: the input's folder under SRC).", show_default=False)] = None,
     output_format: Annotated[str, typer.Option(
-        "-f", "--format", help=f"Output format: {'|'.join(OUTPUT_FORMATS)} (same: the input's).")] = "same",
+        "-f", "--format", help=f"Output format: {'|'.join(OUTPUT_FORMAT_NAMES)} (same: the input's).")] = "same",
     quality: QualityOption = JPEG_QUALITY,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,
     *,
-    settings: PoolSettings,
+    settings: "PoolSettings",
 ):
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
+    from .batch import Batch, BatchOptions, BatchRecord, BatchSummary, open_report
+    from .batch_display import Display, print_summary
+
     settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), skip_existing=skip_existing, overwrite=overwrite,
@@ -99,7 +82,7 @@ def batch_command(
     except PoolError as error:
         raise UsageProblem(str(error)) from None
 
-    display = _Display(quiet)
+    display = Display(quiet)
     report_error = None
     try:
         with contextlib.ExitStack() as stack:
@@ -120,10 +103,9 @@ def batch_command(
         report_error = error
 
     if summary.total == 0 and not summary.interrupted:
-        display.print(f"poolcli: warning: no inputs under {printable(str(source))}; check --glob and --recursive",
-                      error=True)
+        report_warning(f"no inputs under {source}; check --glob and --recursive")
     if not quiet:
-        _print_summary(summary)
+        print_summary(summary)
     if report_error is not None:
         report_failure(str(report_error))
     if summary.interrupted:
@@ -135,93 +117,11 @@ def batch_command(
 
 def _capped_jobs(jobs: int | None) -> int:
     """--jobs as given (default: the cores), at most `max_jobs()`, with a warning when capped."""
+    from .batch import JOBS_PER_CORE, default_jobs, max_jobs
+
     if jobs is None:
         return default_jobs()
     if jobs > max_jobs():
-        err.print(f"poolcli: warning: --jobs {jobs} is more than {max_jobs()} ({max_jobs() // default_jobs()} per "
-                  f"core); using {max_jobs()}", markup=False)
+        report_warning(f"--jobs {jobs} is more than {max_jobs()} ({JOBS_PER_CORE} per core); using {max_jobs()}")
         return max_jobs()
     return jobs
-
-
-class _RateColumn(ProgressColumn):
-    """Files per second."""
-
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- files/s" if speed is None else f"{speed:.1f} files/s", style="progress.data.speed")
-
-
-class _Display:
-    """A progress bar on a terminal (stderr), else one plain line per file on stdout; failures on stderr."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.progress: Progress | None = None
-        self.task = None
-        self.total = 0
-
-    def start(self, total: int, workers: int) -> None:
-        self.total = total
-        if self.quiet or not err.is_terminal:
-            return
-        self.progress = Progress(
-            TextColumn(f"[bold]pooling[/bold] ({workers} worker{'s' * (workers > 1)})"), BarColumn(),
-            MofNCompleteColumn(), _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err)
-        self.task = self.progress.add_task("batch", total=total)
-        self.progress.start()
-
-    def result(self, record: BatchRecord, summary: BatchSummary) -> None:
-        for warning in record.warnings:
-            self._warning(warning)
-        if record.status == "failed":
-            self._failure(record.error or f"{record.input}: failed")
-        elif not self.quiet and self.progress is None:
-            width = len(str(self.total))
-            detail = f" -> {record.output}" if record.status == "done" else f" ({record.error})"
-            self.print(f"[{summary.finished:>{width}}/{self.total}] {record.status:<7} {record.input}{detail}")
-        if self.progress is not None:
-            self.progress.advance(self.task)
-
-    def print(self, text: str, *, error: bool = False) -> None:
-        (err if error else out).print(printable(text), markup=False, highlight=False)
-
-    def _warning(self, message: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(f"[yellow]poolcli: warning:[/yellow] {escape(printable(message))}")
-        else:
-            report_warning(message)
-
-    def _failure(self, message: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(f"[red]poolcli: error:[/red] {escape(printable(message))}")
-        else:
-            report_failure(message)
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
-def _print_summary(summary: BatchSummary) -> None:
-    rate = summary.finished / summary.seconds if summary.seconds else 0.0
-    table = Table(title="poolcli batch" + (" (interrupted)" if summary.interrupted else ""))
-    for column in ("done", "skipped", "failed", "time", "files/s", "written"):
-        table.add_column(column, justify="right")
-    table.add_row(str(summary.done), str(summary.skipped), str(summary.failed), f"{summary.seconds:.1f} s",
-                  f"{rate:.1f}", _size(summary.output_bytes))
-    out.print(table)
-    if summary.failures:  # one line each, unwrapped: "<input>: <reason>", easy to grep and copy
-        out.print(f"{summary.failed} failure{'s' * (summary.failed > 1)}:", style="bold red")
-        for record in summary.failures:
-            out.print(Text("  " + printable(record.error or f"{record.input}: failed")), crop=False,
-                      overflow="ignore")
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB"):
-        if count < 1000:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} GB"

@@ -49,8 +49,9 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import opencv
+from .choices import FORMAT_SUFFIXES, JPEG_QUALITY  # noqa: F401 (FORMAT_SUFFIXES: io's public names)
 from .errors import InputError, OutputError, PoolError
-from .opencv import cv2
 
 IMAGE_FORMATS = {
     ".png": "PNG",
@@ -64,9 +65,6 @@ IMAGE_FORMATS = {
 }
 ARRAY_FORMATS = {".npy": "NPY", ".npz": "NPZ"}
 SUFFIXES = (*IMAGE_FORMATS, *ARRAY_FORMATS)
-FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "tiff": ".tiff", "bmp": ".bmp", "gif": ".gif", "webp": ".webp",
-                   "npy": ".npy", "npz": ".npz"}
-"""The names `--format` takes, and the extension each writes."""
 _SIGNATURES = (  # how each format's bytes begin: for data that comes without a file name (stdin)
     (b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tiff"), (b"MM\x00*", ".tiff"),
     (b"II+\x00", ".tiff"), (b"MM\x00+", ".tiff"), (b"GIF8", ".gif"), (b"BM", ".bmp"), (b"\x93NUMPY", ".npy"),
@@ -89,13 +87,6 @@ DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS
 
 MMAP_THRESHOLD_BYTES = 64 * 2**20
 """``.npy`` files larger than this are memory-mapped read-only instead of read."""
-
-JPEG_QUALITY = 90
-"""JPEG quality of every command unless ``--quality`` says otherwise (1..100).
-
-With 4:2:0 chroma subsampling this is Pillow's and libjpeg's default: about half the
-bytes of quality 95 with full chroma, and no difference a viewer sees on photos.
-"""
 
 CHANNEL_ORDERS = ("rgb", "bgr")
 """How the channels of a 3- or 4-channel image array are ordered: RGB(A) or BGR(A)."""
@@ -134,7 +125,6 @@ _ORIENTATION = 0x0112  # the EXIF tag
 # faster than Pillow's default (level 6) and about 5% smaller; OpenCV's own default is 40%
 # faster still but 10% bigger than Pillow's. Pillow writes what OpenCV cannot (gray + alpha)
 # with the same zlib settings.
-_OPENCV_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 _PILLOW_PNG = {"compress_level": 1, "compress_type": zlib.Z_RLE}
 _OPENCV_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tiff"}
 _UINT8_CHANNELS = {  # channel counts each format keeps exactly, for uint8 arrays
@@ -571,6 +561,7 @@ def _refuse_corrupt_jpeg(path: Path, chatter: _Chatter) -> None:
 def _check_jpeg_intact(path: Path, data: np.ndarray) -> None:
     """Refuse a JPEG that libjpeg decodes only by patching over bad or missing data (Pillow
     hides those warnings). A 1/8-scale gray decode reads every scan, at little cost."""
+    cv2 = opencv.cv2()
     with _quiet_decoders() as chatter, contextlib.suppress(cv2.error):
         cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8 | cv2.IMREAD_IGNORE_ORIENTATION)
     _refuse_corrupt_jpeg(path, chatter)
@@ -623,14 +614,17 @@ def _quiet_decoders() -> Iterator[_Chatter]:
     caller can refuse a file that libjpeg only warned about.
     """
     chatter = _Chatter()
-    previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    logging = opencv.cv2().utils.logging if opencv.loaded() else None
+    previous = None if logging is None else logging.getLogLevel()
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
         with _STDERR_LOCK, warnings.catch_warnings(), _stderr_caught(chatter):
             warnings.simplefilter("ignore")
             yield chatter
     finally:
-        cv2.utils.logging.setLogLevel(previous)
+        if logging is not None:
+            logging.setLogLevel(previous)
 
 
 @contextlib.contextmanager
@@ -706,9 +700,10 @@ def _load_plain(
     (truncated, corrupt) goes to Pillow, which says what is wrong with it.
     """
     header = _plain_png(path, data) if fmt == "PNG" else _plain_jpeg(data)
-    if header is None:
+    if header is None or (fmt == "PNG" and not opencv.pays(header.size[0] * header.size[1])):
         return None
     _check_pixels(path, header.size, max_pixels)
+    cv2 = opencv.cv2()
     order = channel_order if len(header.mode) >= 3 else "rgb"
     flags = cv2.IMREAD_UNCHANGED  # BGR(A) as it comes, or gray
     if header.mode == "RGB" and order == "rgb":  # the decoder writes RGB itself, sparing a swap
@@ -871,6 +866,7 @@ def _hwc_samples(array: np.ndarray, axes: str) -> np.ndarray:
 
 
 def _opencv_pixels(path: Path, wide_mode: str | None) -> np.ndarray:
+    cv2 = opencv.cv2()
     array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise InputError(f"{path}: neither Pillow nor OpenCV can decode it; re-export the image")
@@ -1089,7 +1085,7 @@ def _encodable(path: Path, array: np.ndarray, fmt: str) -> tuple[np.ndarray, boo
             raise OutputError(
                 f"{path}: {fmt} keeps {allowed} channel(s), not {channels}; save as .png or .tiff"
             )
-        return array, fmt in ("PNG", "JPEG") and channels != 2
+        return array, channels != 2 and _opencv_encodes(fmt, array.shape[0] * array.shape[1])
     if dtype == np.uint16 and fmt in ("PNG", "TIFF"):
         if channels in (1, 3, 4):
             return array, fmt == "PNG" or channels > 1
@@ -1107,6 +1103,14 @@ def _encodable(path: Path, array: np.ndarray, fmt: str) -> tuple[np.ndarray, boo
     if dtype.kind in "iu" and fmt == "TIFF" and channels == 1 and _fits_int32(array):
         return array.astype(np.int32), False
     raise OutputError(f"{path}: {_cannot_hold(fmt, dtype, channels)}")
+
+
+def _opencv_encodes(fmt: str, pixels: int) -> bool:
+    """JPEG: OpenCV where it pays (its bytes are Pillow's, byte for byte). PNG: OpenCV from
+    opencv.MIN_PIXELS on, whatever is loaded, so `pool` and `batch` write the same bytes."""
+    if fmt == "JPEG":
+        return opencv.pays(pixels)
+    return fmt == "PNG" and pixels >= opencv.MIN_PIXELS
 
 
 def _cannot_hold(fmt: str, dtype: np.dtype, channels: int) -> str:
@@ -1178,9 +1182,10 @@ def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
 
 def _opencv_bytes(path: Path, array: np.ndarray, fmt: str, quality: int, icc: bytes | None) -> bytes:
     """OpenCV's ``fmt`` bytes of a gray, BGR or BGRA array, with ``icc`` where Pillow puts it."""
+    cv2 = opencv.cv2()
     params = []
     if fmt == "PNG":
-        params = _OPENCV_PNG
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
     elif fmt == "JPEG":
         params = [cv2.IMWRITE_JPEG_QUALITY, quality,
                   cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]

@@ -15,13 +15,13 @@ import numpy as np
 from . import io
 from .alpha import ALPHA_CHOICES, pool_premultiplied, weights_by_alpha
 from .backend import to_device, to_numpy
+from .choices import DTYPE_CHOICES
 from .engine import output_shape, pool
 from .errors import PoolError
 from .geometry import plan_pool
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 ARRAY_SUFFIXES = (".npy", ".npz")
-DTYPE_CHOICES = ("auto", "keep", "float32", "float64", "uint8", "uint16")
 IMAGE_AXES = (0, 1)
 
 

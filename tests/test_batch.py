@@ -115,10 +115,12 @@ def test_all_good_exits_0_and_counts(tree, tmp_path, capsys):
 def test_a_terminal_gets_a_progress_bar_with_rate_and_eta(tree, tmp_path, capsys, monkeypatch):
     from rich.console import Console
 
-    from poolcli import cli_batch
+    from poolcli import batch_display, terminal
 
     screen = bytes_io.StringIO()
-    monkeypatch.setattr(cli_batch, "err", Console(file=screen, force_terminal=True, width=120))
+    terminal_screen = Console(file=screen, force_terminal=True, width=120)
+    monkeypatch.setattr(batch_display, "console", lambda stderr=False: terminal_screen if stderr else
+                        terminal.console(stderr=False))
     code, stdout, _ = run(capsys, tree, "-d", tmp_path / "out", "--jobs", 2)
     assert code == 1
     drawn = screen.getvalue()
@@ -526,7 +528,7 @@ def test_inputs_are_found_lazily_and_few_are_in_flight(tmp_path, monkeypatch):
     (["{src}", "-d", "{out}", "--skip-existing", "--overwrite"], ["--skip-existing", "--overwrite"]),
     (["{src}", "-d", "{out}", "--report", "{out}.txt"], ["--report", ".json or .csv"]),
     (["{src}", "-d", "{out}", "--format", "psd"], ["--format 'psd'"]),
-    (["{src}", "-d", "{out}", "--quality", "0"], ["--quality", "greater than or equal to 1"]),
+    (["{src}", "-d", "{out}", "--quality", "0"], ["--quality", "1<=x<=100"]),
     (["{src}", "-d", "{out}", "-k", "0"], ["--window"]),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, words):

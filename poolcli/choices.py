@@ -1,0 +1,23 @@
+"""The names poolcli's options accept, in one light module (no NumPy): the command line's
+start-up reads them without importing the engine.
+
+>>> MODES
+('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median')
+"""
+
+MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
+PAD_MODES = ("zeros", "edge", "reflect")
+NAN_POLICIES = ("propagate", "omit")
+BACKENDS = ("auto", "numpy", "cupy")
+DTYPE_CHOICES = ("auto", "keep", "float32", "float64", "uint8", "uint16")
+ALPHA_CHOICES = ("premultiplied", "straight")
+FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "tiff": ".tiff", "bmp": ".bmp", "gif": ".gif", "webp": ".webp",
+                   "npy": ".npy", "npz": ".npz"}
+"""The names `--format` takes, and the extension each writes."""
+
+JPEG_QUALITY = 90
+"""JPEG quality of every command unless ``--quality`` says otherwise (1..100).
+
+With 4:2:0 chroma subsampling this is Pillow's and libjpeg's default: about half the
+bytes of quality 95 with full chroma, and no difference a viewer sees on photos.
+"""
