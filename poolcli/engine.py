@@ -242,7 +242,8 @@ def _is_opencv_area_mean(xp, x, plan: PoolPlan, dtype) -> bool:
 
 def _opencv_area_mean(x, plan: PoolPlan):
     """INTER_AREA by bands of output rows on poolcli's threads (each row reads two input rows)."""
-    from .opencv import cv2
+    from .opencv import cv2 as load_cv2
+    cv2 = load_cv2()
 
     out_h, out_w = (g.out for g in plan.axes)
     out = np.empty(plan.out_shape, dtype=np.uint8)
@@ -361,7 +362,8 @@ _SAME_BITS = {1: np.uint8, 2: np.uint16, 4: np.int32, 8: np.float64}  # types Op
 def _interleave(planes: list) -> np.ndarray:
     """(batch, out) planes -> (batch, out, planes) with OpenCV's merge, which only copies
     bits: every dtype goes through as the OpenCV type of its size and comes back as itself."""
-    from .opencv import cv2
+    from .opencv import cv2 as load_cv2
+    cv2 = load_cv2()
 
     dtype = planes[0].dtype
     carrier = _SAME_BITS.get(dtype.itemsize)
