@@ -466,23 +466,39 @@ def info_command(
 @app.command("compare", cls=PlainCommand)
 @with_pool_options
 def compare_command(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The grid, a PNG.", show_default=False)],
-    modes: Annotated[str, typer.Option("--modes", help="Comma-separated modes, one row each.")] = "max,avg",
+    modes: Annotated[str | None, typer.Option(
+        "--modes", help="Comma-separated modes, one row each (default: -m if given, else max,avg).",
+        show_default=False)] = None,
     windows: Annotated[str | None, typer.Option(
-        "--windows", help='Comma-separated windows, one column each, e.g. "2,4,8" (default: --window).')] = None,
+        "--windows", help='Comma-separated windows, one column each, e.g. "2,4,8" (default: -k).')] = None,
     diff: Annotated[bool, typer.Option(
         "--diff", help="Add |original - result| heat maps with a colour scale.")] = False,
     channel: Annotated[int, typer.Option("--channel", help="Feature maps: the channel to show.")] = 0,
     montage: Annotated[int | None, typer.Option(
         "--montage", help="Feature maps: tile the first N channels instead of one.")] = None,
+    scale: Annotated[str, typer.Option(
+        "--scale", help="With --montage: one colour scale for all channels (shared) or one each (channel).")
+    ] = "shared",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     *,
     settings: "PoolSettings",
 ):
     """Draw INPUT beside its pooled results, one cell per (mode, window), upscaled to the same size."""
-    from .figures import write_compare
+    from .figures import MONTAGE_SCALES, write_compare
 
+    given = {name for name in ("mode", "window", "channel", "scale") if _given(ctx, name)}
+    if "mode" in given and modes is not None:
+        raise UsageProblem("-m/--mode and --modes both choose the modes; give one (--modes for several rows)")
+    if "window" in given and windows is not None:
+        raise UsageProblem("-k/--window and --windows both choose the windows; give one (--windows for several)")
+    if montage is not None and "channel" in given:
+        raise UsageProblem("--montage tiles channels 0..N-1 and --channel picks one; give only one of them")
+    if montage is None and "scale" in given:
+        raise UsageProblem("--scale applies to --montage; add --montage N or drop --scale")
+    modes = modes or (settings.mode if "mode" in given else "max,avg")
     mode_list = [_choice("--modes", m.strip(), MODES) for m in modes.split(",") if m.strip()]
     window_list = [settings.window] if windows is None else \
         [parse_ints(w, "--windows") for w in windows.split(",") if w.strip()]
@@ -492,9 +508,15 @@ def compare_command(
         for mode in mode_list:
             _checked_variant(settings, mode, window)
     written = write_compare(input, output, settings, mode_list, window_list, diff=diff, channel=channel,
-                            montage=montage, overwrite=overwrite)
+                            montage=montage, scale=_choice("--scale", scale, MONTAGE_SCALES), overwrite=overwrite)
     say(f"{input} -> {written}  ({len(mode_list)} modes x {len(window_list)} windows)")
     return EXIT_OK
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option `name` (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 @app.command("grad", cls=PlainCommand)

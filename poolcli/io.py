@@ -374,7 +374,9 @@ def _load_npz(path: Path, max_bytes: int | None) -> Loaded:
                 continue
             key = member.filename.removesuffix(".npy")
             where = f"{path} (key {key!r})"
-            with archive.open(member) as stream:
+            if member.compress_type != zipfile.ZIP_STORED:  # as declared (less a header), before a byte
+                _check_inflated(where, inflated + member.file_size - _NPY_HEADER_ROOM, max_bytes)
+            with _member_stream(archive, member) as stream:
                 header = _npy_header(stream)
                 _check_array_dtype(where, header.dtype)
                 _check_npy_length(where, header, member.file_size)
@@ -418,6 +420,90 @@ def _check_npy_length(where: str, header: _NpyHeader, length: int) -> None:
         f"{where}: its header promises a {header.shape} {header.dtype} array ({header.nbytes:,} bytes) but"
         f" {length - header.offset:,} bytes follow; the file is truncated or corrupt; re-save it with numpy.save"
     )
+
+
+_NPY_HEADER_ROOM = 64 << 10  # more than any .npy header numpy writes
+
+
+def _member_stream(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> IO[bytes]:
+    """A member's bytes, inflated at most as far as they are read. zipfile does that for
+    deflate; its bzip2 and LZMA readers inflate all a read's input at once (a few KB of a
+    bzip2 bomb make gigabytes), so those are inflated here, with a bound on every step."""
+    if member.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return archive.open(member)
+    raw = zipfile.ZipInfo(member.filename, member.date_time)
+    raw.compress_type, raw.compress_size, raw.file_size = zipfile.ZIP_STORED, member.compress_size, member.compress_size
+    raw.header_offset, raw.flag_bits, raw.CRC = member.header_offset, member.flag_bits, None
+    return _Inflating(archive.open(raw), member.compress_type, member.file_size)
+
+
+class _Inflating(io.RawIOBase):
+    """Read-only bytes of a bzip2 or zip-LZMA stream, inflated `size` bytes at most and never more
+    than each read asks for."""
+
+    def __init__(self, raw: IO[bytes], compress_type: int, size: int):
+        super().__init__()
+        self._raw, self._left, self._type = raw, size, compress_type
+        self._decompressor = None
+        self._input = b""
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        wanted = min(len(buffer), self._left)
+        while wanted:
+            if self._input == b"" and self._needs_input():
+                self._input = self._raw.read(64 << 10)
+                if not self._input and self._needs_input():
+                    return 0
+            chunk = self._inflate(wanted)
+            if chunk:
+                buffer[: len(chunk)] = chunk
+                self._left -= len(chunk)
+                self._position += len(chunk)
+                return len(chunk)
+            if self._decompressor is not None and self._decompressor.eof:
+                return 0
+        return 0
+
+    def _needs_input(self) -> bool:
+        return self._decompressor is None or self._decompressor.needs_input
+
+    def _inflate(self, wanted: int) -> bytes:
+        if self._decompressor is None and not self._start():
+            return b""
+        data, self._input = self._input, b""
+        return self._decompressor.decompress(data, wanted)
+
+    def _start(self) -> bool:
+        import bz2
+        import lzma
+
+        if self._type == zipfile.ZIP_BZIP2:
+            self._decompressor = bz2.BZ2Decompressor()
+            return True
+        if self._type != zipfile.ZIP_LZMA:
+            raise ValueError(f"zip compression method {self._type} is not supported")
+        if len(self._input) < 4 or len(self._input) < 4 + struct.unpack("<H", self._input[2:4])[0]:
+            more = self._raw.read(64 << 10)
+            if not more:
+                raise ValueError("the LZMA member is cut short")
+            self._input += more
+            return False
+        size = struct.unpack("<H", self._input[2:4])[0]
+        properties = lzma._decode_filter_properties(lzma.FILTER_LZMA1, self._input[4 : 4 + size])  # as zipfile does
+        self._decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[properties])
+        self._input = self._input[4 + size :]
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _check_inflated(where: str, inflated: int, max_bytes: int | None) -> None:
@@ -466,18 +552,22 @@ def _load_image(path: Path, max_pixels: int | None, channel_order: str, page: in
         data = _read_bytes(path)
         if expected == "JPEG":
             _check_jpeg_scans(path, data)
+        else:
+            _check_png_data(path, data)
         plain = _load_plain(path, data, expected, max_pixels, channel_order)
         if plain is not None:
             return plain
     try:
-        image = _open_lazily(path)
+        with _quiet_decoders():
+            image = _open_lazily(path)
     except UnidentifiedImageError:
         raise InputError(
             f"{path}: is not an image Pillow can identify (expected {expected});"
             " check that the file is an image and complete"
         ) from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot open it ({_one_line(error)}); check the file") from None
+    except Exception as error:  # Pillow reads the header here: a broken one raises anything
+        raise InputError(f"{path}: cannot open it ({_one_line(error)}); the file may be corrupt; re-export it") \
+            from None
     if image.format == "PNG" and not _png_is_complete(_read_bytes(path) if data is None else data):
         image.close()
         raise InputError(f"{path}: PNG is cut short (it ends before its IEND chunk); the file may be"
@@ -779,6 +869,54 @@ def _plain_png(path: Path, data: np.ndarray) -> _PlainHeader | None:
     return None  # no IEND: truncated
 
 
+_DEFLATE_MOST = 1032  # deflate inflates one byte to at most this many
+
+
+def _check_png_data(path: Path, data: np.ndarray) -> None:
+    """Refuse a PNG whose image data inflates to more than its header's size needs (libpng
+    inflates it all): checked by inflating at most that much, and only where the compressed
+    data could inflate to more than a few times that."""
+    header, compressed = _png_image_data(data)
+    if header is None:
+        return  # not a PNG with a readable header: the decoders say what is wrong
+    width, height, depth, colour = header
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+    needed = height * (1 + (width * channels * depth + 7) // 8)  # a filter byte per row
+    if _DEFLATE_MOST * sum(len(part) for part in compressed) <= 4 * needed + (1 << 20):
+        return
+    inflater = zlib.decompressobj()
+    inflated = 0
+    try:
+        for part in compressed:
+            inflated += len(inflater.decompress(part, needed + 1 - inflated))
+            if inflated > needed or inflater.unconsumed_tail:
+                raise InputError(
+                    f"{path}: its image data inflates to more than its {width}x{height} size needs"
+                    " (a decompression bomb?); re-export the image"
+                )
+    except zlib.error:
+        return  # corrupt data: the decoders say so
+
+
+def _png_image_data(data: np.ndarray) -> tuple[tuple[int, int, int, int] | None, list[memoryview]]:
+    """The IHDR fields (width, height, bit depth, colour type) and the IDAT chunks' data."""
+    raw = memoryview(data)
+    if bytes(raw[:8]) != _PNG_SIGNATURE:
+        return None, []
+    header, parts, position = None, [], 8
+    while position + 12 <= len(raw):
+        length, kind = struct.unpack_from(">I4s", raw, position)
+        body = raw[position + 8 : position + 8 + length]
+        if kind == b"IHDR" and len(body) >= 13:
+            header = struct.unpack_from(">IIBB", body)
+        elif kind == b"IDAT":
+            parts.append(body)
+        elif kind == b"IEND":
+            break
+        position += 12 + length
+    return header, parts
+
+
 def _png_is_complete(data: np.ndarray) -> bool:
     """Whether the chunks of a PNG run whole up to an IEND chunk."""
     raw = memoryview(data)
@@ -828,17 +966,39 @@ def _load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
         _check_pixels(path, (int(chosen.imagewidth), int(chosen.imagelength)), max_pixels)
         if not _tifffile_decodes(chosen):
             return None
+        _check_tiff_strips(path, chosen, os.fstat(tiff.filehandle.fileno()).st_size if _has_fileno(tiff) else None)
         if max_pixels is not None and chosen.nbytes > _TIFF_BYTES_PER_PIXEL * max_pixels:
             raise InputError(
                 f"{path}: page {page} decodes to {chosen.nbytes:,} bytes ({chosen.samplesperpixel} samples of"
                 f" {chosen.dtype} per pixel), more than the limit; pass --max-pixels 0 if you trust this file"
             )
-        array = _hwc_samples(chosen.asarray(), chosen.axes)
+        array = _hwc_samples(chosen.asarray(), chosen.shape, chosen.axes)
         orientation = int(chosen.tags.valueof(274, default=1) or 1)
         icc = chosen.tags.valueof(34675)
     array = _orient(array, orientation)
     mode = _TIFF_MODES.get((array.dtype.name, array.shape[2]), f"{array.dtype.name}x{array.shape[2]}")
     return Loaded({"array": array}, "image", "hwc", "TIFF", mode, frames, path, bytes(icc) if icc else None)
+
+
+def _has_fileno(tiff) -> bool:
+    try:
+        tiff.filehandle.fileno()
+    except Exception:
+        return False
+    return True
+
+
+def _check_tiff_strips(path: Path, page, file_size: int | None) -> None:
+    """Refuse a page whose strips or tiles lie past the end of the file, or, uncompressed,
+    hold fewer bytes than its size needs (tifffile would fill the gap with zeros)."""
+    counts, offsets = page.databytecounts, page.dataoffsets
+    ends = [offset + count for offset, count in zip(offsets, counts)]
+    cut = file_size is not None and max(ends, default=0) > file_size
+    short = page.compression == 1 and sum(counts) < page.nbytes
+    if cut or short:
+        shape = "x".join(map(str, page.shape))
+        raise InputError(f"{path}: its pixel data is cut short or missing ({sum(counts):,} bytes stored for a"
+                         f" {shape} {page.dtype} page); the file may be truncated; re-export it")
 
 
 def _tifffile_decodes(page) -> bool:
@@ -854,12 +1014,14 @@ def _tifffile_decodes(page) -> bool:
     )
 
 
-def _hwc_samples(array: np.ndarray, axes: str) -> np.ndarray:
+def _hwc_samples(array: np.ndarray, shape: tuple[int, ...], axes: str) -> np.ndarray:
     """tifffile's page array (axes such as 'YX', 'YXS' or 'SYX') as native H x W x C."""
-    axes = axes[-3:] if len(axes) > 3 else axes
+    if 0 in shape or array.size != math.prod(shape) or math.prod(shape[:-3]) != 1:
+        raise ValueError(f"its page of shape {shape} ({axes}) holds no image of rows and columns")
+    array, axes = array.reshape(shape[-3:]), axes[-3:]
     if "S" not in axes:
-        array, axes = array[..., np.newaxis], axes + "S"
-    array = np.moveaxis(array.reshape(array.shape[-3:]), axes.index("S"), -1)
+        array, axes = array.reshape(array.shape[-2:])[..., np.newaxis], axes[-2:] + "S"
+    array = np.moveaxis(array, axes.index("S"), -1)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return np.ascontiguousarray(array)

@@ -1,6 +1,7 @@
 """compare, grad and pool --compare: the pictures hold the pooled values where they should."""
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ from PIL import Image
 
 from poolcli import io, pool, pool_backward, viz
 from poolcli.cli import main
-from poolcli.figures import compare_figure, plane_view
+from poolcli.errors import PoolError
+from poolcli.figures import compare_figure, gradient_figure, plane_view, side_by_side_figure
 from poolcli.pipeline import PoolSettings
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -71,16 +73,67 @@ def test_compare_feature_channel_uses_viridis(tmp_path):
     assert np.array_equal(cell, np.kron(expected, np.ones((scale, scale, 1), np.uint8)))
 
 
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def enlarge(array, factor):
+    return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
+
+
+def block_pool_1d(x, k, reduce):
+    """Non-overlapping 1-D pooling by a reshape (the tail that fills no window dropped)."""
+    n = x.size // k
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+        return reduce(x[: n * k].reshape(n, k), axis=1)
+
+
+def assert_points_drawn(figure, row, positions, values, colour):
+    """Each finite (position, value) of a series is drawn in `colour` at its pixel (±1)."""
+    pixels = figure.pixels()
+    columns, rows = figure.plot(row).to_pixel(positions, values)
+    finite = np.isfinite(values)
+    assert finite.sum() > 0
+    for c, r in zip(columns[finite], rows[finite], strict=True):
+        c, r = round(c), round(r)
+        assert (pixels[r - 1 : r + 2, c - 1 : c + 2] == colour).all(axis=2).any(), (row, c, r)
+
+
 def test_compare_series_and_montage_commands(tmp_path, capsys):
     code, streams = run(capsys, "compare", SAMPLES / "co2_weekly.npy", "-o", tmp_path / "s.png",
                         "--windows", "8,52", "--nan", "omit")
     assert code == 0, streams.err
-    assert Image.open(tmp_path / "s.png").format == "PNG"
+    figure = compare_figure(SAMPLES / "co2_weekly.npy", PoolSettings(nan_policy="omit"), ["max", "avg"], [(8,), (52,)])
+    assert np.array_equal(read_png(tmp_path / "s.png"), figure.pixels())  # the command drew this figure
+    co2 = np.load(SAMPLES / "co2_weekly.npy")
+    panels = [("max", 8, np.nanmax), ("max", 52, np.nanmax), ("avg", 8, np.nanmean), ("avg", 52, np.nanmean)]
+    assert len(figure.plots) == len(panels)  # one panel each: no series hides under another
+    for row, (mode, k, reduce) in enumerate(panels):
+        expected = block_pool_1d(co2, k, reduce)
+        centres = np.arange(expected.size) * k + (k - 1) / 2
+        assert_points_drawn(figure, row, centres, expected, viz.SERIES_COLORS[row])
+        assert figure.labels[1 + row] == f"{mode} k={k} s={k} nan=omit -> {expected.size}"
+    assert figure.labels[0] == "co2_weekly.npy (2284 samples)"  # a 1-D series has no channel
+
     code, streams = run(capsys, "compare", SAMPLES / "features_chw.npy", "-o", tmp_path / "m.png",
                         "--montage", "4", "--modes", "max", "--windows", "4")
     assert code == 0, streams.err
-    montage = np.asarray(Image.open(tmp_path / "m.png"))
-    assert montage.shape[0] > montage.shape[1]  # the original's montage above the pooled one
+    figure = compare_figure(SAMPLES / "features_chw.npy", PoolSettings(), ["max"], [(4,)], montage=4)
+    assert np.array_equal(read_png(tmp_path / "m.png"), figure.pixels())
+    maps = np.load(SAMPLES / "features_chw.npy")
+    pooled = maps.reshape(8, 32, 4, 32, 4).max(axis=(2, 4))
+    lo, hi = float(maps[:4].min()), float(maps[:4].max())  # max pooling stays inside the original's range
+    pixels, f = figure.pixels(), int(figure.scale)
+    for c in range(4):
+        shown = figure.box("channel", c // 2, c % 2).crop(pixels)  # the original's montage: rows 0-1
+        assert np.array_equal(shown, enlarge(viz.apply_colormap(maps[c], lo, hi), f))
+        cell = figure.box("channel", 2 + c // 2, c % 2).crop(pixels)  # the pooled montage below: rows 2-3
+        expected = viz.apply_colormap(viz.upsample_nearest(pooled[c], (128, 128)), lo, hi)
+        assert np.array_equal(cell, enlarge(expected, f))
+    assert figure.box("title", 1, 0).top > figure.box("channel", 1, 0).bottom
+    assert figure.labels[0] == "original 8x128x128" and "max k=4 s=4 -> 8x32x32" in figure.labels
+    assert f"4 of 8 channels, values {lo:.4g} .. {hi:.4g}" in figure.labels
 
 
 def test_compare_grid_written_by_the_command(tmp_path, capsys):
@@ -123,7 +176,22 @@ def test_grad_weight_map_for_avg(tmp_path, capsys):
     code, streams = run(capsys, "grad", SAMPLES / "features_chw.npy", "-o", target, "-m", "avg", "-k", "3",
                         "-s", "2", "--channel", "1")
     assert code == 0, streams.err
-    assert Image.open(target).size[0] > 0
+    figure = gradient_figure(SAMPLES / "features_chw.npy", PoolSettings(mode="avg", window=(3,), stride=(2,)),
+                             channel=1)
+    assert np.array_equal(read_png(target), figure.pixels())
+    maps = np.load(SAMPLES / "features_chw.npy")
+    grad = pool_backward(np.ones((8, 63, 63)), maps, 3, 2, mode="avg")[1]
+    # Independently: each pixel's weight is (windows covering its row) x (windows covering its column) / 9.
+    starts = np.arange(63) * 2
+    cover = ((np.arange(128)[:, None] >= starts) & (np.arange(128)[:, None] < starts + 3)).sum(axis=1)
+    assert np.allclose(grad, np.outer(cover, cover) / 9)
+    f = int(figure.scale)
+    tile = figure.box("gradient", 0, 1).crop(figure.pixels())
+    assert np.array_equal(tile, enlarge(viz.apply_colormap(grad, 0.0, 4 / 9), f))
+    original = figure.box("original").crop(figure.pixels())
+    assert np.array_equal(original, enlarge(viz.apply_colormap(maps[1], maps[1].min(), maps[1].max()), f))
+    assert figure.labels == ("original 8x128x128, channel 1 of 8", "avg k=3 s=2: dL/dx for dL/dy = 1",
+                             "value", "dL/dx")
 
 
 def test_pool_compare_side_by_side(tmp_path, capsys):
@@ -132,5 +200,137 @@ def test_pool_compare_side_by_side(tmp_path, capsys):
                         "--json")
     assert code == 0, streams.err
     assert json.loads(streams.out)["output_shape"] == [128, 128, 1]
-    picture = np.asarray(Image.open(side))
-    assert picture.shape[1] > picture.shape[0]  # two tiles side by side
+    figure = side_by_side_figure(SAMPLES / "camera.png", target, PoolSettings(window=(4,)))
+    assert np.array_equal(read_png(side), figure.pixels())
+    camera = io.load(SAMPLES / "camera.png").array[..., 0]
+    pooled = camera.reshape(128, 4, 128, 4).max(axis=(1, 3))
+    f = figure.scale
+    original, cell = figure.box("original").crop(figure.pixels()), figure.box("cell", 0, 1).crop(figure.pixels())
+    assert np.array_equal(original[..., 0], enlarge(camera, f))
+    assert np.array_equal(cell[..., 0], enlarge(pooled, 4 * f))  # each pooled value fills its 4x4 window
+    assert (cell == cell[..., :1]).all()  # grey stays grey
+    assert original.shape == cell.shape and figure.box("original").right < figure.box("cell", 0, 1).left
+    assert figure.labels == ("input 512x512x1", "max k=4 s=4 -> 128x128x1")
+
+
+def test_pool_compare_of_a_series_overlays_the_pooled_line(tmp_path):
+    x = np.sin(np.arange(120) / 6.0)
+    source, output = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(source, x)
+    np.save(output, pool(x, 4, mode="avg"))
+    figure = side_by_side_figure(source, output, PoolSettings(mode="avg", window=(4,)))
+    assert figure.labels == ("input x.npy (120 samples)", "avg k=4 s=4 -> 30", "original", "avg k=4 s=4 -> 30")
+    expected = x.reshape(30, 4).mean(axis=1)
+    assert_points_drawn(figure, 0, np.arange(30) * 4 + 1.5, expected, viz.SERIES_COLORS[0])
+    plot = figure.box("plot").crop(figure.pixels())
+    pooled_px = (plot == viz.SERIES_COLORS[0]).all(axis=2).sum()
+    original_px = (plot == viz.ORIGINAL_COLOR).all(axis=2).sum()
+    assert pooled_px > 2 * original_px > 2 * 300  # both lines show; the pooled one (with markers) is heavier
+
+
+def test_grad_of_a_series_draws_the_gradient_on_its_own_axis(tmp_path):
+    x = 300 + np.sin(np.arange(64) / 4.0)
+    source = tmp_path / "x.npy"
+    np.save(source, x)
+    figure = gradient_figure(source, PoolSettings(mode="max", window=(8,)))
+    data, gradient = figure.plot(0), figure.plot(1)
+    assert data.y_range[0] > 290 and gradient.y_range == pytest.approx((-0.05, 1.05))
+    assert gradient.top > data.top + data.height
+    routed = np.zeros(64)
+    routed[np.arange(8) * 8 + x.reshape(8, 8).argmax(axis=1)] = 1
+    assert_points_drawn(figure, 1, np.arange(64), routed, viz.SERIES_COLORS[0])
+    assert figure.labels[:3] == ("x.npy (64 samples)", "original values", "max k=8 s=8: dL/dx for dL/dy = 1")
+
+
+def test_sum_and_lp_are_shown_divided_by_the_taps_they_use(tmp_path):
+    x = np.arange(1.0, 65.0)
+    source = tmp_path / "x.npy"
+    np.save(source, x)
+    figure = compare_figure(source, PoolSettings(), ["sum", "lp"], [(8,)])
+    assert figure.labels[1:3] == ("sum k=8 s=8 -> 8 (shown / 8 taps)",
+                                  "lp k=8 s=8 power=2 -> 8 (shown / 8 taps ^ (1/2) = 2.83)")
+    sums = x.reshape(8, 8).sum(axis=1)
+    norms = np.sqrt((x.reshape(8, 8) ** 2).sum(axis=1))
+    centres = np.arange(8) * 8 + 3.5
+    assert_points_drawn(figure, 0, centres, sums / 8, viz.SERIES_COLORS[0])  # 1-D: 8 taps, not 64
+    assert_points_drawn(figure, 1, centres, norms / np.sqrt(8), viz.SERIES_COLORS[1])
+
+
+# ------------------------------------------------------------------ NaN and infinities
+
+
+@pytest.fixture
+def special_maps(tmp_path):
+    """(path, maps): (3, 12, 12) float32 with NaN, +inf and -inf in 2x2 blocks of channel 0."""
+    maps = np.random.default_rng(11).uniform(-1, 1, size=(3, 12, 12)).astype(np.float32)
+    maps[0, 0:2, 0:2] = np.nan
+    maps[0, 4:6, 0:2] = np.inf
+    maps[0, 8:10, 0:2] = -np.inf
+    maps[0, 11, 11], maps[0, 11, 10] = 5.0, -5.0  # the finite extremes
+    path = tmp_path / "special.npy"
+    np.save(path, maps)
+    return path, maps
+
+
+SPECIALS = ((0, 0, viz.NAN_COLOR), (4, 0, viz.POSINF_COLOR), (8, 0, viz.NEGINF_COLOR))
+LEGEND = ("NaN", "+inf", "-inf")
+
+
+def test_map_figures_colour_nan_and_infinities_without_warnings(special_maps, tmp_path):
+    path, maps = special_maps
+    top, bottom = viz.VIRIDIS[255].tolist(), viz.VIRIDIS[0].tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grid = compare_figure(path, PoolSettings(), ["max", "avg"], [(2,)], diff=True)
+        np.save(tmp_path / "pooled.npy", pool(maps, 2, mode="avg"))
+        side = side_by_side_figure(path, tmp_path / "pooled.npy", PoolSettings(mode="avg", window=(2,)))
+        routed = gradient_figure(path, PoolSettings(mode="max", window=(2,)))
+        weights = gradient_figure(path, PoolSettings(mode="l2", window=(2,)))
+        tiles = compare_figure(path, PoolSettings(), ["max"], [(2,)], montage=2, scale="channel")
+    for figure, role in ((grid, "original"), (side, "original"), (routed, "original"), (weights, "original"),
+                         (tiles, "channel")):
+        f = int(figure.scale)
+        shown = figure.box(role).crop(figure.pixels())[::f, ::f]
+        for r, c, colour in SPECIALS:
+            assert shown[r, c].tolist() == list(colour), (figure.labels[0], r, c)
+        assert shown[11, 11].tolist() == top and shown[11, 10].tolist() == bottom  # finite values make the scale
+        assert all(name in figure.labels for name in LEGEND), figure.labels
+    f = int(grid.scale)
+    for col in (1,):
+        for row in (0, 2):  # max and avg cells: a pooled window holding NaN or an infinity shows it
+            cell = grid.box("cell", row, col).crop(grid.pixels())[::f, ::f]
+            for r, c, colour in SPECIALS:
+                assert cell[r, c].tolist() == list(colour)
+    cell = side.box("cell", 0, 1).crop(side.pixels())[:: int(side.scale), :: int(side.scale)]
+    assert [cell[r, c].tolist() for r, c, _ in SPECIALS] == [list(colour) for *_, colour in SPECIALS]
+
+
+def test_series_figures_break_at_nan_without_warnings(tmp_path):
+    x = np.linspace(0.0, 10.0, 200)
+    x[100] = np.nan
+    x[40], x[160] = np.inf, -np.inf
+    source = tmp_path / "x.npy"
+    np.save(source, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures = [compare_figure(source, PoolSettings(), ["max", "avg"], [(4,)]),
+                   gradient_figure(source, PoolSettings(mode="l2", window=(4,)))]
+        np.save(tmp_path / "y.npy", pool(x, 4))
+        figures.append(side_by_side_figure(source, tmp_path / "y.npy", PoolSettings(window=(4,))))
+    for figure, rows in zip(figures, ((0, 1), (0,), (0,)), strict=True):
+        assert [label.split(" ")[0] for label in figure.labels[-3:]] == list(LEGEND)
+        for row in rows:
+            axes = figure.plot(row)
+            assert axes.y_range == pytest.approx((-0.5, 10.5))  # finite values, padded 5 %: no infinity
+            pixels = figure.pixels()
+            column = round(axes.to_pixel(100, 5.0)[0])
+            strip = pixels[axes.top : axes.top + axes.height - 10, column]
+            blank = (strip == viz.BACKGROUND).all(axis=1) | (strip == viz.GRID_LINE).all(axis=1)
+            assert blank.all(), (figure.labels[row + 1], np.flatnonzero(~blank))  # a gap: no line, no drop
+            bottom = axes.top + axes.height - 1
+            assert (pixels[bottom - 5 : bottom + 1, column] == viz.NAN_COLOR).all()  # ticked on the axis
+
+
+def test_compare_montage_scale_option_is_checked(special_maps):
+    with pytest.raises(PoolError, match="--scale"):
+        compare_figure(special_maps[0], PoolSettings(), ["max"], [(2,)], montage=2, scale="each")

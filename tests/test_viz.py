@@ -4,7 +4,9 @@ Pooled arrays come from plain NumPy block reductions and brute-force loops, neve
 poolcli's engine, so these tests check the drawing alone.
 """
 
+import contextlib
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -19,6 +21,9 @@ from poolcli.viz import (
     MAX_WIDTH,
     MIN_CELL,
     NAN_COLOR,
+    NEGINF_COLOR,
+    ORIGINAL_COLOR,
+    POSINF_COLOR,
     ROUTE_COLORS,
     SERIES_COLORS,
     Cell,
@@ -29,10 +34,13 @@ from poolcli.viz import (
     colorbar,
     comparison_grid,
     gradient_map,
+    gradient_series,
     image_range,
     montage,
     series_plot,
+    series_style,
     side_by_side,
+    stack,
     to_display,
     upsample_nearest,
     window_centres,
@@ -170,7 +178,7 @@ def test_image_range(array, expected):
 def test_colormap_ends_nan_and_constant():
     out = apply_colormap(np.array([-5.0, 0.0, 0.5, 1.0, 7.0, np.nan, np.inf]), 0.0, 1.0)
     assert viridis_index(out[:5]).tolist() == [0, 0, 128, 255, 255]
-    assert out[5].tolist() == list(NAN_COLOR) and out[6].tolist() == VIRIDIS[255].tolist()
+    assert out[5].tolist() == list(NAN_COLOR) and out[6].tolist() == list(POSINF_COLOR)
     assert viridis_index(apply_colormap(np.full(3, 4.0), 4.0, 4.0)).tolist() == [0, 0, 0]
 
 
@@ -428,17 +436,17 @@ def test_series_plot_draws_both_lines_and_the_legend():
     pooled = x.reshape(16, 4).max(axis=1)
     figure = series_plot(x, [Series("max k=4", pooled, window_centres(16, 4))], title="max")
     plot = crop(figure, "plot")
-    for colour in SERIES_COLORS[:2]:
+    for colour in (ORIGINAL_COLOR, SERIES_COLORS[0]):
         assert (plot == colour).all(axis=2).sum() > 200, colour
-    assert not (plot == SERIES_COLORS[2]).all(axis=2).any()
+    assert not (plot == SERIES_COLORS[1]).all(axis=2).any()
     legend = crop(figure, "legend")
-    assert all((legend == colour).all(axis=2).any() for colour in SERIES_COLORS[:2])
+    assert all((legend == colour).all(axis=2).any() for colour in (ORIGINAL_COLOR, SERIES_COLORS[0]))
 
 
 def test_series_plot_handles_nan_and_refuses_bad_input():
     x = np.array([1.0, np.nan, 3.0, 4.0])
     figure = series_plot(x, [Series("avg", np.array([2.0, 3.5]), np.array([0.5, 2.5]))])
-    assert (crop(figure, "plot") == SERIES_COLORS[0]).all(axis=2).any()
+    assert (crop(figure, "plot") == ORIGINAL_COLOR).all(axis=2).any()
     with pytest.raises(PoolError, match="1-D"):
         series_plot(np.zeros((2, 2)), [])
     with pytest.raises(PoolError, match="one position per value"):
@@ -493,3 +501,246 @@ def test_gradient_map_shows_weights_through_viridis():
 def test_gradient_map_refuses_a_gradient_of_another_size():
     with pytest.raises(PoolError, match="height and width"):
         gradient_map(np.zeros((4, 4)), np.zeros((2, 2)), mode="max")
+
+
+# --- NaN and infinities: their own colours, never an end of the scale ------------------------
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def with_specials(shape=(6, 8)):
+    """A float map with NaN at (0, 0), +inf at (0, 1), -inf at (0, 2), finite 1..-1 elsewhere."""
+    values = np.linspace(-1.0, 1.0, np.prod(shape)).reshape(shape)
+    values[0, :3] = [np.nan, np.inf, -np.inf]
+    return values
+
+
+@pytest.mark.parametrize("kind", ["image", "map"])
+def test_nan_and_infinities_have_their_own_colours_on_a_finite_scale(kind):
+    values = with_specials()
+    pooled = values[::2, ::2]  # "pooling" that keeps NaN at (0, 0) and -inf at (0, 1)
+    with warnings_as_errors():
+        figure = comparison_grid(values, [[Cell("every other", pooled)]], kind=kind, diff=True)
+    f = figure.scale
+    original = crop(figure, "original")[::f, ::f]
+    assert original[0, 0].tolist() == list(NAN_COLOR)
+    assert original[0, 1].tolist() == list(POSINF_COLOR)
+    assert original[0, 2].tolist() == list(NEGINF_COLOR)
+    top, bottom = ([255] * 3, [0] * 3) if kind == "image" else (VIRIDIS[255].tolist(), VIRIDIS[0].tolist())
+    assert original[-1, -1].tolist() == top  # the finite max is the top of the scale ...
+    assert original[0, 3].tolist() == bottom  # ... and the finite min its bottom: the infinities took no part
+    if kind == "map":
+        assert (viridis_index(original[0, :3]) == -1).all()
+    cell = crop(figure, "cell", 0, 1)[::f, ::f]
+    assert cell[0, 0].tolist() == list(NAN_COLOR) and cell[0, 2].tolist() == list(NEGINF_COLOR)
+    heat = crop(figure, "diff", 1, 1)[::f, ::f]
+    assert heat[0, 0].tolist() == list(NAN_COLOR)  # NaN - anything
+    assert figure.labels[-3:] == ("NaN", "+inf", "-inf")
+    legend = crop(figure, "legend")
+    for colour in (NAN_COLOR, POSINF_COLOR, NEGINF_COLOR):
+        assert (legend == colour).all(axis=2).sum() >= 100, colour  # a swatch, not a stray pixel
+
+
+def test_special_colours_are_not_viridis_grey_or_routing_colours():
+    for colour in (NAN_COLOR, POSINF_COLOR, NEGINF_COLOR):
+        assert np.abs(VIRIDIS.astype(int) - colour).sum(axis=1).min() > 100
+        assert max(colour) - min(colour) > 100  # far from any grey
+        assert colour not in ROUTE_COLORS and colour not in SERIES_COLORS
+    assert len({NAN_COLOR, POSINF_COLOR, NEGINF_COLOR}) == 3
+
+
+def test_rgb_pixel_with_a_special_channel_takes_its_colour():
+    image = np.full((2, 3, 3), 0.5)
+    image[0, 0, 1] = np.nan
+    image[0, 1, 2] = np.inf
+    image[0, 2, 0] = -np.inf
+    image[1, 0] = [np.inf, np.nan, 0.2]  # NaN wins
+    with warnings_as_errors():
+        out = to_display(image)
+    assert out[0].tolist() == [list(NAN_COLOR), list(POSINF_COLOR), list(NEGINF_COLOR)]
+    assert out[1, 0].tolist() == list(NAN_COLOR) and out[1, 1].tolist() == [128] * 3
+
+
+def test_constant_range_keeps_specials():
+    out = apply_colormap(np.array([2.0, np.inf, -np.inf, np.nan]), 2.0, 2.0)
+    assert out.tolist() == [VIRIDIS[0].tolist(), list(POSINF_COLOR), list(NEGINF_COLOR), list(NAN_COLOR)]
+
+
+def test_gradient_map_shows_specials_of_image_and_gradient():
+    image = with_specials()
+    grad = np.zeros(image.shape)
+    grad[2, 2] = 1.0
+    grad[3, 3] = np.nan
+    with warnings_as_errors():
+        figure = gradient_map(image, grad, mode="max", kind="map")
+    f = figure.scale
+    original = crop(figure, "original")[::f, ::f]
+    overlay = crop(figure, "gradient", 0, 1)[::f, ::f]
+    assert original[0, :3].tolist() == [list(NAN_COLOR), list(POSINF_COLOR), list(NEGINF_COLOR)]
+    dimmed = [[round(v * DIM) for v in colour] for colour in (NAN_COLOR, POSINF_COLOR, NEGINF_COLOR)]
+    assert overlay[0, :3].tolist() == dimmed  # the image's specials, dimmed like the rest
+    assert overlay[2, 2].tolist() == list(ROUTE_COLORS[0]) and overlay[3, 3].tolist() == list(NAN_COLOR)
+    assert figure.labels[-3:] == ("NaN", "+inf", "-inf")
+
+
+# --- series: NaN gaps, infinities at the edges, panels, width -----------------------------
+
+
+def line_columns(figure, colour, row=0):
+    """Columns of plot ``row``'s data area where ``colour`` is drawn (above the NaN ticks)."""
+    axes = figure.plot(row)
+    area = figure.pixels()[axes.top : axes.top + axes.height - 10, axes.left : axes.left + axes.width]
+    return np.flatnonzero((area == colour).all(axis=2).any(axis=0)) + axes.left
+
+
+def test_series_nan_is_a_gap_and_infinities_sit_at_the_edges():
+    x = np.full(100, 5.0)
+    x[::2] = 6.0
+    x[50] = np.nan
+    x[20] = np.inf
+    x[80] = -np.inf
+    with warnings_as_errors():
+        figure = series_plot(x, [])
+    axes = figure.plot(0)
+    assert axes.y_range == pytest.approx((4.95, 6.05))  # finite values only, padded 5 %
+    pixels = figure.pixels()
+    drawn = line_columns(figure, ORIGINAL_COLOR)
+    for index in (50, 20, 80):
+        column = round(axes.to_pixel(index, 5.0)[0])
+        assert column not in drawn  # a break in the line, no drop to any value
+        assert round(axes.to_pixel(index - 2, 5.0)[0]) in drawn
+    nan_x = round(axes.to_pixel(50, 5.0)[0])
+    bottom = axes.top + axes.height - 1
+    assert (pixels[bottom - 5 : bottom + 1, nan_x] == NAN_COLOR).all()  # ticked on the x axis
+    inf_x = round(axes.to_pixel(20, 5.0)[0])
+    assert (pixels[axes.top : axes.top + 9, inf_x] == POSINF_COLOR).all(axis=1).any()
+    neg_x = round(axes.to_pixel(80, 5.0)[0])
+    assert (pixels[bottom - 8 : bottom + 1, neg_x] == NEGINF_COLOR).all(axis=1).any()
+    assert figure.labels[-3:] == (
+        "NaN (gap in the line, ticked on the x axis)",
+        "+inf (triangle at the top edge)",
+        "-inf (triangle at the bottom edge)",
+    )
+
+
+def test_identical_pooled_series_each_have_a_visible_panel():
+    x = np.sin(np.arange(64) / 5.0)
+    pooled = x.reshape(16, 4).max(axis=1)
+    centres = window_centres(16, 4)
+    figure = series_plot(x, [Series("max", pooled, centres), Series("median", pooled.copy(), centres)])
+    assert [(p.row, p.col) for p in figure.plots] == [(0, 0), (1, 0)]
+    assert figure.plot(0).y_range == figure.plot(1).y_range  # one scale for every panel
+    pixels = figure.pixels()
+    for row, colour in enumerate(SERIES_COLORS[:2]):
+        axes = figure.plot(row)
+        columns, rows = axes.to_pixel(centres, pooled)
+        hits = [(pixels[round(r) - 1 : round(r) + 2, round(c) - 1 : round(c) + 2] == colour).all(axis=2).any()
+                for c, r in zip(columns, rows, strict=True)]
+        assert all(hits), row  # every pooled value is drawn, in this series' own colour
+    assert SERIES_COLORS[0] != SERIES_COLORS[1]
+
+
+@pytest.mark.parametrize(("length", "count"), [(100_000, 2), (500, 12)])
+def test_series_figures_stay_within_max_width(length, count):
+    x = np.cumsum(np.random.default_rng(5).normal(size=length))
+    x[length // 3] = 1e3  # one spike: the envelope of a long series keeps it
+    series = []
+    for i in range(count):
+        k = 2 + i
+        n = length // k
+        series.append(Series(f"max k={k}", x[: n * k].reshape(n, k).max(axis=1), window_centres(n, k)))
+    with warnings_as_errors():
+        figure = series_plot(x, series)
+    assert figure.image.width <= MAX_WIDTH and len(figure.plots) == count
+    axes = figure.plot(0)
+    column, row = axes.to_pixel(length // 3, 1e3)
+    assert row == pytest.approx(axes.top + 0.05 / 1.1 * (axes.height - 1), abs=1)  # the spike is the top
+    pixels = figure.pixels()
+    assert (pixels[round(row) - 1 : round(row) + 2, round(column) - 1 : round(column) + 2]
+            == SERIES_COLORS[0]).all(axis=2).any()
+    assert len({series_style(i) for i in range(count)}) == count  # colour and marker: no two alike
+
+
+def test_gradient_series_has_its_own_scale():
+    x = 300 + np.arange(40.0)
+    grad = np.tile([0.25, 0.25, 0.25, 0.25], 10)
+    grad[-1] = 0.0
+    figure = gradient_series(x, grad, label="avg k=4 s=4: dL/dx")
+    data, weights = figure.plot(0), figure.plot(1)
+    assert data.y_range[0] > 290 and weights.y_range == pytest.approx((-0.0125, 0.2625))
+    assert weights.top > data.top + data.height  # the panel below
+    pixels = figure.pixels()
+    column, row = weights.to_pixel(10, 0.25)
+    assert (pixels[round(row) - 1 : round(row) + 2, round(column)] == SERIES_COLORS[0]).all(axis=1).any()
+    assert figure.labels == ("original values", "avg k=4 s=4: dL/dx", "original",
+                             "dL/dx (lower panel, its own scale)")
+
+
+# --- where colour bars and texts go -------------------------------------------------------
+
+
+def test_each_colour_bar_sits_beside_its_tile():
+    fmap = np.linspace(-3.0, 5.0, 64).reshape(8, 8)
+    weights = np.full((8, 8), 0.25)
+    figure = gradient_map(fmap, weights, mode="avg", kind="map")
+    original, gradient = figure.box("original"), figure.box("gradient", 0, 1)
+    value_bar, grad_bar = figure.box("colorbar", 0, 1), figure.box("colorbar", 0, 2)
+    assert original.right < value_bar.left and figure.box("colorbar-ticks", 0, 1).right < gradient.left
+    assert gradient.right < grad_bar.left
+    assert figure.labels == ("original 8x8", "avg: gradient weight per input pixel", "value", "dL/dx")
+    rows = [[Cell("max", block(fmap, 2))], [Cell("min", block(fmap, 2, np.min))]]
+    grid = comparison_grid(fmap, rows, kind="map", diff=True)
+    for row, role in enumerate(("cell", "diff", "cell", "diff")):  # every row has its scale beside it
+        tile, bar = grid.box(role, row, 1), grid.box("colorbar", row, 2)
+        assert bar.top == tile.top and bar.bottom == tile.bottom and tile.right < bar.left
+    assert [grid.box("colorbar-title", row, 2) for row in range(4)] and grid.labels.count("|diff|") == 2
+
+
+def test_montage_per_channel_scales():
+    maps = np.stack([np.linspace(0, 1, 16), np.linspace(-100, 100, 16), np.linspace(5, 6, 16)]).reshape(3, 4, 4)
+    figure = montage(maps, channels=3, scale="channel")
+    f = figure.scale
+    for c in range(3):
+        box = figure.box("channel", c // 2, c % 2)
+        expected = enlarge(apply_colormap(maps[c], maps[c].min(), maps[c].max()), f)
+        np.testing.assert_array_equal(box.crop(figure.pixels()), expected)
+        bar = figure.box("colorbar", c // 2, c % 2 + 1)
+        assert bar.top == box.top and box.right < bar.left
+        assert all(bar.right <= other.left for other in figure.roles("channel") if other.left > box.left)
+    assert figure.labels == ("channel 0", "channel 1", "channel 2",
+                             "3 of 3 channels, each channel on its own colour scale (the bar beside it)")
+    with pytest.raises(PoolError, match="'shared' or 'channel'"):
+        montage(maps, scale="each")
+
+
+def test_gradient_map_legend_explains_dimmed_pixels_and_channels():
+    image = np.random.default_rng(8).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    counts = np.zeros((6, 6, 3))
+    counts[1, 1, 0] = 1
+    routed = gradient_map(image, counts, mode="max", label="max k=2 s=2: dL/dx")
+    assert routed.labels == (
+        "original 6x6x3",
+        "max k=2 s=2: dL/dx (max of |dL/dx| over the 3 channels)",
+        "windows routing gradient here:", "1", "2", "3 or more",
+        "dimmed: no window routes gradient to the pixel (dL/dx = 0)",
+    )
+    weights = gradient_map(image, np.full((6, 6, 3), 0.25), mode="avg", label="avg k=2 s=2: dL/dx")
+    assert weights.labels == ("original 6x6x3", "avg k=2 s=2: dL/dx (mean of dL/dx over the 3 channels)", "dL/dx")
+
+
+def test_labels_record_every_text_drawn():
+    image = np.zeros((4, 6), np.uint8)
+    rows = [[Cell(cell_label("max", 2, 2, (2, 3)), block(image, 2))], [Cell("l2 k=2 s=2 -> 2x3", block(image, 2))]]
+    figure = comparison_grid(image, rows, diff=True)
+    assert figure.labels == (
+        "original 4x6", "max k=2 s=2 -> 2x3", "|diff| vs original", "|diff|",
+        "l2 k=2 s=2 -> 2x3", "|diff| vs original", "|diff|",
+    )
+    both = stack([("top", figure), ("bottom", figure)])
+    assert both.labels == ("top", *figure.labels, "bottom", *figure.labels)
+    assert both.box("cell", 4, 1).top > both.box("title", 1, 0).bottom > both.box("cell", 2, 1).bottom
