@@ -50,6 +50,7 @@ IN_FLIGHT_PER_WORKER = 2  # one being pooled, one waiting: workers never idle on
 STOP_GRACE_SECONDS = 1.0  # after SIGTERM, a worker still alive this long is killed (then swept)
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 JOBS_PER_CORE = 4  # the most worker processes per core --jobs may ask for
+PARALLEL_BYTES = 8 << 20  # less input than this is pooled in this process: workers would not pay off
 
 
 def max_jobs() -> int:
@@ -236,6 +237,16 @@ class Batch:
         """How many inputs `inputs()` finds now (a walk of names only)."""
         return sum(1 for _ in self.inputs())
 
+    def input_bytes(self, limit: int) -> int:
+        """The inputs' total size, counted up to `limit` (a stat per file, stopping there)."""
+        total = 0
+        for relative in self.inputs():
+            with contextlib.suppress(OSError):
+                total += (self.source / relative).stat().st_size
+            if total >= limit:
+                break
+        return total
+
     def _is_input(self, entry: os.DirEntry, relative: Path) -> bool:
         if self.options.patterns:
             text = relative.as_posix().lower()
@@ -334,7 +345,7 @@ class Batch:
         with _signals_interrupt():
             try:
                 summary.total = self.count()
-                jobs = min(self.options.jobs, max(summary.total, 1))
+                jobs = self._workers(summary.total)
                 pool = _Pool(jobs, self.settings, self.options) if jobs > 1 else None
                 if on_start is not None:
                     on_start(summary.total, jobs)
@@ -351,8 +362,17 @@ class Batch:
                         pool.close(stop=summary.interrupted)
                     if self._current is not None:
                         _sweep(self._current)
+                    _sync()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
+
+    def _workers(self, total: int) -> int:
+        """Worker processes that pay off: none (this process) for less than PARALLEL_BYTES of
+        input, where starting them costs more than they save; else up to --jobs, one per file."""
+        jobs = min(self.options.jobs, max(total, 1))
+        if jobs > 1 and self.input_bytes(PARALLEL_BYTES) < PARALLEL_BYTES:
+            return 1
+        return jobs
 
     def _run_here(self, emit: Callable[[BatchRecord], None]) -> None:
         for item in self._jobs():
@@ -373,7 +393,8 @@ def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> Ba
     started = time.perf_counter()
     source, target = job.source, job.target
     try:
-        result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, channel_order="bgr")
+        result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, channel_order="bgr",
+                           durable=False)  # synced all at once when the batch ends
         if job.compare is not None:
             from .figures import write_side_by_side
 
@@ -560,6 +581,13 @@ def _worker_stop(signum, frame) -> None:
     if not _busy:
         os._exit(0)
     raise KeyboardInterrupt
+
+
+def _sync() -> None:
+    """Flush every written output to disk at once (files are written without a per-file fsync;
+    one sync costs less, and a resume redoes any output a crash left incomplete)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sync()
 
 
 def _sweep(job: _Job) -> None:

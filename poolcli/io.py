@@ -725,15 +725,29 @@ def _stderr_caught(chatter: _Chatter) -> Iterator[None]:
     except (OSError, ValueError, AttributeError):  # no stderr to guard
         yield
         return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            chatter.text = sink.read(1 << 16).decode("utf-8", "replace")
+    sink = _stderr_sink()
+    sink.seek(0)
+    sink.truncate()
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        chatter.text = sink.read(1 << 16).decode("utf-8", "replace")
+
+
+_SINKS: dict[int, IO[bytes]] = {}
+
+
+def _stderr_sink() -> IO[bytes]:
+    """One unnamed temporary file per process (a forked worker makes its own) that takes what
+    the decoders print; made once, emptied before each use."""
+    sink = _SINKS.get(os.getpid())
+    if sink is None:
+        sink = _SINKS[os.getpid()] = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for the process)
+    return sink
 
 
 def _wide_colour_mode(path: Path, image: Image.Image) -> str | None:
@@ -1068,6 +1082,7 @@ def save(
     key_arrays: dict[str, np.ndarray] | None = None,
     quality: int = JPEG_QUALITY,
     channel_order: str = "rgb",
+    durable: bool = True,
 ) -> Path:
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
@@ -1139,7 +1154,7 @@ def save(
                 path, array, output_format, normalize=normalize, icc=icc, quality=quality, bgr=bgr
             )
             write = _bytes_writer(data)
-    with atomic_output(path, overwrite=overwrite, inputs=inputs) as file:
+    with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         write(file)
     return path
 
@@ -1496,9 +1511,12 @@ def atomic_output(
     *,
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike[str]] = (),
+    durable: bool = True,
 ) -> Iterator[IO[bytes]]:
     """Yield a binary file that becomes ``path`` only if the block finishes.
 
+    ``durable=False`` skips the fsync: for a caller that syncs many files at once when it
+    ends (batch) and that tells a file cut by a crash from a complete one (:func:`is_complete`).
     The data goes to ``.<name>.<random>.tmp`` in the target folder, is flushed to
     disk (fsync: a crash right after the rename never leaves an empty file under the
     final name), then ``os.replace`` moves it into place. On any failure, KeyboardInterrupt
@@ -1529,7 +1547,8 @@ def atomic_output(
         with os.fdopen(descriptor, "wb") as file:
             yield file
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.chmod(temporary, _mode_for(path))
         check_output(path, overwrite=overwrite, inputs=inputs)  # it may have appeared meanwhile
         os.replace(temporary, path)

@@ -239,7 +239,7 @@ def default_output(source: Path, settings: PoolSettings, folder: Path | None = N
 
 
 def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
-              inputs: tuple[Path, ...] = (), channel_order: str = "rgb") -> FileResult:
+              inputs: tuple[Path, ...] = (), channel_order: str = "rgb", durable: bool = True) -> FileResult:
     """Load `source`, pool it, save to `target` atomically. Raises PoolError subclasses.
 
     `channel_order="bgr"` lets plain colour JPEG and PNG images stay in OpenCV's order
@@ -256,10 +256,11 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         inputs = (source, *inputs)
         if loaded.kind == "npz" or target.suffix.lower() == ".npz":
             io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
-                    channel_order=loaded.channel_order)
+                    channel_order=loaded.channel_order, durable=durable)
         else:
             io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
-                    normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order)
+                    normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order,
+                    durable=durable)
     except MemoryError:
         raise PoolError(f"{source}: not enough memory to pool {_size_text(loaded)}; free memory, use fewer"
                         " --jobs, or pool a smaller file") from None
