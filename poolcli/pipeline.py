@@ -159,7 +159,7 @@ def keywords_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -
 
 def output_dtype(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, target: Path) -> np.dtype | None:
     """'auto' keeps an image's dtype when the output is an image too (unless --normalize
-    maps the natural values to 8 bits itself); else SPEC's natural dtype."""
+    maps the natural values to 8 bits itself); else the natural dtype of docs/semantics.md."""
     if settings.dtype == "keep":
         return array.dtype
     if settings.dtype == "auto":
