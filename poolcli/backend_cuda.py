@@ -32,7 +32,10 @@ Fused here:
             result is deterministic. Zero padding only.
 Left to the generic engine run through CuPy (`forward`/`backward` return None):
   median, more than 3 pooled axes, backward with edge/reflect padding or adaptive bins,
-  axes longer than 2**31 - 1 elements.
+  axes longer than 2**31 - 1 elements or strides past 2**31 - 1, and integer sum/avg
+  whose window sums do not fit the kernels' 64-bit accumulators (the engine's
+  `integer_sums_fit`: 64-bit inputs holding values near their limits), which the engine
+  computes exactly in 32-bit limbs.
 """
 
 from __future__ import annotations
@@ -667,6 +670,8 @@ def supported(x, plan: PoolPlan, *, backward: bool = False) -> bool:
         return False
     if any(g.size + getattr(g, "pad_lo", 0) + getattr(g, "pad_hi", 0) >= 2**31 - 1 for g in plan.axes):
         return False
+    if any(getattr(g, "stride", 1) >= 2**31 - 1 for g in plan.axes):  # a C int in the kernels
+        return False
     if backward:
         padded = any(getattr(g, "pad_lo", 0) or getattr(g, "pad_hi", 0) for g in plan.axes)
         return not (padded and plan.pad_mode != "zeros") and not any(isinstance(g, AdaptiveAxis) for g in plan.axes)
@@ -677,10 +682,11 @@ def _materialised(cp, x, plan: PoolPlan):
     """Edge/reflect padding is real data: pad once, then pool with zero pads."""
     if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in plan.axes if not isinstance(g, AdaptiveAxis)):
         return x, plan
+    padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
     widths = [(0, 0)] * x.ndim
     for g in plan.axes:
         widths[g.axis] = (g.pad_lo, g.pad_hi)
-    return cp.pad(x, widths, mode=plan.pad_mode), with_materialised_padding(plan)
+    return cp.pad(x, widths, mode=plan.pad_mode), padded_plan
 
 
 def _original_indices(cp, indices, padded_plan: PoolPlan, plan: PoolPlan):
@@ -761,11 +767,13 @@ def forward(x, plan: PoolPlan, dtype: np.dtype | None, return_indices: bool):
     """The pooled result (as `engine._forward` returns it), or None where no kernel is fused."""
     if not supported(x, plan):
         return None
-    from .engine import _finalize, natural_dtype
+    from .engine import _finalize, integer_sums_fit, natural_dtype
 
     cp = _cupy()
     natural = natural_dtype(x.dtype, plan.mode)
     source, padded_plan = _materialised(cp, x, plan)
+    if not integer_sums_fit(cp, source, padded_plan, dtype):
+        return None  # 64-bit accumulators would overflow: the engine's exact wide path
     indices = return_indices and plan.mode in EXTREME
     y, yi = _run_forward(cp, source, padded_plan, indices=indices,
                          dtypes=_forward_dtypes(x.dtype, plan.mode, dtype))

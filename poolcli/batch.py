@@ -75,6 +75,7 @@ class BatchOptions:
     patterns: tuple[str, ...] = ()
     output_format: str = "same"
     jobs: int = field(default_factory=default_jobs)
+    jobs_given: bool = True  # False: --jobs was not given, so workers start only where they pay off
     skip_existing: bool = False
     overwrite: bool = False
     compare_dir: Path | None = None
@@ -367,10 +368,11 @@ class Batch:
         return summary
 
     def _workers(self, total: int) -> int:
-        """Worker processes that pay off: none (this process) for less than PARALLEL_BYTES of
-        input, where starting them costs more than they save; else up to --jobs, one per file."""
+        """Up to --jobs worker processes, one per file at most. Without --jobs, none (this
+        process) for less than PARALLEL_BYTES of input, where starting them costs more than
+        they save."""
         jobs = min(self.options.jobs, max(total, 1))
-        if jobs > 1 and self.input_bytes(PARALLEL_BYTES) < PARALLEL_BYTES:
+        if jobs > 1 and not self.options.jobs_given and self.input_bytes(PARALLEL_BYTES) < PARALLEL_BYTES:
             return 1
         return jobs
 

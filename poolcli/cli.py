@@ -155,7 +155,8 @@ AxesOption = Annotated[str | None, typer.Option("--axes", help='Axes to pool in 
 LayoutOption = Annotated[str | None, typer.Option(
     "--layout", help="Layout of .npy inputs (hwc, chw, nchw, ncdhw, nlc, l...): pools h, w, d, l.")]
 DtypeOption = Annotated[str, typer.Option(
-    "--dtype", help=f"Output dtype: {'|'.join(DTYPE_CHOICES)} (auto: images keep theirs, arrays per docs/semantics.md).")]
+    "--dtype", help=f"Output dtype: {'|'.join(DTYPE_CHOICES)} (auto: images keep theirs, arrays follow "
+    "docs/semantics.md).")]
 BackendOption = Annotated[str, typer.Option("--backend", help="auto|numpy|cupy (cupy needs poolcli[gpu]).")]
 MaxPixelsOption = Annotated[int | None, typer.Option(
     "--max-pixels", help="Refuse images with more pixels (decompression bombs); default Pillow's limit, 0 = none.",

@@ -73,7 +73,8 @@ def batch_command(
 
     settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
-                           jobs=_capped_jobs(jobs), skip_existing=skip_existing, overwrite=overwrite,
+                           jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
+                           overwrite=overwrite,
                            compare_dir=compare_dir)
     try:
         runner = Batch(source, out_dir, settings, options)

@@ -2,16 +2,26 @@
 
 One window path serves every mode. A validated plan (geometry.py) lists, per pooled
 axis, the taps of the windows as strided slices; a reduction walks those taps, so the
-Python loops run over window taps and axes only, never over outputs. Separable modes
+Python loops run over window taps and axes only, never over outputs (but for an axis of
+few, huge windows, more than WINDOW_WISE_RATIO taps a window: one reduction per window
+there is the shorter loop). Separable modes
 (max, min, sum, avg, l2, lp) reduce one axis at a time, so no temporary is ever
-k^2 times the output; median gathers its windows, which it cannot avoid.
+k^2 times the output; median gathers its windows, which it cannot avoid, block by block
+so that the gathered taps stay under MEDIAN_BLOCK_BYTES.
+
+Integer sums are exact: they accumulate in the narrowest integer type that holds any
+window's sum, and where not even 64 bits do (64-bit inputs with large values), in two
+32-bit limbs that are recombined exactly (clipped, or rounded once to a float).
 
 `xp` is the array namespace of the input (NumPy or CuPy), taken on entry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import opencv
 from .backend import as_array, fused_backward, fused_forward, scatter_add
 from .errors import PoolError
 from .geometry import (
@@ -60,6 +71,19 @@ def pool(
 ):
     """Pool `x` with a sliding window (see SPEC.md for the exact meaning of each keyword).
 
+    Integer results are exact whatever the width: a sum of int64/uint64 values that does
+    not fit 64 bits is clipped to the output dtype's range (as every integer output is);
+    avg is the exact sum rounded once to a float64, then divided by the divisor, or with
+    an integer `dtype=` exactly floor(sum/divisor + 1/2), clipped; the median of integers
+    is computed in integers (the two middle values' mean rounded half up, or rounded once
+    to a float for a float `dtype=`). lp with an integral p <= 64 sums |x|^p of integers
+    exactly where a float64 holds it; any other p uses the float formula (p=1e308 gives
+    inf where some |x| > 1). median gathers its windows in blocks of at most
+    MEDIAN_BLOCK_BYTES of taps, so its memory does not grow with the window's overlap.
+    Inputs in non-native byte order ('>f8') pool like native ones and give native results.
+    Integer parameters must fit an int64 (as must sizes plus padding and the window span),
+    else a PoolError.
+
     >>> import numpy as np
     >>> pool(np.arange(25).reshape(5, 5), 2)
     array([[ 6,  8],
@@ -85,7 +109,7 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
     """Pool `x` to a fixed output size; bin i covers [floor(i*n/out), ceil((i+1)*n/out)).
 
     `output_size` is an int or one value per pooled axis (None keeps that axis);
-    `output_size=1` is global pooling.
+    `output_size=1` is global pooling. Dtypes, exactness and byte order as in `pool`.
 
     >>> import numpy as np
     >>> adaptive_pool(np.arange(5.0), 3, mode="max")
@@ -105,6 +129,8 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
 def pool_backward(grad_output, x, window, stride=None, **keywords):
     """dL/dx given dL/dy = `grad_output` for `y = pool(x, window, stride, **keywords)`.
 
+    `x` and `grad_output` may be in either byte order; median routes in bounded blocks.
+
     >>> import numpy as np
     >>> pool_backward(np.ones(5), np.array([1., 3, 2, 3, 5, 5]), 2, 1).tolist()
     [0.0, 2.0, 0.0, 1.0, 2.0, 0.0]
@@ -115,7 +141,7 @@ def pool_backward(grad_output, x, window, stride=None, **keywords):
     keywords.pop("return_indices", None)
     keywords.pop("dtype", None)
     plan, _ = plan_pool(x.shape, window, stride, **keywords)
-    grad = xp.asarray(grad_output)
+    grad = _native(xp.asarray(grad_output))
     if grad.dtype.kind not in "biuf":
         raise PoolError(f"grad_output dtype {grad.dtype} is not a real number type; "
                         "pass a float gradient of the pooled output")
@@ -138,7 +164,7 @@ def unpool(y, indices, input_shape, *, axes=None):
     [[0, 4], [0, 0]]
     """
     xp, y = as_array(y)
-    indices = xp.asarray(indices)
+    y, indices = _native(y), _native(xp.asarray(indices))
     if tuple(indices.shape) != tuple(y.shape):
         raise PoolError(f"indices shape {tuple(indices.shape)} differs from y's {tuple(y.shape)}; "
                         "pass the indices returned with y")
@@ -189,7 +215,13 @@ def _checked_input(x) -> tuple[Any, Any]:
         raise PoolError(f"input {_short(x)} is not a rectangular array ({error}); "
                         "pass a NumPy or CuPy array") from error
     check_input_dtype(x.dtype)
-    return xp, x
+    return xp, _native(x)
+
+
+def _native(a):
+    """`a` in native byte order: a '>f8' array on a little-endian machine (from a file, say)
+    is converted once here, since NumPy's ufuncs refuse explicit non-native dtypes."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def _short(value, limit: int = 60) -> str:
@@ -210,8 +242,42 @@ def ieee_quiet(function):
 
 
 @ieee_quiet
+@dataclasses.dataclass
+class FastPaths:
+    """The engine's shortcuts, each switchable. Every one gives the general path's result
+    (bit for bit, or for float sums up to the order of additions), and tests/test_fast_paths.py
+    runs the same random cases with each on and off to prove it."""
+
+    opencv_area: bool = True  # uint8 2x2 means through OpenCV's INTER_AREA
+    opencv_merge: bool = True  # channel planes interleaved by OpenCV's merge (a bit copy)
+    planar: bool = True  # channels-last blocks reduced one channel plane at a time
+    slabs: bool = True  # slabs of output rows on several threads
+    narrow_integers: bool = True  # the narrowest exact integer accumulator, not 64 bits
+    exact_powers: bool = True  # x^2 and |x|^p of integers summed as integers
+    window_wise: bool = True  # few huge windows reduced one window at a time
+
+
+FAST_PATHS = FastPaths()
+
+
+@contextlib.contextmanager
+def fast_paths(**switches: bool):
+    """Switch shortcuts on or off for the block (tests): ``with fast_paths(planar=False): ...``."""
+    saved = replace(FAST_PATHS)
+    for name, value in switches.items():
+        if not hasattr(FAST_PATHS, name):
+            raise PoolError(f"fast path {name!r} is unknown; use one of {', '.join(vars(FAST_PATHS))}")
+        setattr(FAST_PATHS, name, bool(value))
+    try:
+        yield FAST_PATHS
+    finally:
+        for name, value in vars(saved).items():
+            setattr(FAST_PATHS, name, value)
+
+
 def _forward(xp, x, plan: PoolPlan, dtype, return_indices: bool):
-    if (fused := fused_forward(xp, x, plan, dtype, return_indices)) is not None:
+    scaled = plan.mode == "lp" and _lp_overflows(xp, x, plan)  # the fused kernels would overflow
+    if not scaled and (fused := fused_forward(xp, x, plan, dtype, return_indices)) is not None:
         return fused  # a CuPy array and a fused GPU kernel for this call
     source, padded_plan = _materialise_padding(xp, x, plan)
     natural = natural_dtype(x.dtype, plan.mode)
@@ -234,17 +300,17 @@ def _is_opencv_area_mean(xp, x, plan: PoolPlan, dtype) -> bool:
     brute force), which is SPEC's rounding; anything else takes the general path.
     """
     channels = x.shape[2] if x.ndim == 3 else 1
-    return (xp is np and x.dtype == np.uint8 and dtype == np.uint8 and plan.mode == "avg"
+    return (FAST_PATHS.opencv_area and xp is np and x.dtype == np.uint8 and dtype == np.uint8 and plan.mode == "avg"
+            and opencv.pays(x.shape[0] * x.shape[1] if x.ndim >= 2 else 0)
             and plan.divisor_override is None and x.ndim in (2, 3) and channels in OPENCV_AREA_CHANNELS
             and plan.pooled_axes == (0, 1) and min(x.shape[:2]) >= 2
-            and all((g.window, g.stride, g.dilation, g.pad_lo, g.pad_hi) == (2, 2, 1, 0, 0) for g in plan.axes))
+            and all((g.window, g.stride, g.dilation, g.pad_lo, g.pad_hi) == (2, 2, 1, 0, 0) for g in plan.axes)
+            and all(2 * g.out <= g.size for g in plan.axes))  # ceil mode's overhanging last window: not 2x2
 
 
 def _opencv_area_mean(x, plan: PoolPlan):
     """INTER_AREA by bands of output rows on poolcli's threads (each row reads two input rows)."""
-    from .opencv import cv2 as load_cv2
-    cv2 = load_cv2()
-
+    cv2 = opencv.cv2()
     out_h, out_w = (g.out for g in plan.axes)
     out = np.empty(plan.out_shape, dtype=np.uint8)
     rows = out.reshape(out_h, out_w, -1)
@@ -269,21 +335,66 @@ def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
     if plan.mode in EXTREME_MODES:
         y = _extreme(xp, a, plan)
     elif plan.mode == "median":
-        y = _median(xp, a, plan, plan.pooled_shape)[0]
+        y = _median(xp, a, plan, plan.pooled_shape, dtype)[0]
+    elif plan.mode == "lp" and _lp_overflows(xp, a, plan):
+        y = _scaled_lp(xp, a, plan)
     else:
         y = _sum_family(xp, a, plan, dtype)
     return _finalize(xp, y, natural, dtype)
+
+
+def _lp_overflows(xp, a, plan: PoolPlan) -> bool:
+    """Whether some |x|^p leaves the work dtype's finite normal range (a huge or tiny p)."""
+    if plan.p <= 2 or a.size == 0:
+        return False
+    work = _work_dtype(a.dtype, plan.mode)
+    magnitudes = xp.abs(a.astype(work, copy=False))
+    finite = magnitudes[xp.isfinite(magnitudes) & (magnitudes > 0)]
+    if finite.size == 0:
+        return False
+    info = np.finfo(work)
+    taps = math.log2(max(_window_taps(plan), 1))
+    largest, smallest = math.log2(float(finite.max())), math.log2(float(finite.min()))
+    return plan.p * largest + taps >= math.log2(float(info.max)) or plan.p * smallest <= math.log2(float(info.tiny))
+
+
+def _scaled_lp(xp, a, plan: PoolPlan):
+    """lp as m * (sum (|x|/m)^p)^(1/p), m each window's largest |x|: the same p-norm without
+    overflow or underflow, for a p so large that |x|^p leaves the float range (for p -> inf
+    it is the largest |x|). Windows are gathered a block at a time, as for the median."""
+    work = _work_dtype(a.dtype, plan.mode)
+    pooled = plan.pooled_axes
+    moved = _pooled_last(xp, a, pooled)
+    batch = moved.ndim - len(pooled)
+    out_shape = moved.shape[:batch] + tuple(g.out for g in plan.axes)
+    result = xp.empty(out_shape, dtype=work)
+    omit = _omit_nans(plan, a.dtype)
+    for block in _blocks(out_shape, 8 * _window_taps(plan), MEDIAN_BLOCK_BYTES):
+        ranges = [range(*rows.indices(g.out)) for rows, g in zip(block[batch:], plan.axes)]
+        values, valid, _ = _gather_windows(xp, moved[block[:batch]], plan, ranges)
+        magnitudes = xp.where(valid, xp.abs(values.astype(work, copy=False)), 0)
+        nans = xp.isnan(magnitudes)
+        if omit:
+            magnitudes = xp.where(nans, 0, magnitudes)
+        largest = magnitudes.max(axis=-1, keepdims=True)
+        scale = xp.where((largest > 0) & xp.isfinite(largest), largest, 1)
+        norm = largest[..., 0] * ((magnitudes / scale) ** work.type(plan.p)).sum(axis=-1) ** work.type(1 / plan.p)
+        norm = xp.where(largest[..., 0] > 0, norm, largest[..., 0])  # all zeros (or inf, NaN) stay
+        if omit:
+            norm = xp.where(nans.all(axis=-1), np.nan, norm)
+        result[block] = norm
+    return _restore_pooled_axes(xp, result, pooled)
 
 
 def _materialise_padding(xp, x, plan: PoolPlan):
     """Edge/reflect padding is real data: pad once, then pool the padded array with zero pads."""
     if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in plan.axes):
         return x, plan
+    padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
     widths = [(0, 0)] * x.ndim
     for g in plan.axes:
         widths[g.axis] = (g.pad_lo, g.pad_hi)
-    return xp.pad(x, widths, mode=plan.pad_mode), \
-        with_materialised_padding(plan)
+    return xp.pad(x, widths, mode=plan.pad_mode), padded_plan
 
 
 def _along(axis: int, selection) -> tuple:
@@ -303,6 +414,8 @@ def _reduce_axis(xp, a, geometry, combine, fill, dtype=None, transform=None):
     (one pass instead of a fill and two); the others update it in place.
     """
     dtype = dtype or a.dtype
+    if _window_wise(xp, geometry):
+        return _reduce_axis_by_window(xp, a, geometry, combine, dtype, transform)
     if _planar(xp, a, geometry.axis):
         return _reduce_axis_planar(xp, a, geometry, combine, fill, dtype, transform)
     shape = list(a.shape)
@@ -334,14 +447,38 @@ def _reduce_axis(xp, a, geometry, combine, fill, dtype=None, transform=None):
     return out
 
 
+WINDOW_WISE_RATIO = 4  # an axis with this many times more taps than windows is reduced window by window
+
+
+def _window_wise(xp, geometry) -> bool:
+    """Few, huge windows (window 2_100_000 over 3_000_000 cells): a loop over the windows,
+    each one reduction, instead of a Python loop over millions of taps."""
+    return (FAST_PATHS.window_wise and xp is np and isinstance(geometry, AxisGeometry)
+            and geometry.window > WINDOW_WISE_RATIO * geometry.out)
+
+
+def _reduce_axis_by_window(xp, a, geometry: AxisGeometry, combine, dtype, transform):
+    """`combine.reduce` over each window's input cells (a float sum may round in another
+    order than tap by tap: NumPy's pairwise summation)."""
+    shape = list(a.shape)
+    shape[geometry.axis] = geometry.out
+    out = xp.empty(shape, dtype=dtype)
+    for o in range(geometry.out):
+        values = a[_along(geometry.axis, geometry.window_cells(o))]
+        values = values if transform is None else transform(values)
+        out[_along(geometry.axis, slice(o, o + 1))] = combine.reduce(values, axis=geometry.axis, dtype=dtype,
+                                                                     keepdims=True)
+    return out
+
+
 PLANAR_MAX_TRAILING = 16  # channels-last blocks up to this size are reduced one channel at a time
 
 
 def _planar(xp, a, axis: int) -> bool:
     """A small trailing block (HWC's C) makes strided loops short: go plane by plane instead."""
     trailing = math.prod(a.shape[axis + 1:])
-    return (xp is np and 1 < trailing <= PLANAR_MAX_TRAILING and a.flags.c_contiguous and a.shape[axis] > 1
-            and a.size > 0)
+    return (FAST_PATHS.planar and xp is np and 1 < trailing <= PLANAR_MAX_TRAILING and a.flags.c_contiguous
+            and a.shape[axis] > 1 and a.size > 0)
 
 
 def _reduce_axis_planar(xp, a, geometry, combine, fill, dtype, transform):
@@ -361,14 +498,14 @@ _SAME_BITS = {1: np.uint8, 2: np.uint16, 4: np.int32, 8: np.float64}  # types Op
 
 def _interleave(planes: list) -> np.ndarray:
     """(batch, out) planes -> (batch, out, planes) with OpenCV's merge, which only copies
-    bits: every dtype goes through as the OpenCV type of its size and comes back as itself."""
-    from .opencv import cv2 as load_cv2
-    cv2 = load_cv2()
-
+    bits: every dtype goes through as the OpenCV type of its size and comes back as itself.
+    NumPy stacks them where OpenCV does not pay for its import (small planes, not loaded)."""
     dtype = planes[0].dtype
     carrier = _SAME_BITS.get(dtype.itemsize)
-    if carrier is None or len(planes) > 512:
+    size = planes[0].size * len(planes)
+    if carrier is None or len(planes) > 512 or not FAST_PATHS.opencv_merge or not opencv.pays(size):
         return np.stack(planes, axis=-1)
+    cv2 = opencv.cv2()
     merged = cv2.merge([plane.view(carrier) for plane in planes])
     return merged.reshape(planes[0].shape + (len(planes),)).view(dtype)
 
@@ -429,7 +566,7 @@ def _chunks(xp, a, plan: PoolPlan) -> list:
     one (contiguous slabs), else along the outermost pooled axis's outputs."""
     first = plan.axes[0]
     threads = worker_threads()
-    if xp is not np or threads < 2 or a.nbytes < MIN_PARALLEL_BYTES:
+    if not FAST_PATHS.slabs or xp is not np or threads < 2 or a.nbytes < MIN_PARALLEL_BYTES:
         return [((Ellipsis,), (Ellipsis,), plan)]
     wanted = max(threads, -(-a.nbytes // CHUNK_BYTES))
     batch_axis = next((axis for axis in range(first.axis) if a.shape[axis] >= 2), None)
@@ -552,20 +689,31 @@ def _arg_reduce_axis(xp, values, indices, geometry, flat_stride, better, fill):
 
 
 def _sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
-    """sum / avg / l2 / lp: a separable sum of x, x^2 or |x|^p, then the divisor and root."""
+    """sum / avg / l2 / lp: a separable sum of x, x^2 or |x|^p, then the divisor and root.
+
+    Integer sums and means are exact: they accumulate in an integer type that holds any
+    window's sum, or, where 64 bits do not, take the wide path (`_wide_sums`).
+    """
     work = _work_dtype(a.dtype, plan.mode)
     empty = None
     if _omit_nans(plan, a.dtype):
         a, nan_counts, empty = _drop_nans(xp, a, plan)
     else:
         nan_counts = None
-    if plan.mode in ("sum", "avg"):
-        accumulator = _accumulator_dtype(a.dtype, plan)
+    rounded = _rounds(plan, dtype)
+    bound = None
+    if plan.mode in ("sum", "avg") and a.dtype.kind in "biu":
+        bound = _exact_bound(xp, a, plan, rounded)
+        if bound is None:
+            return _wide_sums(xp, a, plan, dtype if dtype is not None else natural_dtype(a.dtype, plan.mode))
+        accumulator = _accumulator_dtype(a.dtype, bound)
+    elif plan.mode in ("sum", "avg"):
+        accumulator = work
     else:
         accumulator = _power_accumulator(a.dtype, plan, work)
     total = _reduce(xp, a, plan, xp.add, 0, accumulator, _power_transform(xp, plan, accumulator))
-    if plan.mode == "avg" and total.dtype.kind in "iu" and dtype is not None and dtype.kind in "iu":
-        return _rounded_integer_mean(xp, total, plan, _sum_bound(a.dtype, plan))
+    if rounded and bound is not None:
+        return _rounded_integer_mean(xp, total, plan, bound)
     y = _sum_finish(xp, total, plan, work, nan_counts)
     if empty is not None and empty.any():
         y = y.astype(work, copy=False)
@@ -573,24 +721,27 @@ def _sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
     return y
 
 
+def _rounds(plan: PoolPlan, dtype: np.dtype | None) -> bool:
+    """avg asked for as integers: rounded half up exactly, in integer arithmetic."""
+    return plan.mode == "avg" and dtype is not None and dtype.kind in "iu"
+
+
 def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int):
     """floor(total / divisor + 0.5) in exact integer arithmetic: (2 total + d) // (2 d).
 
     `bound` is the largest |total|; the arithmetic runs in the total's own type when
-    2 * bound + d fits it, else in the narrowest signed type that holds it.
+    2 * bound + d fits it, else in the narrowest type that holds it (`_exact_bound`
+    has checked that one does).
     """
-    if plan.divisor_override is not None:
-        per_axis, largest = None, plan.divisor_override
+    per_axis = None if plan.divisor_override is not None else _divisor_counts(plan)
+    need = 2 * bound + _largest_divisor(plan)
+    unsigned = [total.dtype] if total.dtype.kind == "u" else []
+    room = next(np.dtype(t) for t in unsigned + [np.int16, np.int32, np.int64, np.uint64]
+                if np.iinfo(t).max >= need)
+    if per_axis is None:
+        divisor = room.type(plan.divisor_override)
     else:
-        per_axis = [g.count_padded() if plan.count_include_pad else g.count_real() for g in plan.axes]
-        largest = math.prod(int(count.max()) for count in per_axis)
-    need = 2 * bound + largest
-    if total.dtype.kind == "u" and np.iinfo(total.dtype).max >= need:
-        room = total.dtype
-    else:
-        room = next((np.dtype(t) for t in (np.int16, np.int32, np.int64) if np.iinfo(t).max >= need),
-                    np.dtype(np.int64))
-    divisor = room.type(largest) if per_axis is None else _broadcast_counts(xp, plan, per_axis, room)
+        divisor = _broadcast_counts(xp, plan, per_axis, room)
     total = total.astype(room, copy=False)
     doubled = xp.add(total, total, out=total)
     doubled += divisor
@@ -609,12 +760,18 @@ def _power_transform(xp, plan: PoolPlan, work):
     return None
 
 
+MAX_EXACT_POWER = 64  # lp with a larger integral p computes |x|^p in floats (2^64 > 2^53 anyway)
+
+
 def _power_accumulator(dtype: np.dtype, plan: PoolPlan, work: np.dtype) -> np.dtype:
-    """Integer sums of x^2 (l2) or |x|^p (lp, integral p) when they stay exact in a float64."""
+    """Integer sums of x^2 (l2) or |x|^p (lp, integral p <= 64) when they stay exact in a
+    float64; a larger p (1e308, say) takes the float path without building huge integers."""
     if dtype.kind not in "biu" or (plan.mode == "lp" and not float(plan.p).is_integer()):
         return work
-    power = 2 if plan.mode == "l2" else int(plan.p)
-    bound = _sum_bound(dtype, plan) ** power  # >= taps * max|x|^p
+    power = 2 if plan.mode == "l2" else plan.p
+    if power > MAX_EXACT_POWER or not FAST_PATHS.exact_powers:
+        return work
+    bound = _sum_bound(dtype, plan) ** int(power)  # >= taps * max|x|^p
     if bound >= 2**53:
         return work
     if dtype.kind == "i":
@@ -643,11 +800,21 @@ def _drop_nans(xp, a, plan: PoolPlan):
     return xp.where(nans, 0, a), real - present, present == 0
 
 
+def _divisor_counts(plan: PoolPlan) -> list[np.ndarray]:
+    """Per pooled axis, each window's divisor count (SPEC's count_include_pad rule)."""
+    return [g.count_padded() if plan.count_include_pad else g.count_real() for g in plan.axes]
+
+
+def _largest_divisor(plan: PoolPlan) -> int:
+    if plan.divisor_override is not None:
+        return plan.divisor_override
+    return math.prod(int(count.max(initial=1)) for count in _divisor_counts(plan))
+
+
 def _divisor(xp, plan: PoolPlan, work, nan_counts=None):
     if plan.divisor_override is not None:
         return work.type(plan.divisor_override)
-    per_axis = [g.count_padded() if plan.count_include_pad else g.count_real() for g in plan.axes]
-    divisor = _broadcast_counts(xp, plan, per_axis, work)
+    divisor = _broadcast_counts(xp, plan, _divisor_counts(plan), work)
     if nan_counts is None:
         return divisor
     return xp.maximum(divisor - nan_counts, 1)  # 0 only in all-NaN windows, which become NaN
@@ -676,97 +843,293 @@ def _work_dtype(dtype: np.dtype, mode: str) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _sum_bound(dtype: np.dtype, plan: PoolPlan) -> int:
-    """The largest |sum| of one window of an integer or bool dtype."""
-    taps = math.prod(max(len(g.taps), 1) for g in plan.axes)
-    if dtype.kind == "b":
-        return taps
-    info = np.iinfo(dtype)
-    return max(abs(int(info.min)), int(info.max)) * taps
+def _window_taps(plan: PoolPlan) -> int:
+    """The most cells one window can read (in closed form: no tap is listed)."""
+    return math.prod(g.most_taps for g in plan.axes)
 
 
-def _accumulator_dtype(dtype: np.dtype, plan: PoolPlan) -> np.dtype:
-    """The narrowest integer type that holds any window's sum exactly (fast and exact)."""
-    if dtype.kind == "f":
-        return _work_dtype(dtype, plan.mode)
-    bound = _sum_bound(dtype, plan)
+def _sum_bound(dtype: np.dtype, plan: PoolPlan, magnitude: int | None = None) -> int:
+    """The largest |sum| of one window of an integer or bool dtype: taps times the largest
+    |value| of the dtype, or `magnitude` (the data's own largest |value|) when given."""
+    if magnitude is None:
+        magnitude = 1 if dtype.kind == "b" else max(-int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    return magnitude * _window_taps(plan)
+
+
+def _exact_bound(xp, a, plan: PoolPlan, rounded: bool) -> int | None:
+    """The bound on |window sum| that lets a 64-bit accumulator hold sums exactly (and a
+    rounded mean's 2 * sum + divisor), or None: then only the wide path is exact.
+
+    The dtype's range decides where it can (all but 64-bit inputs, a cost-free check);
+    else the data's own largest |value| (one pass), so int64 arrays of ordinary values
+    keep the fast path.
+    """
+    limit = int(np.iinfo(np.uint64 if a.dtype.kind in "ub" else np.int64).max)
+    margin = _largest_divisor(plan) if rounded else 0
+    bound = _sum_bound(a.dtype, plan)
+    if (2 * bound + margin if rounded else bound) <= limit:
+        return bound
+    magnitude = 0 if a.size == 0 else max(-int(a.min()), int(a.max()))
+    bound = _sum_bound(a.dtype, plan, magnitude)
+    return bound if (2 * bound + margin if rounded else bound) <= limit else None
+
+
+def integer_sums_fit(xp, x, plan: PoolPlan, requested: np.dtype | None) -> bool:
+    """Whether sum/avg of `x` stays exact in 64-bit accumulators (backend_cuda's fused
+    kernels accumulate in 64 bits, so they leave the other calls to this engine)."""
+    if plan.mode not in ("sum", "avg") or x.dtype.kind not in "biu":
+        return True
+    return _exact_bound(xp, x, plan, _rounds(plan, requested)) is not None
+
+
+def _accumulator_dtype(dtype: np.dtype, bound: int) -> np.dtype:
+    """The narrowest integer type that holds any window's sum (|sum| <= bound) exactly."""
     unsigned = dtype.kind in "ub"
-    for candidate in ((np.uint16, np.uint32, np.uint64) if unsigned else (np.int16, np.int32, np.int64)):
+    widths = (np.uint16, np.uint32, np.uint64) if unsigned else (np.int16, np.int32, np.int64)
+    for candidate in widths if FAST_PATHS.narrow_integers else widths[-1:]:
         if np.iinfo(candidate).max >= bound:
             return np.dtype(candidate)
     return np.dtype(np.uint64 if unsigned else np.int64)
 
 
+# ------------------------------------------------------------------ wide integer sums
+
+LIMB_BITS = 32
+LIMB_MASK = (1 << LIMB_BITS) - 1
+MAX_WIDE_TAPS = 2**31 - 1  # each limb's window sum (< taps * 2**32) must fit an int64
+
+
+def _wide_sums(xp, a, plan: PoolPlan, target: np.dtype):
+    """sum or avg of integer windows whose sums overflow 64 bits, exactly, as `target`.
+
+    Each value splits into a high and a low 32-bit limb; each limb's window sum is exact in
+    int64, and the limbs recombine exactly: a sum clipped to an integer target's range, or
+    rounded once to a float64 (avg: that float divided by the divisor), or for avg to an
+    integer target floor(sum / divisor + 1/2) by long division, then clipped.
+    """
+    if _window_taps(plan) > MAX_WIDE_TAPS:
+        raise PoolError(f"a window of {_window_taps(plan)} taps over {a.dtype} values near its limits "
+                        f"needs more than 64-bit sums; use windows of at most {MAX_WIDE_TAPS} taps "
+                        "or convert x to float64")
+    high, low = _split_limbs(xp, a)
+    int64 = np.dtype(np.int64)
+    high, low = _carry(xp, _reduce(xp, high, plan, xp.add, 0, int64), _reduce(xp, low, plan, xp.add, 0, int64))
+    if plan.mode == "sum":
+        if target.kind == "f":
+            return _limbs_to_float(xp, high, low).astype(target, copy=False)
+        return _limbs_to_int(xp, high, low, target)
+    if target.kind == "f":
+        mean = _limbs_to_float(xp, high, low) / _divisor(xp, plan, np.dtype(np.float64))
+        return mean.astype(target, copy=False)
+    if plan.divisor_override is not None:
+        divisor = plan.divisor_override
+    else:
+        divisor = _broadcast_counts(xp, plan, _divisor_counts(plan), int64)
+    return _limbs_to_int(xp, *_rounded_quotient(xp, high, low, divisor), target)
+
+
+def _split_limbs(xp, a):
+    """Integers as int64 limbs (high, low): a = high * 2**32 + low, 0 <= low < 2**32."""
+    wide = a.astype(np.uint64 if a.dtype.kind in "ub" else np.int64, copy=False)
+    return (wide >> LIMB_BITS).astype(np.int64), (wide & LIMB_MASK).astype(np.int64)
+
+
+def _carry(xp, high, low):
+    """Normalise limbs in place so that 0 <= low < 2**32 (low >= 0 on entry)."""
+    high += low >> LIMB_BITS
+    low &= LIMB_MASK
+    return high, low
+
+
+def _limbs_to_float(xp, high, low):
+    """The float64 nearest high * 2**32 + low (0 <= low < 2**32, |high| < 2**62), rounded once.
+
+    Up to |high| = 2**53 the high part is exact as a float, so one addition rounds; above,
+    round to odd at 55 bits (2 * high + the next bit, the rest as a sticky bit), whose
+    conversion to a float64 then rounds correctly.
+    """
+    near = high.astype(np.float64) * float(2**LIMB_BITS) + low.astype(np.float64)
+    odd = (high * 2 + (low >> (LIMB_BITS - 1))) | ((low & (LIMB_MASK >> 1)) != 0)
+    far = odd.astype(np.float64) * float(2 ** (LIMB_BITS - 1))
+    return xp.where(xp.abs(high) <= 2**53, near, far)
+
+
+def _limbs_to_int(xp, high, low, target: np.dtype):
+    """high * 2**32 + low clipped to `target`'s range, as `target`."""
+    info = np.iinfo(target)
+    top, bottom = divmod(int(info.max), 2**LIMB_BITS), divmod(int(info.min), 2**LIMB_BITS)
+    over = (high > top[0]) | ((high == top[0]) & (low > top[1]))
+    under = (high < bottom[0]) | ((high == bottom[0]) & (low < bottom[1]))
+    high = xp.where(over, np.int64(top[0]), xp.where(under, np.int64(bottom[0]), high))
+    low = xp.where(over, np.int64(top[1]), xp.where(under, np.int64(bottom[1]), low))
+    container = np.dtype(np.uint64 if target == np.uint64 else np.int64)
+    value = high.astype(container) * container.type(2**LIMB_BITS) + low.astype(container)
+    return value.astype(target, copy=False)
+
+
+def _rounded_quotient(xp, high, low, divisor):
+    """floor(S / divisor + 1/2) for S = high * 2**32 + low, as limbs, by long division.
+
+    `divisor` is a positive int64 (a scalar or an array that broadcasts) below 2**63. The
+    high limb divides in one step; the low limb's bits come down in chunks small enough
+    that the running remainder, shifted, stays below 2**64.
+    """
+    quotient_high = xp.floor_divide(high, divisor)
+    rest = xp.remainder(high, divisor).astype(np.uint64)
+    d = xp.asarray(divisor).astype(np.uint64)
+    step = 64 - int(d.max()).bit_length()
+    quotient_low = xp.zeros_like(rest)
+    remaining = LIMB_BITS
+    while remaining:
+        take = min(step, remaining)
+        remaining -= take
+        rest = (rest << np.uint64(take)) | ((low >> remaining) & ((1 << take) - 1)).astype(np.uint64)
+        quotient_low = (quotient_low << np.uint64(take)) | (rest // d)
+        rest %= d
+    up = rest >= d - rest  # the remainder is at least half the divisor: round up
+    return _carry(xp, quotient_high, quotient_low.astype(np.int64) + up)
+
+
 # ------------------------------------------------------------------ median
 
+MEDIAN_BLOCK_BYTES = 64 << 20  # gathered taps of one block of windows (8 bytes a tap)
 
-def _median(xp, a, plan: PoolPlan, original_pooled_shape):
-    """Median of the real cells of each window, and what the backward pass needs to route.
 
-    Returns (median, order, count, sources): the stable sort order of each window's
-    taps (absent ones last), how many are present, and their flat input indices.
+def _median(xp, a, plan: PoolPlan, original_pooled_shape, requested: np.dtype | None = None,
+            routes: bool = False):
+    """Median of the real cells of each window, and, with `routes`, what the backward pass needs.
+
+    Windows are gathered (taps side by side) a block at a time, each block's taps under
+    MEDIAN_BLOCK_BYTES (one window at least), so memory stays O(input + output) plus a
+    constant however many windows overlap; the blocks give the same values as one pass.
+    Floats compute in float64; integers stay integers (the mean of the two middle values
+    rounded half up, or, for a float `requested`, their exact mean rounded once).
+
+    Returns (median, routes): routes are None, or (low, high, count) with the pooled axes
+    last: the flat input indices of each window's two middle cells in stable sorted
+    order (absent taps last) and how many cells it has.
     """
-    values, valid, sources = _gather_windows(xp, a, plan, original_pooled_shape)
-    work = np.dtype(np.float64)
-    cells = values.astype(work)
-    has_nan = (xp.isnan(cells) & valid).any(axis=-1) if a.dtype.kind == "f" else None
+    pooled = plan.pooled_axes
+    moved = _pooled_last(xp, a, pooled)
+    batch = moved.ndim - len(pooled)
+    out_shape = moved.shape[:batch] + tuple(g.out for g in plan.axes)
+    float_out = a.dtype.kind == "f" or (requested is not None and requested.kind == "f")
+    result_dtype = np.float64 if float_out else np.uint8 if a.dtype.kind == "b" else a.dtype
+    median = xp.empty(out_shape, dtype=result_dtype)
+    found = tuple(xp.empty(out_shape, dtype=np.int64) for _ in range(3)) if routes else None
+    for block in _blocks(out_shape, 8 * _window_taps(plan), MEDIAN_BLOCK_BYTES):
+        ranges = [range(*rows.indices(g.out)) for rows, g in zip(block[batch:], plan.axes)]
+        values, valid, sources = _gather_windows(xp, moved[block[:batch]], plan, ranges,
+                                                 original_pooled_shape if routes else None)
+        median[block], order, count = _median_block(xp, values, valid, plan.nan_policy, float_out)
+        if routes:
+            for target, chosen in zip(found, (*_middle_sources(xp, order, count, sources), count)):
+                target[block] = chosen
+    return _restore_pooled_axes(xp, median, pooled), found
+
+
+def _blocks(shape, item_bytes: int, budget: int):
+    """Row-major blocks of an array of `shape` (tuples of slices), each of at most
+    budget // item_bytes items (one at least): single indices on the leading axes, a range
+    on one axis, the trailing axes whole."""
+    limit = max(1, budget // max(item_bytes, 1))
+    split = next(i for i in range(len(shape)) if math.prod(shape[i + 1:]) <= limit)
+    step = max(1, limit // max(math.prod(shape[split + 1:]), 1))
+    rest = (slice(None),) * (len(shape) - split - 1)
+    for prefix in itertools.product(*(range(n) for n in shape[:split])):
+        for start in range(0, shape[split], step):
+            yield tuple(slice(i, i + 1) for i in prefix) + (slice(start, start + step),) + rest
+
+
+def _median_block(xp, values, valid, nan_policy: str, float_out: bool):
+    """(median, order, count) over the last axis of gathered windows: the stable sort order
+    of the taps with absent ones last, and how many are present."""
+    if values.dtype.kind == "f":
+        return _float_median(xp, values, valid, nan_policy)
+    if values.dtype.kind == "b":
+        values = values.view(np.uint8)
+    order = xp.argsort(values, axis=-1, kind="stable")
+    valid = xp.broadcast_to(valid, values.shape)
+    if not bool(valid.all()):  # padding: a second stable sort puts absent taps last
+        absent = ~xp.take_along_axis(valid, order, axis=-1)
+        order = xp.take_along_axis(order, xp.argsort(absent.view(np.uint8), axis=-1, kind="stable"), axis=-1)
+    count = valid.sum(axis=-1)
+    low, high = (_middle_value(xp, values, order, position) for position in _middle_positions(xp, count))
+    median = _exact_midpoint(xp, low, high) if float_out else _midpoint_half_up(low, high)
+    return median, order, count
+
+
+def _float_median(xp, values, valid, nan_policy: str):
+    cells = values.astype(np.float64)
+    has_nan = (xp.isnan(cells) & valid).any(axis=-1) if nan_policy == "propagate" else None
     cells = xp.where(valid, cells, np.nan)
     order = xp.argsort(cells, axis=-1, kind="stable")
-    ordered = xp.take_along_axis(cells, order, axis=-1)
     count = (~xp.isnan(cells)).sum(axis=-1)
-    low, high = _middle_positions(xp, count)
-    low_value = xp.take_along_axis(ordered, low[..., None], axis=-1)[..., 0]
-    high_value = xp.take_along_axis(ordered, high[..., None], axis=-1)[..., 0]
-    median = xp.where(low_value == high_value, low_value, (low_value + high_value) / 2)
+    low, high = (_middle_value(xp, cells, order, position) for position in _middle_positions(xp, count))
+    mean = (low + high) / 2
+    mean = xp.where(xp.isinf(mean) & xp.isfinite(low) & xp.isfinite(high), low / 2 + high / 2, mean)
+    median = xp.where(low == high, low, mean)
     median = xp.where(count == 0, np.nan, median)
-    if has_nan is not None and plan.nan_policy == "propagate":
+    if has_nan is not None:
         median = xp.where(has_nan, np.nan, median)
-    pooled = plan.pooled_axes
-    median = _restore_pooled_axes(xp, median, pooled)
-    return median, order, count, sources
+    return median, order, count
 
 
 def _middle_positions(xp, count):
     return xp.maximum((count - 1) // 2, 0), count // 2
 
 
-def _gather_windows(xp, a, plan: PoolPlan, original_pooled_shape):
-    """Every window's taps side by side: (batch..., out..., taps), pooled axes moved last.
+def _middle_value(xp, values, order, position):
+    tap = xp.take_along_axis(order, position[..., None], axis=-1)
+    return xp.take_along_axis(values, tap, axis=-1)[..., 0]
 
-    Also returns which taps are real (not padding) and each tap's flat input index.
+
+def _midpoint_half_up(a, b):
+    """floor((a + b) / 2 + 1/2) of two integers, without overflow at any width."""
+    return (a >> 1) + (b >> 1) + (((a & 1) + (b & 1) + 1) >> 1)
+
+
+def _exact_midpoint(xp, a, b):
+    """(a + b) / 2 of two integers as the nearest float64 (64-bit values too)."""
+    a_high, a_low = _split_limbs(xp, a)
+    b_high, b_low = _split_limbs(xp, b)
+    return _limbs_to_float(xp, *_carry(xp, a_high + b_high, a_low + b_low)) / 2
+
+
+def _middle_sources(xp, order, count, sources):
+    """Flat input indices of each window's two middle cells."""
+    sources = xp.broadcast_to(sources, order.shape)
+    return tuple(_middle_value(xp, sources, order, position) for position in _middle_positions(xp, count))
+
+
+def _gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
+    """The taps of windows `ranges` (one range of outputs per pooled axis) side by side:
+    (batch..., out..., taps) from `a` with its pooled axes last.
+
+    Also returns which taps are real (not padding), shaped (out..., taps), and, given
+    `original_pooled_shape`, each tap's flat input index (else None).
     """
-    pooled = plan.pooled_axes
-    m = len(pooled)
-    moved = xp.moveaxis(a, pooled, tuple(range(a.ndim - m, a.ndim)))
+    m = len(plan.axes)
     index_arrays, valid, sources = [], None, None
-    flat_strides = _row_major_strides(original_pooled_shape)
-    for i, (geometry, flat_stride) in enumerate(zip(plan.axes, flat_strides)):
-        positions, present = _tap_table(geometry)
+    flat_strides = _row_major_strides(original_pooled_shape or plan.pooled_shape)
+    for i, (geometry, rows, flat_stride) in enumerate(zip(plan.axes, ranges, flat_strides)):
+        positions, present = geometry.window_table(rows.start, rows.stop)
         shape = [1] * (2 * m)
         shape[i], shape[m + i] = positions.shape
         index_arrays.append(xp.asarray(positions.reshape(shape)))
         term_valid = xp.asarray(present.reshape(shape))
-        term_source = xp.asarray(geometry.original_positions(positions).reshape(shape) * flat_stride)
         valid = term_valid if valid is None else valid & term_valid
-        sources = term_source if sources is None else sources + term_source
-    out_shape = tuple(g.out for g in plan.axes)
-    values = moved[(Ellipsis, *index_arrays)]
+        if original_pooled_shape is not None:
+            term_source = xp.asarray(geometry.original_positions(positions).reshape(shape) * flat_stride)
+            sources = term_source if sources is None else sources + term_source
+    out_shape = tuple(len(rows) for rows in ranges)
+    values = a[(Ellipsis, *index_arrays)]
     taps = math.prod(values.shape[-m:])
     values = values.reshape(values.shape[: values.ndim - 2 * m] + out_shape + (taps,))
     valid = xp.broadcast_to(valid, out_shape + valid.shape[m:]).reshape(out_shape + (taps,))
-    sources = xp.broadcast_to(sources, out_shape + sources.shape[m:]).reshape(out_shape + (taps,))
+    if sources is not None:
+        sources = xp.broadcast_to(sources, out_shape + sources.shape[m:]).reshape(out_shape + (taps,))
     return values, valid, sources
-
-
-def _tap_table(geometry) -> tuple[np.ndarray, np.ndarray]:
-    """(out, taps) tables of input positions (0 where absent) and of which taps are real."""
-    taps = geometry.taps
-    positions = np.zeros((geometry.out, len(taps)), dtype=np.int64)
-    present = np.zeros((geometry.out, len(taps)), dtype=bool)
-    for t, tap in enumerate(taps):
-        positions[tap.out, t] = tap.src_positions()
-        present[tap.out, t] = True
-    return positions, present
 
 
 # ------------------------------------------------------------------ output dtypes
@@ -784,28 +1147,59 @@ def natural_dtype(dtype: np.dtype, mode: str) -> np.dtype:
 
 
 def _finalize(xp, y, natural: np.dtype, requested: np.dtype | None):
-    """Cast to the output dtype: integers round half up (floor(v + 0.5)) and clip; NaN -> 0."""
+    """Cast to the output dtype: integers round half up (floor(v + 0.5)) and clip to the
+    dtype's range, whatever the source (float or a wider integer); NaN -> 0."""
     target = requested if requested is not None else natural
     if target.kind == "b":
         if y.dtype.kind == "f":
-            y = xp.floor(y + 0.5)
+            y = _round_half_up(xp, y)
         return y != 0
     if target.kind in "iu":
-        info = np.iinfo(target)
-        if y.dtype.kind == "f":
-            y = xp.add(y, 0.5)
-            xp.floor(y, out=y)
-            xp.nan_to_num(y, copy=False, nan=0.0)
-            return xp.clip(y, float(info.min), float(info.max), out=y).astype(target)
-        if y.dtype != target and y.dtype.kind != "b" and _needs_clip(y.dtype, target) and y.size \
-                and (int(y.min()) < info.min or int(y.max()) > info.max):
-            y = xp.clip(y, info.min, info.max)
-        return y.astype(target, copy=False)
+        return _float_to_int(xp, y, target) if y.dtype.kind == "f" else _int_to_int(xp, y, target)
     return y.astype(target, copy=False)
 
 
-def _needs_clip(source: np.dtype, target: np.dtype) -> bool:
-    return not np.can_cast(source, target, casting="safe")
+def _round_half_up(xp, y):
+    """floor(y + 0.5), exactly: adding 0.5 first would round up odd integers near 2**53
+    (2**24 in float32), where the float cannot hold the half."""
+    rounded = xp.floor(y)
+    rounded += (y - rounded) >= 0.5
+    return rounded
+
+
+def _float_to_int(xp, y, target: np.dtype):
+    """Floats rounded half up and clipped to `target` (NaN -> 0).
+
+    Where the float cannot hold the range's limits (int64/uint64: 2**63 - 1 rounds up to
+    2**63), overflow is found against a power of two, exact in every float, and the clip
+    stops at the largest float inside the range, so nothing wraps around.
+    """
+    info = np.iinfo(target)
+    rounded = _round_half_up(xp, y)
+    finite = np.finfo(rounded.dtype)
+    upper = 2.0 ** (info.bits - (info.min < 0))  # the first value past the range
+    exact_limits = upper <= 2.0 ** finite.nmant  # every limit is a float of y's type
+    if not exact_limits:
+        over, under = rounded >= np.float64(upper), rounded < np.float64(info.min)
+    xp.nan_to_num(rounded, copy=False, nan=0.0)
+    top = np.nextafter(finite.dtype.type(upper), 0) if upper <= finite.max else finite.max
+    xp.clip(rounded, max(finite.dtype.type(info.min), finite.min), top, out=rounded)
+    result = rounded.astype(target)
+    if not exact_limits:
+        result[over] = info.max
+        result[under] = info.min
+    return result
+
+
+def _int_to_int(xp, y, target: np.dtype):
+    """Integers (or bools) cast to `target`, clipped to its range where it is narrower."""
+    if np.can_cast(y.dtype, target, casting="safe") or not y.size:
+        return y.astype(target, copy=False)
+    info, source = np.iinfo(target), np.iinfo(y.dtype)
+    low, high = max(int(info.min), int(source.min)), min(int(info.max), int(source.max))
+    if int(y.min()) < low or int(y.max()) > high:
+        y = xp.clip(y, y.dtype.type(low), y.dtype.type(high))
+    return y.astype(target, copy=False)
 
 
 # ================================================================== backward
@@ -905,19 +1299,9 @@ def _fold_padding(xp, grad, padded_plan: PoolPlan, plan: PoolPlan):
 
 def _median_backward(xp, grad, a, padded_plan: PoolPlan, plan: PoolPlan):
     """Route each gradient to the median cell (half to each of the two middle cells)."""
-    _, order, count, sources = _median(xp, a, padded_plan, plan.pooled_shape)
-    pooled = plan.pooled_axes
-    grad_last = _pooled_last(xp, grad, pooled)
-    low, high = _middle_positions(xp, count)
-    sources = xp.broadcast_to(sources, order.shape)
-    result = None
-    for position in (low, high):
-        tap = xp.take_along_axis(order, position[..., None], axis=-1)
-        index = xp.take_along_axis(sources, tap, axis=-1)[..., 0]
-        share = xp.where(count > 0, grad_last / 2, 0)
-        part = _scatter_last(xp, share, index, plan)
-        result = part if result is None else result + part
-    return result
+    _, (low, high, count) = _median(xp, a, padded_plan, plan.pooled_shape, routes=True)
+    share = xp.where(count > 0, _pooled_last(xp, grad, plan.pooled_axes) / 2, 0)
+    return _scatter_last(xp, share, low, plan) + _scatter_last(xp, share, high, plan)
 
 
 def _scatter(xp, grad, indices, plan: PoolPlan):

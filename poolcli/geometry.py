@@ -8,6 +8,7 @@ of the output and one of the input, so the engine loops over taps, never over ou
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ DIVISOR_MODES = ("avg", "l2")
 PAD_MODES = ("zeros", "edge", "reflect")
 NAN_POLICIES = ("propagate", "omit")
 ACCEPTED_KINDS = "biuf"  # bool, signed, unsigned, float
+INT64_MAX = 2**63 - 1  # every size, position and count of a plan is an int64 in the engine
+MAX_OUTPUT_BYTES = INT64_MAX  # NumPy's limit on one array's bytes
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,17 @@ class AxisGeometry:
         """k_eff = d(k-1)+1, the extent of one window."""
         return self.dilation * (self.window - 1) + 1
 
-    @property
+    @functools.cached_property
     def taps(self) -> tuple[Tap, ...]:
-        """Per tap j, the outputs whose tap lands inside the input, in tap order."""
+        """Per tap j, the outputs whose tap lands inside the input, in tap order.
+
+        Only the j that can reach the input for some output are visited, so a huge window
+        (or padding) over a short input costs its few real taps, not a loop over `window`.
+        """
         taps = []
-        for j in range(self.window):
+        first_j = max(0, _ceil_div(self.pad_lo - (self.out - 1) * self.stride, self.dilation))
+        last_j = min(self.window - 1, (self.size - 1 + self.pad_lo) // self.dilation)
+        for j in range(first_j, last_j + 1):
             offset = j * self.dilation - self.pad_lo  # input position of tap j in window 0
             first = max(0, _ceil_div(-offset, self.stride))
             last = min(self.out - 1, (self.size - 1 - offset) // self.stride)
@@ -85,11 +94,38 @@ class AxisGeometry:
             taps.append(Tap(slice(first, last + 1), slice(start, stop, self.stride)))
         return tuple(taps)
 
+    @property
+    def most_taps(self) -> int:
+        """The most input cells one window reads: k, or fewer on a short (dilated) axis."""
+        return min(self.window, _ceil_div(self.size, self.dilation))
+
+    def window_cells(self, o: int) -> slice:
+        """The input cells of window `o` (its taps inside the input), as one strided slice."""
+        start = o * self.stride - self.pad_lo
+        first = max(0, _ceil_div(-start, self.dilation))
+        last = min(self.window - 1, (self.size - 1 - start) // self.dilation)
+        return slice(start + first * self.dilation, start + last * self.dilation + 1, self.dilation)
+
     def tap_counts(self, lo: int, hi: int) -> np.ndarray:
-        """Per output window, how many taps fall inside [lo, hi) of input coordinates."""
-        starts = np.arange(self.out) * self.stride - self.pad_lo
-        positions = starts[:, None] + np.arange(self.window) * self.dilation
-        return ((positions >= lo) & (positions < hi)).sum(axis=1)
+        """Per output window, how many taps fall inside [lo, hi) of input coordinates
+        (counted in closed form: O(out), whatever the window)."""
+        starts = np.arange(self.out, dtype=np.int64) * self.stride - self.pad_lo
+        first = np.maximum(-((starts - lo) // self.dilation), 0)  # ceil((lo - start) / d)
+        last = np.minimum((hi - 1 - starts) // self.dilation, self.window - 1)
+        return np.maximum(last - first + 1, 0)
+
+    def window_table(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, present) of windows [first, stop) x their cells: the input positions of
+        each window's taps inside the input, in tap order, then absent ones (position 0,
+        present False) up to the widest window's count. Padding taps are left out, so a
+        window over a short input costs its real cells, however wide it is."""
+        starts = np.arange(first, stop, dtype=np.int64) * self.stride - self.pad_lo
+        firsts = np.maximum(-(starts // self.dilation), 0)  # the first tap inside the input
+        counts = np.maximum(np.minimum((self.size - 1 - starts) // self.dilation, self.window - 1) - firsts + 1, 0)
+        cells = np.arange(int(counts.max(initial=1)), dtype=np.int64)
+        present = cells < counts[:, None]
+        positions = starts[:, None] + (firsts[:, None] + cells) * self.dilation
+        return np.where(present, positions, 0), present
 
     def count_real(self) -> np.ndarray:
         """Taps inside the input: the divisor with count_include_pad=False."""
@@ -118,7 +154,7 @@ class AdaptiveAxis:
         i = np.arange(self.out, dtype=np.int64)
         return (i * self.size) // self.out, -((-(i + 1) * self.size) // self.out)
 
-    @property
+    @functools.cached_property
     def taps(self) -> tuple[Tap, ...]:
         starts, stops = self.bounds
         taps = []
@@ -132,6 +168,18 @@ class AdaptiveAxis:
         return stops - starts
 
     count_padded = count_real
+
+    @property
+    def most_taps(self) -> int:
+        """The most input cells one bin reads."""
+        return len(self.taps)
+
+    def window_table(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, present) of bins [first, stop) x cells, as AxisGeometry.window_table."""
+        starts, stops = (bound[first:stop, None] for bound in self.bounds)
+        positions = starts + np.arange(int((stops - starts).max(initial=1)), dtype=np.int64)
+        present = positions < stops
+        return np.where(present, positions, 0), present
 
     def original_positions(self, positions: np.ndarray) -> np.ndarray:
         return positions
@@ -187,22 +235,35 @@ def check_flag(name: str, value: object) -> bool:
     return bool(value)
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """An integer >= minimum (bools and non-integral floats are refused)."""
+def check_int(name: str, value: object, minimum: int, maximum: int = INT64_MAX) -> int:
+    """An integer in [minimum, maximum] (bools and non-integral floats are refused).
+
+    Python and NumPy integers alike; the default maximum is 2**63 - 1, the largest value
+    the engine's int64 arithmetic holds, so a larger one is a PoolError, not an OverflowError.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
             raise PoolError(f"{name} {value!r} must be an integer; use an int >= {minimum}")
+    value = int(value)
     if value < minimum:
         raise PoolError(f"{name} {value} must be >= {minimum}; use {name} >= {minimum}")
-    return int(value)
+    if value > maximum:
+        raise PoolError(f"{name} {value} exceeds {maximum}, the largest the engine can represent; "
+                        f"use {name} <= {maximum}")
+    return value
 
 
 def check_p(p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or p <= 0:
-        raise PoolError(f"p {p!r} must be a finite number > 0; use e.g. p=2 for an L2 norm")
-    return float(p)
+    """A finite p > 0 as a float (an int too large for a float is refused, not an OverflowError)."""
+    try:
+        value = None if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) else float(p)
+    except OverflowError:
+        value = math.inf
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise PoolError(f"p {_short(p)} must be a finite number > 0; use e.g. p=2 for an L2 norm")
+    return value
 
 
 def check_dtype(dtype: object) -> np.dtype | None:
@@ -255,7 +316,7 @@ def check_options(
         mode=mode,
         count_include_pad=check_flag("count_include_pad", count_include_pad),
         divisor_override=divisor_override,
-        p=check_p(p) if mode == "lp" else float(p) if isinstance(p, numbers.Real) else 2.0,
+        p=check_p(p) if mode == "lp" else 2.0,  # only lp reads p
         pad_mode=check_choice("pad_mode", pad_mode, PAD_MODES),
         nan_policy=check_choice("nan_policy", nan_policy, NAN_POLICIES),
         ceil_mode=check_flag("ceil_mode", ceil_mode),
@@ -364,6 +425,9 @@ def output_length(size: int, span: int, stride: int, lo: int, hi: int, ceil_mode
 
 def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> AxisGeometry:
     span = dilation * (window - 1) + 1
+    if span > INT64_MAX:
+        raise PoolError(f"window {window} with dilation {dilation} spans {span} cells on axis {axis}, "
+                        f"more than the engine can represent ({INT64_MAX}); use a smaller window or dilation")
     lo, hi = same_padding(size, span, stride) if pads == "same" else pads
     for side, pad in (("lo", lo), ("hi", hi)):
         if pad > span - 1:
@@ -371,6 +435,9 @@ def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> A
                 f"padding {pad} ({side} side) exceeds window-1 = {span - 1} on axis {axis}; "
                 f"use padding <= {span - 1} or a larger window"
             )
+    if size + lo + hi > INT64_MAX:
+        raise PoolError(f"padding {lo}+{hi} around size {size} on axis {axis} exceeds {INT64_MAX}, "
+                        "the largest the engine can represent; use less padding")
     out = output_length(size, span, stride, lo, hi, ceil_mode)
     if out < 1:
         raise PoolError(
@@ -378,9 +445,14 @@ def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> A
             f"(size {size} + padding {lo}+{hi}) of shape {tuple(shape)}; "
             "use a smaller window or more padding"
         )
+    if out * 8 > MAX_OUTPUT_BYTES:
+        raise PoolError(f"window {window} with padding {lo}+{hi} gives {out} outputs on axis {axis}, more than "
+                        "one array can hold; use a larger stride, less padding or a smaller window")
     geometry = AxisGeometry(axis, size, window, stride, dilation, lo, hi, out)
-    empty = np.flatnonzero(geometry.count_real() == 0)
-    if empty.size:  # dilation can step over a short input: such a window has no value
+    # Every window reaches the input (pads <= span - 1, and the last one starts inside it),
+    # so only a dilation longer than the input can step over it and leave padding alone.
+    empty = np.flatnonzero(geometry.count_real() == 0) if dilation > size else ()
+    if len(empty):
         raise PoolError(
             f"window {int(empty[0])} on axis {axis} (size {size}, dilation {dilation}, "
             f"padding {lo}+{hi}) holds padding alone; use less padding or a smaller dilation"
@@ -415,7 +487,7 @@ def plan_pool(
         axes=tuple(sorted(geometries, key=lambda g: g.axis)),
         **{k: options[k] for k in ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy")},
     )
-    return plan, options
+    return _addressable(plan), options
 
 
 def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object, mode: str, p: float) -> PoolPlan:
@@ -427,8 +499,20 @@ def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object, mod
         out = shape[axis] if size is None else check_int("output_size", size, 1)
         if shape[axis] < 1:
             raise PoolError(f"axis {axis} of shape {tuple(shape)} is empty; pool an array with data on it")
+        if out * shape[axis] > INT64_MAX:  # the bin bounds i * n // out are int64
+            raise PoolError(f"output_size {out} on axis {axis} of size {shape[axis]} is more than the engine "
+                            f"can represent; use output_size <= {INT64_MAX // shape[axis]}")
         geometries.append(_adaptive_axis(axis, shape[axis], out))
-    return PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)), mode, p=p)
+    return _addressable(PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)), mode, p=p))
+
+
+def _addressable(plan: PoolPlan) -> PoolPlan:
+    """The plan, if its output (at 8 bytes an element, the widest output dtype) fits in one array."""
+    elements = math.prod(plan.out_shape)
+    if elements * 8 > MAX_OUTPUT_BYTES:
+        raise PoolError(f"the output would have shape {plan.out_shape} ({elements} elements), more than one "
+                        "array can hold; use a larger stride, less padding or a smaller output_size")
+    return plan
 
 
 def _adaptive_axis(axis: int, size: int, out: int) -> AxisGeometry | AdaptiveAxis:
@@ -439,8 +523,18 @@ def _adaptive_axis(axis: int, size: int, out: int) -> AxisGeometry | AdaptiveAxi
     return AdaptiveAxis(axis, size, out)
 
 
-def with_materialised_padding(plan: PoolPlan) -> PoolPlan:
-    """For edge/reflect padding: the plan over the padded array, pads zero, and source maps."""
+def with_materialised_padding(plan: PoolPlan, itemsize: int = 8) -> PoolPlan:
+    """For edge/reflect padding: the plan over the padded array, pads zero, and source maps.
+
+    A PoolError where that array (of `itemsize`-byte elements) is more than one array can
+    hold: such padding (up to window - 1 per side) is fine as zeros, not as real cells.
+    """
+    padded = list(plan.shape)
+    for g in plan.axes:
+        padded[g.axis] = g.size + g.pad_lo + g.pad_hi
+    if math.prod(padded) * itemsize > MAX_OUTPUT_BYTES:
+        raise PoolError(f"pad_mode {plan.pad_mode!r} copies its padding into an array of shape {tuple(padded)}, "
+                        "more than one array can hold; use less padding or pad_mode='zeros'")
     geometries = []
     for g in plan.axes:
         source = np.pad(np.arange(g.size), (g.pad_lo, g.pad_hi), mode=plan.pad_mode)  # NumPy's names
@@ -457,6 +551,11 @@ def with_materialised_padding(plan: PoolPlan) -> PoolPlan:
 
 def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_sequence(value: object) -> bool:

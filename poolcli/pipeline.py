@@ -206,12 +206,12 @@ def _clipped_count(array, dtype: np.dtype | None, keywords: dict) -> int:
 
 
 def _outside(natural: np.ndarray, dtype: np.dtype | None) -> int:
-    """How many values lie outside integer `dtype` (0 for float or natural outputs)."""
+    """How many values round (half up) to outside integer `dtype` (0 for float or natural outputs)."""
     if dtype is None or dtype.kind not in "iu":
         return 0
     info = np.iinfo(dtype)
     with np.errstate(invalid="ignore"):
-        return int(np.count_nonzero((natural > info.max) | (natural < info.min)))
+        return int(np.count_nonzero((natural >= info.max + 0.5) | (natural < info.min - 0.5)))
 
 
 def _may_saturate(mode: str, source: np.dtype, target: np.dtype) -> bool:

@@ -563,10 +563,26 @@ def _child_setup(memory: int | None):
     return setup
 
 
+PEAK_FILE = "POOLCLI_TEST_PEAK"
+LAUNCHER = """
+import atexit, os, runpy, sys
+
+def report_peak():  # VmHWM: the peak resident memory of this program alone (not of the parent it was forked from)
+    if os.environ.get("POOLCLI_TEST_PEAK"):
+        with open("/proc/self/status") as status, open(os.environ["POOLCLI_TEST_PEAK"], "w") as out:
+            out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(report_peak)
+sys.argv[0] = "poolcli"
+runpy.run_module("poolcli", run_name="__main__", alter_sys=True)
+"""
+
+
 def start(*args, cwd: Path | None = None, memory: int | None = MEMORY_CAP, stdout=None, stderr=None,
           env: dict | None = None) -> subprocess.Popen:
-    """``python -m poolcli ARGS`` in a new session (its own process group), under ``memory``."""
-    argv = [sys.executable, "-m", "poolcli", *(os.fsencode(a) if isinstance(a, Path) else a for a in args)]
+    """``python -m poolcli ARGS`` in a new session (its own process group), under ``memory``; it
+    writes its peak resident memory to the file the environment's POOLCLI_TEST_PEAK names."""
+    argv = [sys.executable, "-c", LAUNCHER, *(os.fsencode(a) if isinstance(a, Path) else a for a in args)]
     return subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                             env=child_env() if env is None else env, start_new_session=True,
                             preexec_fn=_child_setup(memory))
@@ -596,11 +612,15 @@ def finish(process: subprocess.Popen, timeout: float = WALL_SECONDS) -> tuple[in
 def run(*args, cwd: Path | None = None, timeout: float = WALL_SECONDS, memory: int | None = MEMORY_CAP,
         env: dict | None = None) -> Run:
     """Run poolcli to the end (or the wall limit) and return what it did."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak"
+        env = dict(child_env() if env is None else env, **{PEAK_FILE: str(peak_file)})
         started = time.monotonic()
         process = start(*args, cwd=cwd, memory=memory, stdout=out, stderr=err, env=env)
         code, rss, timed_out, _ = finish(process, timeout)
         seconds = time.monotonic() - started
+        if peak_file.exists() and peak_file.read_text().strip():  # wait4's figure counts the forked parent
+            rss = int(peak_file.read_text()) / 1024
         out.seek(0)
         err.seek(0)
         return Run(list(args), code, out.read(), err.read(), seconds, rss, timed_out)

@@ -144,3 +144,23 @@ def test_no_arguments_prints_help_and_succeeds(capsys):
     assert code == 0 and "Usage: poolcli" in out and err == ""
     code, out, _ = run(capsys, "-V")
     assert code == 0 and out.startswith("poolcli ")
+
+
+def test_batch_starts_workers_only_where_they_pay_off(tmp_path, capsys, monkeypatch):
+    from poolcli import batch
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        shutil.copy(GRAY, src / name)
+    started = []
+    real_pool = batch._Pool
+    monkeypatch.setattr(batch, "_Pool", lambda jobs, *rest: started.append(jobs) or real_pool(jobs, *rest))
+    monkeypatch.setattr(batch, "default_jobs", lambda: 2)
+    assert run(capsys, "batch", src, "-d", tmp_path / "small")[0] == 0
+    assert started == []  # 3 small files: pooled in this process
+    assert run(capsys, "batch", src, "-d", tmp_path / "asked", "--jobs", 2)[0] == 0
+    assert started == [2]  # --jobs given: as asked
+    monkeypatch.setattr(batch, "PARALLEL_BYTES", 1)
+    assert run(capsys, "batch", src, "-d", tmp_path / "big")[0] == 0
+    assert started == [2, 2]  # enough input to pay for the workers
