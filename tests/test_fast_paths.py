@@ -78,7 +78,8 @@ def _same(actual, expected, keywords, values):
     if exact:
         np.testing.assert_array_equal(actual, expected)
     else:  # float sums may add in another order (slabs, window by window): cancellation included
-        epsilon = np.finfo(actual.dtype).eps
+        computed = [actual.dtype] + ([values.dtype] if values.dtype.kind == "f" else [])  # float32 inputs: float32
+        epsilon = max(np.finfo(dtype).eps for dtype in computed)
         scale = float(np.abs(values.astype(np.float64)).max(initial=1.0)) * 16
         np.testing.assert_allclose(actual, expected, rtol=32 * epsilon, atol=32 * epsilon * scale, equal_nan=True)
 
