@@ -65,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="timed rounds")
     args = parser.parse_args(argv)
+    import compileall
+
+    import poolcli as package
+
+    # a real install has its bytecode compiled; with PYTHONDONTWRITEBYTECODE set, runs would
+    # compile poolcli's sources every time and time that instead
+    compileall.compile_dir(Path(package.__file__).parent, quiet=1)
     poolcli = shutil.which("poolcli") or sys.executable
     base = [poolcli] if poolcli != sys.executable else [sys.executable, "-m", "poolcli"]
     with tempfile.TemporaryDirectory(prefix="poolcli-startup-") as folder:
