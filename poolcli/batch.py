@@ -548,6 +548,7 @@ def _worker_main(conn, settings: PoolSettings, options: BatchOptions) -> None:
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     opencv.cv2().setNumThreads(1)  # one worker per core already
+    os.environ["POOLCLI_THREADS"] = "1"  # so the engine pools each file on this worker's thread alone
     try:
         while True:
             try:
