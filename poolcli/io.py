@@ -1282,12 +1282,17 @@ def _encodable(path: Path, array: np.ndarray, fmt: str) -> tuple[np.ndarray, boo
     raise OutputError(f"{path}: {_cannot_hold(fmt, dtype, channels)}")
 
 
+PNG_OPENCV_PIXELS = 1 << 19
+"""PNG outputs of at least this many pixels are encoded by OpenCV (about a quarter faster than
+Pillow with the same zlib settings, more than its import costs); smaller ones by Pillow. The
+rule depends on the size alone, so `pool` and `batch` write the same bytes."""
+
+
 def _opencv_encodes(fmt: str, pixels: int) -> bool:
-    """JPEG: OpenCV where it pays (its bytes are Pillow's, byte for byte). PNG: OpenCV from
-    opencv.MIN_PIXELS on, whatever is loaded, so `pool` and `batch` write the same bytes."""
+    """JPEG: OpenCV where it pays (its bytes are Pillow's, byte for byte). PNG: by size alone."""
     if fmt == "JPEG":
         return opencv.pays(pixels)
-    return fmt == "PNG" and pixels >= opencv.MIN_PIXELS
+    return fmt == "PNG" and pixels >= PNG_OPENCV_PIXELS
 
 
 def _cannot_hold(fmt: str, dtype: np.dtype, channels: int) -> str:
