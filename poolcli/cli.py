@@ -636,6 +636,8 @@ def _shape_text(shape) -> str:
 def _print_description(description: dict) -> None:
     from rich.table import Table
 
+    from .values import special_text
+
     say(f"{description['input']}  {description['format']} ({description['kind']})"
         + (f", mode {description['source_mode']}" if description["source_mode"] else "")
         + (f", {description['frames']} pages or frames (page {description['page']} is pooled)"
@@ -643,8 +645,9 @@ def _print_description(description: dict) -> None:
     for key, array in description["arrays"].items():
         title = "" if key == "array" else f"[{key}] "
         value_range = "n/a" if array["min"] is None else f"{array['min']:g} .. {array['max']:g}"
+        specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
         say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
-            f"range {value_range}  -> output {tuple(array['output_shape'])}")
+            f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),

@@ -19,6 +19,7 @@ from .choices import DTYPE_CHOICES
 from .engine import output_shape, pool
 from .errors import PoolError
 from .geometry import plan_pool
+from .values import finite_range, special_counts
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -298,7 +299,7 @@ def describe_file(source: Path, settings: PoolSettings) -> dict:
 def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
     keywords = keywords_for(settings, loaded, array)
     plan, _ = plan_pool(array.shape, **keywords)
-    finite = _value_range(array)
+    finite = finite_range(array) or (None, None)
     axes = []
     for g in plan.axes:
         covered = (g.out - 1) * g.stride + g.span
@@ -318,6 +319,7 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
         layout=loaded.layout if loaded.kind != "npz" else io.guess_layout(array.ndim),
         min=finite[0],
         max=finite[1],
+        **special_counts(array),
         output_shape=list(output_shape(array.shape, **keywords)),
         axes=axes,
     )
@@ -328,17 +330,6 @@ def settings_summary(settings: PoolSettings) -> dict:
     summary.pop("max_pixels", None)
     summary.pop("max_bytes", None)
     return summary
-
-
-def _value_range(array: np.ndarray) -> tuple[float | None, float | None]:
-    if array.size == 0:
-        return None, None
-    if array.dtype.kind == "f":
-        finite = array[np.isfinite(array)]
-        if finite.size == 0:
-            return None, None
-        return float(finite.min()), float(finite.max())
-    return float(array.min()), float(array.max())
 
 
 def _room_for(keywords: dict, ndim: int, count: int) -> tuple[int, ...]:

@@ -58,6 +58,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ._colormaps import VIRIDIS
 from .errors import PoolError
+from .values import finite_range
 
 __all__ = [
     "BACKGROUND",
@@ -322,16 +323,8 @@ def value_range(*arrays: np.ndarray) -> tuple[float, float]:
     >>> value_range(np.array([2.0]), np.array([-np.inf, 5.0]))
     (2.0, 5.0)
     """
-    lows, highs = [], []
-    for array in arrays:
-        array = np.asarray(array)
-        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array.ravel()
-        if finite.size:
-            lows.append(float(finite.min()))
-            highs.append(float(finite.max()))
-    if not lows:
-        return 0.0, 1.0
-    return min(lows), max(highs)
+    span = finite_range(*arrays)
+    return (0.0, 1.0) if span is None else span
 
 
 _value_range = value_range  # for functions whose keyword argument `value_range` hides it

@@ -1116,18 +1116,26 @@ def test_pooled_axes_for_layout_refusals(layout, ndim, reason):
 # --------------------------------------------------------------------------- description
 
 
-def test_value_range_and_describe_ignore_nan(tmp_path):
+def test_info_counts_nan_and_infinities_without_warnings(tmp_path, capsys):
+    import json
+    import warnings
+
+    from poolcli.cli import main
+
     path = tmp_path / "gaps.npz"
-    np.savez(path, a=np.array([np.nan, 2.0, -1.0]), b=np.array([[3, 9]], np.uint8))
-
-    loaded = pio.load(path)
-
-    assert pio.value_range(loaded.arrays["a"]) == (-1.0, 2.0)
-    assert pio.value_range(np.array([np.nan, np.nan])) is None
-    assert pio.describe(loaded) == [
-        "a: shape (3,) float64, range -1 .. 2, 1 NaN",
-        "b: shape (1, 2) uint8, range 3 .. 9",
-    ]
+    np.savez(path, a=np.array([np.nan, 2.0, -1.0, np.inf, -np.inf, np.inf]), b=np.array([[3, 9]], np.uint8),
+             c=np.full(4, np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["info", str(path), "-k", "1", "--json"]) == 0
+        arrays = json.loads(capsys.readouterr().out)["arrays"]
+        assert main(["info", str(path), "-k", "1"]) == 0
+        text = capsys.readouterr().out
+    assert (arrays["a"]["min"], arrays["a"]["max"]) == (-1.0, 2.0)
+    assert {key: arrays["a"][key] for key in ("nan", "posinf", "neginf")} == {"nan": 1, "posinf": 2, "neginf": 1}
+    assert (arrays["b"]["min"], arrays["b"]["nan"]) == (3.0, 0)
+    assert (arrays["c"]["min"], arrays["c"]["nan"]) == (None, 4)
+    assert "range -1 .. 2, 1 NaN, 2 +inf, 1 -inf" in text and "range n/a, 4 NaN" in text
 
 
 # --------------------------------------------------------------------------- samples
