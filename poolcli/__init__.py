@@ -4,7 +4,7 @@ The public functions are imported on first use, so that `import poolcli` (and th
 line's start-up) costs nothing until pooling is asked for.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["PoolError", "__version__", "adaptive_pool", "output_shape", "pool", "pool_backward", "unpool"]
 

@@ -114,15 +114,16 @@ def scatter_add(xp: Any, target: Any, key: tuple, values: Any) -> None:
         importlib.import_module("cupyx").scatter_add(target, key, values)
 
 
-def fused_forward(xp: Any, x: Any, plan: Any, dtype: Any, return_indices: bool) -> Any:
+def fused_forward(xp: Any, x: Any, plan: Any, dtype: Any, return_indices: bool, sums_fit: Any) -> Any:
     """The result of a fused GPU kernel for a CuPy `x`, or None (NumPy input, or a path
-    without a fused kernel: then the generic engine runs on `xp`).
+    without a fused kernel: then the generic engine runs on `xp`). `sums_fit(xp, x, plan)`:
+    whether integer window sums fit 64 bits (the engine decides).
 
     POOLCLI_FUSED=0 turns the fused kernels off (to check the generic path on a GPU).
     """
     if xp is np or os.environ.get("POOLCLI_FUSED", "1") == "0":
         return None
-    return _cuda().forward(x, plan, dtype, return_indices)
+    return _cuda().forward(x, plan, dtype, return_indices, sums_fit)
 
 
 def fused_backward(xp: Any, grad: Any, x: Any, plan: Any) -> Any:

@@ -24,7 +24,7 @@ the pooled axes are moved last first. Flat indices count over the pooled axes on
 Fused here:
   forward   max, min (values and indices), sum, avg, l2, lp over 1, 2 or 3 pooled axes;
             any window, stride, dilation, padding and ceil mode; nan_policy; divisors;
-            dtype= requests (the engine's `_finalize` casts); adaptive bins; edge and
+            dtype= requests (`dtypes.finalize` casts); adaptive bins; edge and
             reflect padding (materialised once with cupy.pad, indices mapped back).
   backward  max, min (the forward kernel's indices, then a gather); sum, avg, l2, lp
             (a per-window weight kernel, then a gather): one thread per input element
@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dtypes import finalize, natural_dtype
 from .geometry import AdaptiveAxis, PoolPlan, with_materialised_padding
 
 EXTREME = ("max", "min")
@@ -763,21 +764,23 @@ def _run_forward(cp, x, plan: PoolPlan, *, indices: bool, finish: str | None = N
     return y, (layout.restore(cp, yi, out_shape) if indices else None)
 
 
-def forward(x, plan: PoolPlan, dtype: np.dtype | None, return_indices: bool):
-    """The pooled result (as `engine._forward` returns it), or None where no kernel is fused."""
+def forward(x, plan: PoolPlan, dtype: np.dtype | None, return_indices: bool, sums_fit):
+    """The pooled result (as `engine._forward` returns it), or None where no kernel is fused.
+
+    `sums_fit(xp, source, plan)` is the engine's word on whether integer window sums fit the
+    kernels' 64-bit accumulators (else the engine's exact wide path runs)."""
     if not supported(x, plan):
         return None
-    from .engine import _finalize, integer_sums_fit, natural_dtype
 
     cp = _cupy()
     natural = natural_dtype(x.dtype, plan.mode)
     source, padded_plan = _materialised(cp, x, plan)
-    if not integer_sums_fit(cp, source, padded_plan, dtype):
+    if not sums_fit(cp, source, padded_plan):
         return None  # 64-bit accumulators would overflow: the engine's exact wide path
     indices = return_indices and plan.mode in EXTREME
     y, yi = _run_forward(cp, source, padded_plan, indices=indices,
                          dtypes=_forward_dtypes(x.dtype, plan.mode, dtype))
-    y = _finalize(cp, y, natural, dtype)
+    y = finalize(cp, y, natural, dtype)
     if not indices:
         return y
     if padded_plan is not plan:

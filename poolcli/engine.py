@@ -32,6 +32,7 @@ import numpy as np
 
 from . import opencv
 from .backend import as_array, fused_backward, fused_forward, scatter_add
+from .dtypes import finalize, natural_dtype
 from .errors import PoolError
 from .geometry import (
     EXTREME_MODES,
@@ -277,13 +278,14 @@ def fast_paths(**switches: bool):
 
 def _forward(xp, x, plan: PoolPlan, dtype, return_indices: bool):
     scaled = plan.mode == "lp" and _lp_overflows(xp, x, plan)  # the fused kernels would overflow
-    if not scaled and (fused := fused_forward(xp, x, plan, dtype, return_indices)) is not None:
+    sums_fit = functools.partial(integer_sums_fit, requested=dtype)
+    if not scaled and (fused := fused_forward(xp, x, plan, dtype, return_indices, sums_fit)) is not None:
         return fused  # a CuPy array and a fused GPU kernel for this call
     source, padded_plan = _materialise_padding(xp, x, plan)
     natural = natural_dtype(x.dtype, plan.mode)
     if plan.mode in EXTREME_MODES and return_indices:
         y, indices = _arg_extreme(xp, source, padded_plan, plan.pooled_shape)
-        return _finalize(xp, y, natural, dtype), indices
+        return finalize(xp, y, natural, dtype), indices
     if _is_opencv_area_mean(xp, x, plan, dtype):
         return _opencv_area_mean(x, plan)
     return run_chunked(xp, source, padded_plan, lambda a, p: _values(xp, a, p, natural, dtype),
@@ -340,7 +342,7 @@ def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
         y = _scaled_lp(xp, a, plan)
     else:
         y = _sum_family(xp, a, plan, dtype)
-    return _finalize(xp, y, natural, dtype)
+    return finalize(xp, y, natural, dtype)
 
 
 def _lp_overflows(xp, a, plan: PoolPlan) -> bool:
@@ -1133,76 +1135,6 @@ def _gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
 
 
 # ------------------------------------------------------------------ output dtypes
-
-
-def natural_dtype(dtype: np.dtype, mode: str) -> np.dtype:
-    """The output dtype SPEC.md gives each mode when `dtype=` is not set."""
-    if mode in ("max", "min", "median"):
-        return dtype
-    if mode == "sum":
-        if dtype.kind == "f":
-            return dtype
-        return np.dtype(np.uint64) if dtype.kind == "u" else np.dtype(np.int64)
-    return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-def _finalize(xp, y, natural: np.dtype, requested: np.dtype | None):
-    """Cast to the output dtype: integers round half up (floor(v + 0.5)) and clip to the
-    dtype's range, whatever the source (float or a wider integer); NaN -> 0."""
-    target = requested if requested is not None else natural
-    if target.kind == "b":
-        if y.dtype.kind == "f":
-            y = _round_half_up(xp, y)
-        return y != 0
-    if target.kind in "iu":
-        return _float_to_int(xp, y, target) if y.dtype.kind == "f" else _int_to_int(xp, y, target)
-    return y.astype(target, copy=False)
-
-
-def _round_half_up(xp, y):
-    """floor(y + 0.5), exactly: adding 0.5 first would round up odd integers near 2**53
-    (2**24 in float32), where the float cannot hold the half."""
-    rounded = xp.floor(y)
-    rounded += (y - rounded) >= 0.5
-    return rounded
-
-
-def _float_to_int(xp, y, target: np.dtype):
-    """Floats rounded half up and clipped to `target` (NaN -> 0).
-
-    Where the float cannot hold the range's limits (int64/uint64: 2**63 - 1 rounds up to
-    2**63), overflow is found against a power of two, exact in every float, and the clip
-    stops at the largest float inside the range, so nothing wraps around.
-    """
-    info = np.iinfo(target)
-    rounded = _round_half_up(xp, y)
-    finite = np.finfo(rounded.dtype)
-    upper = 2.0 ** (info.bits - (info.min < 0))  # the first value past the range
-    exact_limits = upper <= 2.0 ** finite.nmant  # every limit is a float of y's type
-    if not exact_limits:
-        over, under = rounded >= np.float64(upper), rounded < np.float64(info.min)
-    xp.nan_to_num(rounded, copy=False, nan=0.0)
-    top = np.nextafter(finite.dtype.type(upper), 0) if upper <= finite.max else finite.max
-    xp.clip(rounded, max(finite.dtype.type(info.min), finite.min), top, out=rounded)
-    result = rounded.astype(target)
-    if not exact_limits:
-        result[over] = info.max
-        result[under] = info.min
-    return result
-
-
-def _int_to_int(xp, y, target: np.dtype):
-    """Integers (or bools) cast to `target`, clipped to its range where it is narrower."""
-    if np.can_cast(y.dtype, target, casting="safe") or not y.size:
-        return y.astype(target, copy=False)
-    info, source = np.iinfo(target), np.iinfo(y.dtype)
-    low, high = max(int(info.min), int(source.min)), min(int(info.max), int(source.max))
-    if int(y.min()) < low or int(y.max()) > high:
-        y = xp.clip(y, y.dtype.type(low), y.dtype.type(high))
-    return y.astype(target, copy=False)
-
-
-# ================================================================== backward
 
 
 @ieee_quiet

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import subprocess
 import sys
@@ -39,6 +40,9 @@ _CupyLike.__module__ = "cupy._core.core"
 
 
 # ================================================================== detection and errors
+
+
+ENGINE_FIT = functools.partial(engine.integer_sums_fit, requested=None)  # the engine's rule
 
 
 def test_cupy_arrays_are_recognised_by_module_without_import(monkeypatch):
@@ -104,7 +108,7 @@ def test_auto_backend_uses_the_gpu_only_from_the_crossover(monkeypatch):
 
 def test_the_fused_hooks_leave_numpy_to_the_engine():
     plan, _ = plan_pool((4, 4), 2)
-    assert backend.fused_forward(np, np.zeros((4, 4)), plan, None, False) is None
+    assert backend.fused_forward(np, np.zeros((4, 4)), plan, None, False, ENGINE_FIT) is None
     assert backend.fused_backward(np, np.zeros((2, 2)), np.zeros((4, 4)), plan) is None
 
 
@@ -148,8 +152,8 @@ def fused_on_cpu(monkeypatch):
         monkeypatch.setattr(engine, "fused_forward", original[0])
         monkeypatch.setattr(engine, "fused_backward", original[1])
         expected = case.run()
-        monkeypatch.setattr(engine, "fused_forward", lambda xp, x, plan, dtype, ri: backend_cuda.forward(
-            x, plan, dtype, ri))
+        monkeypatch.setattr(engine, "fused_forward", lambda xp, x, plan, dtype, ri, fit: backend_cuda.forward(
+            x, plan, dtype, ri, fit))
         monkeypatch.setattr(engine, "fused_backward", lambda xp, g, x, plan: backend_cuda.backward(g, x, plan))
         before = len(HostRawKernel.launches)
         actual = case.run()
@@ -262,9 +266,9 @@ def test_kernel_variants_agree(fused_on_cpu, monkeypatch, tuning):
 
 def test_paths_without_a_fused_kernel_are_left_to_the_engine():
     x = np.zeros((6, 6))
-    assert backend_cuda.forward(x, plan_pool(x.shape, 2, mode="median")[0], None, False) is None
+    assert backend_cuda.forward(x, plan_pool(x.shape, 2, mode="median")[0], None, False, ENGINE_FIT) is None
     four = np.zeros((3, 3, 3, 3))
-    assert backend_cuda.forward(four, plan_pool(four.shape, (2, 2, 2, 2))[0], None, False) is None
+    assert backend_cuda.forward(four, plan_pool(four.shape, (2, 2, 2, 2))[0], None, False, ENGINE_FIT) is None
     reflect, _ = plan_pool(x.shape, 3, padding=1, pad_mode="reflect", mode="avg")
     assert backend_cuda.backward(np.zeros((4, 4)), x, reflect) is None
     assert not backend_cuda.supported(x, reflect, backward=True)

@@ -115,7 +115,7 @@ def test_all_good_exits_0_and_counts(tree, tmp_path, capsys):
 def test_a_terminal_gets_a_progress_bar_with_rate_and_eta(tree, tmp_path, capsys, monkeypatch):
     from rich.console import Console
 
-    from poolcli import batch_display, terminal
+    from poolcli.cli import batch_display, terminal
 
     screen = bytes_io.StringIO()
     terminal_screen = Console(file=screen, force_terminal=True, width=120)

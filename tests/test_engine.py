@@ -6,6 +6,7 @@ geometries in test_engine_reference.py, parameter errors in test_engine_errors.p
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import numpy as np
@@ -281,11 +282,14 @@ def _count_calls(function) -> tuple[int, int]:
         if event in counts:
             counts[event] += 1
 
+    gc.collect()
+    gc.disable()  # a collection's callbacks (weakrefs, __del__) are not the engine's calls
     sys.setprofile(profile)
     try:
         function()
     finally:
         sys.setprofile(None)
+        gc.enable()
     return counts["call"], counts["c_call"]
 
 

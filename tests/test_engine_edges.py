@@ -11,6 +11,7 @@ forced off on the same random geometries.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -27,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import padding_only_windows, plan
 
-from poolcli import PoolError, adaptive_pool, backend_cuda, engine, output_shape, pool, pool_backward, unpool
+from poolcli import PoolError, adaptive_pool, backend_cuda, dtypes, engine, output_shape, pool, pool_backward, unpool
 from poolcli.geometry import plan_pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +220,7 @@ def test_64_bit_sums_means_and_medians_are_exact(geometry, data):
         keywords["divisor_override"] = data.draw(st.sampled_from([None, None, 1, 3, 2**31 + 1, 2**62 + 1,
                                                                   INT64_MAX]), label="divisor_override")
     out_shape, windows = exact_windows(x, keywords)
-    target = np.dtype(requested) if requested else engine.natural_dtype(x.dtype, mode)
+    target = np.dtype(requested) if requested else dtypes.natural_dtype(x.dtype, mode)
     expected = np.empty(out_shape, dtype=target)
     for index, real, zeros in windows:
         expected[index] = _exact_64(mode, real, zeros, keywords, target)
@@ -242,7 +243,7 @@ def test_64_bit_adaptive_pooling_is_exact(mode, requested):
     for dtype in sorted(EXTREMES):
         x = rng.choice(np.array(EXTREMES[dtype], dtype=dtype), size=(2, 5, 7))
         out_shape, windows = exact_bins(x, (3, 2))
-        target = np.dtype(requested) if requested else engine.natural_dtype(x.dtype, mode)
+        target = np.dtype(requested) if requested else dtypes.natural_dtype(x.dtype, mode)
         expected = np.empty(out_shape, dtype=target)
         for index, real, zeros in windows:
             expected[index] = _exact_64(mode, real, zeros, {}, target)
@@ -598,7 +599,8 @@ def test_fused_kernels_leave_64_bit_overflow_to_the_engine(monkeypatch):
     big = np.full((4, 4), INT64_MAX, np.int64)
     for mode, dtype in (("sum", None), ("avg", None), ("avg", np.dtype(np.int64)), ("sum", np.dtype(np.int8))):
         plan, _ = plan_pool(big.shape, 2, mode=mode)
-        assert backend_cuda.forward(big, plan, dtype, False) is None
+        fit = functools.partial(engine.integer_sums_fit, requested=dtype)
+        assert backend_cuda.forward(big, plan, dtype, False, fit) is None
         assert not engine.integer_sums_fit(np, big, plan, dtype)
         assert engine.integer_sums_fit(np, big // 8, plan, dtype)  # small values: fused
     rounded, _ = plan_pool((4,), 2, mode="avg")

@@ -14,8 +14,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .batch import BatchRecord, BatchSummary
-from .errors import printable
+from ..batch import BatchRecord, BatchSummary
+from ..errors import printable
 from .terminal import console, report_failure, report_warning, say
 
 

@@ -13,7 +13,7 @@ import os
 
 import typer
 
-from .errors import printable
+from ..errors import printable
 
 
 def say(text: str) -> None:

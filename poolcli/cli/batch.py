@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .choices import FORMAT_SUFFIXES, JPEG_QUALITY
-from .cli import (
+from ..choices import FORMAT_SUFFIXES, JPEG_QUALITY
+from ..errors import PoolError
+from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -24,11 +25,10 @@ from .cli import (
     app,
     with_pool_options,
 )
-from .errors import PoolError
 from .terminal import report_failure, report_warning
 
 if TYPE_CHECKING:
-    from .pipeline import PoolSettings
+    from ..pipeline import PoolSettings
 
 OUTPUT_FORMAT_NAMES = ("same", *FORMAT_SUFFIXES)
 
@@ -68,7 +68,7 @@ def batch_command(
     settings: "PoolSettings",
 ):
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
-    from .batch import Batch, BatchOptions, BatchRecord, BatchSummary, open_report
+    from ..batch import Batch, BatchOptions, BatchRecord, BatchSummary, open_report
     from .batch_display import Display, print_summary
 
     settings = dataclasses.replace(settings, quality=quality)
@@ -118,7 +118,7 @@ def batch_command(
 
 def _capped_jobs(jobs: int | None) -> int:
     """--jobs as given (default: the cores), at most `max_jobs()`, with a warning when capped."""
-    from .batch import JOBS_PER_CORE, default_jobs, max_jobs
+    from ..batch import JOBS_PER_CORE, default_jobs, max_jobs
 
     if jobs is None:
         return default_jobs()

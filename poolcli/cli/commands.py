@@ -1,0 +1,365 @@
+"""`poolcli pool`, `info`, `compare` and `grad`: parse, call the library, print. No array math,
+no file formats: those are in pipeline.py, figures.py and io.py.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..choices import FORMAT_SUFFIXES, JPEG_QUALITY, MODES
+from ..errors import PoolError
+from .app import (
+    DEBUG,
+    EXIT_FAILED,
+    EXIT_OK,
+    PlainCommand,
+    QualityOption,
+    UsageProblem,
+    app,
+    choice,
+    one_line,
+    option_names,
+    parse_ints,
+    with_pool_options,
+)
+from .terminal import console, report_failure, report_warning, say
+
+if TYPE_CHECKING:
+    from ..pipeline import FileResult, PoolSettings
+
+
+@app.command("pool", cls=PlainCommand)
+@with_pool_options
+def pool_command(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Output file (one input); - writes to stdout.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "-d", "--out-dir", help="Output folder (created if missing): writes {stem}_{mode}_{window}{ext} per input.")
+    ] = None,
+    output_format: Annotated[str | None, typer.Option(
+        "-f", "--format", help=f"Output format: {'|'.join(FORMAT_SUFFIXES)} (default: the extension of -o, "
+        "else the input's).", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
+    compare: Annotated[Path | None, typer.Option(
+        "--compare", help="Also write the input and its output side by side to this PNG (with several inputs: "
+        "a folder, one DIR/{stem}_compare.png each).")] = None,
+    quality: QualityOption = JPEG_QUALITY,
+    *,
+    settings: "PoolSettings",
+):
+    """Pool each INPUT and save the result."""
+    from ..pipeline import FileResult, pool_file
+
+    settings = dataclasses.replace(settings, quality=quality)
+    suffix = None if output_format is None else FORMAT_SUFFIXES[choice("--format", output_format, FORMAT_SUFFIXES)]
+    with contextlib.ExitStack() as stack:
+        streams = _Streams(inputs, output, suffix, stack)
+        inputs = streams.inputs
+        targets = _targets(inputs, streams.output, out_dir, settings, suffix)
+        figures = _compare_targets(inputs, compare)
+        _refuse_collisions(inputs, targets, figures)
+        failures = 0
+        for source, target, figure in zip(inputs, targets, figures):
+            try:
+                result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs))
+                if figure is not None:
+                    _write_compare(source, target, figure, settings, overwrite, tuple(inputs))
+                streams.send(target)
+            except Exception as error:  # one input's failure, whatever it is, never stops the others
+                failures += 1
+                message = _input_failure(streams.shown(source), error)
+                if DEBUG["on"]:
+                    traceback.print_exc()
+                report_failure(message)
+                if as_json:
+                    _print_json(FileResult(str(source), str(target), status="failed", error=message))
+                continue
+            for warning in result.warnings:
+                report_warning(warning)
+            if as_json:
+                _print_json(result)
+            elif not streams.to_stdout:
+                say(f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+class _Streams:
+    """`-` as an input (stdin) or as -o (stdout): the bytes go through a private temporary folder,
+    so every input and output is a file to the rest of poolcli."""
+
+    def __init__(self, inputs: list[Path], output: Path | None, suffix: str | None, stack: contextlib.ExitStack):
+        self.to_stdout = output is not None and str(output) == "-"
+        from_stdin = [source for source in inputs if str(source) == "-"]
+        if len(from_stdin) > 1:
+            raise UsageProblem("- (stdin) may be given once; pass the other inputs as files")
+        self.inputs, self.output, self._stdin = list(inputs), output, None
+        if not from_stdin and not self.to_stdout:
+            return
+        import tempfile
+
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="poolcli-")))
+        if from_stdin:
+            self._stdin = _read_stdin(folder)
+            self.inputs = [self._stdin if str(source) == "-" else source for source in inputs]
+        if self.to_stdout:
+            if suffix is None and len(self.inputs) == 1:
+                suffix = self.inputs[0].suffix
+            if suffix is None:
+                raise UsageProblem("-o - (stdout) has no extension to go by; pass --format, e.g. --format png")
+            self.output = folder / f"stdout{suffix}"
+
+    def send(self, target: Path) -> None:
+        if self.to_stdout:
+            import shutil
+            import sys
+
+            with open(target, "rb") as file:
+                shutil.copyfileobj(file, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+
+    def shown(self, source: Path) -> Path:
+        return Path("<stdin>") if source == self._stdin else source
+
+
+def _read_stdin(folder: Path) -> Path:
+    import sys
+
+    from ..io import sniff_suffix
+
+    data = sys.stdin.buffer.read()
+    suffix = sniff_suffix(data)
+    if suffix is None:
+        raise UsageProblem("- (stdin): the data is not in a format poolcli reads (PNG, JPEG, TIFF, GIF, BMP, WebP,"
+                           " .npy, .npz); check what is piped in")
+    path = folder / f"stdin{suffix}"
+    path.write_bytes(data)
+    return path
+
+
+def _input_failure(source: Path, error: Exception) -> str:
+    """One line for what went wrong with one input."""
+    if isinstance(error, PoolError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{source}: {error.strerror or one_line(str(error))}"
+    return f"{source}: unexpected {type(error).__name__}: {one_line(str(error)) or 'no detail'}" \
+        " (rerun with --debug for details)"
+
+
+@app.command("info", cls=PlainCommand)
+@with_pool_options
+def info_command(
+    input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    *,
+    settings: "PoolSettings",
+):
+    """Describe INPUT and what pooling would do to it, without writing anything."""
+    from ..pipeline import describe_file
+
+    description = describe_file(input, settings)
+    if as_json:
+        typer.echo(json.dumps(description))
+        return EXIT_OK
+    _print_description(description)
+    return EXIT_OK
+
+
+@app.command("compare", cls=PlainCommand)
+@with_pool_options
+def compare_command(
+    ctx: typer.Context,
+    input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The grid, a PNG.", show_default=False)],
+    modes: Annotated[str | None, typer.Option(
+        "--modes", help="Comma-separated modes, one row each (default: -m if given, else max,avg).",
+        show_default=False)] = None,
+    windows: Annotated[str | None, typer.Option(
+        "--windows", help='Comma-separated windows, one column each, e.g. "2,4,8" (default: -k).')] = None,
+    diff: Annotated[bool, typer.Option(
+        "--diff", help="Add |original - result| heat maps with a colour scale.")] = False,
+    channel: Annotated[int, typer.Option("--channel", help="Feature maps: the channel to show.")] = 0,
+    montage: Annotated[int | None, typer.Option(
+        "--montage", help="Feature maps: tile the first N channels instead of one.")] = None,
+    scale: Annotated[str, typer.Option(
+        "--scale", help="With --montage: one colour scale for all channels (shared) or one each (channel).")
+    ] = "shared",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    *,
+    settings: "PoolSettings",
+):
+    """Draw INPUT beside its pooled results, one cell per (mode, window), upscaled to the same size."""
+    from ..figures import MONTAGE_SCALES, write_compare
+
+    given = {name for name in ("mode", "window", "channel", "scale") if _given(ctx, name)}
+    if "mode" in given and modes is not None:
+        raise UsageProblem("-m/--mode and --modes both choose the modes; give one (--modes for several rows)")
+    if "window" in given and windows is not None:
+        raise UsageProblem("-k/--window and --windows both choose the windows; give one (--windows for several)")
+    if montage is not None and "channel" in given:
+        raise UsageProblem("--montage tiles channels 0..N-1 and --channel picks one; give only one of them")
+    if montage is None and "scale" in given:
+        raise UsageProblem("--scale applies to --montage; add --montage N or drop --scale")
+    modes = modes or (settings.mode if "mode" in given else "max,avg")
+    mode_list = [choice("--modes", m.strip(), MODES) for m in modes.split(",") if m.strip()]
+    window_list = [settings.window] if windows is None else \
+        [parse_ints(w, "--windows") for w in windows.split(",") if w.strip()]
+    if not mode_list or not window_list:
+        raise UsageProblem("--modes and --windows need at least one value each; e.g. --modes max,avg --windows 2,4")
+    for window in window_list:
+        for mode in mode_list:
+            checked_variant(settings, mode, window)
+    written = write_compare(input, output, settings, mode_list, window_list, diff=diff, channel=channel,
+                            montage=montage, scale=choice("--scale", scale, MONTAGE_SCALES), overwrite=overwrite)
+    say(f"{input} -> {written}  ({len(mode_list)} modes x {len(window_list)} windows)")
+    return EXIT_OK
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option `name` (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+@app.command("grad", cls=PlainCommand)
+@with_pool_options
+def grad_command(
+    input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="MAP.png (a picture) or MAP.npy (the raw gradient).", show_default=False)],
+    channel: Annotated[int, typer.Option("--channel", help="Feature maps: the channel to show.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    *,
+    settings: "PoolSettings",
+):
+    """Show the backward pass: which inputs receive gradient (max/min) or with what weight."""
+    from ..figures import write_gradient
+
+    written = write_gradient(input, output, settings, channel=channel, overwrite=overwrite)
+    say(f"{input} -> {written}  (dL/dx of {settings.label()} for dL/dy = 1)")
+    return EXIT_OK
+
+
+def checked_variant(settings: "PoolSettings", mode: str, window: tuple[int, ...]) -> None:
+    from dataclasses import replace
+
+    try:
+        replace(settings, mode=mode, window=window).check()
+    except PoolError as error:
+        raise UsageProblem(option_names(str(error))) from None
+
+
+def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: "PoolSettings",
+             suffix: str | None) -> list[Path]:
+    if output is not None and out_dir is not None:
+        raise UsageProblem("-o/--output and -d/--out-dir both name the output; give only one")
+    if output is not None:
+        if len(inputs) > 1:
+            raise UsageProblem(f"-o/--output names one file but {len(inputs)} inputs were given; use -d OUT_DIR")
+        if output.is_dir() or str(output).endswith(os.sep):
+            raise UsageProblem(f"-o/--output {output} is a folder; use -d {output} to write into it")
+        if suffix is not None and output.suffix.lower() != suffix:
+            raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")
+        return [output]
+    if out_dir is not None:
+        _make_out_dir(out_dir)
+    from ..pipeline import default_output
+
+    return [default_output(source, settings, out_dir, suffix) for source in inputs]
+
+
+def _make_out_dir(folder: Path) -> None:
+    """-d's folder, created (its parent must exist) as batch creates OUT."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise UsageProblem(f"-d/--out-dir {folder} is a file, not a folder; give a folder")
+    if not folder.parent.is_dir():
+        raise UsageProblem(f"-d/--out-dir {folder}: its parent folder {folder.parent} does not exist; create it first")
+    try:
+        folder.mkdir()
+    except OSError as error:
+        raise UsageProblem(f"-d/--out-dir {folder}: cannot create it ({error.strerror}); choose a writable folder") \
+            from None
+
+
+def _compare_targets(inputs: list[Path], compare: Path | None) -> list[Path | None]:
+    """Where each input's --compare figure goes: the file named, or {stem}_compare.png in the
+    folder named (the only choice with several inputs)."""
+    if compare is None:
+        return [None] * len(inputs)
+    if compare.is_dir() or str(compare).endswith(os.sep):
+        if not compare.is_dir():
+            raise UsageProblem(f"--compare {compare} is not a folder; create it first")
+        return [compare / f"{source.stem}_compare.png" for source in inputs]
+    if len(inputs) > 1:
+        raise UsageProblem(f"--compare {compare} names one file but {len(inputs)} inputs were given;"
+                           " give a folder for one figure per input")
+    return [compare]
+
+
+def _refuse_collisions(inputs: list[Path], targets: list[Path], figures: list[Path | None]) -> None:
+    """Two inputs must never write one file (nor an output be another input): refuse up front."""
+    claimed: dict[str, Path] = {}
+    for source, *outputs in zip(inputs, targets, figures):
+        for output in outputs:
+            if output is None:
+                continue
+            key = os.path.realpath(output)
+            if key in claimed:
+                raise UsageProblem(f"{claimed[key]} and {source} would both write {output};"
+                                   " pool them into different folders or one at a time with -o")
+            claimed[key] = source
+    for source in inputs:
+        owner = claimed.get(os.path.realpath(source))
+        if owner is not None:
+            raise UsageProblem(f"{source} is an input but also where {owner} would be written;"
+                               " poolcli never overwrites an input; choose another output")
+
+
+def _write_compare(source: Path, target: Path, figure: Path, settings: "PoolSettings", overwrite: bool,
+                   inputs: tuple[Path, ...]) -> None:
+    from ..figures import write_side_by_side
+
+    write_side_by_side(source, target, figure, settings, overwrite=overwrite, inputs=inputs)
+
+
+def _print_json(result: "FileResult") -> None:
+    typer.echo(json.dumps(result.to_json()))
+
+
+def _shape_text(shape) -> str:
+    if isinstance(shape, dict):
+        return ", ".join(f"{k}: {tuple(v)}" for k, v in shape.items())
+    return str(tuple(shape))
+
+
+def _print_description(description: dict) -> None:
+    from rich.table import Table
+
+    from ..values import special_text
+
+    say(f"{description['input']}  {description['format']} ({description['kind']})"
+        + (f", mode {description['source_mode']}" if description["source_mode"] else "")
+        + (f", {description['frames']} pages or frames (page {description['page']} is pooled)"
+           if description["frames"] > 1 else ""))
+    for key, array in description["arrays"].items():
+        title = "" if key == "array" else f"[{key}] "
+        value_range = "n/a" if array["min"] is None else f"{array['min']:g} .. {array['max']:g}"
+        specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
+        say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
+            f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
+        table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
+        for axis in array["axes"]:
+            table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
+                          f"{axis['padding'][0]}, {axis['padding'][1]}", str(axis["output"]), str(axis["dropped"]))
+        console().print(table)

@@ -1,0 +1,82 @@
+"""Output dtypes: each mode's natural dtype and the one cast every result goes through
+(integers round half up and clip, NaN becomes 0), shared by the NumPy engine and the CuPy
+kernels so both give the same values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def natural_dtype(dtype: np.dtype, mode: str) -> np.dtype:
+    """The output dtype of each mode when `dtype=` is not set (docs/semantics.md, Dtypes).
+
+    >>> natural_dtype(np.dtype(np.uint8), "avg"), natural_dtype(np.dtype(np.int16), "sum")
+    (dtype('float64'), dtype('int64'))
+    """
+    if mode in ("max", "min", "median"):
+        return dtype
+    if mode == "sum":
+        if dtype.kind == "f":
+            return dtype
+        return np.dtype(np.uint64) if dtype.kind == "u" else np.dtype(np.int64)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def finalize(xp, y, natural: np.dtype, requested: np.dtype | None):
+    """Cast to the output dtype: integers round half up (floor(v + 0.5)) and clip to the
+    dtype's range, whatever the source (float or a wider integer); NaN -> 0."""
+    target = requested if requested is not None else natural
+    if target.kind == "b":
+        if y.dtype.kind == "f":
+            y = _round_half_up(xp, y)
+        return y != 0
+    if target.kind in "iu":
+        return _float_to_int(xp, y, target) if y.dtype.kind == "f" else _int_to_int(xp, y, target)
+    return y.astype(target, copy=False)
+
+
+def _round_half_up(xp, y):
+    """floor(y + 0.5), exactly: adding 0.5 first would round up odd integers near 2**53
+    (2**24 in float32), where the float cannot hold the half."""
+    rounded = xp.floor(y)
+    rounded += (y - rounded) >= 0.5
+    return rounded
+
+
+def _float_to_int(xp, y, target: np.dtype):
+    """Floats rounded half up and clipped to `target` (NaN -> 0).
+
+    Where the float cannot hold the range's limits (int64/uint64: 2**63 - 1 rounds up to
+    2**63), overflow is found against a power of two, exact in every float, and the clip
+    stops at the largest float inside the range, so nothing wraps around.
+    """
+    info = np.iinfo(target)
+    rounded = _round_half_up(xp, y)
+    finite = np.finfo(rounded.dtype)
+    upper = 2.0 ** (info.bits - (info.min < 0))  # the first value past the range
+    exact_limits = upper <= 2.0 ** finite.nmant  # every limit is a float of y's type
+    if not exact_limits:
+        over, under = rounded >= np.float64(upper), rounded < np.float64(info.min)
+    xp.nan_to_num(rounded, copy=False, nan=0.0)
+    top = np.nextafter(finite.dtype.type(upper), 0) if upper <= finite.max else finite.max
+    xp.clip(rounded, max(finite.dtype.type(info.min), finite.min), top, out=rounded)
+    result = rounded.astype(target)
+    if not exact_limits:
+        result[over] = info.max
+        result[under] = info.min
+    return result
+
+
+def _int_to_int(xp, y, target: np.dtype):
+    """Integers (or bools) cast to `target`, clipped to its range where it is narrower."""
+    if np.can_cast(y.dtype, target, casting="safe") or not y.size:
+        return y.astype(target, copy=False)
+    info, source = np.iinfo(target), np.iinfo(y.dtype)
+    low, high = max(int(info.min), int(source.min)), min(int(info.max), int(source.max))
+    if int(y.min()) < low or int(y.max()) > high:
+        y = xp.clip(y, y.dtype.type(low), y.dtype.type(high))
+    return y.astype(target, copy=False)
+
+
+# ================================================================== backward

@@ -1,0 +1,117 @@
+"""The layers of the package, checked from the source: every import (at module level or inside a
+function) points down the layer order or within a layer, and no import cycle exists.
+
+    0 errors, choices, values, version, _colormaps     names and helpers, no NumPy for most
+    1 geometry, opencv, dtypes                          the validated plan; OpenCV's one door; output dtypes
+    2 backend, backend_cuda, io, viz                    the backend seam and kernels; files; drawing
+    3 engine                                            the pooling math
+    4 alpha                                             pooling of images with alpha
+    5 pipeline                                          one file through: load, pool, save
+    6 figures, batch                                    figures of a file; many files
+    7 cli (the package)                                 parse, call, print
+    8 poolcli (the package's public face), __main__
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "poolcli"
+LAYERS = {
+    "errors": 0, "choices": 0, "values": 0, "version": 0, "_colormaps": 0,
+    "geometry": 1, "opencv": 1, "dtypes": 1,
+    "backend": 2, "backend_cuda": 2, "io": 2, "viz": 2,
+    "engine": 3,
+    "alpha": 4,
+    "pipeline": 5,
+    "figures": 6, "batch": 6,
+    "cli": 7,
+    "": 8, "__main__": 8,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(part for part in parts if part != "__init__")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The poolcli modules `path` imports, by their names inside the package ("" is the package)."""
+    here = module_name(path).split(".") if module_name(path) else []
+    package = here if path.name == "__init__.py" else here[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)]
+            if node.module:
+                found.add(".".join(base + node.module.split(".")))
+            else:
+                found.update(".".join(base + [alias.name]) for alias in node.names)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found.update(name.removeprefix("poolcli").lstrip(".") for name in names if name.split(".")[0] == "poolcli")
+    return {name for name in found if _is_module(name)} - {module_name(path)}
+
+
+def _is_module(name: str) -> bool:
+    target = PACKAGE.joinpath(*name.split(".")) if name else PACKAGE
+    return target.with_suffix(".py").exists() or (target / "__init__.py").exists()
+
+
+def layer(name: str) -> int:
+    top = name.split(".")[0]
+    assert top in LAYERS, f"poolcli.{name} has no layer: add it to tests/test_architecture.py's LAYERS"
+    return LAYERS[top]
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(path): imported_modules(path) for path in PACKAGE.rglob("*.py")}
+
+
+def test_every_module_has_a_layer():
+    for name in graph():
+        layer(name)
+
+
+@pytest.mark.parametrize("name", sorted(graph()))
+def test_imports_point_down_the_layers(name):
+    for target in graph()[name]:
+        if name.split(".")[0] == target.split(".")[0] == "cli":
+            continue  # within the command-line package
+        assert layer(target) <= layer(name), f"poolcli.{name} (layer {layer(name)}) imports poolcli.{target} " \
+                                             f"(layer {layer(target)}): move the shared piece down"
+
+
+def test_no_import_cycles():
+    edges = graph()
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == "open":
+                cycle = path[path.index(target):] + [target]
+                pytest.fail("import cycle: " + " -> ".join(f"poolcli.{n}" if n else "poolcli" for n in cycle))
+            if target not in state:
+                visit(target, path + [target])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_the_check_sees_a_cycle(tmp_path, monkeypatch):
+    """The walk itself: a planted cycle is found (so a passing test means something)."""
+    fake = tmp_path / "poolcli"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "errors.py").write_text("from .engine import pool\n")
+    (fake / "engine.py").write_text("def f():\n    from . import errors\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    assert graph()["errors"] == {"engine"} and graph()["engine"] == {"errors"}
+    with pytest.raises(pytest.fail.Exception, match="import cycle"):
+        test_no_import_cycles()
+    with pytest.raises(AssertionError, match="layer 0"):
+        test_imports_point_down_the_layers("errors")
