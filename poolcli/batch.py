@@ -40,7 +40,7 @@ from multiprocessing import connection
 from pathlib import Path
 
 from . import io, opencv
-from .errors import Interrupted, OutputError, PoolError
+from .errors import Interrupted, OutputError, PoolError, signals_interrupt
 from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_file, settings_summary
 
 OUTPUT_FORMATS = {"same": None, **io.FORMAT_SUFFIXES}
@@ -194,10 +194,10 @@ class Batch:
             what = "does not exist" if not self.source.exists() else "is not a folder"
             raise PoolError(f"SRC {source} {what}; give the folder of inputs")
         self._root = _real(self.source)
-        self._out_root = _make_folder(self.out_dir, "-d/--out-dir")
+        self._out_root = _real_folder(self.out_dir, "-d/--out-dir")
         if self._out_root == self._root:
             raise PoolError(f"-d/--out-dir {out_dir} is SRC itself; write the outputs to another folder")
-        self._compare_root = None if options.compare_dir is None else _make_folder(options.compare_dir, "--compare-dir")
+        self._compare_root = None if options.compare_dir is None else _real_folder(options.compare_dir, "--compare-dir")
         if self._compare_root == self._root:
             raise PoolError(f"--compare-dir {options.compare_dir} is SRC itself; write the figures to another folder")
         self._excluded = {p for p in (self._out_root, self._compare_root) if p is not None}
@@ -343,7 +343,7 @@ class Batch:
                 on_result(record, summary)
 
         pool = None
-        with _signals_interrupt():
+        with signals_interrupt(_STOP_SIGNALS):
             try:
                 summary.total = self.count()
                 jobs = self._workers(summary.total)
@@ -617,27 +617,6 @@ def _signals_blocked() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP raise Interrupted here (unless the process was told to ignore them)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise Interrupted(signum)
-
-    previous = {}
-    for number in _STOP_SIGNALS:
-        if signal.getsignal(number) != signal.SIG_IGN:
-            previous[number] = signal.signal(number, interrupt)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-@contextlib.contextmanager
 def _signals_ignored() -> Iterator[None]:
     """While stopping (bounded by the grace time), a second Ctrl-C must not cut the clean-up short."""
     if threading.current_thread() is not threading.main_thread():
@@ -670,24 +649,13 @@ def _real(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(path))
 
 
+def _real_folder(folder: Path, option: str) -> Path:
+    """`folder`, created if missing (io.make_folder), with every symlink resolved."""
+    return _real(io.make_folder(folder, option))
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
-
-
-def _make_folder(folder: Path, option: str) -> Path:
-    """Create `folder` (its parent must exist) and return it resolved; PoolError if impossible."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise PoolError(f"{option} {folder} is a file, not a folder; give a folder")
-    if not folder.exists():
-        if not folder.parent.is_dir():
-            raise PoolError(f"{option} {folder}: its parent folder {folder.parent} does not exist; create it first")
-        try:
-            folder.mkdir()
-        except OSError as error:
-            raise PoolError(f"{option} {folder}: cannot create it ({error.strerror}); choose a writable folder") \
-                from None
-    return _real(folder)
 
 
 # ------------------------------------------------------------------ report

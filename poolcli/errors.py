@@ -1,8 +1,14 @@
-"""The exceptions poolcli raises on purpose, and how their messages are shown.
+"""The exceptions poolcli raises on purpose, how their messages are shown, and how a signal
+becomes one (`Interrupted`).
 
 Every message names the parameter (or file), the value and the fix, so that the
 command line can print it as one line and a Python user can act on it.
 """
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 
 
 class PoolError(ValueError):
@@ -37,6 +43,28 @@ class Interrupted(KeyboardInterrupt):
     def exit_code(self) -> int:
         """128 + the signal's number, as shells report a process a signal ended."""
         return 128 + self.signum
+
+
+@contextlib.contextmanager
+def signals_interrupt(numbers: tuple[int, ...]) -> Iterator[None]:
+    """While the block runs, the signals `numbers` raise `Interrupted` (in the main thread;
+    a signal the process was told to ignore, as nohup does, stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    for number in numbers:
+        if signal.getsignal(number) != signal.SIG_IGN:
+            previous[number] = signal.signal(number, interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def printable(text: str) -> str:

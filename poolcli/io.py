@@ -1459,6 +1459,25 @@ def minmax_to_uint8(array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- atomic writes
 
 
+def make_folder(folder: str | os.PathLike[str], name: str) -> Path:
+    """`folder`, created if missing (its parent must exist); an OutputError naming it as `name`
+    (the option that gave it) when it is a file or cannot be created."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{name} {folder} is a file, not a folder; give a folder")
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise OutputError(f"{name} {folder}: its parent folder {folder.parent} does not exist; create it first")
+        try:
+            folder.mkdir()
+        except FileExistsError:  # made meanwhile by another process
+            pass
+        except OSError as error:
+            raise OutputError(f"{name} {folder}: cannot create it ({error.strerror}); choose a writable folder") \
+                from None
+    return folder
+
+
 def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -12,7 +12,6 @@ import functools
 import inspect
 import os
 import signal
-import threading
 import traceback
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,7 +26,7 @@ from ..choices import (
     NAN_POLICIES,
     PAD_MODES,
 )
-from ..errors import Interrupted, PoolError
+from ..errors import Interrupted, PoolError, signals_interrupt
 from ..version import __version__
 from .terminal import report_failure
 
@@ -330,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not (sys.argv[1:] if argv is None else argv):
         argv = ["--help"]  # `poolcli` alone: the help, and success
-    with _signals_stop():
+    with signals_interrupt(STOP_SIGNALS):  # SIGTERM and SIGHUP stop a command as Ctrl-C does
         try:
             code = app(args=argv, prog_name="poolcli", standalone_mode=False)
         except typer.Exit as done:
@@ -353,28 +352,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-@contextlib.contextmanager
-def _signals_stop():
-    """SIGTERM and SIGHUP stop a command as Ctrl-C does (clean-up, one line), with exit code
-    128 + the signal; a signal the caller ignores (nohup) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise Interrupted(signum)
-
-    previous = {}
-    for number in STOP_SIGNALS:
-        if signal.getsignal(number) != signal.SIG_IGN:
-            previous[number] = signal.signal(number, stop)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _stdout_gone() -> int:

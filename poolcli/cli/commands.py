@@ -271,25 +271,15 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
             raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")
         return [output]
     if out_dir is not None:
-        _make_out_dir(out_dir)
+        from ..io import make_folder
+
+        try:
+            make_folder(out_dir, "-d/--out-dir")
+        except PoolError as error:
+            raise UsageProblem(str(error)) from None
     from ..pipeline import default_output
 
     return [default_output(source, settings, out_dir, suffix) for source in inputs]
-
-
-def _make_out_dir(folder: Path) -> None:
-    """-d's folder, created (its parent must exist) as batch creates OUT."""
-    if folder.is_dir():
-        return
-    if folder.exists():
-        raise UsageProblem(f"-d/--out-dir {folder} is a file, not a folder; give a folder")
-    if not folder.parent.is_dir():
-        raise UsageProblem(f"-d/--out-dir {folder}: its parent folder {folder.parent} does not exist; create it first")
-    try:
-        folder.mkdir()
-    except OSError as error:
-        raise UsageProblem(f"-d/--out-dir {folder}: cannot create it ({error.strerror}); choose a writable folder") \
-            from None
 
 
 def _compare_targets(inputs: list[Path], compare: Path | None) -> list[Path | None]:
