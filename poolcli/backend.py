@@ -74,7 +74,7 @@ def gpu_available() -> bool:
     return gpu_unavailable_reason() is None
 
 
-def to_numpy(x: object) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
     """A NumPy copy of a CuPy array, or `x` itself as a NumPy array."""
     return x.get() if is_cupy_array(x) else np.asarray(x)
 

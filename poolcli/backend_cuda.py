@@ -685,7 +685,7 @@ def _materialised(cp, x, plan: PoolPlan):
         return x, plan
     padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
     widths = [(0, 0)] * x.ndim
-    for g in plan.axes:
+    for g in plan.sliding:
         widths[g.axis] = (g.pad_lo, g.pad_hi)
     return cp.pad(x, widths, mode=plan.pad_mode), padded_plan
 

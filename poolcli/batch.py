@@ -1,7 +1,7 @@
 """Pool every file of a folder tree into a mirror of that tree, in parallel. Nothing here prints.
 
 `Batch(source, out_dir, settings, options).run(on_result=...)` finds the inputs lazily,
-keeps at most two files per worker in flight, and reports each file's `BatchRecord`
+keeps at most two files per worker in flight, and reports each file's `FileResult`
 through the callback as it finishes. One bad file never stops the batch: every failure,
 a decoder that kills its worker process included, becomes a record with its reason.
 Ctrl-C and SIGTERM stop it within two seconds, leaving no partial or temporary file;
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from . import io, opencv
 from .errors import Interrupted, OutputError, PoolError, signals_interrupt
-from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, PoolSettings, pool_file, settings_summary
+from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, FileResult, PoolSettings, pool_file, settings_summary
 
 OUTPUT_FORMATS = {"same": None, **io.FORMAT_SUFFIXES}
 INPUT_SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
@@ -100,26 +100,6 @@ class BatchOptions:
 
 
 @dataclass
-class BatchRecord:
-    """What happened to one input: a row of the report."""
-
-    input: str
-    output: str | None
-    status: str = "done"  # done | skipped | failed
-    error: str | None = None
-    seconds: float = 0.0
-    input_shape: list[int] | dict = field(default_factory=list)
-    output_shape: list[int] | dict = field(default_factory=list)
-    dtype: str = ""
-    output_dtype: str = ""
-    output_bytes: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
 class BatchSummary:
     """Counts, time and every failure of a run (the records themselves go to the callback)."""
 
@@ -131,13 +111,13 @@ class BatchSummary:
     output_bytes: int = 0
     interrupted: bool = False
     stop_signal: int | None = None  # the signal that interrupted the run
-    failures: list[BatchRecord] = field(default_factory=list)
+    failures: list[FileResult] = field(default_factory=list)
 
     @property
     def finished(self) -> int:
         return self.done + self.skipped + self.failed
 
-    def add(self, record: BatchRecord) -> None:
+    def add(self, record: FileResult) -> None:
         if record.status == "done":
             self.done += 1
             self.output_bytes += record.output_bytes
@@ -164,7 +144,7 @@ class _Job:
         return (self.target,) if self.compare is None else (self.target, self.compare)
 
 
-OnResult = Callable[[BatchRecord, BatchSummary], None]
+OnResult = Callable[[FileResult, BatchSummary], None]
 OnStart = Callable[[int, int], None]
 
 
@@ -278,7 +258,7 @@ class Batch:
         folder = self.options.compare_dir
         return None if folder is None else folder / relative.parent / f"{relative.stem}_compare.png"
 
-    def _jobs(self) -> Iterator[_Job | BatchRecord]:
+    def _jobs(self) -> Iterator[_Job | FileResult]:
         """A job per input, or at once its record when it is skipped or cannot be written."""
         folders: dict[Path, str | None] = {}  # output folder -> why it cannot be written, or None
         claimed: dict[Path, Path] = {}  # outputs of the current folder (inputs() yields a folder's files together)
@@ -295,7 +275,7 @@ class Batch:
             problem = None
             for output, given, real in ((target, self.out_dir, self._out_root),
                                         (job.compare, self.options.compare_dir, self._compare_root)):
-                if output is not None and problem is None:
+                if output is not None and given is not None and real is not None and problem is None:
                     if output.parent not in folders:
                         folders[output.parent] = self._output_folder_problem(output.parent, given, real)
                     problem = folders[output.parent]
@@ -303,7 +283,7 @@ class Batch:
                 yield _failed(source, target, f"{source}: {problem}")
             elif self.options.skip_existing and os.path.lexists(target):
                 if io.is_complete(target):
-                    yield BatchRecord(str(source), str(target), status="skipped", error="output exists")
+                    yield FileResult(str(source), str(target), status="skipped", error="output exists")
                 else:  # empty or cut short (a crash of another tool): not done, so done again
                     yield dataclasses.replace(job, replace=True)
             else:
@@ -337,7 +317,7 @@ class Batch:
         summary = BatchSummary()
         started = time.perf_counter()
 
-        def emit(record: BatchRecord) -> None:
+        def emit(record: FileResult) -> None:
             summary.add(record)
             if on_result is not None:
                 on_result(record, summary)
@@ -376,9 +356,9 @@ class Batch:
             return 1
         return jobs
 
-    def _run_here(self, emit: Callable[[BatchRecord], None]) -> None:
+    def _run_here(self, emit: Callable[[FileResult], None]) -> None:
         for item in self._jobs():
-            if isinstance(item, BatchRecord):
+            if isinstance(item, FileResult):
                 emit(item)
                 continue
             self._current = item
@@ -390,7 +370,7 @@ class Batch:
 # ------------------------------------------------------------------ one file (runs in a worker)
 
 
-def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> BatchRecord:
+def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> FileResult:
     """Load, pool and save one input as `poolcli pool` does; every failure becomes a failed record."""
     started = time.perf_counter()
     source, target = job.source, job.target
@@ -409,22 +389,14 @@ def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> Ba
     except Exception as error:  # a decoder's or a bug's surprise: still only this file fails
         reason = " ".join(str(error).split()) or "no detail"
         return _failed(source, target, f"{source}: unexpected {type(error).__name__}: {reason}", started)
-    return BatchRecord(
-        input=str(source),
-        output=str(target),
-        seconds=round(time.perf_counter() - started, 6),
-        input_shape=result.input_shape,
-        output_shape=result.output_shape,
-        dtype=result.dtype,
-        output_dtype=result.output_dtype,
-        output_bytes=size,
-        warnings=result.warnings,
-    )
+    # the parameters are the report header's, once: the record stays small on its way back
+    return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 6), output_bytes=size,
+                               parameters={})
 
 
-def _failed(source: Path, target: Path | None, message: str, started: float | None = None) -> BatchRecord:
+def _failed(source: Path, target: Path | None, message: str, started: float | None = None) -> FileResult:
     seconds = 0.0 if started is None else round(time.perf_counter() - started, 6)
-    return BatchRecord(str(source), None if target is None else str(target), status="failed", error=message,
+    return FileResult(str(source), None if target is None else str(target), status="failed", error=message,
                        seconds=seconds)
 
 
@@ -462,7 +434,7 @@ class _Pool:
         for _ in range(jobs):
             self.workers.append(_Worker(self.context, settings, options))
 
-    def run(self, jobs: Iterator[_Job | BatchRecord], emit: Callable[[BatchRecord], None]) -> None:
+    def run(self, jobs: Iterator[_Job | FileResult], emit: Callable[[FileResult], None]) -> None:
         retry: deque[_Job] = deque()
         exhausted = False
 
@@ -472,7 +444,7 @@ class _Pool:
                 item = retry.popleft() if retry else next(jobs, None)
                 if item is None:
                     exhausted = True
-                elif isinstance(item, BatchRecord):
+                elif isinstance(item, FileResult):
                     emit(item)
                 else:
                     return item
@@ -500,7 +472,7 @@ class _Pool:
                 if worker.process.sentinel in ready and not worker.process.is_alive():
                     self._replace(worker, retry, emit)
 
-    def _replace(self, worker: _Worker, retry: deque[_Job], emit: Callable[[BatchRecord], None]) -> None:
+    def _replace(self, worker: _Worker, retry: deque[_Job], emit: Callable[[FileResult], None]) -> None:
         """A worker died (a decoder crashed, or it was killed): its file fails, the others go on."""
         code = worker.process.exitcode
         worker.conn.close()
@@ -680,7 +652,7 @@ class Report:
             head = json.dumps(header, indent=1)[:-2]  # open: the files and the summary follow
             self._write(head + ',\n "files": [')
 
-    def add(self, record: BatchRecord) -> None:
+    def add(self, record: FileResult) -> None:
         row = record.to_json()
         if self._kind == ".csv":
             self._write_csv([_cell(row[column]) for column in self.COLUMNS])

@@ -306,7 +306,8 @@ def _is_opencv_area_mean(xp, x, plan: PoolPlan, dtype) -> bool:
             and opencv.pays(x.shape[0] * x.shape[1] if x.ndim >= 2 else 0)
             and plan.divisor_override is None and x.ndim in (2, 3) and channels in OPENCV_AREA_CHANNELS
             and plan.pooled_axes == (0, 1) and min(x.shape[:2]) >= 2
-            and all((g.window, g.stride, g.dilation, g.pad_lo, g.pad_hi) == (2, 2, 1, 0, 0) for g in plan.axes)
+            and all(isinstance(g, AxisGeometry) and (g.window, g.stride, g.dilation, g.pad_lo, g.pad_hi)
+                    == (2, 2, 1, 0, 0) for g in plan.axes)
             and all(2 * g.out <= g.size for g in plan.axes))  # ceil mode's overhanging last window: not 2x2
 
 
@@ -390,11 +391,11 @@ def _scaled_lp(xp, a, plan: PoolPlan):
 
 def _materialise_padding(xp, x, plan: PoolPlan):
     """Edge/reflect padding is real data: pad once, then pool the padded array with zero pads."""
-    if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in plan.axes):
+    if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in plan.sliding):
         return x, plan
     padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
     widths = [(0, 0)] * x.ndim
-    for g in plan.axes:
+    for g in plan.sliding:
         widths[g.axis] = (g.pad_lo, g.pad_hi)
     return xp.pad(x, widths, mode=plan.pad_mode), padded_plan
 
@@ -927,7 +928,8 @@ def _wide_sums(xp, a, plan: PoolPlan, target: np.dtype):
         divisor = plan.divisor_override
     else:
         divisor = _broadcast_counts(xp, plan, _divisor_counts(plan), int64)
-    return _limbs_to_int(xp, *_rounded_quotient(xp, high, low, divisor), target)
+    high, low = _rounded_quotient(xp, high, low, divisor)
+    return _limbs_to_int(xp, high, low, target)
 
 
 def _split_limbs(xp, a):
@@ -1025,7 +1027,7 @@ def _median(xp, a, plan: PoolPlan, original_pooled_shape, requested: np.dtype | 
                                                  original_pooled_shape if routes else None)
         median[block], order, count = _median_block(xp, values, valid, plan.nan_policy, float_out)
         if routes:
-            for target, chosen in zip(found, (*_middle_sources(xp, order, count, sources), count)):
+            for target, chosen in zip(found or (), (*_middle_sources(xp, order, count, sources), count)):
                 target[block] = chosen
     return _restore_pooled_axes(xp, median, pooled), found
 
@@ -1112,7 +1114,9 @@ def _gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
     `original_pooled_shape`, each tap's flat input index (else None).
     """
     m = len(plan.axes)
-    index_arrays, valid, sources = [], None, None
+    index_arrays: list = []
+    valid: Any = None
+    sources: Any = None
     flat_strides = _row_major_strides(original_pooled_shape or plan.pooled_shape)
     for i, (geometry, rows, flat_stride) in enumerate(zip(plan.axes, ranges, flat_strides)):
         positions, present = geometry.window_table(rows.start, rows.stop)

@@ -92,7 +92,7 @@ def _compact(values) -> str:
 
 def _taps(plan: PoolPlan) -> int:
     """Taps of one window: the product of the window over the axes the plan pools."""
-    return math.prod(g.window for g in plan.axes)
+    return math.prod(g.window for g in plan.sliding)
 
 
 def _display_scale(plan: PoolPlan) -> tuple[float, str]:
@@ -112,8 +112,8 @@ def _display_scale(plan: PoolPlan) -> tuple[float, str]:
 
 def _geometry(plan: PoolPlan, keywords: dict) -> dict:
     """The label's extras beyond mode, window and stride, as the plan resolved them."""
-    extras = {}
-    pads = [(g.pad_lo, g.pad_hi) for g in plan.axes]
+    extras: dict[str, object] = {}
+    pads = [(g.pad_lo, g.pad_hi) for g in plan.sliding]
     if any(lo or hi for lo, hi in pads):
         if keywords["padding"] == "same":
             extras["p"] = "same"
@@ -125,8 +125,8 @@ def _geometry(plan: PoolPlan, keywords: dict) -> dict:
             extras["pad"] = plan.pad_mode
         elif not plan.count_include_pad and plan.mode in ("avg", "l2"):
             extras["exclude_pad"] = True
-    if any(g.dilation != 1 for g in plan.axes):
-        extras["d"] = _compact(g.dilation for g in plan.axes)
+    if any(g.dilation != 1 for g in plan.sliding):
+        extras["d"] = _compact(g.dilation for g in plan.sliding)
     if keywords["ceil_mode"]:
         extras["ceil"] = True
     if plan.mode == "lp":
@@ -138,7 +138,7 @@ def _geometry(plan: PoolPlan, keywords: dict) -> dict:
 
 def _label(plan: PoolPlan, keywords: dict) -> str:
     """'l2 k=2x3 s=2x3 -> 8x64x42': mode and window apart, the real stride, the output shape."""
-    return viz.cell_label(plan.mode, _compact(g.window for g in plan.axes), _compact(g.stride for g in plan.axes),
+    return viz.cell_label(plan.mode, _compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding),
                           plan.out_shape, **_geometry(plan, keywords))
 
 
@@ -245,7 +245,7 @@ def _channels_first(array: np.ndarray, axes) -> np.ndarray:
 
 def _window_centres(plan: PoolPlan) -> np.ndarray:
     """Where each pooled value of a 1-D pooling sits on the input's axis."""
-    g = plan.axes[0]
+    g = plan.sliding[0]
     return viz.window_centres(g.out, g.window, g.stride, pad_lo=g.pad_lo, dilation=g.dilation)
 
 
@@ -275,7 +275,7 @@ def gradient_figure(source: Path, settings: PoolSettings, *, channel: int = 0) -
     loaded, array, grad = input_gradient(source, settings)
     keywords, plan = _plan(settings, loaded, array)
     geometry = "".join(f" {name}={value}" for name, value in _geometry(plan, keywords).items())
-    label = (f"{plan.mode} k={_compact(g.window for g in plan.axes)} s={_compact(g.stride for g in plan.axes)}"
+    label = (f"{plan.mode} k={_compact(g.window for g in plan.sliding)} s={_compact(g.stride for g in plan.sliding)}"
              f"{geometry}: dL/dx for dL/dy = 1")
     if loaded.kind == "image":
         return viz.gradient_map(array, grad, mode=plan.mode, label=label)
@@ -312,8 +312,8 @@ def side_by_side_figure(source: Path, output: Path, settings: PoolSettings) -> v
     after = io.load(output, max_pixels=None)
     original, result = _only_array(before), _only_array(after)
     keywords, plan = _plan(settings, before, original)
-    label = viz.cell_label(plan.mode, _compact(g.window for g in plan.axes), _compact(g.stride for g in plan.axes),
-                           result.shape, **_geometry(plan, keywords))
+    windows, strides = _compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding)
+    label = viz.cell_label(plan.mode, windows, strides, result.shape, **_geometry(plan, keywords))
     if before.kind == "image":
         return viz.side_by_side(original, result, labels=(f"input {'x'.join(map(str, original.shape))}", label))
     axes = plan.pooled_axes

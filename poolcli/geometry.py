@@ -13,6 +13,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Tap:
 
     def src_positions(self) -> np.ndarray:
         """Input positions read by this tap, one per selected output."""
-        if self.is_slice:
+        if isinstance(self.src, slice):
             return np.arange(self.src.start, self.src.stop, self.src.step)
         return self.src
 
@@ -210,6 +211,14 @@ class PoolPlan:
         return tuple(g.axis for g in self.axes)
 
     @property
+    def sliding(self) -> tuple[AxisGeometry, ...]:
+        """The axes of a sliding-window plan (every plan but an adaptive one's)."""
+        axes = tuple(g for g in self.axes if isinstance(g, AxisGeometry))
+        if len(axes) != len(self.axes):
+            raise PoolError("an adaptive plan has bins, not windows; use the sliding-window options")
+        return axes
+
+    @property
     def pooled_shape(self) -> tuple[int, ...]:
         return tuple(self.shape[a] for a in self.pooled_axes)
 
@@ -266,7 +275,7 @@ def check_p(p: object) -> float:
     return value
 
 
-def check_dtype(dtype: object) -> np.dtype | None:
+def check_dtype(dtype: Any) -> np.dtype | None:
     """The requested output dtype: None, or a bool/int/uint/float dtype."""
     if dtype is None:
         return None
@@ -337,7 +346,7 @@ def resolve_axes(ndim: int, window: object, axes: object, name: str = "window") 
         raise PoolError("input is a 0-d scalar; pool an array with at least one axis")
     count = len(window) if _is_sequence(window) else None
     if count == 0:
-        raise PoolError(f"{name} {tuple(window)} is empty; give one value per pooled axis")
+        raise PoolError(f"{name} () is empty; give one value per pooled axis")
     if axes is None:
         count = count if count is not None else min(2, ndim)
         if count > ndim:
@@ -451,7 +460,7 @@ def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> A
     geometry = AxisGeometry(axis, size, window, stride, dilation, lo, hi, out)
     # Every window reaches the input (pads <= span - 1, and the last one starts inside it),
     # so only a dilation longer than the input can step over it and leave padding alone.
-    empty = np.flatnonzero(geometry.count_real() == 0) if dilation > size else ()
+    empty = np.flatnonzero(geometry.count_real() == 0) if dilation > size else np.zeros(0, np.int64)
     if len(empty):
         raise PoolError(
             f"window {int(empty[0])} on axis {axis} (size {size}, dilation {dilation}, "
@@ -530,14 +539,14 @@ def with_materialised_padding(plan: PoolPlan, itemsize: int = 8) -> PoolPlan:
     hold: such padding (up to window - 1 per side) is fine as zeros, not as real cells.
     """
     padded = list(plan.shape)
-    for g in plan.axes:
+    for g in plan.sliding:
         padded[g.axis] = g.size + g.pad_lo + g.pad_hi
     if math.prod(padded) * itemsize > MAX_OUTPUT_BYTES:
         raise PoolError(f"pad_mode {plan.pad_mode!r} copies its padding into an array of shape {tuple(padded)}, "
                         "more than one array can hold; use less padding or pad_mode='zeros'")
     geometries = []
-    for g in plan.axes:
-        source = np.pad(np.arange(g.size), (g.pad_lo, g.pad_hi), mode=plan.pad_mode)  # NumPy's names
+    for g in plan.sliding:
+        source = np.pad(np.arange(g.size), (g.pad_lo, g.pad_hi), mode=plan.pad_mode)  # type: ignore[call-overload]
         geometries.append(
             AxisGeometry(g.axis, g.size + g.pad_lo + g.pad_hi, g.window, g.stride, g.dilation,
                          0, 0, g.out, source_map=source)
@@ -558,5 +567,5 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _is_sequence(value: object) -> bool:
+def _is_sequence(value: object) -> TypeGuard[Sequence[Any]]:
     return isinstance(value, Sequence) and not isinstance(value, str) or isinstance(value, np.ndarray)

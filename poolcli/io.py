@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -425,7 +425,7 @@ def _check_npy_length(where: str, header: _NpyHeader, length: int) -> None:
 _NPY_HEADER_ROOM = 64 << 10  # more than any .npy header numpy writes
 
 
-def _member_stream(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> IO[bytes]:
+def _member_stream(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Any:
     """A member's bytes, inflated at most as far as they are read. zipfile does that for
     deflate; its bzip2 and LZMA readers inflate all a read's input at once (a few KB of a
     bzip2 bomb make gigabytes), so those are inflated here, with a bound on every step."""
@@ -433,7 +433,8 @@ def _member_stream(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> IO[byte
         return archive.open(member)
     raw = zipfile.ZipInfo(member.filename, member.date_time)
     raw.compress_type, raw.compress_size, raw.file_size = zipfile.ZIP_STORED, member.compress_size, member.compress_size
-    raw.header_offset, raw.flag_bits, raw.CRC = member.header_offset, member.flag_bits, None
+    raw.header_offset, raw.flag_bits = member.header_offset, member.flag_bits
+    raw.CRC = None  # type: ignore[assignment]  # the stored bytes are compressed: no CRC to check
     return _Inflating(archive.open(raw), member.compress_type, member.file_size)
 
 
@@ -444,7 +445,7 @@ class _Inflating(io.RawIOBase):
     def __init__(self, raw: IO[bytes], compress_type: int, size: int):
         super().__init__()
         self._raw, self._left, self._type = raw, size, compress_type
-        self._decompressor = None
+        self._decompressor: Any = None
         self._input = b""
         self._position = 0
 
@@ -496,7 +497,8 @@ class _Inflating(io.RawIOBase):
             self._input += more
             return False
         size = struct.unpack("<H", self._input[2:4])[0]
-        properties = lzma._decode_filter_properties(lzma.FILTER_LZMA1, self._input[4 : 4 + size])  # as zipfile does
+        properties = lzma._decode_filter_properties(  # type: ignore[attr-defined]  # as zipfile does
+            lzma.FILTER_LZMA1, self._input[4 : 4 + size])
         self._decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[properties])
         self._input = self._input[4 + size :]
         return True
@@ -514,10 +516,10 @@ def _check_inflated(where: str, inflated: int, max_bytes: int | None) -> None:
         )
 
 
-def _read_npy_body(where: str, stream: IO[bytes], header: _NpyHeader) -> np.ndarray:
+def _read_npy_body(where: str, stream: Any, header: _NpyHeader) -> np.ndarray:
     """The data of a .npy stream after its header, read into one array of the declared size."""
     array = np.empty(header.shape, header.dtype, order="F" if header.fortran_order else "C")
-    view = memoryview(array.reshape(-1, order="A").view(np.uint8))
+    view = memoryview(array.reshape(-1, order="A").view(np.uint8))  # type: ignore[arg-type]
     filled = 0
     while filled < len(view):
         count = stream.readinto(view[filled:filled + (16 << 20)])
@@ -585,7 +587,7 @@ def _load_image(path: Path, max_pixels: int | None, channel_order: str, page: in
         icc = image.info.get("icc_profile")
     if image.format in ("JPEG", "MPO"):
         _check_jpeg_intact(path, _read_bytes(path) if data is None else data)
-    return Loaded({"array": array}, "image", "hwc", image.format, mode, frames, path, icc)
+    return Loaded({"array": array}, "image", "hwc", image.format or expected, mode, frames, path, icc)
 
 
 def _check_page(path: Path, page: int, count: int) -> None:
@@ -836,7 +838,7 @@ def _plain_jpeg(data: np.ndarray) -> _PlainHeader | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:  # reads the header only
+            with Image.open(io.BytesIO(data.data), formats=("JPEG",)) as image:  # reads the header only
                 if image.format != "JPEG" or image.mode not in ("L", "RGB"):
                     return None
                 if image.getexif().get(_ORIENTATION, 1) != 1:
@@ -853,7 +855,7 @@ MAX_ICC_BYTES = 1 << 20
 def _plain_png(path: Path, data: np.ndarray) -> _PlainHeader | None:
     """The header of a complete, 8-bit L, RGB or RGBA PNG without transparency chunk, animation
     or anything Pillow could read an orientation from; found by walking every chunk."""
-    raw = memoryview(data)
+    raw = data.data  # the bytes as a memoryview
     if bytes(raw[:8]) != _PNG_SIGNATURE:
         return None
     position, mode, size, icc = 8, None, (0, 0), None
@@ -914,7 +916,7 @@ def _check_png_data(path: Path, data: np.ndarray) -> None:
 
 def _png_image_data(data: np.ndarray) -> tuple[tuple[int, int, int, int] | None, list[memoryview]]:
     """The IHDR fields (width, height, bit depth, colour type) and the IDAT chunks' data."""
-    raw = memoryview(data)
+    raw = data.data  # the bytes as a memoryview
     if bytes(raw[:8]) != _PNG_SIGNATURE:
         return None, []
     header, parts, position = None, [], 8
@@ -933,7 +935,7 @@ def _png_image_data(data: np.ndarray) -> tuple[tuple[int, int, int, int] | None,
 
 def _png_is_complete(data: np.ndarray) -> bool:
     """Whether the chunks of a PNG run whole up to an IEND chunk."""
-    raw = memoryview(data)
+    raw = data.data  # the bytes as a memoryview
     position = 8
     while position + 12 <= len(raw):
         length, kind = struct.unpack_from(">I4s", raw, position)
@@ -976,7 +978,7 @@ def _load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
     with _input_errors(path, "a TIFF image", fix), _quiet_decoders(), tifffile.TiffFile(path) as tiff:
         frames = len(tiff.pages)
         _check_page(path, page, frames)
-        chosen = tiff.pages[page]
+        chosen: Any = tiff.pages[page]  # a TiffPage (tifffile types it as TiffPage | TiffFrame)
         _check_pixels(path, (int(chosen.imagewidth), int(chosen.imagelength)), max_pixels)
         if not _tifffile_decodes(chosen):
             return None
@@ -1645,7 +1647,7 @@ def is_complete(path: str | os.PathLike[str]) -> bool:
         size = path.stat().st_size
         if size == 0:
             return False
-        check = _COMPLETENESS.get(IMAGE_FORMATS.get(path.suffix.lower()) or ARRAY_FORMATS.get(path.suffix.lower()))
+        check = _COMPLETENESS.get(IMAGE_FORMATS.get(path.suffix.lower()) or ARRAY_FORMATS.get(path.suffix.lower(), ""))
         return True if check is None else bool(check(path, size))
     except Exception:  # whatever a broken file makes a parser raise, it is not complete
         return False

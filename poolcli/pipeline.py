@@ -117,7 +117,8 @@ class PoolSettings:
 
 @dataclass
 class FileResult:
-    """What happened to one input: the JSON record of `--json` and of batch reports."""
+    """What happened to one input: the JSON record of `--json`, and the record batch workers
+    send back (small: shapes and names, never arrays) and its report writes."""
 
     input: str
     output: str | None
@@ -130,6 +131,7 @@ class FileResult:
     error: str | None = None
     parameters: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    output_bytes: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -138,9 +140,10 @@ class FileResult:
 def pooled_axes(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[int, ...] | None:
     """Which axes to pool: H and W for images, else --axes, --layout or the API default."""
     if loaded.kind == "image":
-        if settings.axes is not None or settings.layout is not None:
-            return tuple(settings.axes) if settings.axes is not None else \
-                io.pooled_axes_for_layout(settings.layout, array.ndim)
+        if settings.axes is not None:
+            return tuple(settings.axes)
+        if settings.layout is not None:
+            return io.pooled_axes_for_layout(settings.layout, array.ndim)
         return IMAGE_AXES
     if settings.layout is not None:
         return io.pooled_axes_for_layout(settings.layout, array.ndim)
@@ -301,7 +304,7 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
     plan, _ = plan_pool(array.shape, **keywords)
     finite = finite_range(array) or (None, None)
     axes = []
-    for g in plan.axes:
+    for g in plan.sliding:
         covered = (g.out - 1) * g.stride + g.span
         axes.append(dict(
             axis=g.axis,

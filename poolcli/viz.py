@@ -52,6 +52,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -389,12 +390,13 @@ def _unit(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
     values = np.asarray(values)
     span = vmax - vmin
     floating = values.dtype.kind == "f"
+    unit: Any
     with np.errstate(all="ignore"):
         if span == 0 or not math.isfinite(span):
             unit = np.zeros(values.shape, dtype=np.float32)
         else:
             exact = values.dtype.itemsize <= 2 or values.dtype == np.float32  # float32 holds these
-            unit = (values.astype(np.float32 if exact else np.float64) - vmin) / span
+            unit = (values.astype(np.float32 if exact else np.float64) - vmin) / span  # type: ignore[operator]
             unit = np.clip(unit, -1.0, 2.0).astype(np.float32, copy=False)
         if floating and not np.isfinite(values).all():
             unit = np.where(np.isfinite(values), unit, values.astype(np.float32))
@@ -1044,7 +1046,7 @@ def montage(
             f"use indices in 0..{count - 1} or a count >= 1"
         )
     first = _checked(maps[chosen[0]], "map", "feature map")
-    shape = tuple(shape) if shape is not None else first.shape
+    shape = (int(shape[0]), int(shape[1])) if shape is not None else (first.shape[0], first.shape[1])
     columns = math.ceil(math.sqrt(len(chosen)))
     if scale == "shared":
         ranges = [value_range or _value_range(*(maps[c] for c in chosen))] * len(chosen)
@@ -1449,7 +1451,7 @@ def _routing_overlay(image, grad, kind: str, lo: float, hi: float) -> np.ndarray
         special = bad
     else:
         rgb = _composite(_image_rgba(values, lo, hi))
-        grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        grey = (rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float64)
         special = bad.any(axis=2) if bad is not None and bad.ndim == 3 else bad
     out = np.repeat(np.rint(grey * DIM).astype(np.uint8)[..., None], 3, axis=2)
     if special is not None and special.any():

@@ -572,6 +572,11 @@ def test_a_process_that_loaded_images_can_still_start_workers(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def test_workers_send_back_small_records_not_arrays():
-    record = batch.BatchRecord("a.png", "b.png", input_shape=[4000, 3000, 3], output_shape=[2000, 1500, 3])
+def test_workers_send_back_small_records_not_arrays(tmp_path):
+    """What a worker really sends back (process_file's record) for a big input is small."""
+    big = tmp_path / "big.npy"
+    np.save(big, np.zeros((4, 1000, 1000), np.float32))
+    job = batch._Job(big, tmp_path / "out.npy", None)
+    record = batch.process_file(job, PoolSettings(mode="avg"), batch.BatchOptions(jobs=1))
+    assert record.status == "done" and record.output_shape == [4, 500, 500]
     assert len(pickle.dumps(record)) < 1000

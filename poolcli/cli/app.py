@@ -63,7 +63,7 @@ class PlainCommand(typer.core.TyperCommand):
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
             if isinstance(param, typer.core.TyperArgument):
-                name = param.metavar or param.name.upper()
+                name = param.metavar or (param.name or "").upper()
                 name += "..." if param.nargs != 1 else ""
                 pieces.append(name if param.required else f"[{name}]")
         return pieces

@@ -68,7 +68,8 @@ def batch_command(
     settings: "PoolSettings",
 ):
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
-    from ..batch import Batch, BatchOptions, BatchRecord, BatchSummary, open_report
+    from ..batch import Batch, BatchOptions, BatchSummary, open_report
+    from ..pipeline import FileResult
     from .batch_display import Display, print_summary
 
     settings = dataclasses.replace(settings, quality=quality)
@@ -89,7 +90,7 @@ def batch_command(
         with contextlib.ExitStack() as stack:
             written = stack.enter_context(open_report(report, runner)) if report is not None else None
 
-            def on_result(record: BatchRecord, summary: BatchSummary) -> None:
+            def on_result(record: FileResult, summary: BatchSummary) -> None:
                 display.result(record, summary)
                 if written is not None:
                     written.add(record)

@@ -1,6 +1,8 @@
 """What `poolcli batch` shows while it runs: a progress bar on a terminal (rich), else one
 plain line per file; warnings and failures as they come; the summary table at the end."""
 
+from typing import Any
+
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -14,8 +16,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import BatchRecord, BatchSummary
+from ..batch import BatchSummary
 from ..errors import printable
+from ..pipeline import FileResult
 from .terminal import console, report_failure, report_warning, say
 
 
@@ -33,7 +36,7 @@ class Display:
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.progress: Progress | None = None
-        self.task = None
+        self.task: Any = None
         self.total = 0
 
     def start(self, total: int, workers: int) -> None:
@@ -47,7 +50,7 @@ class Display:
         self.task = self.progress.add_task("batch", total=total)
         self.progress.start()
 
-    def result(self, record: BatchRecord, summary: BatchSummary) -> None:
+    def result(self, record: FileResult, summary: BatchSummary) -> None:
         for warning in record.warnings:
             self._warning(warning)
         if record.status == "failed":
