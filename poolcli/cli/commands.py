@@ -201,6 +201,16 @@ def compare_command(
     from ..figures import MONTAGE_SCALES, write_compare
 
     given = {name for name in ("mode", "window", "channel", "scale") if _given(ctx, name)}
+    _refuse_conflicts(given, modes, windows, montage)
+    mode_list, window_list = _grid(settings, given, modes, windows)
+    written = write_compare(input, output, settings, mode_list, window_list, diff=diff, channel=channel,
+                            montage=montage, scale=choice("--scale", scale, MONTAGE_SCALES), overwrite=overwrite)
+    say(f"{input} -> {written}  ({len(mode_list)} modes x {len(window_list)} windows)")
+    return EXIT_OK
+
+
+def _refuse_conflicts(given: set[str], modes: str | None, windows: str | None, montage: int | None) -> None:
+    """compare's options that contradict each other: a usage error naming both."""
     if "mode" in given and modes is not None:
         raise UsageProblem("-m/--mode and --modes both choose the modes; give one (--modes for several rows)")
     if "window" in given and windows is not None:
@@ -209,6 +219,12 @@ def compare_command(
         raise UsageProblem("--montage tiles channels 0..N-1 and --channel picks one; give only one of them")
     if montage is None and "scale" in given:
         raise UsageProblem("--scale applies to --montage; add --montage N or drop --scale")
+
+
+def _grid(settings: "PoolSettings", given: set[str], modes: str | None,
+          windows: str | None) -> tuple[list[str], list[tuple[int, ...]]]:
+    """The rows (modes: --modes, else -m if given, else max,avg) and columns (--windows, else -k),
+    each (mode, window) checked."""
     modes = modes or (settings.mode if "mode" in given else "max,avg")
     mode_list = [choice("--modes", m.strip(), MODES) for m in modes.split(",") if m.strip()]
     window_list = [settings.window] if windows is None else \
@@ -218,10 +234,7 @@ def compare_command(
     for window in window_list:
         for mode in mode_list:
             checked_variant(settings, mode, window)
-    written = write_compare(input, output, settings, mode_list, window_list, diff=diff, channel=channel,
-                            montage=montage, scale=choice("--scale", scale, MONTAGE_SCALES), overwrite=overwrite)
-    say(f"{input} -> {written}  ({len(mode_list)} modes x {len(window_list)} windows)")
-    return EXIT_OK
+    return mode_list, window_list
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
