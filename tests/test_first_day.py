@@ -164,3 +164,8 @@ def test_batch_starts_workers_only_where_they_pay_off(tmp_path, capsys, monkeypa
     monkeypatch.setattr(batch, "PARALLEL_BYTES", 1)
     assert run(capsys, "batch", src, "-d", tmp_path / "big")[0] == 0
     assert started == [2, 2]  # enough input to pay for the workers
+
+
+def test_an_output_named_like_a_folder_suggests_d(tmp_path, capsys):
+    code, _, err = run(capsys, "pool", GRAY, "-o", f"{tmp_path}/missing/")
+    assert code == 2 and "use -d" in err and not (tmp_path / "missing").exists()

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 def pool_command(
     inputs: Annotated[list[Path], typer.Argument(
         help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT")],
-    output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="Output file (one input); - writes to stdout.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "-o", "--output", metavar="OUTPUT", help="Output file (one input); - writes to stdout.")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "-d", "--out-dir", help="Output folder (created if missing): writes {stem}_{mode}_{window}{ext} per input.")
     ] = None,
@@ -62,7 +62,9 @@ def pool_command(
     settings = dataclasses.replace(settings, quality=quality)
     suffix = None if output_format is None else FORMAT_SUFFIXES[choice("--format", output_format, FORMAT_SUFFIXES)]
     with contextlib.ExitStack() as stack:
-        streams = _Streams(inputs, output, suffix, stack)
+        if output is not None and output.endswith(("/", os.sep)) and output != "-":
+            raise UsageProblem(f"-o/--output {output} names a folder; use -d {output} to write into it")
+        streams = _Streams(inputs, None if output is None else Path(output), suffix, stack)
         inputs = streams.inputs
         targets = _targets(inputs, streams.output, out_dir, settings, suffix)
         figures = _compare_targets(inputs, compare)
