@@ -34,13 +34,13 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
 from . import io, opencv
-from .errors import Interrupted, OutputError, PoolError, signals_interrupt
+from .errors import Interrupted, OutputError, PoolError, param, render, signals_interrupt
 from .pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, FileResult, PoolSettings, pool_file, settings_summary
 
 OUTPUT_FORMATS = {"same": None, **io.FORMAT_SUFFIXES}
@@ -86,17 +86,20 @@ class BatchOptions:
         >>> BatchOptions(jobs=0).check()
         Traceback (most recent call last):
         ...
-        poolcli.errors.PoolError: --jobs 0 must be >= 1; use --jobs 1 to run in this process
+        poolcli.errors.PoolError: jobs 0 must be >= 1; use jobs 1 to run in this process
         """
         if self.output_format not in OUTPUT_FORMATS:
-            raise PoolError(f"--format {self.output_format!r} is not known; use one of {', '.join(OUTPUT_FORMATS)}")
+            raise PoolError(f"{param('output_format')} {self.output_format!r} is not known;"
+                            f" use one of {', '.join(OUTPUT_FORMATS)}")
         if self.jobs < 1:
-            raise PoolError(f"--jobs {self.jobs} must be >= 1; use --jobs 1 to run in this process")
+            raise PoolError(f"{param('jobs')} {self.jobs} must be >= 1; use {param('jobs')} 1 to run in this process")
         if self.skip_existing and self.overwrite:
-            raise PoolError("--skip-existing and --overwrite disagree about existing outputs; give only one")
+            raise PoolError(f"{param('skip_existing')} and {param('overwrite')} disagree about existing outputs;"
+                            f" give only one")
         for pattern in self.patterns:
             if not pattern or pattern.startswith("/"):
-                raise PoolError(f"--glob {pattern!r} must be a relative pattern such as '*.png' or 'raw/*.jpg'")
+                raise PoolError(f"{param('patterns')} {pattern!r} must be a relative pattern"
+                                " such as '*.png' or 'raw/*.jpg'")
 
 
 @dataclass
@@ -174,12 +177,14 @@ class Batch:
             what = "does not exist" if not self.source.exists() else "is not a folder"
             raise PoolError(f"SRC {source} {what}; give the folder of inputs")
         self._root = _real(self.source)
-        self._out_root = _real_folder(self.out_dir, "-d/--out-dir")
+        self._out_root = _real_folder(self.out_dir, param("out_dir"))
         if self._out_root == self._root:
-            raise PoolError(f"-d/--out-dir {out_dir} is SRC itself; write the outputs to another folder")
-        self._compare_root = None if options.compare_dir is None else _real_folder(options.compare_dir, "--compare-dir")
+            raise PoolError(f"{param('out_dir')} {out_dir} is SRC itself; write the outputs to another folder")
+        compare = options.compare_dir
+        self._compare_root = None if compare is None else _real_folder(compare, param("compare_dir"))
         if self._compare_root == self._root:
-            raise PoolError(f"--compare-dir {options.compare_dir} is SRC itself; write the figures to another folder")
+            raise PoolError(f"{param('compare_dir')} {options.compare_dir} is SRC itself;"
+                            f" write the figures to another folder")
         self._excluded = {p for p in (self._out_root, self._compare_root) if p is not None}
         self._suffix = OUTPUT_FORMATS[options.output_format]
         self._current: _Job | None = None  # the file being pooled in this process (--jobs 1)
@@ -246,9 +251,11 @@ class Batch:
         check_report_path(path)
         folder = _real(path.parent)
         if _inside(folder, self._root) and not any(_inside(folder, p) for p in self._excluded):
-            raise PoolError(f"--report {path} lies inside SRC {self.source}; write it outside SRC or inside OUT")
+            raise PoolError(f"{param('report')} {path} lies inside SRC {self.source};"
+                            f" write it outside SRC or inside OUT")
         if os.path.lexists(path) and not self.options.overwrite:
-            raise PoolError(f"--report {path} exists; pass --overwrite to replace it, or choose another name")
+            raise PoolError(f"{param('report')} {path} exists;"
+                            f" pass {param('overwrite')} to replace it, or choose another name")
 
     def target_for(self, relative: Path) -> Path:
         suffix = self._suffix or relative.suffix
@@ -268,7 +275,7 @@ class Batch:
                 claimed.clear()
             if target in claimed:
                 yield _failed(source, target, f"{source}: its output {target} is also the output of "
-                              f"{claimed[target]}; use --format same or rename one of them")
+                              f"{claimed[target]}; use {param('output_format')} same or rename one of them")
                 continue
             claimed[target] = source
             job = _Job(source, target, self._compare_for(relative))
@@ -382,10 +389,10 @@ def process_file(job: _Job, settings: PoolSettings, options: BatchOptions) -> Fi
 
             write_side_by_side(source, target, job.compare, settings, overwrite=options.overwrite)
         size = target.stat().st_size
-    except PoolError as error:
-        return _failed(source, target, str(error), started)
+    except PoolError as error:  # the message keeps its parameters marked: the caller names them (errors.param)
+        return _failed(source, target, error.template, started)
     except MemoryError:
-        return _failed(source, target, f"{source}: not enough memory to pool it; use fewer --jobs", started)
+        return _failed(source, target, f"{source}: not enough memory to pool it; use fewer {param('jobs')}", started)
     except Exception as error:  # a decoder's or a bug's surprise: still only this file fails
         reason = " ".join(str(error).split()) or "no detail"
         return _failed(source, target, f"{source}: unexpected {type(error).__name__}: {reason}", started)
@@ -643,8 +650,9 @@ class Report:
     COLUMNS = ("input", "output", "status", "error", "seconds", "input_shape", "output_shape", "dtype",
                "output_dtype", "output_bytes")
 
-    def __init__(self, file, path: Path, header: dict):
+    def __init__(self, file, path: Path, header: dict, names: Mapping[str, str] | None = None):
         self._file, self._path, self._kind, self._first = file, path, path.suffix.lower(), True
+        self._names = names  # how the report names parameters in messages (errors.param)
         self.error: OutputError | None = None
         if self._kind == ".csv":
             self._write_csv(self.COLUMNS)
@@ -654,6 +662,7 @@ class Report:
 
     def add(self, record: FileResult) -> None:
         row = record.to_json()
+        row["error"] = None if record.error is None else render(record.error, self._names)
         if self._kind == ".csv":
             self._write_csv([_cell(row[column]) for column in self.COLUMNS])
         else:
@@ -672,7 +681,8 @@ class Report:
             self._file.write(text.encode("utf-8", "surrogateescape"))
         except OSError as error:
             self.error = OutputError(
-                f"--report {self._path}: cannot write it ({error.strerror or error}); the run went on without it"
+                f"{param('report')} {self._path}: cannot write it ({error.strerror or error});"
+                f" the run went on without it"
             )
 
     def _write_csv(self, row) -> None:
@@ -692,15 +702,15 @@ def _cell(value) -> str:
 def check_report_path(path: Path) -> None:
     """PoolError unless `path` is a .json or .csv file name in an existing folder."""
     if path.suffix.lower() not in REPORT_SUFFIXES:
-        raise PoolError(f"--report {path}: use a .json or .csv file name")
+        raise PoolError(f"{param('report')} {path}: use a .json or .csv file name")
     if path.is_dir():
-        raise PoolError(f"--report {path} is a folder; give a file name such as {path / 'report.json'}")
+        raise PoolError(f"{param('report')} {path} is a folder; give a file name such as {path / 'report.json'}")
     if not path.parent.is_dir():
-        raise PoolError(f"--report {path}: folder {path.parent} does not exist; create it first")
+        raise PoolError(f"{param('report')} {path}: folder {path.parent} does not exist; create it first")
 
 
 @contextlib.contextmanager
-def open_report(path: Path, batch: Batch) -> Iterator[Report]:
+def open_report(path: Path, batch: Batch, names: Mapping[str, str] | None = None) -> Iterator[Report]:
     """A `Report` that becomes `path` when the block ends, even after an interrupt; an
     OutputError (and no file) if it could not be written whole."""
     header = {
@@ -710,7 +720,7 @@ def open_report(path: Path, batch: Batch) -> Iterator[Report]:
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(batch.options).items()},
     }
     with io.atomic_output(path, overwrite=batch.options.overwrite) as file:
-        report = Report(file, path, header)
+        report = Report(file, path, header, names)
         yield report
         if report.error is not None:
             raise report.error

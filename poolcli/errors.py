@@ -6,9 +6,32 @@ command line can print it as one line and a Python user can act on it.
 """
 
 import contextlib
+import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+
+_PARAMETER = re.compile("\x1f(\\w+)\x1f")
+
+
+def param(name: str) -> str:
+    """How a message names a parameter: as its keyword (``max_pixels``) where the message is
+    read in Python (``str(error)``), as the option the command line maps it to
+    (``--max-pixels``) there (`render` with the command line's names). One mapping, in the
+    command line; no library module spells a flag.
+
+    >>> str(PoolError(f"{param('window')} 0 must be >= 1"))
+    'window 0 must be >= 1'
+    >>> PoolError(f"{param('window')} 0 must be >= 1").text({"window": "--window"})
+    '--window 0 must be >= 1'
+    """
+    return f"\x1f{name}\x1f"
+
+
+def render(message: str, names: Mapping[str, str] | None = None) -> str:
+    """`message` with every `param` shown by its name in `names` (else as the keyword)."""
+    names = names or {}
+    return _PARAMETER.sub(lambda match: names.get(match[1], match[1]), message)
 
 
 class PoolError(ValueError):
@@ -19,6 +42,19 @@ class PoolError(ValueError):
     ...
     poolcli.errors.PoolError: window 0 must be >= 1; use window >= 1
     """
+
+    @property
+    def template(self) -> str:
+        """The message with its parameters still marked (see `param`): for wrapping it in
+        another message without losing them."""
+        return str(self.args[0]) if self.args else ""
+
+    def text(self, names: Mapping[str, str] | None = None) -> str:
+        """The message, parameters shown by `names` (the command line's flags) or as keywords."""
+        return render(self.template, names)
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 class InputError(PoolError):

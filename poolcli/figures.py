@@ -16,7 +16,7 @@ import numpy as np
 
 from . import io, viz
 from .engine import pool, pool_backward
-from .errors import PoolError
+from .errors import PoolError, param
 from .geometry import PoolPlan, plan_pool
 from .pipeline import PoolSettings, keywords_for
 
@@ -40,7 +40,8 @@ def plane_view(array: np.ndarray, pooled_axes: tuple[int, ...], channel: int) ->
     leading = _channel_count(array, pooled_axes)
     flat = moved.reshape((leading,) + moved.shape[array.ndim - len(pooled_axes):])
     if not 0 <= channel < leading:
-        raise PoolError(f"--channel {channel} is out of range: the input has {leading} channels; use 0..{leading - 1}")
+        raise PoolError(f"{param('channel')} {channel} is out of range: the input has {leading} channels;"
+                        f" use 0..{leading - 1}")
     return flat[channel]
 
 
@@ -169,20 +170,22 @@ def compare_figure(source: Path, settings: PoolSettings, modes: list[str], windo
     colour scale for every channel) or "channel" (each channel its own, with its bar).
     """
     if scale not in MONTAGE_SCALES:
-        raise PoolError(f"--scale {scale!r} is not known; use one of {', '.join(MONTAGE_SCALES)}")
+        raise PoolError(f"{param('scale')} {scale!r} is not known; use one of {', '.join(MONTAGE_SCALES)}")
     loaded = io.load(source, **settings.load_options())
     array = _only_array(loaded)
     variants = [[replace(settings, mode=mode, window=window) for window in windows] for mode in modes]
     axes = _resolved_axes(settings, loaded, array)
     if montage is not None and (loaded.kind == "image" or len(axes) != 2):
         what = "an image" if loaded.kind == "image" else f"{len(axes)}-D pooling"
-        raise PoolError(f"{source}: montage tiles the channels of a 2-D feature map, not {what}; drop --montage")
+        raise PoolError(f"{source}: montage tiles the channels of a 2-D feature map, not {what};"
+                        f" drop {param('montage')}")
     if loaded.kind == "image":
         return viz.comparison_grid(array, _cells(loaded, array, variants, None, 0), diff=diff)
     if len(axes) == 1:
         return _series_figure(loaded, array, variants, axes, channel)
     if len(axes) != 2:
-        raise PoolError(f"{source}: compare draws 1-D or 2-D pooling, not {len(axes)}-D; pool fewer axes (--axes)")
+        raise PoolError(f"{source}: compare draws 1-D or 2-D pooling, not {len(axes)}-D;"
+                        f" pool fewer axes ({param('axes')})")
     if montage is not None:
         return _montage_figure(loaded, array, variants, axes, montage, scale)
     plane = plane_view(array, axes, channel)
@@ -221,7 +224,7 @@ def _montage_figure(loaded, array, variants, axes, count: int, scale: str) -> vi
     shared) spans its finite values in the original and in every pooled result.
     """
     if count < 1:
-        raise PoolError(f"--montage {count} must be >= 1; give how many channels to tile")
+        raise PoolError(f"{param('montage')} {count} must be >= 1; give how many channels to tile")
     maps = _channels_first(array, axes)
     shown = min(count, maps.shape[0])
     results = []

@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from .errors import PoolError
+from .errors import PoolError, param
 
 MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
 EXTREME_MODES = ("max", "min")
@@ -228,19 +228,19 @@ class PoolPlan:
 
 def check_mode(mode: object, allowed: Sequence[str] = MODES) -> str:
     if not isinstance(mode, str) or mode.lower() not in allowed:
-        raise PoolError(f"mode {mode!r} is not known; use one of {', '.join(allowed)}")
+        raise PoolError(f"{param('mode')} {mode!r} is not known; use one of {', '.join(allowed)}")
     return mode.lower()
 
 
 def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise PoolError(f"{name} {value!r} is not known; use one of {', '.join(allowed)}")
+        raise PoolError(f"{param(name)} {value!r} is not known; use one of {', '.join(allowed)}")
     return value
 
 
 def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise PoolError(f"{name} {value!r} must be True or False; use {name}=True or {name}=False")
+        raise PoolError(f"{param(name)} {value!r} must be True or False; use {name}=True or {name}=False")
     return bool(value)
 
 
@@ -254,13 +254,13 @@ def check_int(name: str, value: object, minimum: int, maximum: int = INT64_MAX) 
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise PoolError(f"{name} {value!r} must be an integer; use an int >= {minimum}")
+            raise PoolError(f"{param(name)} {value!r} must be an integer; use an int >= {minimum}")
     value = int(value)
     if value < minimum:
-        raise PoolError(f"{name} {value} must be >= {minimum}; use {name} >= {minimum}")
+        raise PoolError(f"{param(name)} {value} must be >= {minimum}; use {param(name)} >= {minimum}")
     if value > maximum:
-        raise PoolError(f"{name} {value} exceeds {maximum}, the largest the engine can represent; "
-                        f"use {name} <= {maximum}")
+        raise PoolError(f"{param(name)} {value} exceeds {maximum}, the largest the engine can represent; "
+                        f"use {param(name)} <= {maximum}")
     return value
 
 
@@ -271,7 +271,7 @@ def check_p(p: object) -> float:
     except OverflowError:
         value = math.inf
     if value is None or not math.isfinite(value) or value <= 0:
-        raise PoolError(f"p {_short(p)} must be a finite number > 0; use e.g. p=2 for an L2 norm")
+        raise PoolError(f"{param('p')} {_short(p)} must be a finite number > 0; use e.g. p=2 for an L2 norm")
     return value
 
 
@@ -282,9 +282,9 @@ def check_dtype(dtype: Any) -> np.dtype | None:
     try:
         resolved = np.dtype(dtype)
     except TypeError as error:
-        raise PoolError(f"dtype {dtype!r} is not a NumPy dtype; use e.g. 'uint8' or 'float32'") from error
+        raise PoolError(f"{param('dtype')} {dtype!r} is not a NumPy dtype; use e.g. 'uint8' or 'float32'") from error
     if resolved.kind not in "iuf":
-        raise PoolError(f"dtype {resolved} cannot hold pooled values; use an int, uint or float dtype")
+        raise PoolError(f"{param('dtype')} {resolved} cannot hold pooled values; use an int, uint or float dtype")
     return resolved
 
 
@@ -313,7 +313,7 @@ def check_options(
     if divisor_override is not None:
         if mode not in DIVISOR_MODES:
             raise PoolError(
-                f"divisor_override applies to mode 'avg' or 'l2', not {mode!r}; drop it"
+                f"{param('divisor_override')} applies to mode 'avg' or 'l2', not {mode!r}; drop it"
             )
         divisor_override = check_int("divisor_override", divisor_override, 1)
     if return_indices and mode not in EXTREME_MODES:
@@ -346,12 +346,12 @@ def resolve_axes(ndim: int, window: object, axes: object, name: str = "window") 
         raise PoolError("input is a 0-d scalar; pool an array with at least one axis")
     count = len(window) if _is_sequence(window) else None
     if count == 0:
-        raise PoolError(f"{name} () is empty; give one value per pooled axis")
+        raise PoolError(f"{param(name)} () is empty; give one value per pooled axis")
     if axes is None:
         count = count if count is not None else min(2, ndim)
         if count > ndim:
             raise PoolError(
-                f"{name} has {count} values but the input has only {ndim} axes; "
+                f"{param(name)} has {count} values but the input has only {ndim} axes; "
                 f"give at most {ndim} {name} values or pass axes="
             )
         return tuple(range(ndim - count, ndim))
@@ -360,15 +360,16 @@ def resolve_axes(ndim: int, window: object, axes: object, name: str = "window") 
     for axis in raw:
         axis = check_int("axes", axis, -ndim)
         if axis >= ndim:
-            raise PoolError(f"axes value {axis} is out of range for a {ndim}-d input; use -{ndim}..{ndim - 1}")
+            raise PoolError(f"{param('axes')} value {axis} is out of range for a {ndim}-d input;"
+                            f" use -{ndim}..{ndim - 1}")
         resolved.append(axis % ndim)
     if len(set(resolved)) != len(resolved):
-        raise PoolError(f"axes {raw} repeats an axis; name each pooled axis once")
+        raise PoolError(f"{param('axes')} {raw} repeats an axis; name each pooled axis once")
     if not resolved:
-        raise PoolError("axes is empty; name at least one axis to pool")
+        raise PoolError(f"{param('axes')} is empty; name at least one axis to pool")
     if count is not None and count != len(resolved):
         raise PoolError(
-            f"{name} has {count} values but axes has {len(resolved)}; give one {name} value per pooled axis"
+            f"{param(name)} has {count} values but axes has {len(resolved)}; give one {name} value per pooled axis"
         )
     return tuple(resolved)
 
@@ -378,7 +379,7 @@ def per_axis(name: str, value: object, count: int, minimum: int) -> tuple[int, .
     if _is_sequence(value):
         if len(value) != count:
             raise PoolError(
-                f"{name} {tuple(value)} has {len(value)} values for {count} pooled axes; "
+                f"{param(name)} {tuple(value)} has {len(value)} values for {count} pooled axes; "
                 f"give one value or {count}"
             )
         return tuple(check_int(name, v, minimum) for v in value)
@@ -393,20 +394,20 @@ def resolve_padding(padding: object, count: int) -> tuple[tuple[int, int] | str,
             return ((0, 0),) * count
         if key == "same":
             return ("same",) * count
-        raise PoolError(f"padding {padding!r} is not known; use an int, pairs, 'same' or 'valid'")
+        raise PoolError(f"{param('padding')} {padding!r} is not known; use an int, pairs, 'same' or 'valid'")
     if not _is_sequence(padding):
         p = check_int("padding", padding, 0)
         return ((p, p),) * count
     if len(padding) != count:
         raise PoolError(
-            f"padding {tuple(padding)} has {len(padding)} values for {count} pooled axes; "
+            f"{param('padding')} {tuple(padding)} has {len(padding)} values for {count} pooled axes; "
             f"give one value, {count} values or {count} (lo, hi) pairs"
         )
     pairs = []
     for item in padding:
         if _is_sequence(item):
             if len(item) != 2:
-                raise PoolError(f"padding pair {tuple(item)} must be (lo, hi); give two ints per axis")
+                raise PoolError(f"{param('padding')} pair {tuple(item)} must be (lo, hi); give two ints per axis")
             pairs.append((check_int("padding", item[0], 0), check_int("padding", item[1], 0)))
         else:
             p = check_int("padding", item, 0)
@@ -435,27 +436,28 @@ def output_length(size: int, span: int, stride: int, lo: int, hi: int, ceil_mode
 def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> AxisGeometry:
     span = dilation * (window - 1) + 1
     if span > INT64_MAX:
-        raise PoolError(f"window {window} with dilation {dilation} spans {span} cells on axis {axis}, "
+        raise PoolError(f"{param('window')} {window} with dilation {dilation} spans {span} cells on axis {axis}, "
                         f"more than the engine can represent ({INT64_MAX}); use a smaller window or dilation")
     lo, hi = same_padding(size, span, stride) if pads == "same" else pads
     for side, pad in (("lo", lo), ("hi", hi)):
         if pad > span - 1:
             raise PoolError(
-                f"padding {pad} ({side} side) exceeds window-1 = {span - 1} on axis {axis}; "
+                f"{param('padding')} {pad} ({side} side) exceeds window-1 = {span - 1} on axis {axis}; "
                 f"use padding <= {span - 1} or a larger window"
             )
     if size + lo + hi > INT64_MAX:
-        raise PoolError(f"padding {lo}+{hi} around size {size} on axis {axis} exceeds {INT64_MAX}, "
+        raise PoolError(f"{param('padding')} {lo}+{hi} around size {size} on axis {axis} exceeds {INT64_MAX}, "
                         "the largest the engine can represent; use less padding")
     out = output_length(size, span, stride, lo, hi, ceil_mode)
     if out < 1:
         raise PoolError(
-            f"window {window} (span {span}) is larger than the padded input on axis {axis} "
+            f"{param('window')} {window} (span {span}) is larger than the padded input on axis {axis} "
             f"(size {size} + padding {lo}+{hi}) of shape {tuple(shape)}; "
             "use a smaller window or more padding"
         )
     if out * 8 > MAX_OUTPUT_BYTES:
-        raise PoolError(f"window {window} with padding {lo}+{hi} gives {out} outputs on axis {axis}, more than "
+        raise PoolError(f"{param('window')} {window} with padding {lo}+{hi} gives {out} outputs on axis {axis},"
+                        " more than "
                         "one array can hold; use a larger stride, less padding or a smaller window")
     geometry = AxisGeometry(axis, size, window, stride, dilation, lo, hi, out)
     # Every window reaches the input (pads <= span - 1, and the last one starts inside it),
@@ -463,7 +465,7 @@ def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> A
     empty = np.flatnonzero(geometry.count_real() == 0) if dilation > size else np.zeros(0, np.int64)
     if len(empty):
         raise PoolError(
-            f"window {int(empty[0])} on axis {axis} (size {size}, dilation {dilation}, "
+            f"{param('window')} {int(empty[0])} on axis {axis} (size {size}, dilation {dilation}, "
             f"padding {lo}+{hi}) holds padding alone; use less padding or a smaller dilation"
         )
     return geometry
@@ -509,7 +511,8 @@ def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object, mod
         if shape[axis] < 1:
             raise PoolError(f"axis {axis} of shape {tuple(shape)} is empty; pool an array with data on it")
         if out * shape[axis] > INT64_MAX:  # the bin bounds i * n // out are int64
-            raise PoolError(f"output_size {out} on axis {axis} of size {shape[axis]} is more than the engine "
+            raise PoolError(f"{param('output_size')} {out} on axis {axis} of size {shape[axis]} is more than"
+                            " the engine "
                             f"can represent; use output_size <= {INT64_MAX // shape[axis]}")
         geometries.append(_adaptive_axis(axis, shape[axis], out))
     return _addressable(PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)), mode, p=p))
@@ -542,7 +545,8 @@ def with_materialised_padding(plan: PoolPlan, itemsize: int = 8) -> PoolPlan:
     for g in plan.sliding:
         padded[g.axis] = g.size + g.pad_lo + g.pad_hi
     if math.prod(padded) * itemsize > MAX_OUTPUT_BYTES:
-        raise PoolError(f"pad_mode {plan.pad_mode!r} copies its padding into an array of shape {tuple(padded)}, "
+        raise PoolError(f"{param('pad_mode')} {plan.pad_mode!r} copies its padding into an array of shape"
+                        f" {tuple(padded)}, "
                         "more than one array can hold; use less padding or pad_mode='zeros'")
     geometries = []
     for g in plan.sliding:

@@ -51,7 +51,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import opencv
 from .choices import FORMAT_SUFFIXES, JPEG_QUALITY  # noqa: F401 (FORMAT_SUFFIXES: io's public names)
-from .errors import InputError, OutputError, PoolError
+from .errors import InputError, OutputError, PoolError, param
 
 IMAGE_FORMATS = {
     ".png": "PNG",
@@ -214,27 +214,27 @@ def pooled_axes_for_layout(layout: str, ndim: int) -> tuple[int, ...]:
     ...     pooled_axes_for_layout("hw", 3)
     ... except PoolError as error:
     ...     print(error)
-    --layout 'hw' names 2 axes but the array has 3; give one letter per axis, e.g. 'chw'
+    layout 'hw' names 2 axes but the array has 3; give one letter per axis, e.g. 'chw'
     """
     letters = layout.lower()
     unknown = sorted(set(letters) - set(LAYOUT_AXES))
     if unknown:
         raise PoolError(
-            f"--layout {layout!r} has unknown letters {''.join(unknown)!r}; use n, c, d, h, w"
+            f"{param('layout')} {layout!r} has unknown letters {''.join(unknown)!r}; use n, c, d, h, w"
             " and l, e.g. hwc, chw, nchw, ncdhw or nlc"
         )
     if len(letters) != ndim:
         example = f", e.g. {guess_layout(ndim)!r}" if guess_layout(ndim) else ""
         raise PoolError(
-            f"--layout {layout!r} names {len(letters)} axes but the array has {ndim};"
+            f"{param('layout')} {layout!r} names {len(letters)} axes but the array has {ndim};"
             f" give one letter per axis{example}"
         )
     repeated = sorted({c for c in letters if c != "n" and letters.count(c) > 1})
     if repeated:
-        raise PoolError(f"--layout {layout!r} repeats {''.join(repeated)!r}; name each axis once")
+        raise PoolError(f"{param('layout')} {layout!r} repeats {''.join(repeated)!r}; name each axis once")
     axes = tuple(i for i, letter in enumerate(letters) if letter in SPATIAL_AXES)
     if not axes:
-        raise PoolError(f"--layout {layout!r} has no axis to pool; include d, h, w or l")
+        raise PoolError(f"{param('layout')} {layout!r} has no axis to pool; include d, h, w or l")
     return axes
 
 
@@ -512,7 +512,7 @@ def _check_inflated(where: str, inflated: int, max_bytes: int | None) -> None:
     if max_bytes is not None and inflated > max_bytes:
         raise InputError(
             f"{where}: compressed arrays inflate to {inflated:,} bytes, more than the limit of {max_bytes:,}"
-            f" (decompression-bomb guard); pass --max-decoded {inflated} if you trust this file"
+            f" (decompression-bomb guard); pass {param('max_bytes')} {inflated} if you trust this file"
         )
 
 
@@ -592,7 +592,7 @@ def _load_image(path: Path, max_pixels: int | None, channel_order: str, page: in
 
 def _check_page(path: Path, page: int, count: int) -> None:
     if page >= count:
-        raise InputError(f"{path}: has {count} page(s) or frame(s), no page {page}; use --page 0..{count - 1}")
+        raise InputError(f"{path}: has {count} page(s) or frame(s), no page {page}; use {param('page')} 0..{count - 1}")
 
 
 def _read_bytes(path: Path) -> np.ndarray:
@@ -679,7 +679,7 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> 
     if max_pixels is not None and width * height > max_pixels:
         raise InputError(
             f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of"
-            f" {max_pixels:,} (decompression-bomb guard); pass --max-pixels"
+            f" {max_pixels:,} (decompression-bomb guard); pass {param('max_pixels')}"
             f" {width * height} if you trust this file"
         )
 
@@ -986,7 +986,7 @@ def _load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
         if max_pixels is not None and chosen.nbytes > _TIFF_BYTES_PER_PIXEL * max_pixels:
             raise InputError(
                 f"{path}: page {page} decodes to {chosen.nbytes:,} bytes ({chosen.samplesperpixel} samples of"
-                f" {chosen.dtype} per pixel), more than the limit; pass --max-pixels 0 if you trust this file"
+                f" {chosen.dtype} per pixel), more than the limit; pass {param('max_pixels')} 0 if you trust this file"
             )
         array = _hwc_samples(chosen.asarray(), chosen.shape, chosen.axes)
         orientation = int(chosen.tags.valueof(274, default=1) or 1)
@@ -1270,7 +1270,7 @@ def _encodable(path: Path, array: np.ndarray, fmt: str) -> tuple[np.ndarray, boo
             return array, fmt == "PNG" or channels > 1
         raise OutputError(
             f"{path}: 16-bit {fmt} with {channels} channels is not supported;"
-            " save as .npy, or pass --dtype uint8"
+            f" save as .npy, or pass {param('dtype')} uint8"
         )
     if dtype.kind == "f" and fmt == "TIFF":
         array = array.astype(np.float32) if dtype.itemsize < 4 else array
@@ -1301,15 +1301,15 @@ def _cannot_hold(fmt: str, dtype: np.dtype, channels: int) -> str:
     if dtype.kind == "f":
         return (
             f"{fmt} cannot hold {dtype} values; save as .tiff or .npy,"
-            " or pass --normalize minmax or --dtype uint8"
+            f" or pass {param('normalize')} minmax or {param('dtype')} uint8"
         )
     if fmt in ("PNG", "TIFF"):
         return (
             f"{fmt} cannot hold {channels}-channel {dtype} values; save as .npy,"
-            " or pass --dtype uint8 or --normalize minmax"
+            f" or pass {param('dtype')} uint8 or {param('normalize')} minmax"
         )
     return (
-        f"{fmt} holds 8-bit values, not {dtype}; pass --dtype uint8 or --normalize minmax,"
+        f"{fmt} holds 8-bit values, not {dtype}; pass {param('dtype')} uint8 or {param('normalize')} minmax,"
         " or save as .png, .tiff or .npy"
     )
 
@@ -1320,7 +1320,7 @@ def _as_hwc(path: Path, array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or not 1 <= array.shape[2] <= 4 or 0 in array.shape:
         raise OutputError(
             f"{path}: an array of shape {array.shape} is not an image (H x W or H x W x C with"
-            " C <= 4); save as .npy, or check --layout"
+            f" C <= 4); save as .npy, or check {param('layout')}"
         )
     if array.dtype.kind not in _NUMERIC_KINDS:
         raise OutputError(f"{path}: dtype {array.dtype} cannot be an image; save as .npy")
@@ -1501,18 +1501,18 @@ def check_output(
     >>> check_output(Path(__file__), overwrite=False)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    poolcli.errors.OutputError: ... exists; pass --overwrite to replace it
+    poolcli.errors.OutputError: ... exists; pass overwrite to replace it
     """
     path = Path(path)
     if _is_one_of(path, inputs):
         raise OutputError(
             f"{path}: is one of the inputs; poolcli never overwrites an input, even with"
-            " --overwrite; choose another output path"
+            f" {param('overwrite')}; choose another output path"
         )
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+        raise OutputError(f"{path} exists; pass {param('overwrite')} to replace it")
     parent = path.parent
     if not parent.exists():
         raise OutputError(f"{path}: folder {parent} does not exist; create it first")

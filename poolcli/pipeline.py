@@ -17,7 +17,7 @@ from .alpha import ALPHA_CHOICES, pool_premultiplied, weights_by_alpha
 from .backend import to_device, to_numpy
 from .choices import DTYPE_CHOICES
 from .engine import output_shape, pool
-from .errors import PoolError
+from .errors import PoolError, param
 from .geometry import plan_pool
 from .values import finite_range, special_counts
 
@@ -59,19 +59,20 @@ class PoolSettings:
     def check(self) -> None:
         """Raise PoolError for anything wrong regardless of the input (a usage error)."""
         if self.dtype not in DTYPE_CHOICES:
-            raise PoolError(f"--dtype {self.dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)}")
+            raise PoolError(f"{param('dtype')} {self.dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)}")
         if not 1 <= self.quality <= 100:
-            raise PoolError(f"--quality {self.quality} is out of range; use 1..100 (default {io.JPEG_QUALITY})")
+            raise PoolError(f"{param('quality')} {self.quality} is out of range;"
+                            f" use 1..100 (default {io.JPEG_QUALITY})")
         if self.axes is not None and self.layout is not None:
-            raise PoolError("--axes and --layout both choose the pooled axes; give only one")
+            raise PoolError(f"{param('axes')} and {param('layout')} both choose the pooled axes; give only one")
         if self.max_pixels is not None and self.max_pixels < 1:
-            raise PoolError(f"--max-pixels {self.max_pixels} must be >= 0; use 0 for no limit")
+            raise PoolError(f"{param('max_pixels')} {self.max_pixels} must be >= 0; use 0 for no limit")
         if self.alpha not in ALPHA_CHOICES:
-            raise PoolError(f"--alpha {self.alpha!r} is not known; use one of {', '.join(ALPHA_CHOICES)}")
+            raise PoolError(f"{param('alpha')} {self.alpha!r} is not known; use one of {', '.join(ALPHA_CHOICES)}")
         if self.page < 0:
-            raise PoolError(f"--page {self.page} must be >= 0; pages count from 0")
+            raise PoolError(f"{param('page')} {self.page} must be >= 0; pages count from 0")
         if self.max_bytes is not None and self.max_bytes < 1:
-            raise PoolError(f"--max-decoded {self.max_bytes} must be >= 1; use a size such as 2GB")
+            raise PoolError(f"{param('max_bytes')} {self.max_bytes} must be >= 1; use a size such as 2GB")
         count = self._implied_axis_count()
         ndim = max(count, max((abs(a) + 1 for a in self.axes or ()), default=0))
         keywords = self.pool_keywords(count, ndim, axes=self.axes)
@@ -101,10 +102,10 @@ class PoolSettings:
     def pool_keywords(self, count: int, ndim: int, axes: tuple[int, ...] | None) -> dict:
         """The keywords of `poolcli.pool` for `count` pooled axes of an `ndim`-d array."""
         return dict(
-            window=_fit(self.window, count, "--window"),
-            stride=None if self.stride is None else _fit(self.stride, count, "--stride"),
+            window=_fit(self.window, count, f"{param('window')}"),
+            stride=None if self.stride is None else _fit(self.stride, count, f"{param('stride')}"),
             padding=_padding_for(self.padding, count),
-            dilation=_fit(self.dilation, count, "--dilation"),
+            dilation=_fit(self.dilation, count, f"{param('dilation')}"),
             ceil_mode=self.ceil_mode,
             count_include_pad=self.count_include_pad,
             p=self.p,
@@ -233,7 +234,7 @@ def _may_saturate(mode: str, source: np.dtype, target: np.dtype) -> bool:
 def _saturation_warning(where: str, clipped: int, result: np.ndarray) -> str:
     info = np.iinfo(result.dtype)
     return (f"{where}: {clipped:,} of {result.size:,} values do not fit {result.dtype} and were clipped to"
-            f" {info.min}..{info.max}; pass --normalize minmax, or write a float output (.tiff, .npy)")
+            f" {info.min}..{info.max}; pass {param('normalize')} minmax, or write a float output (.tiff, .npy)")
 
 
 def default_output(source: Path, settings: PoolSettings, folder: Path | None = None, suffix: str | None = None) -> Path:
@@ -267,7 +268,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
                     durable=durable)
     except MemoryError:
         raise PoolError(f"{source}: not enough memory to pool {_size_text(loaded)}; free memory, use fewer"
-                        " --jobs, or pool a smaller file") from None
+                        f" {param('jobs')}, or pool a smaller file") from None
     return FileResult(
         input=str(source),
         output=str(target),
@@ -373,7 +374,7 @@ def _padding_for(padding: tuple[int, ...] | str, count: int):
     if len(padding) == 2 * count:
         return tuple(zip(padding[::2], padding[1::2]))
     raise PoolError(
-        f"--padding has {len(padding)} values for {count} pooled axes; give 1, {count} "
+        f"{param('padding')} has {len(padding)} values for {count} pooled axes; give 1, {count} "
         f"or {2 * count} (lo,hi per axis, e.g. top,bottom,left,right)"
     )
 

@@ -58,7 +58,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ._colormaps import VIRIDIS
-from .errors import PoolError
+from .errors import PoolError, param
 from .values import finite_range
 
 __all__ = [
@@ -548,7 +548,7 @@ def _checked(array: np.ndarray, kind: str, name: str) -> np.ndarray:
     if kind == "map" and array.ndim != 2:
         raise PoolError(
             f"{name} of shape {array.shape} is not a 2-D feature map; "
-            "choose one channel (--channel) or draw the channels as a montage"
+            f"choose one channel ({param('channel')}) or draw the channels as a montage"
         )
     if kind == "image" and not (array.ndim == 2 or (array.ndim == 3 and 1 <= array.shape[2] <= 4)):
         raise PoolError(

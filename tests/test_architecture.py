@@ -13,6 +13,7 @@ function) points down the layer order or within a layer, and no import cycle exi
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,26 @@ def test_the_check_sees_a_cycle(tmp_path, monkeypatch):
         test_no_import_cycles()
     with pytest.raises(AssertionError, match="layer 0"):
         test_imports_point_down_the_layers("errors")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string constants that are docstrings (they may show command lines)."""
+    return {id(node.value) for node in ast.walk(tree)  # every bare string statement: a (attribute) docstring
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+
+
+def test_no_library_module_spells_a_flag():
+    """Library messages name parameters (errors.param); only the command line maps them to flags."""
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if module_name(path).split(".")[0] in ("cli", "__main__", "backend_cuda"):  # kernels: compiler options
+            continue
+        tree = ast.parse(path.read_text())
+        skip = _docstrings(tree)
+        for node in ast.walk(tree):
+            literal = isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+            if literal and flag.search(node.value):
+                offenders.append(f"{path.name}:{node.lineno}: {node.value[:60]!r}")
+    assert not offenders, "flags in library messages (use errors.param):\n" + "\n".join(offenders)
+    assert flag.search("pass --max-pixels") and not flag.search("max_pixels")

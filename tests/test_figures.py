@@ -332,5 +332,5 @@ def test_series_figures_break_at_nan_without_warnings(tmp_path):
 
 
 def test_compare_montage_scale_option_is_checked(special_maps):
-    with pytest.raises(PoolError, match="--scale"):
+    with pytest.raises(PoolError, match="scale"):
         compare_figure(special_maps[0], PoolSettings(), ["max"], [(2,)], montage=2, scale="each")

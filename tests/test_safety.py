@@ -242,7 +242,7 @@ def test_npz_that_inflates_past_the_budget_is_refused_before_inflating(tmp_path)
     bomb = _bomb_npz(tmp_path / "bomb.npz", 64 << 20)
     with pytest.raises(InputError) as error:
         io.load(bomb, max_bytes=32 << 20)
-    assert "decompression-bomb" in str(error.value) and "--max-decoded" in str(error.value)
+    assert "decompression-bomb" in str(error.value) and "max_bytes" in str(error.value)  # the keyword
     assert io.load(bomb, max_bytes=64 << 20).array.shape == (64 << 20,)
     with pytest.raises(InputError):
         io.load(bomb, max_pixels=8 << 20)  # the default budget: 4 bytes per allowed pixel

@@ -372,7 +372,7 @@ def test_png_round_trip_keeps_every_pixel(photo):
     ("original", "cell", "kind", "match"),
     [
         (np.zeros((4, 4, 5)), np.zeros((2, 2, 5)), "image", "1-4 channels"),
-        (np.zeros((2, 4, 4)), np.zeros((2, 2, 2)), "map", "--channel"),
+        (np.zeros((2, 4, 4)), np.zeros((2, 2, 2)), "map", "one channel"),
         (np.zeros((4, 4, 3)), np.zeros((2, 2)), "image", "axes=\\(0, 1\\)"),
         (np.zeros((4, 4)), np.zeros((2, 2)), "photo", "'image' or 'map'"),
         (np.zeros((4, 4), complex), np.zeros((2, 2)), "image", "real numbers"),

@@ -225,7 +225,7 @@ def settings_from_options(options: dict) -> "PoolSettings":
     try:
         settings.check()
     except PoolError as error:
-        raise UsageProblem(option_names(str(error))) from None
+        raise UsageProblem(error.template) from None
     return settings
 
 
@@ -239,18 +239,6 @@ def _resolve_backend(choice: str) -> str:
         except PoolError as error:
             raise UsageProblem(f"--backend cupy: {error}") from None
     return choice
-
-
-def option_names(message: str) -> str:
-    """Library words to command-line words in messages about parameters."""
-    for word, option in (("count_include_pad", "--exclude-pad"), ("ceil_mode", "--ceil-mode"),
-                         ("pad_mode", "--pad-mode"), ("nan_policy", "--nan"), ("p ", "--power ")):
-        if message.startswith(word):
-            return option + message[len(word):]
-    for word in ("window", "stride", "padding", "dilation", "mode", "axes"):
-        if message.startswith(word):
-            return "--" + message
-    return message
 
 
 def with_pool_options(command):
@@ -280,7 +268,7 @@ def _guarded(run):
     except UsageProblem as problem:
         _fail(str(problem), EXIT_USAGE)
     except PoolError as error:
-        _fail(str(error), EXIT_FAILED)
+        _fail(error.template, EXIT_FAILED)
     except MemoryError:
         _fail("not enough memory for this input; free memory or pool a smaller file", EXIT_FAILED)
     except KeyboardInterrupt as stop:

@@ -25,7 +25,7 @@ from .app import (
     app,
     with_pool_options,
 )
-from .terminal import report_failure, report_warning
+from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
     from ..pipeline import PoolSettings
@@ -82,13 +82,13 @@ def batch_command(
         if report is not None:
             runner.check_report(report)
     except PoolError as error:
-        raise UsageProblem(str(error)) from None
+        raise UsageProblem(error.template) from None
 
     display = Display(quiet)
     report_error = None
     try:
         with contextlib.ExitStack() as stack:
-            written = stack.enter_context(open_report(report, runner)) if report is not None else None
+            written = stack.enter_context(open_report(report, runner, FLAGS)) if report is not None else None
 
             def on_result(record: FileResult, summary: BatchSummary) -> None:
                 display.result(record, summary)
@@ -109,7 +109,7 @@ def batch_command(
     if not quiet:
         print_summary(summary)
     if report_error is not None:
-        report_failure(str(report_error))
+        report_failure(report_error.template)
     if summary.interrupted:
         report_failure(f"interrupted after {summary.finished} of {summary.total} files; no partial output was "
                        "left behind; rerun with --skip-existing to resume")

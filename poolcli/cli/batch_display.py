@@ -19,7 +19,7 @@ from rich.text import Text
 from ..batch import BatchSummary
 from ..errors import printable
 from ..pipeline import FileResult
-from .terminal import console, report_failure, report_warning, say
+from .terminal import console, flagged, report_failure, report_warning, say
 
 
 class RateColumn(ProgressColumn):
@@ -71,7 +71,7 @@ class Display:
 
     def _failure(self, message: str) -> None:
         if self.progress is not None:
-            self.progress.console.print(f"[red]poolcli: error:[/red] {escape(printable(message))}")
+            self.progress.console.print(f"[red]poolcli: error:[/red] {escape(printable(flagged(message)))}")
         else:
             report_failure(message)
 
@@ -91,8 +91,8 @@ def print_summary(summary: BatchSummary) -> None:
     if summary.failures:  # one line each, unwrapped: "<input>: <reason>", easy to grep and copy
         console().print(f"{summary.failed} failure{'s' * (summary.failed > 1)}:", style="bold red")
         for record in summary.failures:
-            console().print(Text("  " + printable(record.error or f"{record.input}: failed")), crop=False,
-                      overflow="ignore")
+            console().print(Text("  " + printable(flagged(record.error or f"{record.input}: failed"))), crop=False,
+                            overflow="ignore")
 
 
 def _size(count: float) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..choices import FORMAT_SUFFIXES, JPEG_QUALITY, MODES
-from ..errors import PoolError
+from ..errors import PoolError, param
 from .app import (
     DEBUG,
     EXIT_FAILED,
@@ -24,11 +24,10 @@ from .app import (
     app,
     choice,
     one_line,
-    option_names,
     parse_ints,
     with_pool_options,
 )
-from .terminal import console, report_failure, report_warning, say
+from .terminal import console, flagged, report_failure, report_warning, say
 
 if TYPE_CHECKING:
     from ..pipeline import FileResult, PoolSettings
@@ -83,7 +82,7 @@ def pool_command(
                     traceback.print_exc()
                 report_failure(message)
                 if as_json:
-                    _print_json(FileResult(str(source), str(target), status="failed", error=message))
+                    _print_json(FileResult(str(source), str(target), status="failed", error=flagged(message)))
                 continue
             for warning in result.warnings:
                 report_warning(warning)
@@ -150,7 +149,7 @@ def _read_stdin(folder: Path) -> Path:
 def _input_failure(source: Path, error: Exception) -> str:
     """One line for what went wrong with one input."""
     if isinstance(error, PoolError):
-        return str(error)
+        return error.template
     if isinstance(error, OSError):
         return f"{source}: {error.strerror or one_line(str(error))}"
     return f"{source}: unexpected {type(error).__name__}: {one_line(str(error)) or 'no detail'}" \
@@ -270,7 +269,7 @@ def checked_variant(settings: "PoolSettings", mode: str, window: tuple[int, ...]
     try:
         replace(settings, mode=mode, window=window).check()
     except PoolError as error:
-        raise UsageProblem(option_names(str(error))) from None
+        raise UsageProblem(error.template) from None
 
 
 def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: "PoolSettings",
@@ -289,9 +288,9 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
         from ..io import make_folder
 
         try:
-            make_folder(out_dir, "-d/--out-dir")
+            make_folder(out_dir, param("out_dir"))
         except PoolError as error:
-            raise UsageProblem(str(error)) from None
+            raise UsageProblem(error.template) from None
     from ..pipeline import default_output
 
     return [default_output(source, settings, out_dir, suffix) for source in inputs]

@@ -13,7 +13,24 @@ import os
 
 import typer
 
-from ..errors import printable
+from ..errors import printable, render
+
+FLAGS = {  # the library's parameter names (errors.param) as the command line spells them
+    "window": "--window", "stride": "--stride", "padding": "--padding", "dilation": "--dilation",
+    "mode": "--mode", "axes": "--axes", "layout": "--layout", "p": "--power", "ceil_mode": "--ceil-mode",
+    "count_include_pad": "--exclude-pad", "pad_mode": "--pad-mode", "nan_policy": "--nan", "dtype": "--dtype",
+    "backend": "--backend", "normalize": "--normalize", "max_pixels": "--max-pixels", "max_bytes": "--max-decoded",
+    "page": "--page", "alpha": "--alpha", "quality": "--quality", "overwrite": "--overwrite",
+    "output_format": "--format", "jobs": "--jobs", "skip_existing": "--skip-existing", "patterns": "--glob",
+    "out_dir": "-d/--out-dir", "compare_dir": "--compare-dir", "report": "--report", "montage": "--montage",
+    "scale": "--scale", "channel": "--channel", "output": "-o/--output", "output_size": "--output-size",
+    "divisor_override": "--divisor", "return_indices": "--indices",
+}
+
+
+def flagged(message: str) -> str:
+    """A library message with its parameters named as the command line's flags."""
+    return render(message, FLAGS)
 
 
 def say(text: str) -> None:
@@ -25,13 +42,13 @@ def say(text: str) -> None:
 def report_warning(message: str) -> None:
     """A warning: one yellow-labelled line on stderr; the command goes on."""
     typer.secho("poolcli: warning:", fg="yellow", err=True, nl=False)
-    typer.echo(" " + printable(message), err=True)
+    typer.echo(" " + printable(flagged(message)), err=True)
 
 
 def report_failure(message: str) -> None:
     """An error: one red-labelled line on stderr."""
     typer.secho("poolcli: error:", fg="red", err=True, nl=False)
-    typer.echo(" " + printable(message), err=True)
+    typer.echo(" " + printable(flagged(message)), err=True)
 
 
 @contextlib.contextmanager
