@@ -15,8 +15,9 @@ import numpy as np
 
 from .choices import ALPHA_CHOICES  # noqa: F401 (re-exported)
 from .engine import pool
+from .modes import names
 
-MIXING_MODES = ("avg", "sum", "l2", "lp")
+MIXING_MODES = names(mixes=True)
 
 
 def weights_by_alpha(mode: str, channels: int, source_mode: str | None, alpha: str) -> bool:

@@ -50,9 +50,10 @@ import numpy as np
 
 from .dtypes import finalize, natural_dtype
 from .geometry import AdaptiveAxis, PoolPlan, with_materialised_padding
+from .modes import names
 
 EXTREME = ("max", "min")
-FUSED_MODES = ("max", "min", "sum", "avg", "l2", "lp")
+FUSED_MODES = names(fused=True)
 MAX_AXES = 3
 THREADS = 256  # threads per block
 UNROLL_COLUMNS = 64  # last-axis columns one thread may unroll; wider windows loop instead

@@ -5,7 +5,9 @@ start-up reads them without importing the engine.
 ('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median')
 """
 
-MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
+from .modes import NAMES
+
+MODES = NAMES  # one record each in modes.py
 PAD_MODES = ("zeros", "edge", "reflect")
 NAN_POLICIES = ("propagate", "omit")
 BACKENDS = ("auto", "numpy", "cupy")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .modes import MODES
+
 
 def natural_dtype(dtype: np.dtype, mode: str) -> np.dtype:
     """The output dtype of each mode when `dtype=` is not set (docs/semantics.md, Dtypes).
@@ -14,9 +16,10 @@ def natural_dtype(dtype: np.dtype, mode: str) -> np.dtype:
     >>> natural_dtype(np.dtype(np.uint8), "avg"), natural_dtype(np.dtype(np.int16), "sum")
     (dtype('float64'), dtype('int64'))
     """
-    if mode in ("max", "min", "median"):
+    rule = MODES[mode].output
+    if rule == "same":
         return dtype
-    if mode == "sum":
+    if rule == "sum":
         if dtype.kind == "f":
             return dtype
         return np.dtype(np.uint64) if dtype.kind == "u" else np.dtype(np.int64)

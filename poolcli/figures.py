@@ -18,6 +18,7 @@ from . import io, viz
 from .engine import pool, pool_backward
 from .errors import PoolError, param
 from .geometry import PoolPlan, plan_pool
+from .modes import MODES
 from .pipeline import PoolSettings, keywords_for
 
 FIGURE_SUFFIXES = (".png",)
@@ -124,7 +125,7 @@ def _geometry(plan: PoolPlan, keywords: dict) -> dict:
             extras["p"] = "x".join(f"{lo},{hi}" for lo, hi in pads)
         if plan.pad_mode != "zeros":
             extras["pad"] = plan.pad_mode
-        elif not plan.count_include_pad and plan.mode in ("avg", "l2"):
+        elif not plan.count_include_pad and MODES[plan.mode].divisor:
             extras["exclude_pad"] = True
     if any(g.dilation != 1 for g in plan.sliding):
         extras["d"] = _compact(g.dilation for g in plan.sliding)

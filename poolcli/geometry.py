@@ -18,10 +18,11 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from .errors import PoolError, param
+from .modes import NAMES, names
 
-MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
-EXTREME_MODES = ("max", "min")
-DIVISOR_MODES = ("avg", "l2")
+MODES = NAMES
+EXTREME_MODES = names(reducer="extreme")
+DIVISOR_MODES = names(divisor=True)
 PAD_MODES = ("zeros", "edge", "reflect")
 NAN_POLICIES = ("propagate", "omit")
 ACCEPTED_KINDS = "biuf"  # bool, signed, unsigned, float

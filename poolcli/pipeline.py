@@ -19,6 +19,7 @@ from .choices import DTYPE_CHOICES
 from .engine import output_shape, pool
 from .errors import PoolError, param
 from .geometry import plan_pool
+from .modes import MODES
 from .values import finite_range, special_counts
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -221,7 +222,7 @@ def _outside(natural: np.ndarray, dtype: np.dtype | None) -> int:
 
 def _may_saturate(mode: str, source: np.dtype, target: np.dtype) -> bool:
     """sum and lp grow past their inputs; other modes stay within the input's range."""
-    if mode in ("sum", "lp"):
+    if MODES[mode].grows:
         return True
     if source.kind == "b":
         return False

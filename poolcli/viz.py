@@ -59,6 +59,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ._colormaps import VIRIDIS
 from .errors import PoolError, param
+from .modes import names
 from .values import finite_range
 
 __all__ = [
@@ -152,7 +153,7 @@ MARKERS = ("o", "s", "^", "D", "v")  # pooled-value markers, in turn with the co
 
 DEFAULT_CHANNELS = 16  # montage: how many leading channels are shown when not told
 SCALES = ("shared", "channel")  # montage colour scales: one for all channels, or one each
-ROUTING_MODES = frozenset({"max", "min", "median"})  # modes whose gradient is routed
+ROUTING_MODES = frozenset(names(routes=True))  # modes whose gradient is routed
 _KINDS = ("image", "map")
 _CHUNK_ROWS = 512  # abs_difference works on this many rows at a time (bounded memory)
 

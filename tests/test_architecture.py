@@ -1,7 +1,7 @@
 """The layers of the package, checked from the source: every import (at module level or inside a
 function) points down the layer order or within a layer, and no import cycle exists.
 
-    0 errors, choices, values, version, _colormaps     names and helpers, no NumPy for most
+    0 errors, choices, modes, values, version, ...      names, the table of modes, helpers; no NumPy
     1 geometry, opencv, dtypes                          the validated plan; OpenCV's one door; output dtypes
     2 backend, backend_cuda, io, viz                    the backend seam and kernels; files; drawing
     3 engine                                            the pooling math
@@ -20,7 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "poolcli"
 LAYERS = {
-    "errors": 0, "choices": 0, "values": 0, "version": 0, "_colormaps": 0,
+    "errors": 0, "choices": 0, "values": 0, "version": 0, "_colormaps": 0, "modes": 0,
     "geometry": 1, "opencv": 1, "dtypes": 1,
     "backend": 2, "backend_cuda": 2, "io": 2, "viz": 2,
     "engine": 3,
