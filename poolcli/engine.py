@@ -38,11 +38,7 @@ from .geometry import (
     EXTREME_MODES,
     AxisGeometry,
     PoolPlan,
-    check_choice,
-    check_dtype,
     check_input_dtype,
-    check_mode,
-    check_p,
     plan_adaptive,
     plan_pool,
     resolve_axes,
@@ -96,13 +92,13 @@ def pool(
     ([3, 3, 3, 5, 5], [1, 1, 3, 4, 4])
     """
     xp, x = _checked_input(x)
-    plan, options = plan_pool(
+    plan = plan_pool(
         x.shape, window, stride, padding=padding, dilation=dilation, axes=axes, mode=mode,
         count_include_pad=count_include_pad, divisor_override=divisor_override, p=p,
         pad_mode=pad_mode, nan_policy=nan_policy, ceil_mode=ceil_mode,
         return_indices=return_indices, dtype=dtype,
     )
-    return _forward(xp, x, plan, options["dtype"], options["return_indices"])
+    return _forward(xp, x, plan, plan.dtype, plan.return_indices)
 
 
 def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
@@ -119,12 +115,9 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
     [[7.5]]
     """
     xp, x = _checked_input(x)
-    mode = check_mode(mode)
-    if return_indices and mode not in EXTREME_MODES:
-        raise PoolError(f"return_indices=True needs mode 'max' or 'min', not {mode!r}; drop it")
-    plan = plan_adaptive(x.shape, output_size, axes, mode, check_p(p) if mode == "lp" else 2.0)
-    plan = replace(plan, nan_policy=check_choice("nan_policy", nan_policy, ("propagate", "omit")))
-    return _forward(xp, x, plan, check_dtype(dtype), return_indices)
+    plan = plan_adaptive(x.shape, output_size, axes, mode=mode, p=p, nan_policy=nan_policy, dtype=dtype,
+                         return_indices=return_indices)
+    return _forward(xp, x, plan, plan.dtype, plan.return_indices)
 
 
 def pool_backward(grad_output, x, window, stride=None, **keywords):
@@ -141,7 +134,7 @@ def pool_backward(grad_output, x, window, stride=None, **keywords):
     xp, x = _checked_input(x)
     keywords.pop("return_indices", None)
     keywords.pop("dtype", None)
-    plan, _ = plan_pool(x.shape, window, stride, **keywords)
+    plan = plan_pool(x.shape, window, stride, **keywords)
     grad = _native(xp.asarray(grad_output))
     if grad.dtype.kind not in "biuf":
         raise PoolError(f"grad_output dtype {grad.dtype} is not a real number type; "
@@ -203,7 +196,7 @@ def output_shape(shape, window, stride=None, **keywords):
     """
     keywords.pop("return_indices", None)
     keywords.pop("dtype", None)
-    return plan_pool(tuple(int(n) for n in shape), window, stride, **keywords)[0].out_shape
+    return plan_pool(tuple(int(n) for n in shape), window, stride, **keywords).out_shape
 
 
 # ================================================================== forward

@@ -60,7 +60,7 @@ def _channel_note(array: np.ndarray, pooled_axes: tuple[int, ...], channel: int)
 def _plan(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[dict, PoolPlan]:
     """The engine's keywords for `array` and the plan they resolve to."""
     keywords = keywords_for(settings, loaded, array)
-    return keywords, plan_pool(array.shape, **keywords)[0]
+    return keywords, plan_pool(array.shape, **keywords)
 
 
 def _resolved_axes(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ import functools
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -189,7 +189,8 @@ class AdaptiveAxis:
 
 @dataclass(frozen=True)
 class PoolPlan:
-    """Everything the engine needs, validated: the input shape and one geometry per pooled axis."""
+    """Everything the engine needs, validated once: the input shape, one geometry per pooled
+    axis, and every option of the call (the one options object of pool and adaptive_pool)."""
 
     shape: tuple[int, ...]
     axes: tuple[AxisGeometry | AdaptiveAxis, ...]  # sorted by array axis
@@ -199,6 +200,8 @@ class PoolPlan:
     p: float = 2.0
     pad_mode: str = "zeros"
     nan_policy: str = "propagate"
+    dtype: np.dtype | None = None  # the requested output dtype
+    return_indices: bool = False
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -434,18 +437,54 @@ def output_length(size: int, span: int, stride: int, lo: int, hi: int, ceil_mode
     return out
 
 
-def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> AxisGeometry:
+@dataclass(frozen=True)
+class Windows:
+    """The window options of a call, checked without an input: one value per pooled axis."""
+
+    windows: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: tuple[tuple[int, int] | str, ...]
+
+
+def check_windows(window: object, stride: object, padding: object, dilation: object, count: int,
+                  axes: tuple[int, ...] | None = None) -> Windows:
+    """Everything about windows, strides, dilations and padding that holds whatever the input
+    (the rest, windows larger than the input, needs its shape: `make_axis`). `axes` names the
+    pooled axes in messages (else their order)."""
+    windows = per_axis("window", window, count, 1)
+    strides = windows if stride is None else per_axis("stride", stride, count, 1)
+    dilations = per_axis("dilation", dilation, count, 1)
+    pads = resolve_padding(padding, count)
+    for axis, k, d, pad in zip(axes or range(count), windows, dilations, pads):
+        span = _checked_span(axis, k, d)
+        if pad != "same":
+            _check_pads(axis, span, *pad)
+    return Windows(windows, strides, dilations, pads)
+
+
+def _checked_span(axis: int, window: int, dilation: int) -> int:
     span = dilation * (window - 1) + 1
     if span > INT64_MAX:
         raise PoolError(f"{param('window')} {window} with dilation {dilation} spans {span} cells on axis {axis}, "
                         f"more than the engine can represent ({INT64_MAX}); use a smaller window or dilation")
-    lo, hi = same_padding(size, span, stride) if pads == "same" else pads
+    return span
+
+
+def _check_pads(axis: int, span: int, lo: int, hi: int) -> None:
+    """Each pad at most span - 1, so that no window is padding alone."""
     for side, pad in (("lo", lo), ("hi", hi)):
         if pad > span - 1:
             raise PoolError(
                 f"{param('padding')} {pad} ({side} side) exceeds window-1 = {span - 1} on axis {axis}; "
-                f"use padding <= {span - 1} or a larger window"
+                f"use {param('padding')} <= {span - 1} or a larger window"
             )
+
+
+def make_axis(axis, size, window, stride, dilation, pads, ceil_mode, shape) -> AxisGeometry:
+    span = _checked_span(axis, window, dilation)
+    lo, hi = same_padding(size, span, stride) if pads == "same" else pads
+    _check_pads(axis, span, lo, hi)
     if size + lo + hi > INT64_MAX:
         raise PoolError(f"{param('padding')} {lo}+{hi} around size {size} on axis {axis} exceeds {INT64_MAX}, "
                         "the largest the engine can represent; use less padding")
@@ -481,29 +520,28 @@ def plan_pool(
     dilation: object = 1,
     axes: object = None,
     **options,
-) -> tuple[PoolPlan, dict]:
-    """Validate everything and build the plan; returns (plan, the resolved keyword options)."""
+) -> PoolPlan:
+    """Validate everything, once, into the plan (geometry and options alike)."""
     options = check_options(**options)
     pooled = resolve_axes(len(shape), window, axes)
-    count = len(pooled)
-    windows = per_axis("window", window, count, 1)
-    strides = windows if stride is None else per_axis("stride", stride, count, 1)
-    dilations = per_axis("dilation", dilation, count, 1)
-    pads = resolve_padding(padding, count)
+    checked = check_windows(window, stride, padding, dilation, len(pooled), pooled)
     geometries = [
         make_axis(a, shape[a], k, s, d, pad, options["ceil_mode"], shape)
-        for a, k, s, d, pad in zip(pooled, windows, strides, dilations, pads)
+        for a, k, s, d, pad in zip(pooled, checked.windows, checked.strides, checked.dilations, checked.pads)
     ]
     plan = PoolPlan(
         shape=tuple(shape),
         axes=tuple(sorted(geometries, key=lambda g: g.axis)),
-        **{k: options[k] for k in ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy")},
+        **{k: options[k] for k in ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy",
+                                   "dtype", "return_indices")},
     )
-    return _addressable(plan), options
+    return _addressable(plan)
 
 
-def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object, mode: str, p: float) -> PoolPlan:
-    """Adaptive pooling: output_size int or one per axis (None keeps that axis's size)."""
+def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object = None, **options) -> PoolPlan:
+    """Adaptive pooling: output_size int or one per axis (None keeps that axis's size); the
+    options go through the same checks as `plan_pool`'s."""
+    checked = check_options(**options)
     pooled = resolve_axes(len(shape), output_size, axes, name="output_size")
     sizes = tuple(output_size) if _is_sequence(output_size) else (output_size,) * len(pooled)
     geometries = []
@@ -516,7 +554,8 @@ def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object, mod
                             " the engine "
                             f"can represent; use output_size <= {INT64_MAX // shape[axis]}")
         geometries.append(_adaptive_axis(axis, shape[axis], out))
-    return _addressable(PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)), mode, p=p))
+    return _addressable(PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)),
+                                 **{k: checked[k] for k in ("mode", "p", "nan_policy", "dtype", "return_indices")}))
 
 
 def _addressable(plan: PoolPlan) -> PoolPlan:
@@ -559,8 +598,7 @@ def with_materialised_padding(plan: PoolPlan, itemsize: int = 8) -> PoolPlan:
     padded_shape = list(plan.shape)
     for g in geometries:
         padded_shape[g.axis] = g.size
-    return PoolPlan(tuple(padded_shape), tuple(geometries), plan.mode, plan.count_include_pad,
-                    plan.divisor_override, plan.p, plan.pad_mode, plan.nan_policy)
+    return replace(plan, shape=tuple(padded_shape), axes=tuple(geometries))
 
 
 def _ceil_div(a: int, b: int) -> int:

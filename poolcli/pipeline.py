@@ -18,7 +18,7 @@ from .backend import to_device, to_numpy
 from .choices import DTYPE_CHOICES
 from .engine import output_shape, pool
 from .errors import PoolError, param
-from .geometry import plan_pool
+from .geometry import check_options, check_windows, plan_pool, resolve_axes
 from .modes import MODES
 from .values import finite_range, special_counts
 
@@ -77,7 +77,10 @@ class PoolSettings:
         count = self._implied_axis_count()
         ndim = max(count, max((abs(a) + 1 for a in self.axes or ()), default=0))
         keywords = self.pool_keywords(count, ndim, axes=self.axes)
-        plan_pool(_room_for(keywords, ndim, count), **keywords)
+        check_options(**{k: v for k, v in keywords.items() if k in OPTION_KEYWORDS})
+        check_windows(keywords["window"], keywords["stride"], keywords["padding"], keywords["dilation"], count)
+        if self.axes is not None:
+            resolve_axes(ndim, keywords["window"], self.axes)
 
     def _implied_axis_count(self) -> int:
         """How many axes the options pool, as far as they tell without an input."""
@@ -303,7 +306,7 @@ def describe_file(source: Path, settings: PoolSettings) -> dict:
 
 def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
     keywords = keywords_for(settings, loaded, array)
-    plan, _ = plan_pool(array.shape, **keywords)
+    plan = plan_pool(array.shape, **keywords)
     finite = finite_range(array) or (None, None)
     axes = []
     for g in plan.sliding:
@@ -337,22 +340,7 @@ def settings_summary(settings: PoolSettings) -> dict:
     return summary
 
 
-def _room_for(keywords: dict, ndim: int, count: int) -> tuple[int, ...]:
-    """A shape on which every window of `keywords` fits, so checking the options without an
-    input refuses only what no input could make right: each pooled axis at least as long
-    as its window's span (then no window is padding alone) and 2**20."""
-    def values(name: str, default: int) -> tuple[int, ...]:
-        value = keywords[name] if keywords[name] is not None else default
-        value = value if isinstance(value, tuple) else (value,) * count
-        return tuple(v if isinstance(v, int) and v >= 1 else 1 for v in value)
-
-    spans = [dilation * (window - 1) + 1 for window, dilation in zip(values("window", 1), values("dilation", 1))]
-    shape = [1 << 20] * ndim
-    axes = keywords["axes"] if keywords["axes"] is not None else tuple(range(ndim - count, ndim))
-    for axis, span in zip(axes, spans):
-        if isinstance(axis, int) and -ndim <= axis < ndim:
-            shape[axis] = max(shape[axis], span)
-    return tuple(shape)
+OPTION_KEYWORDS = ("mode", "count_include_pad", "p", "pad_mode", "nan_policy", "ceil_mode")
 
 
 def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:

@@ -107,7 +107,7 @@ def test_auto_backend_uses_the_gpu_only_from_the_crossover(monkeypatch):
 
 
 def test_the_fused_hooks_leave_numpy_to_the_engine():
-    plan, _ = plan_pool((4, 4), 2)
+    plan = plan_pool((4, 4), 2)
     assert backend.fused_forward(np, np.zeros((4, 4)), plan, None, False, ENGINE_FIT) is None
     assert backend.fused_backward(np, np.zeros((2, 2)), np.zeros((4, 4)), plan) is None
 
@@ -266,10 +266,10 @@ def test_kernel_variants_agree(fused_on_cpu, monkeypatch, tuning):
 
 def test_paths_without_a_fused_kernel_are_left_to_the_engine():
     x = np.zeros((6, 6))
-    assert backend_cuda.forward(x, plan_pool(x.shape, 2, mode="median")[0], None, False, ENGINE_FIT) is None
+    assert backend_cuda.forward(x, plan_pool(x.shape, 2, mode="median"), None, False, ENGINE_FIT) is None
     four = np.zeros((3, 3, 3, 3))
-    assert backend_cuda.forward(four, plan_pool(four.shape, (2, 2, 2, 2))[0], None, False, ENGINE_FIT) is None
-    reflect, _ = plan_pool(x.shape, 3, padding=1, pad_mode="reflect", mode="avg")
+    assert backend_cuda.forward(four, plan_pool(four.shape, (2, 2, 2, 2)), None, False, ENGINE_FIT) is None
+    reflect = plan_pool(x.shape, 3, padding=1, pad_mode="reflect", mode="avg")
     assert backend_cuda.backward(np.zeros((4, 4)), x, reflect) is None
     assert not backend_cuda.supported(x, reflect, backward=True)
     assert backend_cuda.supported(x, reflect)  # forward: padded once, then fused

@@ -598,12 +598,12 @@ def test_fused_kernels_leave_64_bit_overflow_to_the_engine(monkeypatch):
     monkeypatch.setattr(backend_cuda, "_cupy", fake_cupy)
     big = np.full((4, 4), INT64_MAX, np.int64)
     for mode, dtype in (("sum", None), ("avg", None), ("avg", np.dtype(np.int64)), ("sum", np.dtype(np.int8))):
-        plan, _ = plan_pool(big.shape, 2, mode=mode)
+        plan = plan_pool(big.shape, 2, mode=mode)
         fit = functools.partial(engine.integer_sums_fit, requested=dtype)
         assert backend_cuda.forward(big, plan, dtype, False, fit) is None
         assert not engine.integer_sums_fit(np, big, plan, dtype)
         assert engine.integer_sums_fit(np, big // 8, plan, dtype)  # small values: fused
-    rounded, _ = plan_pool((4,), 2, mode="avg")
+    rounded = plan_pool((4,), 2, mode="avg")
     half = np.full(4, 2**61, np.int64)  # the sum fits, 2 * sum + divisor does not
     assert engine.integer_sums_fit(np, half, rounded, None)
     assert not engine.integer_sums_fit(np, half, rounded, np.dtype(np.int64))

@@ -139,7 +139,7 @@ def test_scaled_lp_is_the_p_norm_where_the_plain_formula_is_finite():
     powers, by forcing it on."""
     rng = np.random.default_rng(5)
     x = rng.random((12, 15)) * 10
-    plan = engine.plan_pool(x.shape, 3, 2, padding=1, mode="lp", p=7.0, ceil_mode=True)[0]
+    plan = engine.plan_pool(x.shape, 3, 2, padding=1, mode="lp", p=7.0, ceil_mode=True)
     scaled = engine._scaled_lp(np, x, plan)
     np.testing.assert_allclose(scaled, pool(x, 3, 2, padding=1, mode="lp", p=7.0, ceil_mode=True), rtol=1e-12)
 
