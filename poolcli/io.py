@@ -693,7 +693,7 @@ class _Chatter:
         return any(needle in self.text for needle in needles)
 
 
-_STDERR_LOCK = threading.Lock()
+_STDERR_LOCK = threading.RLock()  # re-entrant: a quiet call may nest in another
 
 
 @contextlib.contextmanager
