@@ -44,6 +44,7 @@ from .geometry import (
     resolve_axes,
     with_materialised_padding,
 )
+from .modes import MODES
 
 # ================================================================== public API
 
@@ -698,12 +699,13 @@ def _sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
         nan_counts = None
     rounded = _rounds(plan, dtype)
     bound = None
-    if plan.mode in ("sum", "avg") and a.dtype.kind in "biu":
+    plain = _power(plan) is None  # sum and avg: sums of x itself
+    if plain and a.dtype.kind in "biu":
         bound = _exact_bound(xp, a, plan, rounded)
         if bound is None:
             return _wide_sums(xp, a, plan, dtype if dtype is not None else natural_dtype(a.dtype, plan.mode))
         accumulator = _accumulator_dtype(a.dtype, bound)
-    elif plan.mode in ("sum", "avg"):
+    elif plain:
         accumulator = work
     else:
         accumulator = _power_accumulator(a.dtype, plan, work)
@@ -717,9 +719,15 @@ def _sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
     return y
 
 
+def _power(plan: PoolPlan) -> float | None:
+    """The power the sum family sums (modes.Mode.power): None for x itself, 2 or p."""
+    kind = MODES[plan.mode].power
+    return None if kind is None else 2.0 if kind == "2" else plan.p
+
+
 def _rounds(plan: PoolPlan, dtype: np.dtype | None) -> bool:
-    """avg asked for as integers: rounded half up exactly, in integer arithmetic."""
-    return plan.mode == "avg" and dtype is not None and dtype.kind in "iu"
+    """A mean of x (avg) asked for as integers: rounded half up exactly, in integer arithmetic."""
+    return MODES[plan.mode].divisor and _power(plan) is None and dtype is not None and dtype.kind in "iu"
 
 
 def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int):
@@ -745,14 +753,15 @@ def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int):
 
 
 def _power_transform(xp, plan: PoolPlan, work):
-    """x^2 for l2 (and lp with p = 2), |x|^p for lp, computed in `work`."""
-    if plan.mode == "l2" or (plan.mode == "lp" and plan.p == 2.0):
+    """x^2 for l2 (and lp with p = 2), |x|^p for lp, computed in `work`; None for sum and avg."""
+    power = _power(plan)
+    if power == 2.0:
         return lambda v: xp.square(v, dtype=work)
-    if plan.mode == "lp":
+    if power is not None:
         if work.kind in "iu":  # |x|^p of integers with an integral p, exactly
-            return lambda v: xp.power(xp.abs(v.astype(np.int64)) if v.dtype.kind == "i" else v, int(plan.p),
+            return lambda v: xp.power(xp.abs(v.astype(np.int64)) if v.dtype.kind == "i" else v, int(power),
                                       dtype=work)
-        return lambda v: xp.power(xp.abs(v.astype(work, copy=False)), work.type(plan.p))
+        return lambda v: xp.power(xp.abs(v.astype(work, copy=False)), work.type(power))
     return None
 
 
@@ -762,9 +771,9 @@ MAX_EXACT_POWER = 64  # lp with a larger integral p computes |x|^p in floats (2^
 def _power_accumulator(dtype: np.dtype, plan: PoolPlan, work: np.dtype) -> np.dtype:
     """Integer sums of x^2 (l2) or |x|^p (lp, integral p <= 64) when they stay exact in a
     float64; a larger p (1e308, say) takes the float path without building huge integers."""
-    if dtype.kind not in "biu" or (plan.mode == "lp" and not float(plan.p).is_integer()):
+    power = _power(plan) or 1.0
+    if dtype.kind not in "biu" or not float(power).is_integer():
         return work
-    power = 2 if plan.mode == "l2" else plan.p
     if power > MAX_EXACT_POWER or not FAST_PATHS.exact_powers:
         return work
     bound = _sum_bound(dtype, plan) ** int(power)  # >= taps * max|x|^p
@@ -776,16 +785,19 @@ def _power_accumulator(dtype: np.dtype, plan: PoolPlan, work: np.dtype) -> np.dt
 
 
 def _sum_finish(xp, total, plan: PoolPlan, work, nan_counts):
-    """Divide and take roots in place where the total is already a float of the work dtype."""
-    if plan.mode == "sum":
-        return total
-    total = total.astype(work, copy=False)
-    if plan.mode == "lp":
-        if plan.p == 2.0:
+    """Divide and take roots in place where the total is already a float of the work dtype:
+    sum keeps its total, lp takes the p-th root, avg divides, l2 divides and takes the root."""
+    power, divides = _power(plan), MODES[plan.mode].divisor
+    if not divides:
+        if power is None:
+            return total
+        total = total.astype(work, copy=False)
+        if power == 2.0:
             return xp.sqrt(total, out=total)
-        return xp.power(total, work.type(1.0 / plan.p), out=total)
+        return xp.power(total, work.type(1.0 / power), out=total)
+    total = total.astype(work, copy=False)
     mean = xp.divide(total, _divisor(xp, plan, work, nan_counts), out=total)
-    return xp.sqrt(mean, out=mean) if plan.mode == "l2" else mean
+    return mean if power is None else xp.sqrt(mean, out=mean)
 
 
 def _drop_nans(xp, a, plan: PoolPlan):

@@ -26,6 +26,7 @@ class Mode:
     mixes: bool  # mixes values, so an image's colour is weighted by its alpha
     grows: bool  # a result can exceed the input's range (an integer output may clip)
     fused: bool  # the CUDA kernels fuse it
+    power: str | None = None  # the sum family: None sums x, "2" sums x^2, "p" sums |x|^p (then a root)
 
 
 MODES = {mode.name: mode for mode in (
@@ -33,8 +34,8 @@ MODES = {mode.name: mode for mode in (
     Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True),
     Mode("avg", "sum", "zeros", True, "float", False, False, True, False, True),
     Mode("sum", "sum", "zeros", False, "sum", False, False, True, True, True),
-    Mode("l2", "sum", "zeros", True, "float", False, False, True, False, True),
-    Mode("lp", "sum", "zeros", False, "float", False, False, True, True, True),
+    Mode("l2", "sum", "zeros", True, "float", False, False, True, False, True, power="2"),
+    Mode("lp", "sum", "zeros", False, "float", False, False, True, True, True, power="p"),
     Mode("median", "median", "ignored", False, "same", True, False, False, False, False),
 )}
 NAMES = tuple(MODES)
