@@ -1154,10 +1154,11 @@ def _backward(xp, grad, x, plan: PoolPlan):
     work = np.dtype(np.float32) if grad_dtype.itemsize < 4 else grad_dtype
     grad = grad.astype(work, copy=False)
     source, padded_plan = _materialise_padding(xp, x, plan)
-    if plan.mode in EXTREME_MODES:
+    reducer = MODES[plan.mode].reducer
+    if reducer == "extreme":
         _, indices = _arg_extreme(xp, source, padded_plan, plan.pooled_shape)
         return _scatter(xp, grad, indices, plan).astype(grad_dtype)
-    if plan.mode == "median":
+    if reducer == "median":
         result = _median_backward(xp, grad, source, padded_plan, plan)
         return result.astype(grad_dtype)
     result = _sum_backward(xp, grad, source, padded_plan, work)
@@ -1172,19 +1173,18 @@ def _sum_backward(xp, grad, a, plan: PoolPlan, work):
     if omit:
         a, nan_counts, _ = _drop_nans(xp, a, plan)
     a = a.astype(work, copy=False)
-    if plan.mode == "sum":
-        weight = grad
-    elif plan.mode == "avg":
-        weight = grad / _divisor(xp, plan, work, nan_counts)
+    power, divides = _power(plan), MODES[plan.mode].divisor
+    if power is None:  # sum, avg: every tap gets the output's gradient (over the divisor)
+        weight = grad / _divisor(xp, plan, work, nan_counts) if divides else grad
     else:
         y = _sum_finish(xp, _reduce(xp, a, plan, xp.add, 0, work, _power_transform(xp, plan, work)),
                         plan, work, nan_counts)
         weight = _sum_weight(xp, grad, y, plan, work, nan_counts)
     spread = _spread(xp, weight, plan)
-    if plan.mode == "l2":
+    if power == 2.0 and divides:  # l2: x_i / (divisor * y)
         spread = spread * a
-    elif plan.mode == "lp":
-        spread = spread * _lp_local_factor(xp, a, plan.p, work)
+    elif power is not None:  # lp: sign(x_i) |x_i|^(p-1) / y^(p-1)
+        spread = spread * _lp_local_factor(xp, a, power, work)
     if nans is not None:
         spread = xp.where(nans, 0, spread)
     return spread
@@ -1194,10 +1194,10 @@ def _sum_weight(xp, grad, y, plan: PoolPlan, work, nan_counts):
     """Per output: l2 -> grad/(divisor*y), lp -> grad/y^(p-1); zero where y = 0."""
     positive = y > 0
     safe = xp.where(positive, y, 1)
-    if plan.mode == "l2":
+    if MODES[plan.mode].divisor:
         weight = grad / (_divisor(xp, plan, work, nan_counts) * safe)
     else:
-        weight = grad / safe ** work.type(plan.p - 1)
+        weight = grad / safe ** work.type((_power(plan) or 1.0) - 1)
     return xp.where(positive, weight, 0)
 
 
