@@ -271,7 +271,7 @@ def fast_paths(**switches: bool):
 
 
 def _forward(xp, x, plan: PoolPlan, dtype, return_indices: bool):
-    scaled = plan.mode == "lp" and _lp_overflows(xp, x, plan)  # the fused kernels would overflow
+    scaled = _lp_overflows(xp, x, plan)  # the fused kernels would overflow
     sums_fit = functools.partial(integer_sums_fit, requested=dtype)
     if not scaled and (fused := fused_forward(xp, x, plan, dtype, return_indices, sums_fit)) is not None:
         return fused  # a CuPy array and a fused GPU kernel for this call
@@ -328,12 +328,13 @@ def _opencv_area_mean(x, plan: PoolPlan):
 
 @ieee_quiet
 def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
-    """The pooled values of one mode, in the output dtype."""
-    if plan.mode in EXTREME_MODES:
+    """The pooled values of one mode (its reducer in the table of modes), in the output dtype."""
+    reducer = MODES[plan.mode].reducer
+    if reducer == "extreme":
         y = _extreme(xp, a, plan)
-    elif plan.mode == "median":
+    elif reducer == "median":
         y = _median(xp, a, plan, plan.pooled_shape, dtype)[0]
-    elif plan.mode == "lp" and _lp_overflows(xp, a, plan):
+    elif _lp_overflows(xp, a, plan):
         y = _scaled_lp(xp, a, plan)
     else:
         y = _sum_family(xp, a, plan, dtype)
@@ -341,8 +342,9 @@ def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
 
 
 def _lp_overflows(xp, a, plan: PoolPlan) -> bool:
-    """Whether some |x|^p leaves the work dtype's finite normal range (a huge or tiny p)."""
-    if plan.p <= 2 or a.size == 0:
+    """Whether some |x|^p of an lp-like mode (power p) leaves the work dtype's finite normal
+    range (a huge or tiny p)."""
+    if MODES[plan.mode].power != "p" or plan.p <= 2 or a.size == 0:
         return False
     work = _work_dtype(a.dtype, plan.mode)
     magnitudes = xp.abs(a.astype(work, copy=False))
