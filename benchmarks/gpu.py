@@ -16,7 +16,7 @@ With --out, a copy of everything printed goes to DIR/gpu_bench.txt.
    >= 1.2x torch's throughput and >= 60% of the copy's bandwidth, counting bytes
    read + written. Kernel variants (outputs per thread, block size) are timed too.
 3. crossover: NumPy engine vs host->device + pool + device->host, per input size:
-   where the GPU starts to win is what backend.GPU_CROSSOVER_BYTES should be.
+   where the GPU starts to win is what backends.GPU_CROSSOVER_BYTES should be.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ import numpy as np  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 import poolcli  # noqa: E402
-from poolcli import backend, backend_cuda  # noqa: E402
+from poolcli import backends  # noqa: E402
+from poolcli.backends import cuda  # noqa: E402
 
 START = time.perf_counter()
 BUDGET_S = 170.0
@@ -72,7 +73,7 @@ def left() -> float:
 
 
 def environment():
-    cp = backend.import_cupy()
+    cp = backends.import_cupy()
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     print(f"device: {name}, {props['multiProcessorCount']} SMs, "
@@ -86,7 +87,7 @@ def environment():
         print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
     except ImportError:
         print("torch: not installed (the torch columns stay empty)")
-    print(f"kernel tuning: {backend_cuda.TUNING}; NumPy threads: {poolcli.engine.worker_threads()}")
+    print(f"kernel tuning: {cuda.TUNING}; NumPy threads: {poolcli.engine.worker_threads()}")
 
 
 # ================================================================== 1. correctness
@@ -95,7 +96,7 @@ def environment():
 def correctness(cases: int):
     from pool_cases import FUSED_MODES, assert_matches, random_case
 
-    cp = backend.import_cupy()
+    cp = backends.import_cupy()
 
     def to_host(result):
         if isinstance(result, tuple):
@@ -196,7 +197,7 @@ def _torch_call(keywords):
 
 
 def speed():
-    cp = backend.import_cupy()
+    cp = backends.import_cupy()
     print(f"{'case':15} {'shape':20} {'poolcli ms':>10} {'torch ms':>9} {'copy ms':>8} "
           f"{'x torch':>8} {'% copy BW':>9} {'batch ms':>9}  goals: x torch >= 1.2, % copy BW >= 60")
     rng = np.random.default_rng(0)
@@ -240,12 +241,12 @@ def _speed_case(cp, rng, label, shape, keywords):
 
 def variants():
     """The same cases under each kernel tuning, to choose the defaults (device ms)."""
-    cp = backend.import_cupy()
+    cp = backends.import_cupy()
     choices = [dict(items=1), dict(items=2), dict(items=4), dict(items=2, threads=128), dict(items=2, threads=512),
                dict(items=1, threads=128)]
     print(f"{'case':15} " + " ".join(f"{str(c):>28}" for c in choices))
     rng = np.random.default_rng(1)
-    saved = dict(backend_cuda.TUNING)
+    saved = dict(cuda.TUNING)
     try:
         for label, shape, keywords in CASES:
             if left() < 40:
@@ -255,8 +256,8 @@ def variants():
             print(f"{label:15} " + " ".join(f"{t:28.3f}" for t in times))
             cp.get_default_memory_pool().free_all_blocks()
     finally:
-        backend_cuda.TUNING.clear()
-        backend_cuda.TUNING.update(saved)
+        cuda.TUNING.clear()
+        cuda.TUNING.update(saved)
 
 
 def _variant_times(cp, rng, shape, keywords, choices, saved) -> list[float]:
@@ -264,8 +265,8 @@ def _variant_times(cp, rng, shape, keywords, choices, saved) -> list[float]:
     expected = poolcli.pool(x, **keywords)
     times = []
     for choice in choices:
-        backend_cuda.TUNING.clear()
-        backend_cuda.TUNING.update(saved, **choice)
+        cuda.TUNING.clear()
+        cuda.TUNING.update(saved, **choice)
         if not bool((poolcli.pool(x, **keywords) == expected).all()):
             print(f"  variant {choice} gives a DIFFERENT result")
         times.append(device_ms(cp, lambda: poolcli.pool(x, **keywords), repeat=20))
@@ -283,7 +284,7 @@ CROSSOVER_POWERS = range(16, 27)  # input sizes 2**16 .. 2**26 elements
 
 
 def crossover():
-    cp = backend.import_cupy()
+    cp = backends.import_cupy()
     rng = np.random.default_rng(2)
     setups = [
         ("float32 (h, w) max 2x2", lambda n: rng.standard_normal(_square(n), dtype=np.float32),
@@ -315,8 +316,8 @@ def crossover():
             print(f"{x.size:10d} {x.nbytes / 2**20:8.2f} {numpy_ms:9.3f} {gpu_ms:8.3f} {'gpu' if wins else 'numpy':>7}")
         verdict = (f"GPU wins from {first_win / 2**20:.2f} MiB of input up" if first_win
                    else "GPU never wins consistently in this range")
-        print(f"crossover ({title}): {verdict}; backend.GPU_CROSSOVER_BYTES is now "
-              f"{backend.GPU_CROSSOVER_BYTES / 2**20:.0f} MiB")
+        print(f"crossover ({title}): {verdict}; backends.GPU_CROSSOVER_BYTES is now "
+              f"{backends.GPU_CROSSOVER_BYTES / 2**20:.0f} MiB")
 
 
 def _square(n: int) -> tuple[int, int]:

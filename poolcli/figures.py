@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from . import io, viz
+from .core.geometry import PoolPlan, plan_pool
+from .core.modes import MODES
 from .engine import pool, pool_backward
 from .errors import PoolError, param
-from .geometry import PoolPlan, plan_pool
-from .modes import MODES
 from .pipeline import PoolSettings, keywords_for
 
 FIGURE_SUFFIXES = (".png",)
@@ -104,12 +104,13 @@ def _display_scale(plan: PoolPlan) -> tuple[float, str]:
     2x2, 8 for a 1-D window of 8), or for lp their p-th root.
     """
     taps = _taps(plan)
-    if plan.mode == "sum":
-        return 1.0 / taps, f" (shown / {taps} taps)"
-    if plan.mode == "lp":
+    record = MODES[plan.mode]
+    if not record.grows:
+        return 1.0, ""
+    if record.power == "p":
         factor = taps ** (1.0 / plan.p)
         return 1.0 / factor, f" (shown / {taps} taps ^ (1/{plan.p:g}) = {factor:.3g})"
-    return 1.0, ""
+    return 1.0 / taps, f" (shown / {taps} taps)"
 
 
 def _geometry(plan: PoolPlan, keywords: dict) -> dict:
@@ -131,7 +132,7 @@ def _geometry(plan: PoolPlan, keywords: dict) -> dict:
         extras["d"] = _compact(g.dilation for g in plan.sliding)
     if keywords["ceil_mode"]:
         extras["ceil"] = True
-    if plan.mode == "lp":
+    if MODES[plan.mode].power == "p":
         extras["power"] = f"{plan.p:g}"
     if plan.nan_policy != "propagate":
         extras["nan"] = plan.nan_policy

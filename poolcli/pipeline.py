@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from . import io
-from .alpha import ALPHA_CHOICES, pool_premultiplied, weights_by_alpha
-from .backend import to_device, to_numpy
-from .choices import DTYPE_CHOICES
+from .backends import to_device, to_numpy
+from .core.choices import ALPHA_CHOICES, DTYPE_CHOICES
+from .core.geometry import check_windows, plan_pool
+from .core.modes import MODES
+from .core.options import check_options, resolve_axes
+from .core.values import finite_range, special_counts
 from .engine import output_shape, pool
+from .engine.alpha import pool_premultiplied, weights_by_alpha
 from .errors import PoolError, param
-from .geometry import check_options, check_windows, plan_pool, resolve_axes
-from .modes import MODES
-from .values import finite_range, special_counts
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 ARRAY_SUFFIXES = (".npy", ".npz")

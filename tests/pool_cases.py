@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from poolcli import PoolError, adaptive_pool, pool, pool_backward
-from poolcli.geometry import plan_pool
+from poolcli.core.geometry import plan_pool
 
 FUSED_MODES = ("max", "min", "sum", "avg", "l2", "lp")
 DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "uint64", "float16", "float32", "float64")

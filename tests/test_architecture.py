@@ -1,15 +1,14 @@
 """The layers of the package, checked from the source: every import (at module level or inside a
 function) points down the layer order or within a layer, and no import cycle exists.
 
-    0 errors, choices, modes, values, version, ...      names, the table of modes, helpers; no NumPy
-    1 geometry, opencv, dtypes                          the validated plan; OpenCV's one door; output dtypes
-    2 backend, backend_cuda, io, viz                    the backend seam and kernels; files; drawing
-    3 engine                                            the pooling math
-    4 alpha                                             pooling of images with alpha
-    5 pipeline                                          one file through: load, pool, save
-    6 figures, batch                                    figures of a file; many files
-    7 cli (the package)                                 parse, call, print
-    8 poolcli (the package's public face), __main__
+    0 errors, version                   messages and how they print
+    1 core/                             option names, the table of modes, the checks, the plan, dtypes
+    2 backends/                         the NumPy/CuPy seam, OpenCV, the CUDA kernels
+    3 engine/, io/, viz/                the pooling math; files; drawing
+    4 pipeline                          one file through: load, pool, save
+    5 figures, batch/                   figures of a file; many files
+    6 cli/                              parse, call, print
+    7 poolcli (the package's public face), __main__
 """
 
 import ast
@@ -20,15 +19,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "poolcli"
 LAYERS = {
-    "errors": 0, "choices": 0, "values": 0, "version": 0, "_colormaps": 0, "modes": 0,
-    "geometry": 1, "opencv": 1, "dtypes": 1,
-    "backend": 2, "backend_cuda": 2, "io": 2, "viz": 2,
-    "engine": 3,
-    "alpha": 4,
-    "pipeline": 5,
-    "figures": 6, "batch": 6,
-    "cli": 7,
-    "": 8, "__main__": 8,
+    "errors": 0, "version": 0,
+    "core": 1,
+    "backends": 2,
+    "engine": 3, "io": 3, "viz": 3,
+    "pipeline": 4,
+    "figures": 5, "batch": 5,
+    "cli": 6,
+    "": 7, "__main__": 7,
 }
 
 
@@ -78,8 +76,8 @@ def test_every_module_has_a_layer():
 @pytest.mark.parametrize("name", sorted(graph()))
 def test_imports_point_down_the_layers(name):
     for target in graph()[name]:
-        if name.split(".")[0] == target.split(".")[0] == "cli":
-            continue  # within the command-line package
+        if name.split(".")[0] == target.split(".")[0]:
+            continue  # within one package (cycles are the next test's business)
         assert layer(target) <= layer(name), f"poolcli.{name} (layer {layer(name)}) imports poolcli.{target} " \
                                              f"(layer {layer(target)}): move the shared piece down"
 
@@ -129,7 +127,7 @@ def test_no_library_module_spells_a_flag():
     flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if module_name(path).split(".")[0] in ("cli", "__main__", "backend_cuda"):  # kernels: compiler options
+        if module_name(path).split(".")[0] in ("cli", "__main__") or path.name == "cuda.py":  # compiler options
             continue
         tree = ast.parse(path.read_text())
         skip = _docstrings(tree)
@@ -139,3 +137,15 @@ def test_no_library_module_spells_a_flag():
                 offenders.append(f"{path.name}:{node.lineno}: {node.value[:60]!r}")
     assert not offenders, "flags in library messages (use errors.param):\n" + "\n".join(offenders)
     assert flag.search("pass --max-pixels") and not flag.search("max_pixels")
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A leading underscore means "this module's own": another module that needs it needs a public name."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            ours = isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("poolcli"))
+            if ours:
+                offenders += [f"{path.relative_to(PACKAGE)}:{node.lineno}: {alias.name}" for alias in node.names
+                              if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not offenders, "private names imported from another module:\n" + "\n".join(offenders)

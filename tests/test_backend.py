@@ -24,9 +24,11 @@ import pytest
 from cuda_host import CXX, NVCC, HostRawKernel, fake_cupy, nvcc_check
 from pool_cases import FUSED_MODES, Case, assert_matches, random_case
 
-from poolcli import PoolError, adaptive_pool, backend, backend_cuda, engine, pool, pool_backward
-from poolcli.backend import choose_backend, import_cupy, is_cupy_array, namespace, to_device
-from poolcli.geometry import plan_pool
+from poolcli import PoolError, adaptive_pool, backends, engine, pool, pool_backward
+from poolcli.backends import choose_backend, cuda, cuda_source, import_cupy, is_cupy_array, namespace, to_device
+from poolcli.core.geometry import plan_pool
+from poolcli.engine import backward as engine_backward
+from poolcli.engine import forward as engine_forward
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA = r"pip install 'poolcli\[gpu\]'"
@@ -88,12 +90,12 @@ def test_cupy_without_a_device_is_a_pool_error(monkeypatch, devices, words):
     with pytest.raises(PoolError, match=words) as error:
         import_cupy()
     assert "poolcli[gpu]" in str(error.value)
-    assert not backend.gpu_available()
-    assert "poolcli[gpu]" in backend.gpu_unavailable_reason()
+    assert not backends.gpu_available()
+    assert "poolcli[gpu]" in backends.gpu_unavailable_reason()
 
 
 def test_auto_backend_uses_the_gpu_only_from_the_crossover(monkeypatch):
-    small, large = 1024, backend.GPU_CROSSOVER_BYTES
+    small, large = 1024, backends.GPU_CROSSOVER_BYTES
     monkeypatch.setitem(sys.modules, "cupy", None)
     assert choose_backend(small) == choose_backend(large) == "numpy"
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy_module(0))
@@ -108,8 +110,8 @@ def test_auto_backend_uses_the_gpu_only_from_the_crossover(monkeypatch):
 
 def test_the_fused_hooks_leave_numpy_to_the_engine():
     plan = plan_pool((4, 4), 2)
-    assert backend.fused_forward(np, np.zeros((4, 4)), plan, None, False, ENGINE_FIT) is None
-    assert backend.fused_backward(np, np.zeros((2, 2)), np.zeros((4, 4)), plan) is None
+    assert backends.fused_forward(np, np.zeros((4, 4)), plan, None, False, ENGINE_FIT) is None
+    assert backends.fused_backward(np, np.zeros((2, 2)), np.zeros((4, 4)), plan) is None
 
 
 def test_numpy_paths_never_import_cupy(tmp_path):
@@ -124,7 +126,7 @@ def test_numpy_paths_never_import_cupy(tmp_path):
         poolcli.adaptive_pool(x, 3)
         np.save({str(tmp_path / "x.npy")!r}, x)
         assert main(["pool", {str(tmp_path / "x.npy")!r}, "-o", {str(tmp_path / "y.npy")!r}]) == 0
-        import poolcli.backend_cuda  # kernel sources need no CuPy either
+        import poolcli.backends.cuda  # kernel sources need no CuPy either
         loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("cupy", "cupyx"))
         assert not loaded, loaded
         print("clean")
@@ -141,20 +143,20 @@ needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler to run the C
 
 @pytest.fixture
 def fused_on_cpu(monkeypatch):
-    """Route NumPy arrays through backend_cuda (kernels compiled for the CPU).
+    """Route NumPy arrays through the CUDA backend (kernels compiled for the CPU).
 
     Yields run(case) -> (fused result, engine result, whether a kernel ran).
     """
-    monkeypatch.setattr(backend_cuda, "_cupy", fake_cupy)
-    original = (engine.fused_forward, engine.fused_backward)
+    monkeypatch.setattr(cuda, "_cupy", fake_cupy)
+    original = (engine_forward.fused_forward, engine_backward.fused_backward)
 
     def run(case: Case):
-        monkeypatch.setattr(engine, "fused_forward", original[0])
-        monkeypatch.setattr(engine, "fused_backward", original[1])
+        monkeypatch.setattr(engine_forward, "fused_forward", original[0])
+        monkeypatch.setattr(engine_backward, "fused_backward", original[1])
         expected = case.run()
-        monkeypatch.setattr(engine, "fused_forward", lambda xp, x, plan, dtype, ri, fit: backend_cuda.forward(
+        monkeypatch.setattr(engine_forward, "fused_forward", lambda xp, x, plan, dtype, ri, fit: cuda.forward(
             x, plan, dtype, ri, fit))
-        monkeypatch.setattr(engine, "fused_backward", lambda xp, g, x, plan: backend_cuda.backward(g, x, plan))
+        monkeypatch.setattr(engine_backward, "fused_backward", lambda xp, g, x, plan: cuda.backward(g, x, plan))
         before = len(HostRawKernel.launches)
         actual = case.run()
         return actual, expected, len(HostRawKernel.launches) > before
@@ -249,7 +251,7 @@ def test_kernels_match_the_engine_on_edge_cases(fused_on_cpu, case):
 @pytest.mark.parametrize("tuning", [dict(items=1), dict(items=2), dict(items=4), dict(items=3, index64=True),
                                     dict(threads=32)])
 def test_kernel_variants_agree(fused_on_cpu, monkeypatch, tuning):
-    monkeypatch.setattr(backend_cuda, "TUNING", {**backend_cuda.TUNING, **tuning})
+    monkeypatch.setattr(cuda, "TUNING", {**cuda.TUNING, **tuning})
     rng = np.random.default_rng(7)
     x = rng.integers(-3, 4, size=(2, 3, 17, 70)).astype(np.float32)
     for keywords in (dict(window=3, stride=2, padding=1, return_indices=True),
@@ -266,19 +268,19 @@ def test_kernel_variants_agree(fused_on_cpu, monkeypatch, tuning):
 
 def test_paths_without_a_fused_kernel_are_left_to_the_engine():
     x = np.zeros((6, 6))
-    assert backend_cuda.forward(x, plan_pool(x.shape, 2, mode="median"), None, False, ENGINE_FIT) is None
+    assert cuda.forward(x, plan_pool(x.shape, 2, mode="median"), None, False, ENGINE_FIT) is None
     four = np.zeros((3, 3, 3, 3))
-    assert backend_cuda.forward(four, plan_pool(four.shape, (2, 2, 2, 2)), None, False, ENGINE_FIT) is None
+    assert cuda.forward(four, plan_pool(four.shape, (2, 2, 2, 2)), None, False, ENGINE_FIT) is None
     reflect = plan_pool(x.shape, 3, padding=1, pad_mode="reflect", mode="avg")
-    assert backend_cuda.backward(np.zeros((4, 4)), x, reflect) is None
-    assert not backend_cuda.supported(x, reflect, backward=True)
-    assert backend_cuda.supported(x, reflect)  # forward: padded once, then fused
+    assert cuda.backward(np.zeros((4, 4)), x, reflect) is None
+    assert not cuda.supported(x, reflect, backward=True)
+    assert cuda.supported(x, reflect)  # forward: padded once, then fused
 
 
 def test_layouts():
-    assert backend_cuda._layout((2, 3, 8, 9), (2, 3)) == backend_cuda._Layout((2, 3), 6, 1, False)
-    assert backend_cuda._layout((8, 9, 3), (0, 1)) == backend_cuda._Layout((0, 1), 1, 3, False)
-    assert backend_cuda._layout((4, 5, 6), (0, 2)) == backend_cuda._Layout((0, 2), 5, 1, True)
+    assert cuda._layout((2, 3, 8, 9), (2, 3)) == cuda._Layout((2, 3), 6, 1, False)
+    assert cuda._layout((8, 9, 3), (0, 1)) == cuda._Layout((0, 1), 1, 3, False)
+    assert cuda._layout((4, 5, 6), (0, 2)) == cuda._Layout((0, 2), 5, 1, True)
 
 
 @needs_cxx
@@ -298,33 +300,33 @@ def test_adaptive_and_backward_public_calls(fused_on_cpu):
 
 
 def _representative_sources():
-    A = backend_cuda.AxisSpec
+    A = cuda_source.AxisSpec
     regular, wide, adaptive = A(False, 3, 2, 1), A(False, 70, 9, 2), A(True)
     sources = []
     for mode in FUSED_MODES:
         for src, acc, out, finish in (("float32",) * 3 + ("value",), ("float64",) * 3 + ("value",),
-                                      backend_cuda._forward_dtypes(np.dtype("uint8"), mode, None),
-                                      backend_cuda._forward_dtypes(np.dtype("int64"), mode, np.dtype("int16")),
-                                      backend_cuda._forward_dtypes(np.dtype("bool"), mode, None)):
+                                      cuda._forward_dtypes(np.dtype("uint8"), mode, None),
+                                      cuda._forward_dtypes(np.dtype("int64"), mode, np.dtype("int16")),
+                                      cuda._forward_dtypes(np.dtype("bool"), mode, None)):
             for axes, items, inner, omit in (((regular, regular), 2, False, src == "float32"),
                                              ((adaptive, regular, wide), 1, True, True),
                                              ((regular, adaptive), 1, False, False)):
                 divisor = "padded" if mode in ("avg", "l2") else "none"
-                spec = backend_cuda.ForwardSpec(mode, src, acc, out, axes, items=items, inner=inner,
+                spec = cuda_source.ForwardSpec(mode, src, acc, out, axes, items=items, inner=inner,
                                                 omit=omit and src in ("float32", "float64"),
                                                 indices=mode in ("max", "min"), divisor=divisor, p=3.0,
                                                 finish=finish, index32=not inner)
-                sources.append(backend_cuda.forward_source(spec))
+                sources.append(cuda_source.forward_source(spec))
         if mode not in ("max", "min", "sum"):
-            spec = backend_cuda.ForwardSpec(mode, "float32", "float32", "float32", (regular, regular),
+            spec = cuda_source.ForwardSpec(mode, "float32", "float32", "float32", (regular, regular),
                                             omit=True, divisor="real" if mode != "lp" else "none",
                                             finish="weight", p=2.0 if mode == "lp" else 3.0)
-            sources.append(backend_cuda.forward_source(spec))
+            sources.append(cuda_source.forward_source(spec))
     for route, local in ((True, "none"), (False, "none"), (False, "l2"), (False, "lp")):
         for work, src in (("float32", "float32"), ("float64", "int16")):
-            spec = backend_cuda.GatherSpec(route, local, src, work, (regular, wide), inner=not route,
+            spec = cuda_source.GatherSpec(route, local, src, work, (regular, wide), inner=not route,
                                            omit=src == "float32" and not route, p=3.0, index32=route)
-            sources.append(backend_cuda.gather_source(spec))
+            sources.append(cuda_source.gather_source(spec))
     return sources
 
 

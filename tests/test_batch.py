@@ -21,6 +21,8 @@ import pytest
 from PIL import Image
 
 from poolcli import batch, io, pool
+from poolcli.batch import workers
+from poolcli.batch.options import Job
 from poolcli.cli import main
 from poolcli.pipeline import PoolSettings
 
@@ -382,8 +384,9 @@ def test_skip_existing_redoes_empty_or_truncated_outputs(tree, tmp_path, capsys,
 
 SLOW_WRITES = textwrap.dedent("""
     import contextlib, os, sys, time
-    from poolcli import batch, io
-    original = io.atomic_output
+    from poolcli.batch import workers
+    from poolcli.io import writing
+    original = writing.atomic_output
 
     @contextlib.contextmanager
     def slow(path, **keywords):
@@ -392,9 +395,9 @@ SLOW_WRITES = textwrap.dedent("""
             file.flush()
             time.sleep(float(os.environ["WRITE_SECONDS"]))  # the temporary file exists meanwhile
 
-    io.atomic_output = slow
+    writing.atomic_output = slow
     if os.environ.get("IGNORE_TERM"):  # a worker deaf to SIGTERM: the parent must kill it and sweep
-        batch._worker_stop = lambda signum, frame: None
+        workers._worker_stop = lambda signum, frame: None
     from poolcli.cli import main
     raise SystemExit(main(sys.argv[1:]))
 """)
@@ -491,7 +494,7 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(job, settings, options)
 
-    monkeypatch.setattr(batch, "process_file", crashing)  # the forked workers inherit it
+    monkeypatch.setattr(workers, "process_file", crashing)  # the forked workers inherit it
     runner = batch.Batch(src, tmp_path / "out", PoolSettings(), batch.BatchOptions(jobs=2))
     summary = runner.run()
     assert (summary.done, summary.failed) == (2, 1)
@@ -508,13 +511,13 @@ def test_inputs_are_found_lazily_and_few_are_in_flight(tmp_path, monkeypatch):
     first = next(runner.inputs())
     assert first == Path("00000.npy")
     most = []
-    send = batch._Worker.send
+    send = workers._Worker.send
 
     def counting(worker, job):
         send(worker, job)
         most.append(len(worker.jobs))
 
-    monkeypatch.setattr(batch._Worker, "send", counting)
+    monkeypatch.setattr(workers._Worker, "send", counting)
     summary = runner.run()
     assert summary.failed == 3000 and "is empty" in summary.failures[0].error
     assert max(most) <= batch.IN_FLIGHT_PER_WORKER
@@ -576,7 +579,7 @@ def test_workers_send_back_small_records_not_arrays(tmp_path):
     """What a worker really sends back (process_file's record) for a big input is small."""
     big = tmp_path / "big.npy"
     np.save(big, np.zeros((4, 1000, 1000), np.float32))
-    job = batch._Job(big, tmp_path / "out.npy", None)
+    job = Job(big, tmp_path / "out.npy", None)
     record = batch.process_file(job, PoolSettings(mode="avg"), batch.BatchOptions(jobs=1))
     assert record.status == "done" and record.output_shape == [4, 500, 500]
     assert len(pickle.dumps(record)) < 1000

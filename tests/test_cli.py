@@ -17,6 +17,7 @@ from PIL import Image
 import poolcli
 from poolcli import io, pool
 from poolcli.cli import main
+from poolcli.io import atomic, writing
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PHOTO = SAMPLES / "astronaut.jpg"
@@ -338,7 +339,7 @@ def test_unwritable_folder(tmp_path, capsys, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
     code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "x.png")
     assert code == 1
     assert_one_line_error(err, "x.png")
@@ -352,13 +353,13 @@ def test_missing_output_folder(tmp_path, capsys):
 
 
 def test_interrupt_leaves_nothing(tmp_path, capsys, monkeypatch):
-    real_encode = io._encode_image
+    real_encode = writing.encode_image
 
     def interrupted(*args, **kwargs):
         real_encode(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(io, "_encode_image", interrupted)
+    monkeypatch.setattr(writing, "encode_image", interrupted)
     code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "x.png")
     assert code == 130
     assert "interrupted" in err

@@ -28,8 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import padding_only_windows, plan
 
-from poolcli import PoolError, adaptive_pool, backend_cuda, dtypes, engine, output_shape, pool, pool_backward, unpool
-from poolcli.geometry import plan_pool
+from poolcli import PoolError, adaptive_pool, engine, output_shape, pool, pool_backward, unpool
+from poolcli.backends import cuda
+from poolcli.core import dtypes
+from poolcli.core.geometry import plan_pool
+from poolcli.engine import median
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -518,7 +521,7 @@ def test_median_blocks_give_the_same_bits(case):
     results = []
     for budget in (1, 1 << 40):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(engine, "MEDIAN_BLOCK_BYTES", budget)
+            patch.setattr(engine.BUDGETS, "median_block_bytes", budget)
             results.append((pool(x, dtype=requested, **keywords), pool_backward(grad, x, **keywords)))
     for tiny, whole in zip(*results, strict=True):
         assert_same(tiny, whole)
@@ -526,9 +529,9 @@ def test_median_blocks_give_the_same_bits(case):
 
 def test_small_blocks_really_split_the_work(monkeypatch):
     calls = []
-    original = engine._median_block
-    monkeypatch.setattr(engine, "_median_block", lambda *args: calls.append(1) or original(*args))
-    monkeypatch.setattr(engine, "MEDIAN_BLOCK_BYTES", 8 * 9 * 8)  # eight 3x3 windows
+    original = median._median_block
+    monkeypatch.setattr(median, "_median_block", lambda *args: calls.append(1) or original(*args))
+    monkeypatch.setattr(engine.BUDGETS, "median_block_bytes", 8 * 9 * 8)  # eight 3x3 windows
     x = np.arange(2 * 5 * 6.0).reshape(2, 5, 6)
     y = pool(x, 3, stride=1, mode="median")
     assert len(calls) == 2 * 2  # per batch item, its 3 rows of 4 windows in blocks of 2 rows and 1
@@ -573,7 +576,7 @@ def test_window_by_window_reduction_matches_tap_by_tap(geometry, mode, seed):
     results = []
     for ratio in (0, 10**9):  # 0: every regular axis window by window; 10**9: never
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(engine, "WINDOW_WISE_RATIO", ratio)
+            patch.setattr(engine.BUDGETS, "window_wise_ratio", ratio)
             results.append(pool(x, mode=mode, p=3, **keywords))
     assert_same(*results)
 
@@ -595,12 +598,12 @@ def test_fused_kernels_leave_64_bit_overflow_to_the_engine(monkeypatch):
     """The CUDA kernels accumulate in 64 bits: calls whose sums need more are the engine's."""
     from cuda_host import fake_cupy
 
-    monkeypatch.setattr(backend_cuda, "_cupy", fake_cupy)
+    monkeypatch.setattr(cuda, "_cupy", fake_cupy)
     big = np.full((4, 4), INT64_MAX, np.int64)
     for mode, dtype in (("sum", None), ("avg", None), ("avg", np.dtype(np.int64)), ("sum", np.dtype(np.int8))):
         plan = plan_pool(big.shape, 2, mode=mode)
         fit = functools.partial(engine.integer_sums_fit, requested=dtype)
-        assert backend_cuda.forward(big, plan, dtype, False, fit) is None
+        assert cuda.forward(big, plan, dtype, False, fit) is None
         assert not engine.integer_sums_fit(np, big, plan, dtype)
         assert engine.integer_sums_fit(np, big // 8, plan, dtype)  # small values: fused
     rounded = plan_pool((4,), 2, mode="avg")

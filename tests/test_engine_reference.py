@@ -365,13 +365,14 @@ def test_backward_formulas_by_hand(mode):
 @contextlib.contextmanager
 def parallel_slabs():
     """Force the threaded path: every input is split into slabs of one output row."""
-    saved = engine.MIN_PARALLEL_BYTES, engine.CHUNK_BYTES, os.environ.get("POOLCLI_THREADS")
-    engine.MIN_PARALLEL_BYTES, engine.CHUNK_BYTES = 0, 1
+    budgets = engine.BUDGETS
+    saved = budgets.min_parallel_bytes, budgets.chunk_bytes, os.environ.get("POOLCLI_THREADS")
+    budgets.min_parallel_bytes, budgets.chunk_bytes = 0, 1
     os.environ["POOLCLI_THREADS"] = "2"
     try:
         yield
     finally:
-        engine.MIN_PARALLEL_BYTES, engine.CHUNK_BYTES = saved[0], saved[1]
+        budgets.min_parallel_bytes, budgets.chunk_bytes = saved[0], saved[1]
         if saved[2] is None:
             os.environ.pop("POOLCLI_THREADS", None)
         else:

@@ -15,7 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import pool_ref, round_half_up
 
-from poolcli import engine, opencv, pool
+from poolcli import engine, pool
+from poolcli.backends import opencv
+from poolcli.core.geometry import plan_pool
+from poolcli.engine import sums
+from poolcli.errors import PoolError
 
 SWITCHES = tuple(vars(engine.FastPaths()))
 MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
@@ -27,9 +31,9 @@ OUTPUT_DTYPES = (None, "uint8", "uint16", "int32", "float32", "float64")
 def forced_on(monkeypatch):
     """Every size threshold at nothing and two threads: shortcuts taken wherever they apply."""
     opencv.cv2()  # loaded, so OpenCV "pays" for any size
-    monkeypatch.setattr(engine, "MIN_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(engine, "CHUNK_BYTES", 16)
-    monkeypatch.setattr(engine, "WINDOW_WISE_RATIO", 0)
+    monkeypatch.setattr(engine.BUDGETS, "min_parallel_bytes", 0)
+    monkeypatch.setattr(engine.BUDGETS, "chunk_bytes", 16)
+    monkeypatch.setattr(engine.BUDGETS, "window_wise_ratio", 0)
     monkeypatch.setenv("POOLCLI_THREADS", "2")
 
 
@@ -65,7 +69,7 @@ def cases(draw):
 def _pooled(values, window, stride, keywords):
     try:
         return pool(values, window, stride, **keywords)
-    except engine.PoolError as error:
+    except PoolError as error:
         return str(error)  # a refused geometry must be refused the same way by every path
 
 
@@ -139,8 +143,8 @@ def test_scaled_lp_is_the_p_norm_where_the_plain_formula_is_finite():
     powers, by forcing it on."""
     rng = np.random.default_rng(5)
     x = rng.random((12, 15)) * 10
-    plan = engine.plan_pool(x.shape, 3, 2, padding=1, mode="lp", p=7.0, ceil_mode=True)
-    scaled = engine._scaled_lp(np, x, plan)
+    plan = plan_pool(x.shape, 3, 2, padding=1, mode="lp", p=7.0, ceil_mode=True)
+    scaled = sums.scaled_lp(np, x, plan)
     np.testing.assert_allclose(scaled, pool(x, 3, 2, padding=1, mode="lp", p=7.0, ceil_mode=True), rtol=1e-12)
 
 

@@ -154,14 +154,16 @@ def test_batch_starts_workers_only_where_they_pay_off(tmp_path, capsys, monkeypa
     for name in ("a.png", "b.png", "c.png"):
         shutil.copy(GRAY, src / name)
     started = []
-    real_pool = batch._Pool
-    monkeypatch.setattr(batch, "_Pool", lambda jobs, *rest: started.append(jobs) or real_pool(jobs, *rest))
+    from poolcli.batch import run as batch_run
+
+    real_pool = batch_run.WorkerPool
+    monkeypatch.setattr(batch_run, "WorkerPool", lambda jobs, *rest: started.append(jobs) or real_pool(jobs, *rest))
     monkeypatch.setattr(batch, "default_jobs", lambda: 2)
     assert run(capsys, "batch", src, "-d", tmp_path / "small")[0] == 0
     assert started == []  # 3 small files: pooled in this process
     assert run(capsys, "batch", src, "-d", tmp_path / "asked", "--jobs", 2)[0] == 0
     assert started == [2]  # --jobs given: as asked
-    monkeypatch.setattr(batch, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr(batch_run, "PARALLEL_BYTES", 1)
     assert run(capsys, "batch", src, "-d", tmp_path / "big")[0] == 0
     assert started == [2, 2]  # enough input to pay for the workers
 

@@ -21,18 +21,19 @@ import numpy as np
 import pytest
 from pool_cases import FUSED_MODES, Case, assert_matches, random_case
 
-from poolcli import PoolError, adaptive_pool, backend, backend_cuda, pool, pool_backward, unpool
+from poolcli import PoolError, adaptive_pool, backends, pool, pool_backward, unpool
+from poolcli.backends import cuda
 
 pytestmark = pytest.mark.gpu
 
-_REASON = backend.gpu_unavailable_reason()
+_REASON = backends.gpu_unavailable_reason()
 if _REASON is not None:
     if os.environ.get("POOLCLI_REQUIRE_GPU") == "1":
         pytest.fail(f"POOLCLI_REQUIRE_GPU=1 but the GPU backend is unusable: {_REASON}", pytrace=False)
     pytest.skip(f"no usable CUDA device ({_REASON}); set POOLCLI_REQUIRE_GPU=1 to make this an error",
                 allow_module_level=True)
 
-cp = backend.import_cupy()
+cp = backends.import_cupy()
 
 
 def on_gpu(a):
@@ -79,7 +80,7 @@ def test_median_falls_back_to_the_engine():
 @pytest.mark.parametrize("tuning", [dict(items=1), dict(items=2), dict(items=4), dict(index64=True),
                                     dict(threads=128)])
 def test_kernel_variants_agree(monkeypatch, tuning):
-    monkeypatch.setattr(backend_cuda, "TUNING", {**backend_cuda.TUNING, **tuning})
+    monkeypatch.setattr(cuda, "TUNING", {**cuda.TUNING, **tuning})
     rng = np.random.default_rng(11)
     x = rng.integers(-3, 4, size=(2, 3, 33, 70)).astype(np.float32)
     for keywords in (dict(window=3, stride=2, padding=1, return_indices=True), dict(window=2, mode="avg"),
@@ -127,6 +128,6 @@ def test_errors_stay_pool_errors_on_the_gpu():
 
 def test_auto_backend_moves_large_inputs_only():
     small = np.zeros(16, np.float32)
-    large = np.zeros(backend.GPU_CROSSOVER_BYTES // 4, np.float32)
-    assert isinstance(backend.to_device(small, "auto"), np.ndarray)
-    assert isinstance(backend.to_device(large, "auto"), cp.ndarray)
+    large = np.zeros(backends.GPU_CROSSOVER_BYTES // 4, np.float32)
+    assert isinstance(backends.to_device(small, "auto"), np.ndarray)
+    assert isinstance(backends.to_device(large, "auto"), cp.ndarray)

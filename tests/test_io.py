@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, JpegImagePlugin
 
 from poolcli import io as pio
 from poolcli.errors import InputError, OutputError, PoolError
+from poolcli.io import arrays, images, png
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
@@ -381,7 +382,7 @@ def test_load_first_page_of_multipage_tiff_and_count(tmp_path, rng):
 
 def _pillow_only(monkeypatch) -> None:
     """Make io.load read every file through Pillow: the reference for the OpenCV decoders."""
-    monkeypatch.setattr(pio, "_load_plain", lambda *args: None)
+    monkeypatch.setattr(images, "_load_plain", lambda *args: None)
 
 
 def _saved(path: Path, image: np.ndarray | Image.Image, **options) -> Path:
@@ -427,7 +428,7 @@ def test_opencv_decodes_plain_files_to_pillows_pixels_mode_and_icc(tmp_path, mon
 
     for path, plain in cases.items():
         data = np.fromfile(path, dtype=np.uint8)
-        header = pio._plain_png(path, data) if path.suffix == ".png" else pio._plain_jpeg(data)
+        header = png.plain_png(path, data) if path.suffix == ".png" else images._plain_jpeg(data)
         assert (header is not None) == plain, path.name
         reference = pio.load(path)
         rgb, bgr = loaded[path]
@@ -506,7 +507,7 @@ def test_load_large_npy_is_memory_mapped_read_only(tmp_path, rng, monkeypatch):
     values = rng.normal(size=(3, 40, 50))
     path = tmp_path / "big.npy"
     np.save(path, values)
-    monkeypatch.setattr(pio, "MMAP_THRESHOLD_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(arrays, "MMAP_THRESHOLD_BYTES", path.stat().st_size - 1)
 
     array = pio.load(path).array
 

@@ -20,6 +20,7 @@ from PIL import Image
 from poolcli import io, pipeline
 from poolcli.cli import main
 from poolcli.errors import InputError, OutputError
+from poolcli.io import atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAY = ROOT / "samples" / "camera.png"
@@ -149,7 +150,7 @@ def test_full_disk_says_no_space_left(tmp_path, capsys, monkeypatch):
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(io.os, "fsync", full)
+    monkeypatch.setattr(atomic.os, "fsync", full)
     code, _, err = run(capsys, "pool", GRAY, "-o", tmp_path / "out.png")
     assert code == 1 and "No space left on device" in one_error_line(err)
     assert list(tmp_path.iterdir()) == []

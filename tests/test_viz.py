@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli._colormaps import VIRIDIS
 from poolcli.errors import PoolError
 from poolcli.viz import (
     BACKGROUND,
@@ -45,6 +44,7 @@ from poolcli.viz import (
     upsample_nearest,
     window_centres,
 )
+from poolcli.viz.colormaps import VIRIDIS
 
 DARK = 100  # a text pixel: every channel below this on the white background
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import typer.core
 
-from ..choices import (
+from ..core.choices import (
     ALPHA_CHOICES,
     BACKENDS,
     DTYPE_CHOICES,
@@ -232,7 +232,7 @@ def settings_from_options(options: dict) -> "PoolSettings":
 def _resolve_backend(choice: str) -> str:
     """cupy must be usable now (a usage error otherwise); auto decides per array (backend.choose_backend)."""
     if choice == "cupy":
-        from ..backend import import_cupy
+        from ..backends import import_cupy
 
         try:
             import_cupy()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..choices import FORMAT_SUFFIXES, JPEG_QUALITY
+from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY
 from ..errors import PoolError
 from .app import (
     EXIT_FAILED,

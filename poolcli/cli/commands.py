@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..choices import FORMAT_SUFFIXES, JPEG_QUALITY, MODES
+from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY, MODES
 from ..errors import PoolError, param
 from .app import (
     DEBUG,
@@ -350,7 +350,7 @@ def _shape_text(shape) -> str:
 def _print_description(description: dict) -> None:
     from rich.table import Table
 
-    from ..values import special_text
+    from ..core.values import special_text
 
     say(f"{description['input']}  {description['format']} ({description['kind']})"
         + (f", mode {description['source_mode']}" if description["source_mode"] else "")

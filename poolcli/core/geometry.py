@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeGuard
 
 import numpy as np
 
-from .errors import PoolError, param
-from .modes import NAMES, names
+from ..errors import PoolError, param
+from .options import (
+    INT64_MAX,
+    ceil_div,
+    check_int,
+    check_options,
+    is_sequence,
+    per_axis,
+    resolve_axes,
+    resolve_padding,
+    same_padding,
+)
 
-MODES = NAMES
-EXTREME_MODES = names(reducer="extreme")
-DIVISOR_MODES = names(divisor=True)
-PAD_MODES = ("zeros", "edge", "reflect")
-NAN_POLICIES = ("propagate", "omit")
-ACCEPTED_KINDS = "biuf"  # bool, signed, unsigned, float
-INT64_MAX = 2**63 - 1  # every size, position and count of a plan is an int64 in the engine
 MAX_OUTPUT_BYTES = INT64_MAX  # NumPy's limit on one array's bytes
 
 
@@ -83,11 +83,11 @@ class AxisGeometry:
         (or padding) over a short input costs its few real taps, not a loop over `window`.
         """
         taps = []
-        first_j = max(0, _ceil_div(self.pad_lo - (self.out - 1) * self.stride, self.dilation))
+        first_j = max(0, ceil_div(self.pad_lo - (self.out - 1) * self.stride, self.dilation))
         last_j = min(self.window - 1, (self.size - 1 + self.pad_lo) // self.dilation)
         for j in range(first_j, last_j + 1):
             offset = j * self.dilation - self.pad_lo  # input position of tap j in window 0
-            first = max(0, _ceil_div(-offset, self.stride))
+            first = max(0, ceil_div(-offset, self.stride))
             last = min(self.out - 1, (self.size - 1 - offset) // self.stride)
             if last < first:
                 continue
@@ -99,12 +99,12 @@ class AxisGeometry:
     @property
     def most_taps(self) -> int:
         """The most input cells one window reads: k, or fewer on a short (dilated) axis."""
-        return min(self.window, _ceil_div(self.size, self.dilation))
+        return min(self.window, ceil_div(self.size, self.dilation))
 
     def window_cells(self, o: int) -> slice:
         """The input cells of window `o` (its taps inside the input), as one strided slice."""
         start = o * self.stride - self.pad_lo
-        first = max(0, _ceil_div(-start, self.dilation))
+        first = max(0, ceil_div(-start, self.dilation))
         last = min(self.window - 1, (self.size - 1 - start) // self.dilation)
         return slice(start + first * self.dilation, start + last * self.dilation + 1, self.dilation)
 
@@ -227,211 +227,12 @@ class PoolPlan:
         return tuple(self.shape[a] for a in self.pooled_axes)
 
 
-# ---------------------------------------------------------------- parameter checks
-
-
-def check_mode(mode: object, allowed: Sequence[str] = MODES) -> str:
-    if not isinstance(mode, str) or mode.lower() not in allowed:
-        raise PoolError(f"{param('mode')} {mode!r} is not known; use one of {', '.join(allowed)}")
-    return mode.lower()
-
-
-def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise PoolError(f"{param(name)} {value!r} is not known; use one of {', '.join(allowed)}")
-    return value
-
-
-def check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise PoolError(f"{param(name)} {value!r} must be True or False; use {name}=True or {name}=False")
-    return bool(value)
-
-
-def check_int(name: str, value: object, minimum: int, maximum: int = INT64_MAX) -> int:
-    """An integer in [minimum, maximum] (bools and non-integral floats are refused).
-
-    Python and NumPy integers alike; the default maximum is 2**63 - 1, the largest value
-    the engine's int64 arithmetic holds, so a larger one is a PoolError, not an OverflowError.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise PoolError(f"{param(name)} {value!r} must be an integer; use an int >= {minimum}")
-    value = int(value)
-    if value < minimum:
-        raise PoolError(f"{param(name)} {value} must be >= {minimum}; use {param(name)} >= {minimum}")
-    if value > maximum:
-        raise PoolError(f"{param(name)} {value} exceeds {maximum}, the largest the engine can represent; "
-                        f"use {param(name)} <= {maximum}")
-    return value
-
-
-def check_p(p: object) -> float:
-    """A finite p > 0 as a float (an int too large for a float is refused, not an OverflowError)."""
-    try:
-        value = None if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) else float(p)
-    except OverflowError:
-        value = math.inf
-    if value is None or not math.isfinite(value) or value <= 0:
-        raise PoolError(f"{param('p')} {_short(p)} must be a finite number > 0; use e.g. p=2 for an L2 norm")
-    return value
-
-
-def check_dtype(dtype: Any) -> np.dtype | None:
-    """The requested output dtype: None, or a bool/int/uint/float dtype."""
-    if dtype is None:
-        return None
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError as error:
-        raise PoolError(f"{param('dtype')} {dtype!r} is not a NumPy dtype; use e.g. 'uint8' or 'float32'") from error
-    if resolved.kind not in "iuf":
-        raise PoolError(f"{param('dtype')} {resolved} cannot hold pooled values; use an int, uint or float dtype")
-    return resolved
-
-
-def check_input_dtype(dtype: np.dtype) -> None:
-    if dtype.kind not in ACCEPTED_KINDS:
-        raise PoolError(
-            f"input dtype {dtype} cannot be pooled; convert it to a real numeric dtype "
-            "(bool, int, uint or float) first"
-        )
-
-
-def check_options(
-    *,
-    mode: str = "max",
-    count_include_pad: bool = True,
-    divisor_override: int | None = None,
-    p: float = 2.0,
-    pad_mode: str = "zeros",
-    nan_policy: str = "propagate",
-    ceil_mode: bool = False,
-    return_indices: bool = False,
-    dtype: object = None,
-) -> dict:
-    """Check every keyword that does not depend on the input's shape; return them resolved."""
-    mode = check_mode(mode)
-    if divisor_override is not None:
-        if mode not in DIVISOR_MODES:
-            raise PoolError(
-                f"{param('divisor_override')} applies to mode 'avg' or 'l2', not {mode!r}; drop it"
-            )
-        divisor_override = check_int("divisor_override", divisor_override, 1)
-    if return_indices and mode not in EXTREME_MODES:
-        raise PoolError(
-            f"return_indices=True needs mode 'max' or 'min', not {mode!r}; "
-            "drop return_indices or change the mode"
-        )
-    return dict(
-        mode=mode,
-        count_include_pad=check_flag("count_include_pad", count_include_pad),
-        divisor_override=divisor_override,
-        p=check_p(p) if mode == "lp" else 2.0,  # only lp reads p
-        pad_mode=check_choice("pad_mode", pad_mode, PAD_MODES),
-        nan_policy=check_choice("nan_policy", nan_policy, NAN_POLICIES),
-        ceil_mode=check_flag("ceil_mode", ceil_mode),
-        return_indices=check_flag("return_indices", return_indices),
-        dtype=check_dtype(dtype),
-    )
-
-
-# ---------------------------------------------------------------- axes and per-axis values
-
-
-def resolve_axes(ndim: int, window: object, axes: object, name: str = "window") -> tuple[int, ...]:
-    """The pooled axes, in the order the per-axis values are given (not sorted).
-
-    `window` is whatever gives one value per pooled axis; `name` is what the user called it.
-    """
-    if ndim < 1:
-        raise PoolError("input is a 0-d scalar; pool an array with at least one axis")
-    count = len(window) if _is_sequence(window) else None
-    if count == 0:
-        raise PoolError(f"{param(name)} () is empty; give one value per pooled axis")
-    if axes is None:
-        count = count if count is not None else min(2, ndim)
-        if count > ndim:
-            raise PoolError(
-                f"{param(name)} has {count} values but the input has only {ndim} axes; "
-                f"give at most {ndim} {name} values or pass axes="
-            )
-        return tuple(range(ndim - count, ndim))
-    raw = tuple(axes) if _is_sequence(axes) else (axes,)
-    resolved = []
-    for axis in raw:
-        axis = check_int("axes", axis, -ndim)
-        if axis >= ndim:
-            raise PoolError(f"{param('axes')} value {axis} is out of range for a {ndim}-d input;"
-                            f" use -{ndim}..{ndim - 1}")
-        resolved.append(axis % ndim)
-    if len(set(resolved)) != len(resolved):
-        raise PoolError(f"{param('axes')} {raw} repeats an axis; name each pooled axis once")
-    if not resolved:
-        raise PoolError(f"{param('axes')} is empty; name at least one axis to pool")
-    if count is not None and count != len(resolved):
-        raise PoolError(
-            f"{param(name)} has {count} values but axes has {len(resolved)}; give one {name} value per pooled axis"
-        )
-    return tuple(resolved)
-
-
-def per_axis(name: str, value: object, count: int, minimum: int) -> tuple[int, ...]:
-    """An int (same on every axis) or one int per pooled axis."""
-    if _is_sequence(value):
-        if len(value) != count:
-            raise PoolError(
-                f"{param(name)} {tuple(value)} has {len(value)} values for {count} pooled axes; "
-                f"give one value or {count}"
-            )
-        return tuple(check_int(name, v, minimum) for v in value)
-    return (check_int(name, value, minimum),) * count
-
-
-def resolve_padding(padding: object, count: int) -> tuple[tuple[int, int] | str, ...]:
-    """Per axis (lo, hi) pairs, or the string 'same' per axis (resolved with the sizes)."""
-    if isinstance(padding, str):
-        key = padding.lower()
-        if key == "valid":
-            return ((0, 0),) * count
-        if key == "same":
-            return ("same",) * count
-        raise PoolError(f"{param('padding')} {padding!r} is not known; use an int, pairs, 'same' or 'valid'")
-    if not _is_sequence(padding):
-        p = check_int("padding", padding, 0)
-        return ((p, p),) * count
-    if len(padding) != count:
-        raise PoolError(
-            f"{param('padding')} {tuple(padding)} has {len(padding)} values for {count} pooled axes; "
-            f"give one value, {count} values or {count} (lo, hi) pairs"
-        )
-    pairs = []
-    for item in padding:
-        if _is_sequence(item):
-            if len(item) != 2:
-                raise PoolError(f"{param('padding')} pair {tuple(item)} must be (lo, hi); give two ints per axis")
-            pairs.append((check_int("padding", item[0], 0), check_int("padding", item[1], 0)))
-        else:
-            p = check_int("padding", item, 0)
-            pairs.append((p, p))
-    return tuple(pairs)
-
-
-def same_padding(size: int, span: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's 'same': out = ceil(n/s), the extra pad on the end."""
-    out = _ceil_div(size, stride)
-    total = max((out - 1) * stride + span - size, 0)
-    return total // 2, total - total // 2
-
-
 def output_length(size: int, span: int, stride: int, lo: int, hi: int, ceil_mode: bool) -> int:
     """Windows along one axis (PyTorch's rule: the last window starts inside input or left pad)."""
     room = size + lo + hi - span
     if not ceil_mode:
         return room // stride + 1
-    out = _ceil_div(room, stride) + 1
+    out = ceil_div(room, stride) + 1
     if (out - 1) * stride >= size + lo:
         out -= 1
     return out
@@ -543,7 +344,7 @@ def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object = No
     options go through the same checks as `plan_pool`'s."""
     checked = check_options(**options)
     pooled = resolve_axes(len(shape), output_size, axes, name="output_size")
-    sizes = tuple(output_size) if _is_sequence(output_size) else (output_size,) * len(pooled)
+    sizes = tuple(output_size) if is_sequence(output_size) else (output_size,) * len(pooled)
     geometries = []
     for axis, size in zip(pooled, sizes):
         out = shape[axis] if size is None else check_int("output_size", size, 1)
@@ -600,15 +401,3 @@ def with_materialised_padding(plan: PoolPlan, itemsize: int = 8) -> PoolPlan:
         padded_shape[g.axis] = g.size
     return replace(plan, shape=tuple(padded_shape), axes=tuple(geometries))
 
-
-def _ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_sequence(value: object) -> TypeGuard[Sequence[Any]]:
-    return isinstance(value, Sequence) and not isinstance(value, str) or isinstance(value, np.ndarray)

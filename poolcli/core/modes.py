@@ -27,11 +27,12 @@ class Mode:
     grows: bool  # a result can exceed the input's range (an integer output may clip)
     fused: bool  # the CUDA kernels fuse it
     power: str | None = None  # the sum family: None sums x, "2" sums x^2, "p" sums |x|^p (then a root)
+    keeps: str | None = None  # the extremes: the "largest" or the "smallest" value wins
 
 
 MODES = {mode.name: mode for mode in (
-    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True),
-    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True),
+    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="largest"),
+    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="smallest"),
     Mode("avg", "sum", "zeros", True, "float", False, False, True, False, True),
     Mode("sum", "sum", "zeros", False, "sum", False, False, True, True, True),
     Mode("l2", "sum", "zeros", True, "float", False, False, True, False, True, power="2"),

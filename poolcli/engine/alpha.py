@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .choices import ALPHA_CHOICES  # noqa: F401 (re-exported)
-from .engine import pool
-from .modes import names
+from ..core.modes import names
+from .api import pool
 
 MIXING_MODES = names(mixes=True)
 

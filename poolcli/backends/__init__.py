@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PoolError
+from ..errors import PoolError
 
 GPU_EXTRA_HINT = ("install the GPU extra with `pip install 'poolcli[gpu]'` (CUDA 12; "
                   "`poolcli[gpu-cuda13]` for CUDA 13) on a machine with an NVIDIA GPU")
@@ -135,4 +135,4 @@ def fused_backward(xp: Any, grad: Any, x: Any, plan: Any) -> Any:
 
 def _cuda() -> Any:
     """The CuPy kernels beside this module, imported on first use."""
-    return importlib.import_module(".backend_cuda", __package__)
+    return importlib.import_module(".cuda", __package__)

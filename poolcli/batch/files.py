@@ -1,0 +1,43 @@
+"""One file of a batch, as `poolcli pool` does it; every failure becomes a failed record."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from ..errors import PoolError, param
+from ..pipeline import FileResult, PoolSettings, pool_file
+from .options import BatchOptions, Job
+
+
+def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> FileResult:
+    """Load, pool and save one input as `poolcli pool` does; every failure becomes a failed record."""
+    started = time.perf_counter()
+    source, target = job.source, job.target
+    try:
+        result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, channel_order="bgr",
+                           durable=False)  # synced all at once when the batch ends
+        if job.compare is not None:
+            from ..figures import write_side_by_side
+
+            write_side_by_side(source, target, job.compare, settings, overwrite=options.overwrite)
+        size = target.stat().st_size
+    except PoolError as error:  # the message keeps its parameters marked: the caller names them (errors.param)
+        return failed_result(source, target, error.template, started)
+    except MemoryError:
+        message = f"{source}: not enough memory to pool it; use fewer {param('jobs')}"
+        return failed_result(source, target, message, started)
+    except Exception as error:  # a decoder's or a bug's surprise: still only this file fails
+        reason = " ".join(str(error).split()) or "no detail"
+        return failed_result(source, target, f"{source}: unexpected {type(error).__name__}: {reason}", started)
+    # the parameters are the report header's, once: the record stays small on its way back
+    return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 6), output_bytes=size,
+                               parameters={})
+
+
+def failed_result(source: Path, target: Path | None, message: str, started: float | None = None) -> FileResult:
+    seconds = 0.0 if started is None else round(time.perf_counter() - started, 6)
+    return FileResult(str(source), None if target is None else str(target), status="failed", error=message,
+                       seconds=seconds)
+

@@ -1,0 +1,105 @@
+"""The forward pass: padding materialised once, the fused backend offered first, then the NumPy reducers."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..backends import fused_forward, opencv
+from ..core.dtypes import finalize, natural_dtype
+from ..core.geometry import AxisGeometry, PoolPlan, with_materialised_padding
+from ..core.modes import MODES
+from .extreme import arg_extreme, extreme_pool
+from .median import median_pool
+from .shortcuts import BUDGETS, FAST_PATHS, ieee_quiet
+from .slabs import even_ranges, executor, run_chunked, worker_threads
+from .sums import integer_sums_fit, lp_overflows, scaled_lp, sum_family
+
+
+def forward_pass(xp, x, plan: PoolPlan, dtype, return_indices: bool):
+    scaled = lp_overflows(xp, x, plan)  # the fused kernels would overflow
+    sums_fit = functools.partial(integer_sums_fit, requested=dtype)
+    if not scaled and (fused := fused_forward(xp, x, plan, dtype, return_indices, sums_fit)) is not None:
+        return fused  # a CuPy array and a fused GPU kernel for this call
+    source, padded_plan = materialise_padding(xp, x, plan)
+    natural = natural_dtype(x.dtype, plan.mode)
+    if MODES[plan.mode].indices and return_indices:
+        y, indices = arg_extreme(xp, source, padded_plan, plan.pooled_shape)
+        return finalize(xp, y, natural, dtype), indices
+    if _is_opencv_area_mean(xp, x, plan, dtype):
+        return _opencv_area_mean(x, plan)
+    return run_chunked(xp, source, padded_plan, lambda a, p: _values(xp, a, p, natural, dtype),
+                       dtype if dtype is not None else natural)
+
+
+OPENCV_AREA_CHANNELS = (1, 3, 4)  # INTER_AREA's 2x2 rounding is (a+b+c+d+2)>>2 here; not for 2 channels
+
+
+def _is_mean(plan: PoolPlan) -> bool:
+    """avg: a plain sum divided by a count of taps."""
+    return MODES[plan.mode].divisor and MODES[plan.mode].power is None
+
+
+def _is_opencv_area_mean(xp, x, plan: PoolPlan, dtype) -> bool:
+    """uint8 images averaged 2x2 to uint8: OpenCV's INTER_AREA is bit-identical and faster.
+
+    It computes floor(sum/4 + 0.5) exactly for 1, 3 and 4 channels (tested against the
+    brute force), which is SPEC's rounding; anything else takes the general path.
+    """
+    channels = x.shape[2] if x.ndim == 3 else 1
+    return (FAST_PATHS.opencv_area and xp is np and x.dtype == np.uint8 and dtype == np.uint8 and _is_mean(plan)
+            and opencv.pays(x.shape[0] * x.shape[1] if x.ndim >= 2 else 0)
+            and plan.divisor_override is None and x.ndim in (2, 3) and channels in OPENCV_AREA_CHANNELS
+            and plan.pooled_axes == (0, 1) and min(x.shape[:2]) >= 2
+            and all(isinstance(g, AxisGeometry) and (g.window, g.stride, g.dilation, g.pad_lo, g.pad_hi)
+                    == (2, 2, 1, 0, 0) for g in plan.axes)
+            and all(2 * g.out <= g.size for g in plan.axes))  # ceil mode's overhanging last window: not 2x2
+
+
+def _opencv_area_mean(x, plan: PoolPlan):
+    """INTER_AREA by bands of output rows on poolcli's threads (each row reads two input rows)."""
+    cv2 = opencv.cv2()
+    out_h, out_w = (g.out for g in plan.axes)
+    out = np.empty(plan.out_shape, dtype=np.uint8)
+    rows = out.reshape(out_h, out_w, -1)
+
+    def band(bounds):
+        top, bottom = bounds
+        part = cv2.resize(x[2 * top : 2 * bottom, : 2 * out_w], (out_w, bottom - top), interpolation=cv2.INTER_AREA)
+        rows[top:bottom] = part.reshape(bottom - top, out_w, -1)
+
+    bands = even_ranges(out_h, worker_threads() if x.nbytes >= BUDGETS.min_parallel_bytes else 1)
+    if len(bands) == 1:
+        band(bands[0])
+    else:
+        for done in executor(worker_threads()).map(band, bands):
+            del done
+    return out
+
+
+@ieee_quiet
+def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
+    """The pooled values of one mode (its reducer in the table of modes), in the output dtype."""
+    reducer = MODES[plan.mode].reducer
+    if reducer == "extreme":
+        y = extreme_pool(xp, a, plan)
+    elif reducer == "median":
+        y = median_pool(xp, a, plan, plan.pooled_shape, dtype)[0]
+    elif lp_overflows(xp, a, plan):
+        y = scaled_lp(xp, a, plan)
+    else:
+        y = sum_family(xp, a, plan, dtype)
+    return finalize(xp, y, natural, dtype)
+
+
+def materialise_padding(xp, x, plan: PoolPlan):
+    """Edge/reflect padding is real data: pad once, then pool the padded array with zero pads."""
+    if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in plan.sliding):
+        return x, plan
+    padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
+    widths = [(0, 0)] * x.ndim
+    for g in plan.sliding:
+        widths[g.axis] = (g.pad_lo, g.pad_hi)
+    return xp.pad(x, widths, mode=plan.pad_mode), padded_plan
+

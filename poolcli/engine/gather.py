@@ -1,0 +1,58 @@
+"""Windows gathered in blocks of bounded size, for the reducers that need every tap at once."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from ..core.geometry import (
+    PoolPlan,
+)
+from .layout import row_major_strides
+
+
+def row_major_blocks(shape, item_bytes: int, budget: int):
+    """Row-major blocks of an array of `shape` (tuples of slices), each of at most
+    budget // item_bytes items (one at least): single indices on the leading axes, a range
+    on one axis, the trailing axes whole."""
+    limit = max(1, budget // max(item_bytes, 1))
+    split = next(i for i in range(len(shape)) if math.prod(shape[i + 1:]) <= limit)
+    step = max(1, limit // max(math.prod(shape[split + 1:]), 1))
+    rest = (slice(None),) * (len(shape) - split - 1)
+    for prefix in itertools.product(*(range(n) for n in shape[:split])):
+        for start in range(0, shape[split], step):
+            yield tuple(slice(i, i + 1) for i in prefix) + (slice(start, start + step),) + rest
+
+
+def gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
+    """The taps of windows `ranges` (one range of outputs per pooled axis) side by side:
+    (batch..., out..., taps) from `a` with its pooled axes last.
+
+    Also returns which taps are real (not padding), shaped (out..., taps), and, given
+    `original_pooled_shape`, each tap's flat input index (else None).
+    """
+    m = len(plan.axes)
+    index_arrays: list = []
+    valid: Any = None
+    sources: Any = None
+    flat_strides = row_major_strides(original_pooled_shape or plan.pooled_shape)
+    for i, (geometry, rows, flat_stride) in enumerate(zip(plan.axes, ranges, flat_strides)):
+        positions, present = geometry.window_table(rows.start, rows.stop)
+        shape = [1] * (2 * m)
+        shape[i], shape[m + i] = positions.shape
+        index_arrays.append(xp.asarray(positions.reshape(shape)))
+        term_valid = xp.asarray(present.reshape(shape))
+        valid = term_valid if valid is None else valid & term_valid
+        if original_pooled_shape is not None:
+            term_source = xp.asarray(geometry.original_positions(positions).reshape(shape) * flat_stride)
+            sources = term_source if sources is None else sources + term_source
+    out_shape = tuple(len(rows) for rows in ranges)
+    values = a[(Ellipsis, *index_arrays)]
+    taps = math.prod(values.shape[-m:])
+    values = values.reshape(values.shape[: values.ndim - 2 * m] + out_shape + (taps,))
+    valid = xp.broadcast_to(valid, out_shape + valid.shape[m:]).reshape(out_shape + (taps,))
+    if sources is not None:
+        sources = xp.broadcast_to(sources, out_shape + sources.shape[m:]).reshape(out_shape + (taps,))
+    return values, valid, sources
+

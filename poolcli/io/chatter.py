@@ -1,0 +1,85 @@
+"""Decoder chatter: what libjpeg, libpng, libtiff and OpenCV print on file descriptor 2,
+caught and turned into refusals or dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import IO
+
+from ..backends import opencv
+
+
+class Chatter:
+    """What the C decoders (libjpeg, libpng, libtiff, OpenCV) wrote to stderr during a call."""
+
+    text = ""
+
+    def has(self, *needles: str) -> bool:
+        return any(needle in self.text for needle in needles)
+
+
+_STDERR_LOCK = threading.RLock()  # re-entrant: a quiet call may nest in another
+
+
+@contextlib.contextmanager
+def quiet_decoders() -> Iterator[Chatter]:
+    """Keep decoder chatter off stderr and hand it to the caller.
+
+    Pillow's warnings are dropped (poolcli applies its own limits and checks); what the
+    C libraries print on file descriptor 2 (libjpeg's "Corrupt JPEG data", libpng's and
+    libtiff's warnings, OpenCV's log) is caught in a temporary file and returned, so a
+    caller can refuse a file that libjpeg only warned about.
+    """
+    chatter = Chatter()
+    logging = opencv.cv2().utils.logging if opencv.loaded() else None
+    previous = None if logging is None else logging.getLogLevel()
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        with _STDERR_LOCK, warnings.catch_warnings(), _stderr_caught(chatter):
+            warnings.simplefilter("ignore")
+            yield chatter
+    finally:
+        if logging is not None:
+            logging.setLogLevel(previous)
+
+
+@contextlib.contextmanager
+def _stderr_caught(chatter: Chatter) -> Iterator[None]:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no stderr to guard
+        yield
+        return
+    sink = _stderr_sink()
+    sink.seek(0)
+    sink.truncate()
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        chatter.text = sink.read(1 << 16).decode("utf-8", "replace")
+
+
+_SINKS: dict[int, IO[bytes]] = {}
+
+
+def _stderr_sink() -> IO[bytes]:
+    """One unnamed temporary file per process (a forked worker makes its own) that takes what
+    the decoders print; made once, emptied before each use."""
+    sink = _SINKS.get(os.getpid())
+    if sink is None:
+        sink = _SINKS[os.getpid()] = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for the process)
+    return sink
+
