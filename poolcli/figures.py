@@ -1,7 +1,7 @@
 """Pictures made from files: `compare` grids, `grad` maps and `pool --compare` pairs.
 
 Each function loads an input, pools it with the engine, hands plain arrays and label
-strings to viz.py (which only draws) and saves the PNG atomically through io.py. Every
+strings to viz/ (which only draws) and saves the PNG atomically through io/. Every
 label states the geometry the engine's plan resolved (the real stride, padding and
 dilation) and the output's shape; a figure that shows one channel of several says which.
 """

@@ -1,7 +1,7 @@
 """OpenCV as poolcli uses it: imported in one place, on first use, with its own thread pool off.
 
 Importing OpenCV costs about 20 ms of start-up, more than it saves on one small image, so
-io.py asks for it only where it pays (`pays`): for every JPEG (libjpeg's warnings are how
+io/ asks for it only where it pays (`pays`): for every JPEG (libjpeg's warnings are how
 poolcli tells a corrupt JPEG, and only OpenCV lets them through), for large images, and
 once it is loaded anyway (batch loads it before forking its workers).
 

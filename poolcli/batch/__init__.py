@@ -16,7 +16,7 @@ and OUT (and the compare folder) are never read as inputs when they lie inside S
 
 Outputs: OUT/<relative path> with the input's stem and the suffix of `output_format`.
 Each file goes through `pipeline.pool_file`, as in `poolcli pool`: the same decoders,
-engine and encoders (io.py decides them all). Batch only asks for `channel_order="bgr"`,
+engine and encoders (io/ decides them all). Batch only asks for `channel_order="bgr"`,
 so plain colour JPEG and PNG stay in OpenCV's channel order from decoder to encoder.
 """
 

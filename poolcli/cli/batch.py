@@ -1,6 +1,6 @@
 """`poolcli batch`: pool a folder tree into a mirrored tree, in parallel. Parse, call, print.
 
-The work (finding files, worker processes, signals, the report's format) is in batch.py;
+The work (finding files, worker processes, signals, the report's format) is in the batch package (poolcli/batch/);
 batch_display.py shows the progress and the summary; this module maps the exit code: 0
 every file done or skipped, 1 any file failed, 2 bad usage, 128 + N stopped by signal N
 (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Nothing heavy is imported before the command runs.
@@ -28,7 +28,8 @@ from .app import (
 from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
-    from ..pipeline import PoolSettings
+    from ..batch import Batch, BatchSummary
+    from ..pipeline import FileResult, PoolSettings
 
 OUTPUT_FORMAT_NAMES = ("same", *FORMAT_SUFFIXES)
 
@@ -68,29 +69,46 @@ def batch_command(
     settings: "PoolSettings",
 ):
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
-    from ..batch import Batch, BatchOptions, BatchSummary, open_report
-    from ..pipeline import FileResult
-    from .batch_display import Display, print_summary
+    from ..batch import Batch, BatchOptions
 
     settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
-                           overwrite=overwrite,
-                           compare_dir=compare_dir)
+                           overwrite=overwrite, compare_dir=compare_dir)
     try:
         runner = Batch(source, out_dir, settings, options)
         if report is not None:
             runner.check_report(report)
     except PoolError as error:
         raise UsageProblem(error.template) from None
+    summary, report_error = _run(runner, report, quiet)
+    if summary.total == 0 and not summary.interrupted:
+        report_warning(f"no inputs under {source}; check --glob and --recursive")
+    if not quiet:
+        from .batch_display import print_summary
+
+        print_summary(summary)
+    if report_error is not None:
+        report_failure(report_error.template)
+    if summary.interrupted:
+        report_failure(f"interrupted after {summary.finished} of {summary.total} files; no partial output was "
+                       "left behind; rerun with --skip-existing to resume")
+        return 128 + summary.stop_signal if summary.stop_signal else EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed or report_error is not None else EXIT_OK
+
+
+def _run(runner: "Batch", report: Path | None, quiet: bool) -> "tuple[BatchSummary, PoolError | None]":
+    """Run the batch with its progress display, each record into the report as it comes; the
+    summary, and the error that kept the report from being written (the run itself is complete)."""
+    from ..batch import open_report
+    from .batch_display import Display
 
     display = Display(quiet)
-    report_error = None
     try:
         with contextlib.ExitStack() as stack:
             written = stack.enter_context(open_report(report, runner, FLAGS)) if report is not None else None
 
-            def on_result(record: FileResult, summary: BatchSummary) -> None:
+            def on_result(record: "FileResult", summary: "BatchSummary") -> None:
                 display.result(record, summary)
                 if written is not None:
                     written.add(record)
@@ -101,20 +119,9 @@ def batch_command(
                 display.stop()
             if written is not None:
                 written.finish(summary)
-    except PoolError as error:  # the report could not be written: the run itself is complete
-        report_error = error
-
-    if summary.total == 0 and not summary.interrupted:
-        report_warning(f"no inputs under {source}; check --glob and --recursive")
-    if not quiet:
-        print_summary(summary)
-    if report_error is not None:
-        report_failure(report_error.template)
-    if summary.interrupted:
-        report_failure(f"interrupted after {summary.finished} of {summary.total} files; no partial output was "
-                       "left behind; rerun with --skip-existing to resume")
-        return 128 + summary.stop_signal if summary.stop_signal else EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed or report_error is not None else EXIT_OK
+    except PoolError as error:
+        return summary, error
+    return summary, None
 
 
 def _capped_jobs(jobs: int | None) -> int:

@@ -1,5 +1,5 @@
 """`poolcli pool`, `info`, `compare` and `grad`: parse, call the library, print. No array math,
-no file formats: those are in pipeline.py, figures.py and io.py.
+no file formats: those are in pipeline.py, figures.py and io/.
 """
 
 import contextlib

@@ -1,6 +1,6 @@
 """Pure array functions: pooling, adaptive pooling, the backward pass and unpooling.
 
-One window path serves every mode. A validated plan (geometry.py) lists, per pooled
+One window path serves every mode. A validated plan (core/geometry.py) lists, per pooled
 axis, the taps of the windows as strided slices; a reduction walks those taps, so the
 Python loops run over window taps and axes only, never over outputs (but for an axis of
 few, huge windows, more than BUDGETS.window_wise_ratio taps a window: one reduction per window

@@ -70,18 +70,7 @@ def save(
     array([[  0,  64, 128, 191, 255]], dtype=uint8)
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    output_format = IMAGE_FORMATS.get(suffix) or ARRAY_FORMATS.get(suffix)
-    if output_format is None:
-        raise OutputError(
-            f"{path}: unknown extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
-        )
-    if normalize not in (None, "minmax"):
-        raise OutputError(f"{path}: normalize {normalize!r} is unknown; use 'minmax' or None")
-    if not 1 <= quality <= 100:
-        raise OutputError(f"{path}: quality {quality} is out of range; use 1..100")
-    if channel_order not in CHANNEL_ORDERS:
-        raise OutputError(f"{path}: channel_order {channel_order!r} is unknown; use 'rgb' or 'bgr'")
+    output_format = _output_format(path, normalize, quality, channel_order)
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs)
     bgr = channel_order == "bgr"
@@ -90,20 +79,32 @@ def save(
         for key, value in arrays.items():
             _check_savable(f"{path} (key {key!r})", np.asanyarray(value))
         write = _npz_writer({key: rgb_array(value, bgr) for key, value in arrays.items()})
-    else:
+    elif output_format == "NPY":
         array = _single_array(path, array, key_arrays)
-        if output_format == "NPY":
-            _check_savable(str(path), array)
-            write = _npy_writer(rgb_array(array, bgr))
-        else:
-            icc = like.icc_profile if like is not None else None
-            data = encode_image(
-                path, array, output_format, normalize=normalize, icc=icc, quality=quality, bgr=bgr
-            )
-            write = _bytes_writer(data)
+        _check_savable(str(path), array)
+        write = _npy_writer(rgb_array(array, bgr))
+    else:
+        icc = like.icc_profile if like is not None else None
+        write = _bytes_writer(encode_image(path, _single_array(path, array, key_arrays), output_format,
+                                           normalize=normalize, icc=icc, quality=quality, bgr=bgr))
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         write(file)
     return path
+
+
+def _output_format(path: Path, normalize: str | None, quality: int, channel_order: str) -> str:
+    """The format the suffix names, once every option is known good; an OutputError otherwise."""
+    suffix = path.suffix.lower()
+    output_format = IMAGE_FORMATS.get(suffix) or ARRAY_FORMATS.get(suffix)
+    if output_format is None:
+        raise OutputError(f"{path}: unknown extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
+    if normalize not in (None, "minmax"):
+        raise OutputError(f"{path}: normalize {normalize!r} is unknown; use 'minmax' or None")
+    if not 1 <= quality <= 100:
+        raise OutputError(f"{path}: quality {quality} is out of range; use 1..100")
+    if channel_order not in CHANNEL_ORDERS:
+        raise OutputError(f"{path}: channel_order {channel_order!r} is unknown; use 'rgb' or 'bgr'")
+    return output_format
 
 
 def _required(path: Path, array: np.ndarray | None) -> np.ndarray:

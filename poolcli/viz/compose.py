@@ -137,6 +137,112 @@ def _legend_lines(items: Sequence[tuple[RGB | None, str]], font, width: int):
     return [line for line in lines if line]
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where everything of a composed figure goes: tile and band sizes, column lefts, title,
+    legend and canvas size, all from the tiles, their labels and the bars."""
+
+    tile_w: int
+    tile_h: int
+    line: int
+    columns: int
+    labels: dict[tuple[int, int], list[str]]
+    band: int  # the label band above each row of tiles
+    lefts: list[int]
+    content_w: int
+    title_lines: list[str]
+    title_h: int
+    legend_lines: list
+    legend_h: int
+    body_h: int  # tiles, or the colour bars' ticks where taller
+    width: int
+    height: int
+
+    @property
+    def row_h(self) -> int:
+        return self.band + self.body_h
+
+    def row_top(self, r: int) -> int:
+        return MARGIN + self.title_h + r * (self.row_h + GAP)
+
+
+def _frame(grid, font, bars: dict[int, list[Bar]], legend, title: str) -> _Frame:
+    tile_w, tile_h = next(tile for row in grid for tile in row if tile is not None).image.size
+    line = line_height(font)
+    columns = max(len(row) for row in grid)
+    labels = {(r, c): wrap(tile.label, font, tile_w)
+              for r, row in enumerate(grid) for c, tile in enumerate(row) if tile is not None}
+    label_lines = max([len(lines) for lines in labels.values()] + [1 if bars else 0])
+    band = label_lines * line + 2 * LABEL_PAD if label_lines else 0
+    gutters = _gutters(bars, columns, font)
+    content_w = columns * tile_w + (columns - 1) * GAP + sum(gutters)
+    title_lines = wrap(title, font, content_w) if title else []
+    title_h = len(title_lines) * line + GAP if title_lines else 0
+    legend_lines = _legend_lines(legend, font, content_w)
+    legend_h = GAP + len(legend_lines) * line if legend_lines else 0
+    body_h = max(tile_h, BAR_MIN_LINES * line) if bars else tile_h  # room for the ticks
+    height = 2 * MARGIN + title_h + len(grid) * (band + body_h) + (len(grid) - 1) * GAP + legend_h
+    return _Frame(tile_w, tile_h, line, columns, labels, band,
+                  [MARGIN + c * (tile_w + GAP) + sum(gutters[:c]) for c in range(columns)], content_w,
+                  title_lines, title_h, legend_lines, legend_h, body_h, 2 * MARGIN + content_w, height)
+
+
+class _Sheet:
+    """The canvas being drawn, and every box, text and plot drawn on it, recorded as drawn."""
+
+    def __init__(self, frame: _Frame, font) -> None:
+        self.frame, self.font = frame, font
+        self.canvas = Image.new("RGB", (frame.width, frame.height), BACKGROUND)
+        self.draw = ImageDraw.Draw(self.canvas)
+        self.boxes: list[Box] = []
+        self.texts: list[str] = []
+        self.plots: list[PlotAxes] = []
+
+    def title(self, title: str) -> None:
+        frame = self.frame
+        for i, text in enumerate(frame.title_lines):
+            self.draw.text((MARGIN, MARGIN + i * frame.line), text, fill=TEXT, font=self.font)
+        self.boxes.append(Box("title", 0, 0, MARGIN, MARGIN, MARGIN + frame.content_w, MARGIN + frame.title_h - GAP))
+        self.texts.append(title)
+
+    def tile(self, r: int, c: int, tile: TileSpec) -> None:
+        """The tile under its label (the text sits on the tile), and its plot axes if any."""
+        frame, top, left = self.frame, self.frame.row_top(r), self.frame.lefts[c]
+        first = top + frame.band - LABEL_PAD - len(frame.labels[r, c]) * frame.line
+        for i, text in enumerate(frame.labels[r, c]):
+            self.draw.text((left, first + i * frame.line), text, fill=TEXT, font=self.font)
+        if tile.label:
+            self.texts.append(tile.label)
+        body = top + frame.band
+        self.boxes.append(Box("label", r, c, left, top, left + frame.tile_w, body))
+        self.canvas.paste(tile.image, (left, body))
+        self.boxes.append(Box(tile.role, r, c, left, body, left + frame.tile_w, body + frame.tile_h))
+        if tile.axes is not None:
+            x0, y0, w, h, x_range, y_range = tile.axes
+            self.plots.append(PlotAxes(r, c, left + x0, body + y0, w, h, x_range, y_range))
+
+    def bars(self, r: int, bars: list[Bar]) -> None:
+        """Row r's colour bars, each right after its tile column (and after the bars before it)."""
+        frame, top = self.frame, self.frame.row_top(r)
+        x_after = {c: frame.lefts[c] + frame.tile_w + GAP for c in range(frame.columns)}
+        for bar in bars:
+            column = frame.columns - 1 if bar.after is None else bar.after
+            where = (x_after[column], top, frame.band, frame.body_h)
+            self.boxes += _draw_bar(self.canvas, self.draw, bar, self.font, where, (r, column + 1))
+            x_after[column] += _bar_width(bar, self.font)
+            if bar.title:
+                self.texts.append(bar.title)
+
+    def legend(self, legend: Sequence[tuple[RGB | None, str]]) -> None:
+        frame = self.frame
+        top = frame.height - MARGIN - frame.legend_h
+        self.boxes.append(_draw_legend(self.canvas, self.draw, frame.legend_lines, self.font, top))
+        self.texts += [text for _, text in legend]
+
+    def figure(self, scale: float) -> Figure:
+        return Figure(self.canvas, tuple(self.boxes), scale, tuple(self.texts), tuple(self.plots))
+
+
 def compose(
     grid: Sequence[Sequence[TileSpec | None]],
     *,
@@ -150,69 +256,20 @@ def compose(
     the tile column it belongs to; the title above, the legend below. The single place
     that places anything, and so the one that records every text drawn."""
     bars = bars or {}
-    tiles = [tile for row in grid for tile in row if tile is not None]
-    tile_w, tile_h = tiles[0].image.size
+    tile_w = next(tile for row in grid for tile in row if tile is not None).image.size[0]
     font = builtin_font(font_size or label_font_size(tile_w))
-    line = line_height(font)
-    columns = max(len(row) for row in grid)
-    labels = {
-        (r, c): wrap(tile.label, font, tile_w)
-        for r, row in enumerate(grid)
-        for c, tile in enumerate(row)
-        if tile is not None
-    }
-    label_lines = max([len(lines) for lines in labels.values()] + [1 if bars else 0])
-    band = label_lines * line + 2 * LABEL_PAD if label_lines else 0
-    gutters = _gutters(bars, columns, font)
-    lefts = [MARGIN + c * (tile_w + GAP) + sum(gutters[:c]) for c in range(columns)]
-    content_w = columns * tile_w + (columns - 1) * GAP + sum(gutters)
-    title_lines = wrap(title, font, content_w) if title else []
-    title_h = len(title_lines) * line + GAP if title_lines else 0
-    legend_lines = _legend_lines(legend, font, content_w)
-    legend_h = GAP + len(legend_lines) * line if legend_lines else 0
-    body_h = max(tile_h, BAR_MIN_LINES * line) if bars else tile_h  # room for the ticks
-    row_h = band + body_h
-    width = 2 * MARGIN + content_w
-    height = 2 * MARGIN + title_h + len(grid) * row_h + (len(grid) - 1) * GAP + legend_h
-    canvas = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    boxes: list[Box] = []
-    texts: list[str] = []
-    plots: list[PlotAxes] = []
-    if title_lines:
-        for i, text in enumerate(title_lines):
-            draw.text((MARGIN, MARGIN + i * line), text, fill=TEXT, font=font)
-        boxes.append(Box("title", 0, 0, MARGIN, MARGIN, MARGIN + content_w, MARGIN + title_h - GAP))
-        texts.append(title)
+    frame = _frame(grid, font, bars, legend, title)
+    sheet = _Sheet(frame, font)
+    if frame.title_lines:
+        sheet.title(title)
     for r, row in enumerate(grid):
-        top = MARGIN + title_h + r * (row_h + GAP)
         for c, tile in enumerate(row):
-            if tile is None:
-                continue
-            left = lefts[c]
-            first = top + band - LABEL_PAD - len(labels[r, c]) * line  # text sits on its tile
-            for i, text in enumerate(labels[r, c]):
-                draw.text((left, first + i * line), text, fill=TEXT, font=font)
-            if tile.label:
-                texts.append(tile.label)
-            boxes.append(Box("label", r, c, left, top, left + tile_w, top + band))
-            canvas.paste(tile.image, (left, top + band))
-            boxes.append(Box(tile.role, r, c, left, top + band, left + tile_w, top + band + tile_h))
-            if tile.axes is not None:
-                x0, y0, w, h, x_range, y_range = tile.axes
-                plots.append(PlotAxes(r, c, left + x0, top + band + y0, w, h, x_range, y_range))
-        x_after = {c: lefts[c] + tile_w + GAP for c in range(columns)}
-        for bar in bars.get(r, []):
-            column = columns - 1 if bar.after is None else bar.after
-            x = x_after[column]
-            boxes += _draw_bar(canvas, draw, bar, font, (x, top, band, body_h), (r, column + 1))
-            x_after[column] += _bar_width(bar, font)
-            if bar.title:
-                texts.append(bar.title)
-    if legend_lines:
-        boxes.append(_draw_legend(canvas, draw, legend_lines, font, height - MARGIN - legend_h))
-        texts += [text for _, text in legend]
-    return Figure(canvas, tuple(boxes), scale, tuple(texts), tuple(plots))
+            if tile is not None:
+                sheet.tile(r, c, tile)
+        sheet.bars(r, bars.get(r, []))
+    if frame.legend_lines:
+        sheet.legend(legend)
+    return sheet.figure(scale)
 
 
 def _ramp(height: int) -> np.ndarray:

@@ -65,15 +65,8 @@ def gradient_map(
     [255, 40, 40]
     """
     image = drawable(image, kind, "image")
-    grad = np.asarray(grad, dtype=np.float64)
     routed = mode in ROUTING_MODES
-    combined = ""
-    if grad.ndim == 3:
-        with np.errstate(all="ignore"):
-            grad = np.abs(grad).max(axis=2) if routed else grad.mean(axis=2)
-        if image.ndim == 3 and image.shape[2] > 1:
-            how = "max of |dL/dx|" if routed else "mean of dL/dx"
-            combined = f" ({how} over the {image.shape[2]} channels)"
+    grad, combined = _one_plane(np.asarray(grad, dtype=np.float64), image, routed)
     if grad.shape != image.shape[:2]:
         raise PoolError(
             f"gradient of shape {grad.shape} does not match the image's height and width "
@@ -87,21 +80,37 @@ def gradient_map(
     scale, size = tile_scale(shape, 2, bars, GRADIENT_MIN_CELL)
     shown = render(image, shape, size, kind, lo, hi)
     left = TileSpec("original", original_label or f"original {dims(image.shape)}", shown)
+    legend: list[tuple[RGB | None, str]] = []
     if routed:
-        overlay = _routing_overlay(image, grad, kind, lo, hi)
-        right = Image.fromarray(resize_to(overlay, size))
+        right = Image.fromarray(resize_to(_routing_overlay(image, grad, kind, lo, hi), size))
         text = (label or f"{mode}: pixels that receive gradient") + combined
-        names = ("1", "2", "3 or more")
-        legend: list[tuple[RGB | None, str]] = [(None, "windows routing gradient here:")]
-        legend += [(colour, name) for colour, name in zip(ROUTE_COLORS, names, strict=True)]
-        legend.append((None, "dimmed: no window routes gradient to the pixel (dL/dx = 0)"))
+        legend += _ROUTING_LEGEND
     else:
         right = heat_tile(grad, size, *value_range(grad))
         text = (label or f"{mode}: gradient weight per input pixel") + combined
-        legend = []
     legend += special_legend(image, grad)
     tiles = [[left, TileSpec("gradient", text, right)]]
     return compose(tiles, scale=scale, bars=bars, legend=legend)
+
+
+_ROUTING_LEGEND: list[tuple[RGB | None, str]] = [
+    (None, "windows routing gradient here:"),
+    *zip(ROUTE_COLORS, ("1", "2", "3 or more"), strict=True),
+    (None, "dimmed: no window routes gradient to the pixel (dL/dx = 0)"),
+]
+
+
+def _one_plane(grad: np.ndarray, image: np.ndarray, routed: bool) -> tuple[np.ndarray, str]:
+    """An HWC gradient combined over its channels (max of |dL/dx| where routed, else the mean),
+    and the words that say so in the label (none for a single channel)."""
+    if grad.ndim != 3:
+        return grad, ""
+    with np.errstate(all="ignore"):
+        grad = np.abs(grad).max(axis=2) if routed else grad.mean(axis=2)
+    if image.ndim == 3 and image.shape[2] > 1:
+        how = "max of |dL/dx|" if routed else "mean of dL/dx"
+        return grad, f" ({how} over the {image.shape[2]} channels)"
+    return grad, ""
 
 
 def _routing_overlay(image, grad, kind: str, lo: float, hi: float) -> np.ndarray:

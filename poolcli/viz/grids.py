@@ -95,34 +95,46 @@ def comparison_grid(
     ('original 4x4', 'max', '|diff| vs original', '|diff|')
     """
     original = drawable(original, kind, "original")
-    rows = [list(row) for row in rows]
     pooled = [[checked_cell(cell, original, kind) for cell in row] for row in rows]
     every_cell = [p for row in pooled for p in row]
-    shape = original.shape[:2]
     lo, hi = image_range(original) if kind == "image" else value_range(original, *every_cell)
-    stride = 2 if diff else 1
-    columns = 1 + max((len(row) for row in rows), default=0)
     diffs = [[abs_difference(original, p) for p in row] for row in pooled] if diff else []
-    dmax = value_range(*[d for row in diffs for d in row])[1] if diffs else 0.0
-    bars: dict[int, list[Bar]] = {}  # each row's scale beside it: values (maps), |diff| (diff rows)
-    for i in range(max(1, len(rows))):
-        if kind == "map":
-            bars[stride * i] = [Bar("value", lo, hi)]
-        if diffs:
-            bars[stride * i + 1] = [Bar("|diff|", 0.0, dmax)]
-    scale, size = tile_scale(shape, columns, bars)
-    label = original_label or f"original {dims(original.shape)}"
-    grid: list[list[TileSpec | None]] = [[None] * columns for _ in range(max(1, stride * len(rows)))]
-    grid[0][0] = TileSpec("original", label, render(original, shape, size, kind, lo, hi))
+    every_diff = [d for row in diffs for d in row]
+    dmax = value_range(*every_diff)[1] if diff else None
+    bars = _comparison_bars(max(1, len(pooled)), (lo, hi) if kind == "map" else None, dmax)
+    columns = 1 + max((len(row) for row in pooled), default=0)
+    scale, size = tile_scale(original.shape[:2], columns, bars)
+
+    def tile(role: str, label: str, values: np.ndarray) -> TileSpec:
+        return TileSpec(role, label, render(values, original.shape[:2], size, kind, lo, hi))
+
+    grid: list[list[TileSpec | None]] = []
     for i, row in enumerate(rows):
-        for j, cell in enumerate(row):
-            tile = render(pooled[i][j], shape, size, kind, lo, hi)
-            grid[stride * i][j + 1] = TileSpec("cell", cell.label, tile)
-            if diff:
-                heat = heat_tile(diffs[i][j], size, 0.0, dmax)
-                grid[stride * i + 1][j + 1] = TileSpec("diff", "|diff| vs original", heat)
-    legend = special_legend(original, *every_cell, *[d for row in diffs for d in row])
-    return compose(grid, scale=scale, bars=bars, legend=legend)
+        grid.append([None] + [tile("cell", cell.label, values) for cell, values in zip(row, pooled[i], strict=True)])
+        if diffs:
+            grid.append([None] + _diff_tiles(diffs[i], size, dmax))
+    grid = grid or [[None]]
+    grid[0][0] = tile("original", original_label or f"original {dims(original.shape)}", original)
+    legend = special_legend(original, *every_cell, *every_diff)
+    return compose([row + [None] * (columns - len(row)) for row in grid], scale=scale, bars=bars, legend=legend)
+
+
+def _diff_tiles(diffs: list[np.ndarray], size: tuple[int, int], dmax: float | None) -> list[TileSpec | None]:
+    return [TileSpec("diff", "|diff| vs original", heat_tile(d, size, 0.0, dmax or 0.0)) for d in diffs]
+
+
+def _comparison_bars(rows: int, values: tuple[float, float] | None,
+                     dmax: float | None) -> dict[int, list[Bar]]:
+    """Each row's scale beside it: the values' (feature maps), the |diff|'s (the diff row under
+    each row of cells, when there are diffs)."""
+    stride = 1 if dmax is None else 2
+    bars: dict[int, list[Bar]] = {}
+    for i in range(rows):
+        if values is not None:
+            bars[stride * i] = [Bar("value", *values)]
+        if dmax is not None:
+            bars[stride * i + 1] = [Bar("|diff|", 0.0, dmax)]
+    return bars
 
 
 def side_by_side(
@@ -183,16 +195,7 @@ def montage(
     if scale not in SCALES:
         raise PoolError(f"montage scale {scale!r} is not one of {SCALES}; use 'shared' or 'channel'")
     count = maps.shape[0]
-    if isinstance(channels, int | np.integer):
-        chosen = list(range(min(int(channels), count)))
-    else:
-        chosen = [int(c) for c in channels]
-    bad = [c for c in chosen if not 0 <= c < count]
-    if not chosen or bad:
-        raise PoolError(
-            f"channels {channels!r} do not select channels of a map with {count}; "
-            f"use indices in 0..{count - 1} or a count >= 1"
-        )
+    chosen = _chosen_channels(channels, count)
     first = drawable(maps[chosen[0]], "map", "feature map")
     shape = (int(shape[0]), int(shape[1])) if shape is not None else (first.shape[0], first.shape[1])
     columns = math.ceil(math.sqrt(len(chosen)))
@@ -201,11 +204,7 @@ def montage(
         bars = {0: [Bar("value", *ranges[0])]}
         note = f"values {fmt(ranges[0][0])} .. {fmt(ranges[0][1])}"
     else:
-        ranges = list(channel_ranges) if channel_ranges is not None else [finite_value_range(maps[c]) for c in chosen]
-        if len(ranges) != len(chosen):
-            raise PoolError(
-                f"{len(ranges)} channel ranges for {len(chosen)} channels; pass one (lo, hi) per channel"
-            )
+        ranges = _channel_ranges(maps, chosen, channel_ranges)
         bars = {}
         for k, limits in enumerate(ranges):
             bars.setdefault(k // columns, []).append(Bar("", *limits, after=k % columns))
@@ -219,6 +218,28 @@ def montage(
     legend: list[tuple[RGB | None, str]] = [(None, f"{len(chosen)} of {count} channels, {note}")]
     legend += special_legend(*(maps[c] for c in chosen))
     return compose(grid, scale=layout_scale, bars=bars, legend=legend)
+
+
+def _chosen_channels(channels: int | Sequence[int], count: int) -> list[int]:
+    """The first `channels` channels, or the listed ones; a PoolError for none or one out of range."""
+    if isinstance(channels, int | np.integer):
+        chosen = list(range(min(int(channels), count)))
+    else:
+        chosen = [int(c) for c in channels]
+    if not chosen or any(not 0 <= c < count for c in chosen):
+        raise PoolError(
+            f"channels {channels!r} do not select channels of a map with {count}; "
+            f"use indices in 0..{count - 1} or a count >= 1"
+        )
+    return chosen
+
+
+def _channel_ranges(maps: np.ndarray, chosen: list[int], given: Sequence[tuple[float, float]] | None) -> list:
+    """One (lo, hi) per chosen channel: the given ones, or each channel's finite min..max."""
+    ranges = list(given) if given is not None else [finite_value_range(maps[c]) for c in chosen]
+    if len(ranges) != len(chosen):
+        raise PoolError(f"{len(ranges)} channel ranges for {len(chosen)} channels; pass one (lo, hi) per channel")
+    return ranges
 
 
 def colorbar(vmin: float, vmax: float, height: int = 256, *, title: str = "value") -> Figure:
