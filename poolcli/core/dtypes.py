@@ -43,7 +43,8 @@ def _round_half_up(xp, y):
     """floor(y + 0.5), exactly: adding 0.5 first would round up odd integers near 2**53
     (2**24 in float32), where the float cannot hold the half."""
     rounded = xp.floor(y)
-    rounded += (y - rounded) >= 0.5
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which adds nothing to an infinity
+        rounded += (y - rounded) >= 0.5
     return rounded
 
 

@@ -110,9 +110,11 @@ def comparison_grid(
 
     grid: list[list[TileSpec | None]] = []
     for i, row in enumerate(rows):
-        grid.append([None] + [tile("cell", cell.label, values) for cell, values in zip(row, pooled[i], strict=True)])
+        cells: list[TileSpec | None] = [tile("cell", cell.label, values)
+                                        for cell, values in zip(row, pooled[i], strict=True)]
+        grid.append([None, *cells])
         if diffs:
-            grid.append([None] + _diff_tiles(diffs[i], size, dmax))
+            grid.append([None, *_diff_tiles(diffs[i], size, dmax)])
     grid = grid or [[None]]
     grid[0][0] = tile("original", original_label or f"original {dims(original.shape)}", original)
     legend = special_legend(original, *every_cell, *every_diff)
