@@ -149,3 +149,11 @@ def test_no_private_name_is_imported_across_modules():
                 offenders += [f"{path.relative_to(PACKAGE)}:{node.lineno}: {alias.name}" for alias in node.names
                               if alias.name.startswith("_") and not alias.name.startswith("__")]
     assert not offenders, "private names imported from another module:\n" + "\n".join(offenders)
+
+
+def test_the_contract_is_cited_from_the_repository():
+    """The semantics live in docs/semantics.md; nothing points to a document the repository lacks."""
+    offenders = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                 if re.search(r"\bSPEC(\.md|'s)", path.read_text())]
+    assert not offenders, f"cite docs/semantics.md, not SPEC.md: {offenders}"
+    assert (PACKAGE.parent / "docs" / "semantics.md").is_file()

@@ -32,7 +32,7 @@ def pool(
     dtype=None,
     return_indices=False,
 ):
-    """Pool `x` with a sliding window (see SPEC.md for the exact meaning of each keyword).
+    """Pool `x` with a sliding window (docs/semantics.md gives the exact meaning of each keyword).
 
     Integer results are exact whatever the width: a sum of int64/uint64 values that does
     not fit 64 bits is clipped to the output dtype's range (as every integer output is);

@@ -13,7 +13,7 @@ from ..core.modes import MODES
 
 
 def divisor_counts(plan: PoolPlan) -> list[np.ndarray]:
-    """Per pooled axis, each window's divisor count (SPEC's count_include_pad rule)."""
+    """Per pooled axis, each window's divisor count (the count_include_pad rule of docs/semantics.md)."""
     return [g.count_padded() if plan.count_include_pad else g.count_real() for g in plan.axes]
 
 

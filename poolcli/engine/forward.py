@@ -45,7 +45,7 @@ def _is_opencv_area_mean(xp, x, plan: PoolPlan, dtype) -> bool:
     """uint8 images averaged 2x2 to uint8: OpenCV's INTER_AREA is bit-identical and faster.
 
     It computes floor(sum/4 + 0.5) exactly for 1, 3 and 4 channels (tested against the
-    brute force), which is SPEC's rounding; anything else takes the general path.
+    brute force), which is the rounding of docs/semantics.md; anything else takes the general path.
     """
     channels = x.shape[2] if x.ndim == 3 else 1
     return (FAST_PATHS.opencv_area and xp is np and x.dtype == np.uint8 and dtype == np.uint8 and _is_mean(plan)
