@@ -24,7 +24,7 @@ import pytest
 from cuda_host import CXX, NVCC, HostRawKernel, fake_cupy, nvcc_check
 from pool_cases import FUSED_MODES, Case, assert_matches, random_case
 
-from poolcli import PoolError, adaptive_pool, backends, engine, pool, pool_backward
+from poolcli import PoolError, backends, engine, pool
 from poolcli.backends import choose_backend, cuda, cuda_source, import_cupy, is_cupy_array, namespace, to_device
 from poolcli.core.geometry import plan_pool
 from poolcli.engine import backward as engine_backward
@@ -293,7 +293,6 @@ def test_adaptive_and_backward_public_calls(fused_on_cpu):
         actual, expected, ran = fused_on_cpu(case)
         assert ran
         assert_matches(actual, expected, case)
-    assert isinstance(adaptive_pool, object) and isinstance(pool_backward, object)
 
 
 # ================================================================== the sources through nvcc

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from multiprocessing import connection
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,6 @@ from PIL import Image
 
 from poolcli import batch, io, pool
 from poolcli.batch import workers
-from poolcli.batch.options import Job
 from poolcli.cli import main
 from poolcli.pipeline import PoolSettings
 
@@ -363,6 +363,26 @@ def test_existing_outputs_fail_skip_or_get_replaced(tree, tmp_path, capsys):
     assert np.array_equal(io.load(old).array, pooled(tree / "sub" / "camera.png", mode="max"))
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_skip_existing_with_format_checks_the_real_targets(tree, tmp_path, capsys, jobs):
+    """--format renames every output (photo.jpg -> photo.npy): a second run must look for
+    those names, find them all and skip every file."""
+    for name in BAD:
+        (tree / name).unlink()
+    out = tmp_path / "out"
+    code, _, err = run(capsys, tree, "-d", out, "--format", "npy", "--jobs", jobs)
+    assert code == 0, err
+    renamed = sorted(Path(name).with_suffix(".npy").as_posix() for name in GOOD)
+    assert files_under(out) == renamed
+    before = {name: (out / name).read_bytes() for name in renamed}
+    code, stdout, err = run(capsys, tree, "-d", out, "--format", "npy", "--skip-existing", "--jobs", jobs)
+    assert code == 0, err
+    assert err == ""
+    for name in GOOD:
+        assert f"skipped {tree / name} (output exists)" in stdout, (name, stdout)
+    assert {name: (out / name).read_bytes() for name in files_under(out)} == before
+
+
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
 def test_skip_existing_redoes_empty_or_truncated_outputs(tree, tmp_path, capsys, damage):
     for name in BAD:
@@ -504,22 +524,42 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path, monkeypatch):
 
 def test_inputs_are_found_lazily_and_few_are_in_flight(tmp_path, monkeypatch):
     src = tmp_path / "src"
-    src.mkdir()
-    for i in range(3000):
-        (src / f"{i:05d}.npy").touch()  # empty: each fails at once
+    for folder in ("a", "b"):
+        (src / folder).mkdir(parents=True)
+        for i in range(1500):
+            (src / folder / f"{i:05d}.npy").touch()  # empty: each fails at once
     runner = batch.Batch(src, tmp_path / "out", PoolSettings(), batch.BatchOptions(jobs=2))
-    first = next(runner.inputs())
-    assert first == Path("00000.npy")
-    most = []
+    # The walk reads a folder when it gets there: what changes in b/ while a/ is walked shows.
+    walk = runner.inputs()
+    assert next(walk) == Path("a/00000.npy")
+    (src / "b" / "00000.npy").unlink()
+    (src / "b" / "late.npy").touch()
+    rest = list(walk)
+    assert len(rest) == 2999 and rest[-1] == Path("b/late.npy") and Path("b/00000.npy") not in rest
+    # The run takes the next input only when a worker has room for it.
+    walked = []
+    walk_inputs = runner.inputs
+
+    def counted_inputs():
+        walked.append(0)
+        for path in walk_inputs():
+            walked[-1] += 1
+            yield path
+
+    monkeypatch.setattr(runner, "inputs", counted_inputs)
+    sent, ahead, most = [], [], []
     send = workers._Worker.send
 
     def counting(worker, job):
         send(worker, job)
+        sent.append(job)
+        ahead.append(walked[-1] - len(sent))  # inputs found but not yet handed to a worker
         most.append(len(worker.jobs))
 
     monkeypatch.setattr(workers._Worker, "send", counting)
     summary = runner.run()
     assert summary.failed == 3000 and "is empty" in summary.failures[0].error
+    assert len(sent) == 3000 and max(ahead) == 0
     assert max(most) <= batch.IN_FLIGHT_PER_WORKER
 
 
@@ -575,11 +615,23 @@ def test_a_process_that_loaded_images_can_still_start_workers(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def test_workers_send_back_small_records_not_arrays(tmp_path):
-    """What a worker really sends back (process_file's record) for a big input is small."""
-    big = tmp_path / "big.npy"
-    np.save(big, np.zeros((4, 1000, 1000), np.float32))
-    job = Job(big, tmp_path / "out.npy", None)
-    record = batch.process_file(job, PoolSettings(mode="avg"), batch.BatchOptions(jobs=1))
-    assert record.status == "done" and record.output_shape == [4, 500, 500]
-    assert len(pickle.dumps(record)) < 1000
+def test_workers_send_back_small_records_not_arrays(tmp_path, monkeypatch):
+    """The bytes that come back through a worker's pipe for a 16 MB input: one small record."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("big.npy", "bigger.npy"):
+        np.save(src / name, np.zeros((4, 1000, 1000), np.float32))
+    received = []
+
+    def measured_recv(conn):
+        data = conn.recv_bytes()  # what Connection.recv reads, then unpickles
+        received.append(len(data))
+        return pickle.loads(data)
+
+    runner = batch.Batch(src, tmp_path / "out", PoolSettings(mode="avg"), batch.BatchOptions(jobs=2))
+    records = []
+    with monkeypatch.context() as patch:
+        patch.setattr(connection.Connection, "recv", measured_recv)
+        summary = runner.run(on_result=lambda record, _: records.append(record))
+    assert summary.done == 2 and [r.output_shape for r in records] == [[4, 500, 500]] * 2
+    assert len(received) == 2 and max(received) < 2000, received

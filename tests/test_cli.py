@@ -116,10 +116,11 @@ def test_npz_pools_every_key(tmp_path, capsys):
 def test_geometry_options_reach_the_engine(tmp_path, capsys):
     target = tmp_path / "f.npy"
     code, _, err = run(capsys, "pool", FEATURES, "-o", target, "-m", "lp", "--power", "3", "-k", "3",
-                       "-s", "2", "-p", "1,0,1,1", "--dilation", "1", "--ceil-mode", "--layout", "chw")
+                       "-s", "2", "-p", "1,0,1,1", "--dilation", "2,1", "--ceil-mode", "--layout", "chw")
     assert code == 0, err
     x = np.load(FEATURES)
-    expected = pool(x, 3, 2, mode="lp", p=3, padding=((1, 0), (1, 1)), ceil_mode=True, axes=(1, 2))
+    expected = pool(x, 3, 2, mode="lp", p=3, padding=((1, 0), (1, 1)), dilation=(2, 1), ceil_mode=True, axes=(1, 2))
+    assert expected.shape == (8, 63, 65)  # rows: span 5 over 128 + 1 pad (64 undilated); columns: span 3, 2 pads
     assert np.array_equal(np.load(target), expected)
 
 
@@ -139,12 +140,15 @@ def test_series_options(tmp_path, capsys, options, keywords):
 
 
 def test_axes_option_and_float_dtype_to_tiff(tmp_path, capsys):
-    target = tmp_path / "f.tiff"
-    code, _, err = run(capsys, "pool", GRAY, "-o", target, "-m", "avg", "--dtype", "float32")
+    source, target = tmp_path / "hwc.npy", tmp_path / "f.tiff"
+    x = np.random.default_rng(5).normal(size=(6, 10, 3))  # float64: avg would stay float64 without --dtype
+    np.save(source, x)
+    code, _, err = run(capsys, "pool", source, "-o", target, "-m", "avg", "--axes", "0,1", "--dtype", "float32")
     assert code == 0, err
     written = io.load(target).array
-    assert written.dtype == np.float32
-    assert np.allclose(written, pool(io.load(GRAY).array, 2, mode="avg", axes=(0, 1)).astype(np.float32))
+    assert written.dtype == np.float32 and written.shape == (3, 5, 3)  # the default axes would give (6, 5, 1)
+    blocks = x.reshape(3, 2, 5, 2, 3).mean(axis=(1, 3))  # height and width pooled, the channels kept
+    np.testing.assert_allclose(written, blocks.astype(np.float32), rtol=1e-6)
 
 
 def test_uint8_average_rounds_half_up(tmp_path, capsys):

@@ -17,6 +17,7 @@ import poolcli
 import poolcli.engine
 import poolcli.engine.taps
 from poolcli import adaptive_pool, output_shape, pool, pool_backward, unpool
+from poolcli.core.geometry import plan_pool
 
 MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
 
@@ -60,9 +61,20 @@ def test_worked_example_l2_value():
     assert pool(np.array([3.0, 4.0]), 2, mode="l2")[0] == pytest.approx(3.5355339059327378, abs=1e-15)
 
 
-def test_worked_example_same_pads():
-    assert output_shape((4,), 2, 1, padding="same") == (4,)
-    assert output_shape((4,), 2, 1, padding="same") == output_shape((4,), 2, 1, padding=((0, 1),))
+@pytest.mark.parametrize(("n", "k", "s", "d", "pads"), [
+    (4, 2, 1, 1, (0, 1)),  # the odd cell goes to the end
+    (6, 3, 2, 1, (0, 1)),
+    (5, 4, 1, 1, (1, 2)),
+    (7, 3, 1, 2, (2, 2)),  # k_eff = 5
+    (8, 2, 2, 1, (0, 0)),
+])
+def test_worked_example_same_pads(n, k, s, d, pads):
+    """TensorFlow's rule, pad by pad: total = max((ceil(n/s)-1)s + k_eff - n, 0), lo = total // 2."""
+    (geometry,) = plan_pool((n,), k, s, dilation=d, padding="same").sliding
+    assert (geometry.pad_lo, geometry.pad_hi, geometry.out) == (*pads, -(-n // s))
+    x = np.arange(1.0, n + 1)
+    expected = pool_ref(x, k, s, dilation=d, padding=(pads,), mode="sum")  # zeros padded where the split says
+    assert_array(pool(x, k, s, dilation=d, padding="same", mode="sum"), expected, np.float64)
 
 
 def test_worked_example_backward_of_max():

@@ -251,10 +251,15 @@ def test_hwc_image_over_any_axes(mode, axes):
                  pool_backward_ref(grad, HWC, (3, 2), 2, **keywords), np.float64, rtol=1e-12)
 
 
-def test_hwc_axes_0_1_equals_pooling_each_channel():
-    for channel in range(3):
-        np.testing.assert_array_equal(pool(HWC, 3, 2, axes=(0, 1), mode="avg")[..., channel],
-                                      pool(HWC[..., channel], 3, 2, mode="avg"))
+@pytest.mark.parametrize("mode", ["avg", "max", "median"])
+def test_hwc_axes_0_1_equals_pooling_each_channel(mode):
+    """Each channel on its own, by plain slicing: a 3x3 window every 2 rows and columns."""
+    reduce = {"avg": np.mean, "max": np.max, "median": np.median}[mode]
+    expected = np.empty((3, 4, 3))
+    for i, j, channel in np.ndindex(expected.shape):
+        expected[i, j, channel] = reduce(HWC[2 * i : 2 * i + 3, 2 * j : 2 * j + 3, channel].astype(np.float64))
+    want = expected_dtype(HWC.dtype, mode)  # uint8 for max and median (9 taps: a middle element), float64 for avg
+    assert_array(pool(HWC, 3, 2, axes=(0, 1), mode=mode), expected.astype(want), want)
 
 
 @pytest.mark.parametrize(

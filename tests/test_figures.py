@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from poolcli import io, pool, pool_backward, viz
@@ -30,22 +31,39 @@ def small_gray(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("mode", ["max", "min"])
-def test_compare_cells_hold_the_pooled_values(small_gray, mode):
+BLOCK_REDUCERS = {  # non-overlapping k x k windows of (h, k, w, k, c) blocks, by plain NumPy
+    "max": lambda b: b.max(axis=(1, 3)),
+    "min": lambda b: b.min(axis=(1, 3)),
+    "avg": lambda b: b.mean(axis=(1, 3)),
+    "l2": lambda b: np.sqrt((b**2).mean(axis=(1, 3))),
+    "median": lambda b: np.median(b, axis=(1, 3)),
+}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("mode", list(BLOCK_REDUCERS))
+def test_compare_cells_hold_the_pooled_values(tmp_path, mode, channels):
+    """Each cell shows its windows' values, each filling its k x k window (to the nearest grey level)."""
+    pixels_in = np.random.default_rng(3).integers(0, 256, (12, 18, channels), dtype=np.uint8)
+    source = tmp_path / "small.png"
+    Image.fromarray(pixels_in.squeeze(axis=2) if channels == 1 else pixels_in).save(source)
     windows = [(2,), (3,)]
-    figure = compare_figure(small_gray, PoolSettings(), [mode], windows)
+    figure = compare_figure(source, PoolSettings(), [mode], windows)
     pixels = figure.pixels()
-    original = io.load(small_gray).array[..., 0]
     scale = int(figure.scale)
     assert scale == figure.scale and scale >= 2  # tiny inputs are enlarged by an integer factor
-    shown = figure.box("original").crop(pixels)[..., 0]
-    assert np.array_equal(shown, np.kron(original, np.ones((scale, scale), np.uint8)))
-    for column, (window,) in enumerate(windows, start=1):
-        pooled = pool(original, window, mode=mode)
-        stretched = viz.upsample_nearest(pooled, original.shape)
-        cell = figure.box("cell", 0, column).crop(pixels)
-        assert np.array_equal(cell[..., 0], np.kron(stretched, np.ones((scale, scale), np.uint8)))
-        assert np.array_equal(cell[..., 0], cell[..., 2])  # gray stays gray
+    shown = figure.box("original").crop(pixels)[..., :channels]
+    assert np.array_equal(shown, enlarge(pixels_in, scale))
+    for column, (k,) in enumerate(windows, start=1):
+        blocks = pixels_in.astype(np.float64).reshape(12 // k, k, 18 // k, k, channels)
+        expected = enlarge(BLOCK_REDUCERS[mode](blocks), k * scale)
+        cell = figure.box("cell", 0, column).crop(pixels).astype(np.float64)
+        assert cell.shape == (12 * scale, 18 * scale, 3)
+        assert np.abs(cell[..., :channels] - expected).max() <= 0.5, (mode, k)
+        if channels == 1:
+            assert (cell == cell[..., :1]).all()  # gray stays gray
+    assert figure.labels == (f"original 12x18x{channels}",
+                             *(f"{mode} k={k} s={k} -> {12 // k}x{18 // k}x{channels}" for (k,) in windows))
 
 
 def test_compare_labels_and_layout(small_gray):
@@ -141,8 +159,14 @@ def test_compare_grid_written_by_the_command(tmp_path, capsys):
     code, streams = run(capsys, "compare", SAMPLES / "astronaut.jpg", "-o", target, "--modes", "max,avg,l2",
                         "--windows", "2,4,8", "--diff")
     assert code == 0, streams.err
-    grid = Image.open(target)
-    assert grid.mode == "RGB" and grid.width <= viz.MAX_WIDTH
+    with Image.open(target) as grid:
+        assert grid.mode == "RGB" and grid.width <= viz.MAX_WIDTH
+    figure = compare_figure(SAMPLES / "astronaut.jpg", PoolSettings(), ["max", "avg", "l2"], [(2,), (4,), (8,)],
+                            diff=True)
+    assert np.array_equal(read_png(target), figure.pixels())  # the command drew this figure
+    cells = [f"{mode} k={k} s={k} -> {512 // k}x{512 // k}x3" for mode in ("max", "avg", "l2") for k in (2, 4, 8)]
+    assert [label for label in figure.labels if " k=" in label] == cells
+    assert sorted((b.row, b.col) for b in figure.roles("diff")) == [(r, c) for r in (1, 3, 5) for c in (1, 2, 3)]
     assert run(capsys, "compare", SAMPLES / "astronaut.jpg", "-o", target)[0] == 1  # exists
     code, streams = run(capsys, "compare", SAMPLES / "astronaut.jpg", "-o", tmp_path / "g.png", "--modes", "mean")
     assert code == 2 and "--modes" in streams.err
@@ -156,19 +180,37 @@ def test_compare_refuses_bad_requests(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def torch_max_pool_gradient(plane: np.ndarray, k: int, s: int) -> np.ndarray:
+    """dL/dx of PyTorch's max_pool2d for dL/dy = 1: how many windows pick each pixel."""
+    x = torch.tensor(plane, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.max_pool2d(x[None, None], k, s).sum().backward()
+    return x.grad.numpy()
+
+
 def test_grad_writes_the_raw_gradient_and_a_routing_map(small_gray, tmp_path, capsys):
     raw = tmp_path / "g.npy"
     code, streams = run(capsys, "grad", small_gray, "-o", raw, "-k", "3", "-s", "2")
     assert code == 0, streams.err
     image = io.load(small_gray).array
-    expected = pool_backward(np.ones((5, 8, 1)), image, 3, 2, axes=(0, 1))
-    assert np.array_equal(np.load(raw), expected)
+    counts = torch_max_pool_gradient(image[..., 0], 3, 2)
+    assert counts.max() >= 2  # overlapping windows share some pixels
+    written = np.load(raw)
+    assert written.dtype == np.float64 and written.shape == (12, 18, 1)
+    assert np.array_equal(written[..., 0], counts)
     picture = tmp_path / "g.png"
     assert run(capsys, "grad", small_gray, "-o", picture, "-k", "3", "-s", "2")[0] == 0
-    pixels = np.asarray(Image.open(picture).convert("RGB")).reshape(-1, 3)
-    colours = {tuple(c) for c in np.unique(pixels, axis=0)}
-    assert viz.ROUTE_COLORS[0] in colours  # cells that one window routes to
-    assert viz.ROUTE_COLORS[1] in colours or viz.ROUTE_COLORS[2] in colours  # overlapping windows
+    figure = gradient_figure(small_gray, PoolSettings(window=(3,), stride=(2,)))
+    assert np.array_equal(read_png(picture), figure.pixels())
+    f = int(figure.scale)
+    assert f == figure.scale
+    tile = figure.box("gradient", 0, 1).crop(figure.pixels())
+    assert tile.shape == (12 * f, 18 * f, 3)
+    shown = tile[::f, ::f]
+    for n, colour in enumerate(viz.ROUTE_COLORS, start=1):  # 1, 2, 3 or more windows
+        painted = (shown == colour).all(axis=2)
+        assert np.array_equal(painted, counts == n if n < 3 else counts >= n), n
+    dimmed, below = shown[counts == 0].astype(np.float64), image[..., 0][counts == 0, None]
+    assert (dimmed == dimmed[:, :1]).all() and np.abs(dimmed - below * viz.DIM).max() <= 0.5 + 1e-6  # grey, dimmed
 
 
 def test_grad_weight_map_for_avg(tmp_path, capsys):

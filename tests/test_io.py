@@ -1079,6 +1079,32 @@ def test_atomic_output_publishes_only_on_success(tmp_path):
     assert folder_names(tmp_path) == ["data.bin"]
 
 
+@pytest.mark.parametrize("appears", ["file", "symlink"])
+def test_a_file_that_appears_at_the_target_during_the_write_is_kept(tmp_path, appears):
+    """Another program creates the target while the data is being written: the rename must not
+    replace it; the write fails with one line and leaves no temporary file."""
+    path, elsewhere = tmp_path / "out.bin", tmp_path / "elsewhere.bin"
+    elsewhere.write_bytes(b"the link's target")
+
+    with pytest.raises(OutputError) as error, pio.atomic_output(path) as file:
+        file.write(b"ours")
+        if appears == "file":
+            path.write_bytes(b"theirs")
+        else:
+            path.symlink_to(elsewhere)
+
+    assert "exists" in one_line_naming(error, path)
+    if appears == "file":
+        assert path.read_bytes() == b"theirs"
+    else:
+        assert path.is_symlink() and path.read_bytes() == b"the link's target"
+    assert folder_names(tmp_path) == ["elsewhere.bin", "out.bin"]  # no temporary left behind
+
+    with pio.atomic_output(path, overwrite=True) as file:  # with overwrite, replacing it is what was asked
+        file.write(b"ours")
+    assert path.read_bytes() == b"ours" and not path.is_symlink()
+
+
 def test_new_files_get_the_usual_permissions(tmp_path):
     path = tmp_path / "out.png"
     mask = os.umask(0o022)

@@ -146,6 +146,24 @@ def test_out_of_memory_names_the_input_and_the_fix(tmp_path, capsys, monkeypatch
     assert code == 1 and "not enough memory" in line and "(512, 512, 1) uint8" in line
 
 
+def test_an_output_made_by_someone_else_during_the_write_is_left_alone(tmp_path, capsys, monkeypatch):
+    """The target is free when pool starts and appears while the pixels are written (another
+    program, another poolcli): one error line, their file untouched, no temporary left."""
+    target = tmp_path / "out.png"
+    real_fsync = os.fsync
+
+    def fsync_while_another_program_writes(descriptor):
+        if not target.exists():
+            target.write_bytes(b"another program's file")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync_while_another_program_writes)
+    code, _, err = run(capsys, "pool", GRAY, "-o", target)
+    line = one_error_line(err)
+    assert code == 1 and str(target) in line and "exists" in line and "--overwrite" in line
+    assert snapshot(tmp_path) == {"out.png": b"another program's file"}
+
+
 def test_full_disk_says_no_space_left(tmp_path, capsys, monkeypatch):
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

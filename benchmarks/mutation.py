@@ -1,0 +1,239 @@
+"""A small mutation check: plant plausible one-line bugs, one at a time, and see which the tests catch.
+
+Each mutant replaces one exact piece of a source file (it must occur exactly once) in a
+scratch copy of the repository, never in this working tree, then runs the test files most
+likely to notice (pytest -x, with a time limit). A mutant is killed when those tests fail,
+survives when they pass, and is stale when its original text is no longer in the file (the
+code moved on: update the list). The copy is imported through PYTHONPATH, so the editable
+install of this tree is never used; a first run without any mutant must pass.
+
+    python benchmarks/mutation.py                    # HEAD (git archive), every mutant
+    python benchmarks/mutation.py --worktree         # the working tree as it is, uncommitted tests too
+    python benchmarks/mutation.py -k atomic -k batch # only mutants whose description or file matches
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    file: str  # relative to the repository root
+    original: str  # exact text, found exactly once
+    mutated: str
+    description: str
+    tests: tuple[str, ...]  # test files (relative to tests/) that should notice
+
+
+ENGINE = ("test_engine.py", "test_engine_reference.py", "test_engine_edges.py")
+FIGURES = ("test_figures_labels.py", "test_figures.py")
+
+MUTANTS = [
+    # ---------------------------------------------------------------- issue #17's four survivors
+    Mutant("poolcli/io/atomic.py",
+           "        check_output(path, overwrite=overwrite, inputs=inputs)  # it may have appeared meanwhile\n",
+           "        pass  # it may have appeared meanwhile\n",
+           "atomic write: no re-check before os.replace", ("test_io.py", "test_safety.py")),
+    Mutant("poolcli/batch/run.py",
+           "elif self.options.skip_existing and os.path.lexists(target):",
+           "elif self.options.skip_existing and os.path.lexists(self.out_dir / relative):",
+           "batch --skip-existing checks the input's name, not the --format target", ("test_batch.py",)),
+    Mutant("poolcli/figures.py",
+           "_compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding),\n"
+           "                          plan.out_shape,",
+           "_compact(g.window for g in plan.sliding), _compact(keywords['stride'] or (1,)),\n"
+           "                          plan.out_shape,",
+           "figure label: s=1 where the stride defaults to the window", FIGURES),
+    Mutant("poolcli/figures.py",
+           "                          plan.out_shape, **_geometry(plan, keywords))",
+           "                          plan.shape, **_geometry(plan, keywords))",
+           "figure label: the input shape where the output shape belongs", FIGURES),
+    # ---------------------------------------------------------------- the rest of the figures
+    Mutant("poolcli/figures.py",
+           "label = viz.cell_label(plan.mode, windows, strides, result.shape, **_geometry(plan, keywords))",
+           "label = viz.cell_label(plan.mode, windows, strides, original.shape, **_geometry(plan, keywords))",
+           "pool --compare label: the input's shape for the output's", FIGURES),
+    Mutant("poolcli/figures.py",
+           "} s={_compact(g.stride for g in plan.sliding)}\"\n             f\"{geometry}: dL/dx for dL/dy = 1\")",
+           "} s={_compact(g.window for g in plan.sliding)}\"\n             f\"{geometry}: dL/dx for dL/dy = 1\")",
+           "grad label: the window for the stride", FIGURES),
+    Mutant("poolcli/figures.py",
+           "    return 1.0 / taps, f\" (shown / {taps} taps)\"",
+           "    return 1.0, f\" (shown / {taps} taps)\"",
+           "sum figure: says 'shown / taps' but draws the raw sums", FIGURES),
+    Mutant("poolcli/viz/gradient.py",
+           "    for n, colour in enumerate(ROUTE_COLORS, start=1):",
+           "    for n, colour in enumerate(ROUTE_COLORS, start=2):",
+           "routing map: colours shifted by one window count", FIGURES + ("test_viz.py",)),
+    Mutant("poolcli/viz/colors.py",
+           "    return np.arange(length, dtype=np.int64) * source // length",
+           "    return (np.arange(length, dtype=np.int64) * source + length // 2) // length",
+           "nearest upsampling rounds instead of flooring", ("test_viz.py",) + FIGURES),
+    # ---------------------------------------------------------------- geometry and engine
+    Mutant("poolcli/core/options.py",
+           "    return total // 2, total - total // 2",
+           "    return total - total // 2, total // 2",
+           "padding='same' puts the odd cell first", ENGINE),
+    Mutant("poolcli/core/geometry.py",
+           "    if (out - 1) * stride >= size + lo:",
+           "    if (out - 1) * stride > size + lo:",
+           "ceil_mode keeps a window that starts in the right padding", ENGINE),
+    Mutant("poolcli/core/dtypes.py",
+           "        rounded += (y - rounded) >= 0.5",
+           "        rounded += (y - rounded) > 0.5",
+           "integer outputs round half down", ENGINE),
+    Mutant("poolcli/engine/median.py",
+           "    return xp.maximum((count - 1) // 2, 0), count // 2",
+           "    return count // 2, count // 2",
+           "median of an even count takes the upper middle only", ENGINE),
+    Mutant("poolcli/engine/extreme.py",
+           "    return -np.inf if _largest(mode) else np.inf",
+           "    return 0.0 if _largest(mode) else np.inf",
+           "max pads with 0, so padding wins over negatives", ENGINE),
+    Mutant("poolcli/engine/divisors.py",
+           "    return [g.count_padded() if plan.count_include_pad else g.count_real() for g in plan.axes]",
+           "    return [g.count_real() if plan.count_include_pad else g.count_padded() for g in plan.axes]",
+           "count_include_pad inverted", ENGINE),
+    # ---------------------------------------------------------------- settings reaching the engine
+    Mutant("poolcli/pipeline.py",
+           "            dilation=_fit(self.dilation, count, f\"{param('dilation')}\"),",
+           "            dilation=1,",
+           "--dilation never reaches the engine", ("test_cli.py",)),
+    Mutant("poolcli/pipeline.py",
+           "\n    return settings.axes\n",
+           "\n    return None\n",
+           "--axes ignored for arrays", ("test_cli.py",)),
+    # ---------------------------------------------------------------- io
+    Mutant("poolcli/io/checks.py",
+           "    if max_pixels is not None and width * height > max_pixels:",
+           "    if max_pixels is not None and width * height >= max_pixels:",
+           "--max-pixels refuses an image of exactly the limit", ("test_io.py",)),
+    Mutant("poolcli/io/atomic.py",
+           "    return f\".{name}.\"",
+           "    return f\"{name}.\"",
+           "temporary files are not hidden", ("test_io.py", "test_batch.py")),
+    Mutant("poolcli/io/atomic.py",
+           "        return stat.S_IMODE(path.stat().st_mode) & 0o777",
+           "        return _NEW_FILE_MODE",
+           "a replaced file loses its permissions", ("test_io.py", "test_safety.py")),
+    # ---------------------------------------------------------------- batch
+    Mutant("poolcli/batch/run.py",
+           "        suffix = self._suffix or relative.suffix",
+           "        suffix = relative.suffix",
+           "batch --format ignored", ("test_batch.py",)),
+    Mutant("poolcli/batch/run.py",
+           "        for relative in self.inputs():\n            source, target =",
+           "        for relative in list(self.inputs()):\n            source, target =",
+           "batch lists every input before the first job", ("test_batch.py",)),
+    Mutant("poolcli/batch/paths.py",
+           "            folders.extend(reversed(subfolders))",
+           "            folders.extend(subfolders)",
+           "batch walks subfolders in reverse order", ("test_batch.py",)),
+    Mutant("poolcli/batch/workers.py",
+           "                while len(worker.jobs) < IN_FLIGHT_PER_WORKER and",
+           "                while len(worker.jobs) <= IN_FLIGHT_PER_WORKER and",
+           "one job too many in flight per worker", ("test_batch.py",)),
+    Mutant("poolcli/batch/run.py",
+           "                if entry.name.startswith(\".\"):",
+           "                if entry.name.startswith(\"..\"):",
+           "batch reads hidden files", ("test_batch.py", "test_hostile.py")),
+]
+
+
+def scratch_copy(worktree: bool, folder: Path) -> Path:
+    """The repository without .git: HEAD through git archive, or the working tree as it is."""
+    copy = folder / "repo"
+    if worktree:
+        ignore = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info", ".venv")
+        shutil.copytree(ROOT, copy, ignore=ignore, symlinks=True)
+    else:
+        copy.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(copy)], input=archive, check=True)
+    return copy
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[bool, str]:
+    """(passed, pytest's last line and the first failing test) for `tests` run against the copy's poolcli."""
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+               *(f"tests/{name}" for name in tests)]
+    try:
+        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"timed out after {timeout:.0f} s"
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    failed = [line.split(" - ")[0].removeprefix("FAILED ") for line in lines if line.startswith("FAILED ")]
+    summary = lines[-1] if lines else done.stderr.strip()[-200:]
+    return done.returncode == 0, f"{summary}; by {failed[0]}" if failed else summary
+
+
+def imports_the_copy(copy: Path) -> bool:
+    env = dict(os.environ, PYTHONPATH=str(copy))
+    done = subprocess.run([sys.executable, "-c", "import poolcli; print(poolcli.__file__)"], cwd=copy, env=env,
+                          capture_output=True, text=True)
+    return Path(done.stdout.strip()).resolve().is_relative_to(copy.resolve())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worktree", action="store_true", help="copy the working tree instead of HEAD")
+    parser.add_argument("-k", action="append", default=[], help="only mutants whose description or file has this")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per test run")
+    args = parser.parse_args()
+    chosen = [m for m in MUTANTS if not args.k or any(k in m.description or k in m.file for k in args.k)]
+
+    with tempfile.TemporaryDirectory(prefix="poolcli-mutation-") as folder:
+        copy = scratch_copy(args.worktree, Path(folder))
+        if not imports_the_copy(copy):
+            print("the scratch copy's poolcli is not the one imported; check PYTHONPATH", file=sys.stderr)
+            return 2
+        every_test = tuple(sorted({name for m in chosen for name in m.tests}))
+        passed, summary = run_tests(copy, every_test, args.timeout * 3)
+        if not passed:
+            print(f"the unmutated code fails its tests ({summary}); nothing to measure", file=sys.stderr)
+            return 2
+        print(f"baseline: {summary}")
+        results = []
+        for number, mutant in enumerate(chosen, start=1):
+            path = copy / mutant.file
+            source = path.read_text()
+            if source.count(mutant.original) != 1:
+                results.append((mutant, "stale", f"original found {source.count(mutant.original)} times"))
+            else:
+                started = time.perf_counter()
+                path.write_text(source.replace(mutant.original, mutant.mutated))
+                try:
+                    passed, summary = run_tests(copy, mutant.tests, args.timeout)
+                finally:
+                    path.write_text(source)
+                verdict = "SURVIVED" if passed else "killed"
+                results.append((mutant, verdict, f"{summary} ({time.perf_counter() - started:.0f} s)"))
+            _, verdict, detail = results[-1]
+            print(f"[{number:2d}/{len(chosen)}] {verdict:8s} {mutant.file}: {mutant.description} -- {detail}",
+                  flush=True)
+
+    killed = sum(verdict == "killed" for _, verdict, _ in results)
+    measured = sum(verdict != "stale" for _, verdict, _ in results)
+    print(f"\nscore: {killed}/{measured} killed", end="")
+    stale = len(results) - measured
+    print(f", {stale} stale" if stale else "")
+    for mutant, verdict, _ in results:
+        if verdict != "killed":
+            print(f"  {verdict}: {mutant.file}: {mutant.description}")
+    return 0 if killed == measured and not stale else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
