@@ -7,12 +7,13 @@ input to one output and returns a `FileResult`. Nothing here prints.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import io
+from . import io, stream
 from .backends import to_device, to_numpy
 from .core.choices import ALPHA_CHOICES, DTYPE_CHOICES
 from .core.geometry import check_windows, plan_pool
@@ -143,38 +144,44 @@ class FileResult:
         return asdict(self)
 
 
-def pooled_axes(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[int, ...] | None:
+def pooled_axes(settings: PoolSettings, kind: str, ndim: int) -> tuple[int, ...] | None:
     """Which axes to pool: H and W for images, else --axes, --layout or the API default."""
-    if loaded.kind == "image":
+    if kind == "image":
         if settings.axes is not None:
             return tuple(settings.axes)
         if settings.layout is not None:
-            return io.pooled_axes_for_layout(settings.layout, array.ndim)
+            return io.pooled_axes_for_layout(settings.layout, ndim)
         return IMAGE_AXES
     if settings.layout is not None:
-        return io.pooled_axes_for_layout(settings.layout, array.ndim)
+        return io.pooled_axes_for_layout(settings.layout, ndim)
     return settings.axes
 
 
 def keywords_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
-    axes = pooled_axes(settings, loaded, array)
+    """`pool`'s keywords for one array of a loaded input."""
+    return keywords_for_kind(settings, loaded.kind, array.ndim)
+
+
+def keywords_for_kind(settings: PoolSettings, kind: str, ndim: int) -> dict:
+    """`pool`'s keywords for an `ndim`-d array of `kind` ("image" or an array kind)."""
+    axes = pooled_axes(settings, kind, ndim)
     if axes is not None:
         count = len(axes)
     elif len(settings.window) > 1:
         count = len(settings.window)
     else:
-        count = min(2, array.ndim)
-    return settings.pool_keywords(count, array.ndim, axes)
+        count = min(2, ndim)
+    return settings.pool_keywords(count, ndim, axes)
 
 
-def output_dtype(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, target: Path) -> np.dtype | None:
+def output_dtype(settings: PoolSettings, kind: str, dtype: np.dtype, target: Path) -> np.dtype | None:
     """'auto' keeps an image's dtype when the output is an image too (unless --normalize
     maps the natural values to 8 bits itself); else the natural dtype of docs/semantics.md."""
     if settings.dtype == "keep":
-        return array.dtype
+        return dtype
     if settings.dtype == "auto":
-        keeps_image = loaded.kind == "image" and target.suffix.lower() in IMAGE_SUFFIXES
-        return array.dtype if keeps_image and settings.normalize is None else None
+        keeps_image = kind == "image" and target.suffix.lower() in IMAGE_SUFFIXES
+        return dtype if keeps_image and settings.normalize is None else None
     return np.dtype(settings.dtype)
 
 
@@ -186,7 +193,7 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
         where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
         try:
             keywords = keywords_for(settings, loaded, array)
-            dtype = output_dtype(settings, loaded, array, target)
+            dtype = output_dtype(settings, loaded.kind, array.dtype, target)
             if _premultiplied(settings, loaded, array, keywords):
                 pooled, natural = pool_premultiplied(np.asarray(array), dtype, **keywords)
                 clipped = _outside(natural, dtype)
@@ -248,14 +255,77 @@ def default_output(source: Path, settings: PoolSettings, folder: Path | None = N
     return folder / f"{source.stem}_{settings.name_part()}{suffix or source.suffix}"
 
 
+@dataclass(frozen=True)
+class BigData:
+    """How inputs too big for memory are pooled: the memory budget, the array of a Zarr
+    group, how outputs are stored, and who hears of the progress (input bytes done)."""
+
+    memory: int = stream.DEFAULT_MEMORY
+    dataset: str | None = None
+    store: stream.StoreOptions = stream.DEFAULT_STORE
+    progress: Callable[[int], None] | None = None
+
+
+def streams(source: Path, target: Path, big: BigData) -> bool:
+    """Whether a file is pooled block by block: Zarr in or out, or an .npy or TIFF input whose
+    data would take more than the memory budget, written to .npy or TIFF (the same bits
+    either way; formats the streaming engine does not write are pooled in memory)."""
+    if stream.is_big_input(source) or target.suffix.lower() in stream.ZARR_SUFFIXES:
+        return True
+    if target.suffix.lower() not in (".npy", *stream.TIFF_SUFFIXES):
+        return False
+    return _data_bytes(source) * stream.pooling.working_factor(np.dtype(np.uint8)) > big.memory
+
+
+def _data_bytes(source: Path) -> int:
+    """The decoded size of an .npy or TIFF input, from its header (0 for other files)."""
+    suffix = source.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(source, mmap_mode="r", allow_pickle=False).nbytes
+        if suffix in stream.TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(source) as tiff:
+                return int(tiff.series[0].nbytes)
+    except Exception:  # not readable as such: the in-memory reader says why, in its words
+        return 0
+    return 0
+
+
+def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigData, *,
+                  overwrite: bool = False) -> FileResult:
+    """Pool an input of any size block by block (`stream.pool_to`) into .npy, .zarr or TIFF."""
+    started = time.perf_counter()
+    if settings.normalize is not None:
+        raise PoolError(f"{source}: {param('normalize')} needs the whole result in memory; leave it out for"
+                        " inputs this big, or write a float .tif/.zarr")
+    with stream.open_source(source, big.dataset) as data:
+        keywords = keywords_for_kind(settings, data.kind, len(data.shape))
+        if data.kind == "image" and MODES[settings.mode].mixes and data.shape[-1] == 4 \
+                and settings.alpha == "premultiplied" and tuple(keywords["axes"] or ()) == IMAGE_AXES:
+            raise PoolError(f"{source}: colour weighted by alpha is pooled in memory only; pass {param('alpha')}"
+                            " straight, or pool a smaller image")
+        dtype = output_dtype(settings, data.kind, data.dtype, target)
+        shape, dtype_out = stream.pool_to(data, target, keywords, dtype, memory=big.memory, options=big.store,
+                                          overwrite=overwrite, progress=big.progress)
+        return FileResult(input=str(source), output=str(target), input_shape=list(data.shape),
+                          output_shape=list(shape), dtype=str(data.dtype), output_dtype=str(dtype_out),
+                          seconds=round(time.perf_counter() - started, 6), parameters=settings_summary(settings))
+
+
 def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
-              inputs: tuple[Path, ...] = (), channel_order: str = "rgb", durable: bool = True) -> FileResult:
+              inputs: tuple[Path, ...] = (), channel_order: str = "rgb", durable: bool = True,
+              big: BigData | None = None) -> FileResult:
     """Load `source`, pool it, save to `target` atomically. Raises PoolError subclasses.
 
     `channel_order="bgr"` lets plain colour JPEG and PNG images stay in OpenCV's order
     from decoder to encoder (see `io.load`), saving two copies; the pixels written are
     the same. It applies only when H and W alone are pooled, so no channel meets another.
+    With `big`, inputs that `streams` names are pooled block by block in its memory budget.
     """
+    if big is not None and streams(source, target, big):
+        return pool_streamed(source, target, settings, big, overwrite=overwrite)
     started = time.perf_counter()
     if settings.axes is not None or settings.layout is not None:
         channel_order = "rgb"

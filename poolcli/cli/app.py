@@ -254,14 +254,14 @@ def with_pool_options(command):
     def wrapper(**kwargs):
         options = {name: kwargs.pop(name) for name in POOL_OPTIONS}
         DEBUG["on"] = options["debug"]
-        return _guarded(lambda: command(settings=settings_from_options(options), **kwargs))
+        return guarded(lambda: command(settings=settings_from_options(options), **kwargs))
 
     wrapper.__signature__ = signature.replace(parameters=own + shared)
     wrapper.__annotations__ = {p.name: p.annotation for p in own + shared}
     return wrapper
 
 
-def _guarded(run):
+def guarded(run):
     """One exit-code mapping for every command."""
     try:
         code = run()

@@ -27,6 +27,15 @@ from .app import (
     parse_ints,
     with_pool_options,
 )
+from .bigdata import (
+    ChunkOption,
+    CompressionOption,
+    DatasetOption,
+    MemoryOption,
+    ZarrFormatOption,
+    big_data,
+    with_progress,
+)
 from .terminal import console, flagged, report_failure, report_warning, say
 
 if TYPE_CHECKING:
@@ -52,13 +61,20 @@ def pool_command(
         "--compare", help="Also write the input and its output side by side to this PNG (with several inputs: "
         "a folder, one DIR/{stem}_compare.png each).")] = None,
     quality: QualityOption = JPEG_QUALITY,
+    memory: MemoryOption = "512MB",
+    dataset: DatasetOption = None,
+    compression: CompressionOption = "zstd",
+    chunk: ChunkOption = 1024,
+    zarr_format: ZarrFormatOption = 2,
     *,
     settings: "PoolSettings",
 ):
-    """Pool each INPUT and save the result."""
+    """Pool each INPUT and save the result. Inputs too big for --memory (.npy, Zarr, TIFF) are
+    pooled block by block into .npy, .zarr or tiled .tif, with the same bits."""
     from ..pipeline import FileResult, pool_file
 
     settings = dataclasses.replace(settings, quality=quality)
+    big = big_data(memory, dataset, compression, chunk, zarr_format)
     suffix = None if output_format is None else FORMAT_SUFFIXES[choice("--format", output_format, FORMAT_SUFFIXES)]
     with contextlib.ExitStack() as stack:
         if output is not None and output.endswith(("/", os.sep)) and output != "-":
@@ -71,7 +87,9 @@ def pool_command(
         failures = 0
         for source, target, figure in zip(inputs, targets, figures):
             try:
-                result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs))
+                with with_progress(source, target, big) as streamed:
+                    result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs),
+                                       big=streamed)
                 if figure is not None:
                     _write_compare(source, target, figure, settings, overwrite, tuple(inputs))
                 streams.send(target)
@@ -279,7 +297,8 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
     if output is not None:
         if len(inputs) > 1:
             raise UsageProblem(f"-o/--output names one file but {len(inputs)} inputs were given; use -d OUT_DIR")
-        if output.is_dir() or str(output).endswith(os.sep):
+        store = output.suffix.lower() in (".zarr", ".zarr2", ".zarr3")  # a Zarr store is a folder
+        if (output.is_dir() and not store) or str(output).endswith(os.sep):
             raise UsageProblem(f"-o/--output {output} is a folder; use -d {output} to write into it")
         if suffix is not None and output.suffix.lower() != suffix:
             raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")

@@ -24,7 +24,10 @@ FLAGS = {  # the library's parameter names (errors.param) as the command line sp
     "output_format": "--format", "jobs": "--jobs", "skip_existing": "--skip-existing", "patterns": "--glob",
     "out_dir": "-d/--out-dir", "compare_dir": "--compare-dir", "report": "--report", "montage": "--montage",
     "scale": "--scale", "channel": "--channel", "output": "-o/--output", "output_size": "--output-size",
-    "divisor_override": "--divisor", "return_indices": "--indices",
+    "divisor_override": "--divisor", "return_indices": "--indices", "region": "--region",
+    "memory": "--memory", "dataset": "--dataset", "compression": "--compression", "chunk": "--chunk",
+    "zarr_format": "--zarr-format", "levels": "--levels", "min_size": "--min-size",
+    "html_report": "--html-report",
 }
 
 

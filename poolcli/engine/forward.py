@@ -29,7 +29,7 @@ def forward_pass(xp, x, plan: PoolPlan, dtype, return_indices: bool):
         return finalize(xp, y, natural, dtype), indices
     if _is_opencv_area_mean(xp, x, plan, dtype):
         return _opencv_area_mean(x, plan)
-    return run_chunked(xp, source, padded_plan, lambda a, p: _values(xp, a, p, natural, dtype),
+    return run_chunked(xp, source, padded_plan, lambda a, p: _values(xp, a, p, natural, dtype, scaled),
                        dtype if dtype is not None else natural)
 
 
@@ -79,14 +79,15 @@ def _opencv_area_mean(x, plan: PoolPlan):
 
 
 @ieee_quiet
-def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None):
-    """The pooled values of one mode (its reducer in the table of modes), in the output dtype."""
+def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None, scaled: bool):
+    """The pooled values of one mode (its reducer in the table of modes), in the output dtype;
+    `scaled`: lp with the scaled p-norm, decided once for the whole input (never per slab)."""
     reducer = MODES[plan.mode].reducer
     if reducer == "extreme":
         y = extreme_pool(xp, a, plan)
     elif reducer == "median":
         y = median_pool(xp, a, plan, plan.pooled_shape, dtype)[0]
-    elif lp_overflows(xp, a, plan):
+    elif scaled:
         y = scaled_lp(xp, a, plan)
     else:
         y = sum_family(xp, a, plan, dtype)

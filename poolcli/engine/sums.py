@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import numpy as np
@@ -19,20 +21,42 @@ from .shortcuts import BUDGETS, FAST_PATHS
 from .taps import reduce_windows
 from .wide import wide_sums
 
+_WHOLE_MAGNITUDES: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "whole_magnitudes", default=None)
+
+
+@contextlib.contextmanager
+def magnitudes_of_whole(magnitudes: tuple[float, float] | None):
+    """Pool a part of an array as the whole is pooled: lp decides whether it scales its
+    p-norm from `magnitudes` (the whole array's smallest and largest finite non-zero |x|,
+    None where it has none), not from the part's (the streaming engine's bands)."""
+    token = _WHOLE_MAGNITUDES.set(magnitudes or (0.0, 0.0))
+    try:
+        yield
+    finally:
+        _WHOLE_MAGNITUDES.reset(token)
+
+
+def finite_magnitudes(xp, a, work: np.dtype) -> tuple[float, float] | None:
+    """The smallest and largest finite non-zero |x| of `a` in `work`, or None for none."""
+    magnitudes = xp.abs(a.astype(work, copy=False))
+    finite = magnitudes[xp.isfinite(magnitudes) & (magnitudes > 0)]
+    return None if finite.size == 0 else (float(finite.min()), float(finite.max()))
+
 
 def lp_overflows(xp, a, plan: PoolPlan) -> bool:
     """Whether some |x|^p of an lp-like mode (power p) leaves the work dtype's finite normal
-    range (a huge or tiny p)."""
+    range (a huge or tiny p). Decided once per call, for the whole input."""
     if MODES[plan.mode].power != "p" or plan.p <= 2 or a.size == 0:
         return False
     work = work_dtype(a.dtype, plan.mode)
-    magnitudes = xp.abs(a.astype(work, copy=False))
-    finite = magnitudes[xp.isfinite(magnitudes) & (magnitudes > 0)]
-    if finite.size == 0:
+    whole = _WHOLE_MAGNITUDES.get()
+    found = finite_magnitudes(xp, a, work) if whole is None else (whole if whole[1] > 0 else None)
+    if found is None:
         return False
     info = np.finfo(work)
     taps = math.log2(max(window_taps(plan), 1))
-    largest, smallest = math.log2(float(finite.max())), math.log2(float(finite.min()))
+    smallest, largest = math.log2(found[0]), math.log2(found[1])
     return plan.p * largest + taps >= math.log2(float(info.max)) or plan.p * smallest <= math.log2(float(info.tiny))
 
 

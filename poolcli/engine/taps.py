@@ -35,7 +35,7 @@ def _reduce_axis(xp, a, geometry, combine, fill, dtype=None, transform=None):
         return values if transform is None else transform(values)
 
     taps = list(geometry.taps)
-    covering = [tap for tap in taps if tap.is_slice and tap.out == slice(0, geometry.out)][:2]
+    covering = _covering(xp, taps, geometry.out, combine, dtype)
     out = xp.empty(shape, dtype=dtype)
     if len(covering) == 2:
         combine(read(covering[0]), read(covering[1]), out=out, dtype=dtype)
@@ -56,6 +56,24 @@ def _reduce_axis(xp, a, geometry, combine, fill, dtype=None, transform=None):
     return out
 
 
+
+
+def _covering(xp, taps: list, out: int, combine, dtype) -> list:
+    """The (at most two) taps that cover every window and so start the result. Float sums take
+    only leading taps: each window then adds its taps in tap order whatever the slice of the
+    array (a band of the streaming engine sums as the whole array does); max, min and integer
+    sums are exact in any order, so any covering taps do."""
+    def covers(tap) -> bool:
+        return tap.is_slice and tap.out == slice(0, out)
+
+    if combine is xp.add and np.dtype(dtype).kind in "fc":
+        leading = []
+        for tap in taps[:2]:
+            if not covers(tap):
+                break
+            leading.append(tap)
+        return leading
+    return [tap for tap in taps if covers(tap)][:2]
 
 
 def _window_wise(xp, geometry) -> bool:

@@ -30,7 +30,7 @@ Writing (:func:`save`)
 from __future__ import annotations
 
 from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY
-from .atomic import TEMPORARY_SUFFIX, atomic_output, check_output, make_folder, temporary_prefix
+from .atomic import TEMPORARY_SUFFIX, atomic_output, atomic_path, check_output, make_folder, temporary_prefix
 from .complete import is_complete
 from .encode import PNG_OPENCV_PIXELS, minmax_to_uint8
 from .formats import (
@@ -54,6 +54,7 @@ from .reading import load
 from .writing import save
 
 __all__ = [
+    "atomic_path",
     "ARRAY_FORMATS",
     "CHANNEL_ORDERS",
     "DEFAULT_MAX_PIXELS",

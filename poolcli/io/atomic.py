@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -139,6 +140,98 @@ def atomic_output(
                 f"{path}: cannot write it ({reason}); check free space and permissions"
             ) from error
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    folder: bool = False,
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` that becomes ``path`` only if the block finishes:
+    for writers that need a name (a memory-mapped ``.npy``, tifffile) or a folder (a Zarr
+    store, ``folder=True``). An existing ``path`` is replaced only with ``overwrite`` (a folder
+    by moving the old one aside, then deleting it); on any failure, KeyboardInterrupt included,
+    the temporary file or folder is removed, so no partial store ever has the final name.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with atomic_path(Path(folder) / "store.zarr", folder=True) as store:
+    ...         _ = (store / "part").write_bytes(b"pooled")
+    ...     sorted(p.name for p in Path(folder).rglob("*"))
+    ['part', 'store.zarr']
+    """
+    path = Path(path)
+    inputs = list(inputs)
+    _check_target(path, overwrite, inputs, folder)
+    temporary = _temporary(path, folder)
+    try:
+        yield temporary
+        if not folder:
+            _sync(temporary)
+        _check_target(path, overwrite, inputs, folder)  # it may have appeared meanwhile
+        _publish(temporary, path, folder)
+    except BaseException as error:
+        _remove(temporary)
+        if isinstance(error, OSError):
+            reason = error.strerror or one_line(error)
+            raise OutputError(f"{path}: cannot write it ({reason}); check free space and permissions") from error
+        raise
+
+
+def _check_target(path: Path, overwrite: bool, inputs: list, folder: bool) -> None:
+    if not folder:
+        check_output(path, overwrite=overwrite, inputs=inputs)
+        return
+    if _is_one_of(path, inputs) or any(_is_one_of(Path(item), [path]) or path in Path(item).parents
+                                       for item in inputs):
+        raise OutputError(f"{path}: holds an input; poolcli never overwrites an input, even with"
+                          f" {param('overwrite')}; choose another output path")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputError(f"{path} exists; pass {param('overwrite')} to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist; create it first")
+
+
+def _temporary(path: Path, folder: bool) -> Path:
+    try:
+        if folder:
+            made = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX))
+            os.chmod(made, 0o777 & ~_current_umask())  # mkdtemp's 0700 is for secrets, not for stores
+            return made
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot create a file in {path.parent} ({error.strerror});"
+                          " choose a writable folder") from None
+    os.close(descriptor)
+    os.chmod(name, _mode_for(path))
+    return Path(name)
+
+
+def _sync(path: Path) -> None:
+    with open(path, "rb+") as file:
+        os.fsync(file.fileno())
+
+
+def _publish(temporary: Path, path: Path, folder: bool) -> None:
+    """Rename into place; an old folder is moved aside first and deleted after."""
+    if not folder or not (path.exists() or path.is_symlink()):
+        os.replace(temporary, path)
+        return
+    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX))
+    old.rmdir()
+    os.rename(path, old)
+    os.rename(temporary, path)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _mode_for(path: Path) -> int:

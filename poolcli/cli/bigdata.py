@@ -1,0 +1,190 @@
+"""Big data on the command line: the options of inputs too big for memory (`--memory`,
+`--dataset`, how Zarr and TIFF outputs are stored), their progress bar, and `poolcli pyramid`.
+"""
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..core.choices import DTYPE_CHOICES, MODES
+from ..errors import PoolError
+from .app import (
+    EXIT_OK,
+    AxesOption,
+    NanOption,
+    PlainCommand,
+    UsageProblem,
+    app,
+    choice,
+    guarded,
+    parse_axes,
+    parse_size,
+)
+from .terminal import say
+
+if TYPE_CHECKING:
+    from ..pipeline import BigData
+
+COMPRESSIONS = ("zstd", "lz4", "zlib", "none")
+
+MemoryOption = Annotated[str, typer.Option(
+    "--memory", metavar="SIZE", help="Memory budget for inputs too big to load (.npy, Zarr, TIFF): they are pooled "
+    "block by block within it, e.g. 512MB, 2GB.")]
+DatasetOption = Annotated[str | None, typer.Option(
+    "--dataset", metavar="NAME", help="The array of a Zarr group to read (default: an OME-Zarr image's full "
+    "resolution, or the group's only array).", show_default=False)]
+CompressionOption = Annotated[str, typer.Option(
+    "--compression", help=f"Compression of .zarr and .tif outputs: {'|'.join(COMPRESSIONS)}.")]
+ChunkOption = Annotated[int, typer.Option(
+    "--chunk", min=1, help="Chunk side of .zarr outputs along the pooled axes (1 along the others).")]
+ZarrFormatOption = Annotated[int, typer.Option("--zarr-format", help="Zarr format of .zarr outputs: 2 or 3.")]
+
+
+def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int) -> "BigData":
+    """The big-data options as the pipeline's `BigData` (a UsageProblem for a bad value)."""
+    from ..pipeline import BigData
+    from ..stream import StoreOptions
+
+    budget = parse_size(memory, "--memory")
+    if budget < 16 * 10**6:
+        raise UsageProblem(f"--memory {memory} is too small to pool in; give at least 16MB")
+    if zarr_format not in (2, 3):
+        raise UsageProblem(f"--zarr-format {zarr_format} is not known; use 2 or 3")
+    store = StoreOptions(compression=choice("--compression", compression, COMPRESSIONS), chunk=chunk,
+                         zarr_format=zarr_format)
+    return BigData(memory=budget, dataset=dataset, store=store)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str) -> Iterator:
+    """A progress bar of input bytes on stderr (bytes, rate, ETA) where stderr is a terminal;
+    yields the function that advances it."""
+    import sys
+
+    if not sys.stderr.isatty() or total <= 0:
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.advance(task, done)
+
+
+@app.command("pyramid", cls=PlainCommand)
+def pyramid_command(
+    input: Annotated[Path, typer.Argument(help="A .npy file, a Zarr store or a TIFF/BigTIFF image.",
+                                          show_default=False, metavar="INPUT")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.zarr|OUT.tif",
+                                         help="OME-Zarr store (.zarr) or pyramidal tiled BigTIFF (.tif).",
+                                         show_default=False)],
+    mode: Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode of every level: {'|'.join(MODES)} "
+                                      "(max, min or median for labels and masks).")] = "avg",
+    levels: Annotated[int | None, typer.Option("--levels", help="Reduced levels (2x, 4x, ...).",
+                                               show_default=False)] = None,
+    min_size: Annotated[int, typer.Option("--min-size", help="Without --levels: halve until the longest side is "
+                                          "at most this.")] = 512,
+    axes: AxesOption = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="Levels' dtype: auto (the input's; sum and lp their "
+                                       "natural one)|keep|float32|float64|uint8|uint16.")] = "auto",
+    nan: NanOption = "propagate",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    memory: MemoryOption = "512MB",
+    dataset: DatasetOption = None,
+    compression: CompressionOption = "zstd",
+    chunk: ChunkOption = 1024,
+    zarr_format: ZarrFormatOption = 2,
+):
+    """Write a multi-resolution pyramid of INPUT in one pass: every level the exact, once-rounded
+    pooling of level 0 (a 2^k window), as OME-Zarr or as a pyramidal TIFF."""
+    return guarded(lambda: _pyramid(input, output, choice("--mode", mode, MODES), levels, min_size, parse_axes(axes),
+                                    dtype, choice("--nan", nan, ("propagate", "omit")), overwrite,
+                                    big_data(memory, dataset, compression, chunk, zarr_format)))
+
+
+def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size: int,
+             axes: tuple[int, ...] | None, dtype: str, nan: str, overwrite: bool, big: "BigData") -> int:
+    import numpy as np
+
+    from .. import stream
+
+    started = time.perf_counter()
+    stream.pyramid_format(target)
+    with stream.open_source(source, big.dataset) as data:
+        spatial = _spatial_axes(data, axes)
+        count = level_count_or_usage(data.shape, spatial, levels, min_size)
+        wanted = _pyramid_dtype(dtype, data.dtype, mode)
+        pyramid = stream.Pyramid(data.shape, spatial, count, mode, nan, None if wanted is None else np.dtype(wanted))
+        with progress_bar(data.nbytes, f"pyramid {source.name}") as advance:
+            shapes = stream.build_pyramid(data, target, pyramid, memory=big.memory, options=big.store,
+                                          overwrite=overwrite, progress=advance)
+    seconds = time.perf_counter() - started
+    say(f"{source} -> {target}  {count + 1} levels: " + ", ".join("x".join(map(str, s)) for s in shapes)
+        + f"  ({seconds:.1f} s)")
+    return EXIT_OK
+
+
+def _spatial_axes(data, axes: tuple[int, ...] | None) -> tuple[int, ...]:
+    """--axes, else H and W of an image, else an array's last two axes (its last one if 1-d)."""
+    ndim = len(data.shape)
+    if axes is not None:
+        resolved = tuple(sorted(a % ndim for a in axes if -ndim <= a < ndim))
+        if len(resolved) != len(axes) or len(set(resolved)) != len(resolved):
+            raise UsageProblem(f"--axes {','.join(map(str, axes))} does not name distinct axes of a {ndim}-d input")
+        return resolved
+    if data.kind == "image":
+        return (0, 1)
+    return tuple(range(max(0, ndim - 2), ndim))
+
+
+def level_count_or_usage(shape, spatial, levels, min_size) -> int:
+    from ..stream import level_count
+
+    try:
+        return level_count(shape, spatial, levels, min_size)
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
+
+
+def _pyramid_dtype(dtype: str, source, mode: str) -> str | None:
+    """auto: levels keep the input's dtype (sum and lp, which grow, and bool inputs take their
+    natural one); keep: always the input's; else the dtype named."""
+    from ..core.modes import MODES as TABLE
+
+    dtype = choice("--dtype", dtype, DTYPE_CHOICES)
+    if dtype == "auto":
+        return None if TABLE[mode].grows or source.kind == "b" else str(source)
+    if dtype == "keep":
+        return str(source)
+    return dtype
+
+
+@contextlib.contextmanager
+def with_progress(source: Path, target: Path, big: "BigData") -> Iterator["BigData"]:
+    """`big` with a progress bar where `source` is pooled block by block (none otherwise)."""
+    import dataclasses
+
+    from ..pipeline import streams
+
+    if not streams(source, target, big):
+        yield big
+        return
+    with progress_bar(_input_bytes(source, big), f"pool {source.name}") as advance:
+        yield dataclasses.replace(big, progress=advance)
+
+
+def _input_bytes(source: Path, big: "BigData") -> int:
+    from .. import stream
+
+    try:
+        with stream.open_source(source, big.dataset) as data:
+            return data.nbytes
+    except PoolError:
+        return 0  # the pooling itself will say what is wrong

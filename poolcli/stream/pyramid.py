@@ -1,0 +1,176 @@
+"""Multi-resolution pyramids in one pass over the input: level k is the pooling of level 0 with
+a 2^k window and stride along each pooled (spatial) axis, rounded once.
+
+The input is read band by band along its first spatial axis (bands of a multiple of 2^L rows,
+L the number of levels); every level's rows of a band are made from that band alone:
+
+- max and min: the extreme of the level below's 2 x 2 (x 2) cells: extremes nest, exactly.
+- avg and sum of integers (and bools): exact integer sums carried from level to level
+  (the sum of a 2^k window is the sum of its four 2^(k-1) sub-windows' sums), each level
+  rounded once from its own sum (avg to an integer: half up) as the engine rounds
+  `pool(level0, 2**k, mode=...)`: never a rounding of a rounding, so levels do not drift.
+- every other case (median, l2, lp, float sums and means): `pool(band, 2**k)` from level 0
+  itself, the engine's own result.
+
+Bands end on whole windows of the last level, and a short last band joins the one before, so
+every level is, bit for bit, the engine's pooling of the whole level 0 (tests/test_stream.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.dtypes import finalize, natural_dtype
+from ..core.modes import MODES
+from ..engine import pool
+from ..errors import PoolError, param
+from .bands import fewest_rows
+from .sources import Source
+
+DEFAULT_MIN_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """What a pyramid is: level 0's shape, the spatial (pooled) axes, the levels below it."""
+
+    shape: tuple[int, ...]
+    spatial: tuple[int, ...]
+    levels: int  # reduced levels (level 0 not counted)
+    mode: str = "avg"
+    nan_policy: str = "propagate"
+    dtype: np.dtype | None = None  # of levels 1..L; None: the natural dtype of `mode`
+
+    def level_shape(self, k: int) -> tuple[int, ...]:
+        return tuple(n >> k if axis in self.spatial else n for axis, n in enumerate(self.shape))
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [self.level_shape(k) for k in range(self.levels + 1)]
+
+    def level_dtype(self, source: np.dtype, k: int) -> np.dtype:
+        if k == 0:
+            return source
+        return self.dtype if self.dtype is not None else natural_dtype(source, self.mode)
+
+    def keywords(self, k: int) -> dict:
+        """`pool`'s keywords for level k straight from level 0."""
+        return dict(window=2 ** k, stride=2 ** k, axes=self.spatial, mode=self.mode, nan_policy=self.nan_policy)
+
+
+def level_count(shape: tuple[int, ...], spatial: tuple[int, ...], levels: int | None,
+                min_size: int | None) -> int:
+    """`levels` reduced levels (each must keep every spatial side >= 1), or as many as halve the
+    longest spatial side down to `min_size` or less (default 512)."""
+    sides = [shape[axis] for axis in spatial]
+    most = min(sides).bit_length() - 1  # halvings that leave every side >= 1
+    if levels is not None:
+        if not 1 <= levels <= most:
+            raise PoolError(f"{param('levels')} {levels} does not fit sides {sides}; use 1..{max(most, 1)}")
+        return levels
+    target = DEFAULT_MIN_SIZE if min_size is None else min_size
+    if target < 1:
+        raise PoolError(f"{param('min_size')} {target} must be >= 1; use a side in pixels such as 512")
+    count = 0
+    while count < most and max(sides) >> count > target:
+        count += 1
+    if count == 0:
+        raise PoolError(f"sides {sides} are already at most {target}; nothing to reduce (lower"
+                        f" {param('min_size')} or give {param('levels')})")
+    return count
+
+
+def nests(pyramid: Pyramid, dtype: np.dtype) -> str:
+    """How levels follow each other: 'extreme', 'sums' (exact integer sums) or 'direct'."""
+    record = MODES[pyramid.mode]
+    if record.reducer == "extreme":
+        return "extreme"
+    small = dtype.itemsize <= 4 and pyramid.levels * len(pyramid.spatial) <= 30  # sums stay far inside int64
+    if record.reducer == "sum" and record.power is None and dtype.kind in "biu" and small:
+        return "sums"
+    return "direct"
+
+
+def band_rows(pyramid: Pyramid, row_bytes: int, memory: int, align: int = 1) -> int:
+    """Level-0 rows per band: a multiple of 2^L (and of `align`, the TIFF tile), enough that the
+    engine reduces every level of a band as it reduces the whole level, and as many as `memory`
+    holds (the band, its 64-bit sums, the levels: about 12 times the band for 8-bit input)."""
+    unit = math.lcm(2 ** pyramid.levels, align)
+    fewest = unit * math.ceil(2 ** pyramid.levels * fewest_rows(2 ** pyramid.levels) / unit)
+    return max(fewest, memory // max(1, 12 * row_bytes) // unit * unit)
+
+
+def bands(pyramid: Pyramid, rows: int) -> Iterator[slice]:
+    """Level-0 row ranges along the first spatial axis: `rows` each, a short rest joined to the last."""
+    n = pyramid.shape[pyramid.spatial[0]]
+    start = 0
+    while start < n:
+        stop = start + rows
+        if n - stop < rows:
+            stop = n
+        yield slice(start, stop)
+        start = stop
+
+
+def outer_indices(pyramid: Pyramid) -> Iterator[tuple]:
+    """Slices over the axes before the first spatial axis, one index at a time."""
+    leading = pyramid.shape[:pyramid.spatial[0]]
+    for index in np.ndindex(*leading):
+        yield tuple(slice(i, i + 1) for i in index)
+
+
+def band_levels(pyramid: Pyramid, band: np.ndarray) -> list[np.ndarray]:
+    """Levels 1..L of one band (levels' rows of that band), exactly as the engine pools level 0."""
+    route = nests(pyramid, band.dtype)
+    if route == "direct":
+        return [_direct(pyramid, band, k) for k in range(1, pyramid.levels + 1)]
+    levels = []
+    carried = band
+    for k in range(1, pyramid.levels + 1):
+        if route == "extreme":
+            carried = pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
+            levels.append(finalize(np, carried, carried.dtype, pyramid.level_dtype(band.dtype, k)))
+        else:
+            carried = pool(carried, 2, axes=pyramid.spatial, mode="sum")
+            levels.append(_from_sums(pyramid, carried, band.dtype, k))
+    return levels
+
+
+def _direct(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
+    return pool(band, dtype=pyramid.dtype, **pyramid.keywords(k))
+
+
+def _from_sums(pyramid: Pyramid, sums: np.ndarray, source: np.dtype, k: int) -> np.ndarray:
+    """Level k from the exact sums of its windows: the sum itself, or the mean rounded once."""
+    natural = natural_dtype(source, pyramid.mode)
+    target = pyramid.level_dtype(source, k)
+    if not MODES[pyramid.mode].divisor:  # sum
+        return finalize(np, sums.astype(natural, copy=False), natural, target)
+    count = 2 ** (k * len(pyramid.spatial))
+    if target.kind in "iu":  # floor(sum / count + 1/2), exactly, then clipped as the engine clips
+        rounded = (2 * sums.astype(np.int64, copy=False) + count) // (2 * count)
+        return finalize(np, rounded, np.dtype(np.int64), target)
+    mean = sums.astype(np.float64) / np.float64(count)
+    return finalize(np, mean, natural, target)
+
+
+Written = Callable[[int, tuple, np.ndarray], None]  # (level, index in that level, values)
+
+
+def build(source: Source, pyramid: Pyramid, write: Written, memory: int, align: int = 1) -> Iterator[int]:
+    """Read `source` once, band by band; `write(level, index, values)` every level's rows of a
+    band (level 0 too), then yield the band's input bytes (for progress)."""
+    axis = pyramid.spatial[0]
+    row_bytes = math.prod(source.shape[axis + 1:]) * source.dtype.itemsize
+    rows = band_rows(pyramid, row_bytes, memory, align)
+    for outer in outer_indices(pyramid):
+        for band in bands(pyramid, rows):
+            values = source.read((*outer, band))
+            write(0, (*outer, band), values)
+            for k, level in enumerate(band_levels(pyramid, values), start=1):
+                write(k, (*outer, slice(band.start >> k, (band.start >> k) + level.shape[axis])), level)
+            yield values.nbytes

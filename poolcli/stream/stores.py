@@ -1,0 +1,168 @@
+"""Pyramids on disk: OME-Zarr multiscales (NGFF 0.4 on Zarr v2, 0.5 on Zarr v3) and pyramidal
+tiled BigTIFF (level 0 with its reduced levels as sub-IFDs), each written in the one pass of
+`pyramid.build` and published whole (`io.atomic_path`).
+
+OME-Zarr wants the spatial axes last (t, c, z, y, x): arrays whose pooled axes are not
+trailing (an H x W x C image) are stored with the others moved first (C x H x W).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from ..errors import OutputError
+from ..io import atomic_path, temporary_prefix
+from ..version import __version__
+from .npyfile import NpyFile
+from .pyramid import Pyramid, build
+from .sinks import (
+    TILE,
+    AlignedWriter,
+    StoreOptions,
+    check_tiff_shape,
+    chunk_shape,
+    create_zarr_array,
+    tiff_options,
+    tiles,
+    zarr_writing,
+)
+from .sources import Source
+
+NGFF_VERSIONS = {2: "0.4", 3: "0.5"}
+SPATIAL_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
+OTHER_AXES = {0: (), 1: (("c", "channel"),), 2: (("t", "time"), ("c", "channel"))}
+NGFF_TYPES = {"avg": "mean", "max": "max", "min": "min", "median": "median", "sum": "sum", "l2": "l2", "lp": "lp"}
+Progress = Callable[[int], None]
+
+
+def storage_order(ndim: int, spatial: tuple[int, ...]) -> tuple[int, ...]:
+    """The array's axes in storage order: the unpooled ones first, then the spatial ones."""
+    return tuple(a for a in range(ndim) if a not in spatial) + tuple(spatial)
+
+
+def ngff_axes(ndim: int, spatial: tuple[int, ...]) -> list[dict]:
+    others = ndim - len(spatial)
+    if others not in OTHER_AXES or len(spatial) not in SPATIAL_NAMES or ndim < 2:
+        raise OutputError(f"OME-Zarr holds 2-5 axes (t, c, z, y, x); a {ndim}-d array pooled over {len(spatial)}"
+                          " axes has no such names; write a plain .zarr with pool instead")
+    axes = [{"name": name, "type": kind} for name, kind in OTHER_AXES[others]]
+    return axes + [{"name": name, "type": "space"} for name in SPATIAL_NAMES[len(spatial)]]
+
+
+def multiscales(pyramid: Pyramid, name: str, zarr_format: int) -> dict:
+    """The group's attributes: NGFF multiscales with axes and one scale transform per level."""
+    order = storage_order(len(pyramid.shape), pyramid.spatial)
+    datasets = [{"path": str(k), "coordinateTransformations": [
+        {"type": "scale", "scale": [float(2 ** k if axis in pyramid.spatial else 1) for axis in order]}]}
+        for k in range(pyramid.levels + 1)]
+    description = {
+        "name": name,
+        "axes": ngff_axes(len(pyramid.shape), pyramid.spatial),
+        "datasets": datasets,
+        "type": NGFF_TYPES[pyramid.mode],
+        "metadata": {"method": "poolcli.pool", "version": __version__,
+                     "kwargs": {"window": 2, "stride": 2, "mode": pyramid.mode, "nan_policy": pyramid.nan_policy}},
+    }
+    version = NGFF_VERSIONS[zarr_format]
+    if zarr_format == 2:
+        return {"multiscales": [{"version": version, **description}]}
+    return {"ome": {"version": version, "multiscales": [description]}}
+
+
+def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: StoreOptions, memory: int, *,
+                   overwrite: bool, progress: Progress | None = None) -> list[tuple[int, ...]]:
+    """The pyramid of `source` as an OME-Zarr image at `target`; the levels' stored shapes."""
+    import zarr
+
+    order = storage_order(len(pyramid.shape), pyramid.spatial)
+    metadata = multiscales(pyramid, source.path.name, options.zarr_format)
+    room = memory // (4 * (pyramid.levels + 1))  # per level, for gathering whole chunk rows
+    with atomic_path(target, overwrite=overwrite, inputs=(source.path,), folder=True) as store, zarr_writing():
+        group = zarr.open_group(str(store), mode="w", zarr_format=cast(Any, options.zarr_format))
+        spatial = tuple(range(len(order) - len(pyramid.spatial), len(order)))
+        writers = []
+        for k, shape in enumerate(pyramid.shapes):
+            stored = tuple(shape[a] for a in order)
+            array = create_zarr_array(group, str(k), stored, pyramid.level_dtype(source.dtype, k),
+                                      chunk_shape(stored, spatial, options.chunk), options)
+            writers.append(_level_writer(array, order, pyramid.spatial[0], shape, room))
+        for done in build(source, pyramid, lambda k, index, values: writers[k](index, values), memory * 3 // 4):
+            if progress is not None:
+                progress(done)
+        for writer in writers:
+            writer.flush()
+        group.attrs.update(metadata)
+        return [tuple(writer.array_shape) for writer in writers]
+
+
+class _LevelWriter(AlignedWriter):
+    array_shape: tuple[int, ...] = ()
+
+
+def _level_writer(array, order: tuple[int, ...], axis: int, shape: tuple[int, ...], room: int) -> _LevelWriter:
+    """Blocks of one level in the input's axis order, gathered into chunk rows, stored transposed."""
+
+    def store(index: tuple, values: np.ndarray) -> None:
+        full = (*index, *(slice(None),) * (values.ndim - len(index)))
+        array[tuple(full[a] for a in order)] = values.transpose(order)
+
+    rows = int(array.chunks[order.index(axis)])
+    row_bytes = math.prod(shape[axis + 1:]) * np.dtype(array.dtype).itemsize
+    writer = _LevelWriter(store, axis, rows, row_bytes, room)
+    writer.array_shape = tuple(array.shape)
+    return writer
+
+
+def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: StoreOptions, memory: int, *,
+                       overwrite: bool, progress: Progress | None = None) -> list[tuple[int, ...]]:
+    """The pyramid of `source` as a tiled BigTIFF: level 0 streamed tile row by tile row while the
+    reduced levels gather in scratch files beside the target, then written as its sub-IFDs."""
+    import tifffile
+
+    if pyramid.spatial != (0, 1):
+        raise OutputError(f"{target}: a pyramidal TIFF is an image (H x W, or H x W x C); pool axes 0,1 or"
+                          " write .zarr")
+    check_tiff_shape(target, pyramid.shape)
+    common = tiff_options(pyramid.shape, options)
+    with atomic_path(target, overwrite=overwrite, inputs=(source.path,)) as temporary, \
+            _scratch_levels(target, pyramid, source.dtype) as levels:
+        pending: list[np.ndarray] = []
+
+        def write(k: int, index: tuple, values: np.ndarray) -> None:
+            if k == 0:
+                pending.append(values)
+            else:
+                levels[k - 1][index] = values
+
+        def level0_tiles() -> Iterator[np.ndarray]:
+            for done in build(source, pyramid, write, memory, align=TILE):
+                yield from tiles(pending.pop())
+                if progress is not None:
+                    progress(done)
+
+        with tifffile.TiffWriter(temporary, bigtiff=True) as tiff:
+            tiff.write(level0_tiles(), shape=pyramid.shape, dtype=source.dtype, subifds=pyramid.levels, **common)
+            for level in levels:
+                tiff.write(tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1, **common)
+        return [tuple(pyramid.shape)] + [tuple(level.shape) for level in levels]
+
+
+@contextlib.contextmanager
+def _scratch_levels(target: Path, pyramid: Pyramid, dtype: np.dtype) -> Iterator[list[NpyFile]]:
+    """Scratch .npy files for levels 1..L (written and read back with pwrite/pread), hidden beside
+    `target`, always removed."""
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=temporary_prefix(target)) as folder:
+        levels = [NpyFile.create(Path(folder) / f"{k}.npy", pyramid.level_shape(k), pyramid.level_dtype(dtype, k))
+                  for k in range(1, pyramid.levels + 1)]
+        try:
+            yield levels
+        finally:
+            for level in levels:
+                level.close()
