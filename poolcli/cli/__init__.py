@@ -3,7 +3,7 @@ and what they print (terminal.py, batch_display.py). Importing the package regis
 command on `app`; `main` is the console script's entry point.
 """
 
-from . import batch, commands  # noqa: F401 (they register their commands on app)
+from . import batch, bigdata, commands  # noqa: F401 (they register their commands on app)
 from .app import app, main
 
 __all__ = ["app", "main"]
