@@ -6,7 +6,7 @@ function) points down the layer order or within a layer, and no import cycle exi
     2 backends/                         the NumPy/CuPy seam, OpenCV, the CUDA kernels
     3 engine/, io/, viz/                the pooling math; files; drawing
     4 pipeline, stream/                 one file through: load, pool, save; inputs of any size
-    5 figures, batch/                   figures of a file; many files
+    5 figures, batch/, inspect/         figures of a file; many files; the HTML inspector and gallery
     6 cli/                              parse, call, print
     7 poolcli (the package's public face), __main__
 """
@@ -24,7 +24,7 @@ LAYERS = {
     "backends": 2,
     "engine": 3, "io": 3, "viz": 3,
     "pipeline": 4, "stream": 4,
-    "figures": 5, "batch": 5,
+    "figures": 5, "batch": 5, "inspect": 5,
     "cli": 6,
     "": 7, "__main__": 7,
 }

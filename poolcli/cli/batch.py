@@ -29,6 +29,7 @@ from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
     from ..batch import Batch, BatchSummary
+    from ..inspect.gallery import Gallery
     from ..pipeline import FileResult, PoolSettings
 
 OUTPUT_FORMAT_NAMES = ("same", *FORMAT_SUFFIXES)
@@ -65,6 +66,12 @@ def batch_command(
     quality: QualityOption = JPEG_QUALITY,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,
+    html_report: Annotated[Path | None, typer.Option(
+        "--html-report", metavar="FILE.html", help="Write a gallery of the run (thumbnails, shapes, time, failures) "
+        "to this page; its pictures go to FILE_files/.", show_default=False)] = None,
+    inspect: Annotated[bool, typer.Option(
+        "--inspect", help="With --html-report: also write an inspector page per file, linked from the gallery.")
+    ] = False,
     *,
     settings: "PoolSettings",
 ):
@@ -79,9 +86,10 @@ def batch_command(
         runner = Batch(source, out_dir, settings, options)
         if report is not None:
             runner.check_report(report)
+        gallery = _gallery(runner, html_report, inspect, overwrite)
     except PoolError as error:
         raise UsageProblem(error.template) from None
-    summary, report_error = _run(runner, report, quiet)
+    summary, report_error = _run(runner, report, quiet, gallery)
     if summary.total == 0 and not summary.interrupted:
         report_warning(f"no inputs under {source}; check --glob and --recursive")
     if not quiet:
@@ -97,7 +105,20 @@ def batch_command(
     return EXIT_FAILED if summary.failed or report_error is not None else EXIT_OK
 
 
-def _run(runner: "Batch", report: Path | None, quiet: bool) -> "tuple[BatchSummary, PoolError | None]":
+def _gallery(runner: "Batch", path: Path | None, inspect: bool, overwrite: bool) -> "Gallery | None":
+    """The gallery of --html-report (checked before the run), or None."""
+    if path is None:
+        if inspect:
+            raise UsageProblem("--inspect writes pages linked from the gallery; add --html-report FILE.html")
+        return None
+    from ..inspect.gallery import Gallery, check_gallery
+
+    check_gallery(path, runner.source, runner.out_dir, overwrite=overwrite)
+    return Gallery(path, runner.source, runner.settings, inspect=inspect, overwrite=overwrite, names=FLAGS)
+
+
+def _run(runner: "Batch", report: Path | None, quiet: bool,
+         gallery: "Gallery | None" = None) -> "tuple[BatchSummary, PoolError | None]":
     """Run the batch with its progress display, each record into the report as it comes; the
     summary, and the error that kept the report from being written (the run itself is complete)."""
     from ..batch import open_report
@@ -112,6 +133,8 @@ def _run(runner: "Batch", report: Path | None, quiet: bool) -> "tuple[BatchSumma
                 display.result(record, summary)
                 if written is not None:
                     written.add(record)
+                if gallery is not None:
+                    gallery.add(record)
 
             try:
                 summary = runner.run(on_result=on_result, on_start=display.start)
@@ -119,6 +142,8 @@ def _run(runner: "Batch", report: Path | None, quiet: bool) -> "tuple[BatchSumma
                 display.stop()
             if written is not None:
                 written.finish(summary)
+            if gallery is not None:
+                gallery.finish(summary.to_json())
     except PoolError as error:
         return summary, error
     return summary, None

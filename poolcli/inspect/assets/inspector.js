@@ -1,0 +1,646 @@
+// poolcli inspector: draws the payload that poolcli computed with its engine, and looks values up.
+// No number shown here is recomputed from pixels: pooled values, winners (max/min indices),
+// routing gradients and divisors come from the payload; the script walks the plan's geometry
+// (window, stride, dilation, pads) to find which cells a window reads. Only the median's middle
+// cells are found here, by sorting the window's values.
+"use strict";
+(function () {
+  const DATA = JSON.parse(document.getElementById("poolcli-data").textContent);
+  const TYPES = {uint8: Uint8Array, int8: Int8Array, uint16: Uint16Array, int16: Int16Array, uint32: Uint32Array,
+    int32: Int32Array, float32: Float32Array, float64: Float64Array};
+  const CELL_TEXT_PX = 34;  // a cell this many CSS pixels wide shows its value
+  const api = {ready: false, state: {probe: null, outline: [], winners: [], routing: []}};
+  window.poolInspector = api;
+
+  async function decode(encoded) {
+    if (!encoded) return null;
+    const raw = Uint8Array.from(atob(encoded.data), (c) => c.charCodeAt(0));
+    const stream = new Blob([raw]).stream().pipeThrough(new DecompressionStream("deflate"));
+    const planes = new Uint8Array(await new Response(stream).arrayBuffer());
+    const type = TYPES[encoded.dtype], size = type.BYTES_PER_ELEMENT, count = planes.length / size;
+    const bytes = new Uint8Array(planes.length);  // byte k of value i is at k * count + i
+    for (let k = 0; k < size; k++) for (let i = 0; i < count; i++) bytes[i * size + k] = planes[k * count + i];
+    return {values: new type(bytes.buffer), dtype: encoded.dtype, shape: encoded.shape};
+  }
+
+  // ---------------------------------------------------------------- numbers as text
+  function fmt(v, dtype) {
+    if (Number.isNaN(v)) return "NaN";
+    if (v === Infinity) return "+inf";
+    if (v === -Infinity) return "-inf";
+    if (dtype !== "float32") return String(v);
+    for (let p = 1; p <= 9; p++) {  // the shortest text that reads back as the same float32
+      const text = v.toPrecision(p);
+      if (Math.fround(parseFloat(text)) === v) return String(parseFloat(text));
+    }
+    return String(v);
+  }
+  function short(v, dtype) {
+    const text = fmt(v, dtype);
+    if (text.length <= 6 || !Number.isFinite(v)) return text;
+    return Math.abs(v) >= 1e5 || Math.abs(v) < 1e-3 ? v.toExponential(1) : String(Number(v.toPrecision(4)));
+  }
+
+  // ---------------------------------------------------------------- the model
+  const H = DATA.size[0], W = DATA.size[1];
+  const SERIES = DATA.kind === "series";
+  const E = DATA.exact;
+  let input, panels;
+  const view = {scale: 1, cx: W / 2, cy: H / 2, channel: 0, colour: DATA.colour};
+
+  function inputValue(c, y, x) {
+    if (y < E.y || y >= E.y + E.h || x < E.x || x >= E.x + E.w) return undefined;
+    return input.values[(c * E.h + (y - E.y)) * E.w + (x - E.x)];
+  }
+  function panelValue(panel, arr, c, oy, ox) {
+    const R = panel.region;
+    if (oy < R.y || oy >= R.y + R.h || ox < R.x || ox >= R.x + R.w) return undefined;
+    return arr.values[(c * R.h + (oy - R.y)) * R.w + (ox - R.x)];
+  }
+  function axesOf(panel) {  // [rows, columns]; a series has one row
+    if (panel.axes.length === 2) return panel.axes;
+    return [{size: 1, window: 1, stride: 1, dilation: 1, padLo: 0, padHi: 0, out: 1, span: 1,
+      divisors: panel.axes[0].divisors ? [1] : null, padMap: null}, panel.axes[0]];
+  }
+
+  // The taps of window o on one axis: position, and what lies there (input, pad copying a cell, zero pad, overhang).
+  function axisTaps(g, o) {
+    const taps = [];
+    for (let j = 0; j < g.window; j++) {
+      const q = o * g.stride - g.padLo + j * g.dilation;
+      let kind = "in", source = q;
+      if (q < 0 || q >= g.size) {
+        if (q >= g.size + g.padHi) { kind = "overhang"; source = null; }
+        else if (g.padMap) { kind = "copy"; source = g.padMap[q + g.padLo]; }
+        else { kind = "pad"; source = null; }
+      }
+      taps.push({j, q, kind, source});
+    }
+    return taps;
+  }
+
+  function windowOf(index, oy, ox, c) {
+    const panel = panels[index];
+    const [gy, gx] = axesOf(panel);
+    const rows = axisTaps(gy, oy), cols = axisTaps(gx, ox);
+    const taps = [];
+    for (const r of rows) {
+      for (const q of cols) {
+        const kind = r.kind === "overhang" || q.kind === "overhang" ? "overhang"
+          : r.kind === "pad" || q.kind === "pad" ? "pad"
+            : r.kind === "copy" || q.kind === "copy" ? "copy" : "in";
+        const real = kind === "in" || kind === "copy";
+        const sy = real ? r.source : null, sx = real ? q.source : null;
+        taps.push({y: r.q, x: q.q, kind, sy, sx, value: real ? inputValue(c, sy, sx) : undefined});
+      }
+    }
+    const result = panelValue(panel, panel.data, c, oy, ox);
+    let winners = [];
+    if (panel.idx) {
+      const flat = panelValue(panel, panel.idx, c, oy, ox);
+      if (flat !== undefined) {
+        const wy = Math.floor(flat / W), wx = flat % W;
+        const first = taps.find((t) => t.sy === wy && t.sx === wx);  // the first tap in window order reading it
+        winners = first ? [{y: first.y, x: first.x, sy: wy, sx: wx, flat}] : [];
+      }
+    } else if (panel.reducer === "median") {
+      winners = medianCells(panel, taps);
+    }
+    let divisor = null, divisorText = "";
+    if (panel.divisor) {
+      if (panel.divisorOverride !== null && panel.divisorOverride !== undefined) {
+        divisor = panel.divisorOverride; divisorText = `divisor_override = ${divisor}`;
+      } else {
+        const cy = gy.divisors[oy], cx = gx.divisors[ox];
+        divisor = cy * cx;
+        divisorText = panel.axes.length === 2 ? `divisor = ${cy} x ${cx} = ${divisor}` : `divisor = ${divisor}`;
+        divisorText += panel.padMode !== "zeros" ? " (pad cells count: they are data)"
+          : panel.countIncludePad ? " (zero padding counts)" : " (padding not counted)";
+        if (panel.nanPolicy === "omit") divisorText += "; NaN cells leave it";
+      }
+    }
+    return {panel: index, oy, ox, c, taps, winners, result, divisor, divisorText};
+  }
+
+  function medianCells(panel, taps) {
+    const real = taps.filter((t) => t.value !== undefined && !(panel.nanPolicy === "omit" && Number.isNaN(t.value)));
+    const order = real.map((t, i) => [t, i]).sort((a, b) => (a[0].value - b[0].value) || (a[1] - b[1]));
+    if (!order.length) return [];
+    const n = order.length, mid = Math.floor((n - 1) / 2);
+    const chosen = n % 2 ? [order[mid]] : [order[mid], order[mid + 1]];
+    return chosen.map(([t]) => ({y: t.y, x: t.x, sy: t.sy, sx: t.sx}));
+  }
+
+  // The outputs of each panel that read input cell (y, x), and for routing modes which route to it.
+  function feeds(y, x, c) {
+    return panels.map((panel, index) => {
+      const [gy, gx] = axesOf(panel);
+      const rows = readers(gy, y), cols = readers(gx, x);
+      const fed = [], routed = [];
+      const flat = SERIES ? x : y * W + x;
+      for (const oy of rows) {
+        for (const ox of cols) {
+          if (panelValue(panel, panel.data, c, oy, ox) === undefined) continue;
+          fed.push([oy, ox]);
+          if (panel.idx && panelValue(panel, panel.idx, c, oy, ox) === flat) routed.push([oy, ox]);
+        }
+      }
+      const grad = panel.grad ? inputGrad(panel, c, y, x) : undefined;
+      return {panel: index, fed, routed, grad, routes: panel.routes};
+    });
+  }
+  function inputGrad(panel, c, y, x) {
+    if (y < E.y || y >= E.y + E.h || x < E.x || x >= E.x + E.w) return undefined;
+    return panel.grad.values[(c * E.h + (y - E.y)) * E.w + (x - E.x)];
+  }
+  function readers(g, p) {  // windows o whose tap j reads position p (or a pad cell copying it)
+    const positions = [p];
+    if (g.padMap) {
+      g.padMap.forEach((source, i) => { const q = i - g.padLo; if (source === p && q !== p) positions.push(q); });
+    }
+    const found = new Set();
+    for (const q of positions) {
+      for (let j = 0; j < g.window; j++) {
+        const start = q + g.padLo - j * g.dilation;
+        if (start >= 0 && start % g.stride === 0 && start / g.stride < g.out) found.add(start / g.stride);
+      }
+    }
+    return [...found].sort((a, b) => a - b);
+  }
+
+  // ---------------------------------------------------------------- pixels
+  const PAL = DATA.palette;
+  function colourOf(v, lo, hi, grey) {
+    if (Number.isNaN(v)) return PAL.nan;
+    if (v === Infinity) return PAL.posinf;
+    if (v === -Infinity) return PAL.neginf;
+    let t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+    t = Math.min(1, Math.max(0, t));
+    if (grey) { const g = Math.round(t * 255); return [g, g, g]; }
+    return PAL.viridis[Math.round(t * 255)];
+  }
+  const PREVIEW_CODES = 250, SPECIAL_CODES = [NaN, Infinity, -Infinity];
+  function previewValues(arr, lo, hi) {  // a preview's codes (0..250 on its range, then NaN, +inf, -inf) as values
+    return {values: Float32Array.from(arr.values, (c) => c > PREVIEW_CODES ? SPECIAL_CODES[c - PREVIEW_CODES - 1]
+      : lo + (c / PREVIEW_CODES) * (hi - lo))};
+  }
+  function paint(arr, rows, cols, lo, hi) {  // an offscreen canvas of one layer, one pixel per cell
+    const canvas = document.createElement("canvas");
+    canvas.width = cols; canvas.height = rows;
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(cols, rows);
+    const plane = rows * cols, px = image.data;
+    const grey = DATA.kind === "image";
+    for (let i = 0; i < plane; i++) {
+      let rgb;
+      if (view.colour) {
+        rgb = [0, 1, 2].map((k) => {
+          const v = arr.values[k * plane + i];
+          return Number.isFinite(v) ? Math.round(Math.min(1, Math.max(0, (v - lo) / (hi - lo || 1))) * 255)
+            : colourOf(v, lo, hi, true)[k];
+        });
+      } else {
+        rgb = colourOf(arr.values[view.channel * plane + i], lo, hi, grey);
+      }
+      px[4 * i] = rgb[0]; px[4 * i + 1] = rgb[1]; px[4 * i + 2] = rgb[2]; px[4 * i + 3] = 255;
+    }
+    ctx.putImageData(image, 0, 0);
+    return canvas;
+  }
+  function rangeOf(panel) {
+    return panel && panel.grows ? panel.range : DATA.range;
+  }
+  function repaint() {
+    input.layers = [];
+    if (DATA.overviewData) {
+      const s = DATA.overview.step, sh = DATA.overviewData.shape;
+      input.layers.push({canvas: paint(previewValues(DATA.overviewData, ...DATA.overview.range), sh[1], sh[2],
+        ...DATA.range), y: 0, x: 0,
+        sy: s[0], sx: s[1], rows: sh[1], cols: sh[2]});
+    }
+    input.layers.push({canvas: paint(input, E.h, E.w, ...DATA.range), y: E.y, x: E.x, sy: 1, sx: 1,
+      rows: E.h, cols: E.w});
+    for (const panel of panels) {
+      const [gy, gx] = axesOf(panel), R = panel.region;
+      panel.layers = [];
+      if (panel.overviewData) {  // a preview of the whole result, under its exact region
+        const s = panel.overview.step, sh = panel.overviewData.shape;
+        panel.layers.push({canvas: paint(previewValues(panel.overviewData, ...panel.overview.range), sh[1], sh[2],
+          ...rangeOf(panel)), y: -gy.padLo,
+          x: -gx.padLo, sy: s[0] * gy.stride, sx: s[1] * gx.stride, rows: sh[1], cols: sh[2]});
+      }
+      panel.layers.push({canvas: paint(panel.data, R.h, R.w, ...rangeOf(panel)), y: R.y * gy.stride - gy.padLo,
+        x: R.x * gx.stride - gx.padLo, sy: gy.stride, sx: gx.stride, rows: R.h, cols: R.w});
+    }
+  }
+
+  // ---------------------------------------------------------------- panels on the page
+  const views = [];  // one per canvas: {canvas, panel (null: the input), bar}
+  function toScreen(v, y, x) {
+    const r = v.canvas.clientWidth, s = v.canvas.clientHeight;
+    return [(x - view.cx) * view.scale + r / 2, (y - view.cy) * (SERIES ? 1 : view.scale) + s / 2];
+  }
+  function toInput(v, px, py) {
+    const r = v.canvas.clientWidth, s = v.canvas.clientHeight;
+    return [SERIES ? 0 : (py - s / 2) / view.scale + view.cy, (px - r / 2) / view.scale + view.cx];
+  }
+  function cellAt(v, px, py) {  // the cell (input) or output (panel) under a canvas point
+    const [y, x] = toInput(v, px, py);
+    if (!v.panel) {
+      const cy = Math.floor(y), cx = Math.floor(x);
+      return cy >= 0 && cy < H && cx >= 0 && cx < W ? [cy, cx] : null;
+    }
+    const [gy, gx] = axesOf(v.panel);
+    const oy = SERIES ? 0 : Math.floor((y + gy.padLo) / gy.stride), ox = Math.floor((x + gx.padLo) / gx.stride);
+    return oy >= 0 && oy < gy.out && ox >= 0 && ox < gx.out ? [oy, ox] : null;
+  }
+  function outputRect(panel, oy, ox) {  // where output (oy, ox) is drawn, in input coordinates
+    const [gy, gx] = axesOf(panel);
+    return [oy * gy.stride - gy.padLo, ox * gx.stride - gx.padLo, gy.stride, gx.stride];
+  }
+
+  function draw() {
+    for (const v of views) drawView(v);
+    drawBars();
+  }
+  function drawView(v) {
+    const ctx = v.ctx, dpr = window.devicePixelRatio || 1;
+    const cw = v.canvas.clientWidth, chh = v.canvas.clientHeight;
+    if (v.canvas.width !== Math.round(cw * dpr)) { v.canvas.width = Math.round(cw * dpr); v.canvas.height = Math.round(chh * dpr); }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = "#1b1d22"; ctx.fillRect(0, 0, cw, chh);
+    if (SERIES) { drawSeries(v, ctx, cw, chh); return; }
+    const [x0, y0] = toScreen(v, 0, 0), [x1, y1] = toScreen(v, H, W);
+    const layers = v.panel ? v.panel.layers : input.layers;
+    for (const L of layers) {
+      const [a, b] = toScreen(v, L.y, L.x);
+      ctx.drawImage(L.canvas, a, b, L.cols * L.sx * view.scale, L.rows * L.sy * view.scale);
+    }
+    ctx.strokeStyle = "#8a8f98"; ctx.lineWidth = 1; ctx.setLineDash([4, 3]);
+    ctx.strokeRect(x0 - 0.5, y0 - 0.5, x1 - x0 + 1, y1 - y0 + 1);  // the image's edge: padding lies outside it
+    if (DATA.overview) {  // the region whose exact values the page holds; a preview lies around it
+      const [a, b] = toScreen(v, E.y, E.x);
+      ctx.strokeStyle = "#ffffff"; ctx.setLineDash([2, 4]);
+      ctx.strokeRect(a - 0.5, b - 0.5, E.w * view.scale + 1, E.h * view.scale + 1);
+    }
+    ctx.setLineDash([]);
+    drawValues(v, ctx, cw, chh);
+    drawOverlay(v, ctx);
+  }
+  function drawValues(v, ctx, cw, chh) {
+    const panel = v.panel;
+    const [gy, gx] = panel ? axesOf(panel) : [{stride: 1, padLo: 0}, {stride: 1, padLo: 0}];
+    if (view.scale * Math.min(gy.stride, gx.stride) < CELL_TEXT_PX) return;
+    const [ya, xa] = toInput(v, 0, 0), [yb, xb] = toInput(v, cw, chh);
+    const c = view.channel;
+    const cellWidth = view.scale * gx.stride;
+    ctx.textAlign = "center"; ctx.textBaseline = "middle";
+    const first = [Math.max(0, Math.floor((ya + gy.padLo) / gy.stride)), Math.max(0, Math.floor((xa + gx.padLo) / gx.stride))];
+    const last = [Math.floor((yb + gy.padLo) / gy.stride), Math.floor((xb + gx.padLo) / gx.stride)];
+    for (let oy = first[0]; oy <= last[0]; oy++) {
+      for (let ox = first[1]; ox <= last[1]; ox++) {
+        const value = panel ? panelValue(panel, panel.data, c, oy, ox) : inputValue(c, oy, ox);
+        if (value === undefined) continue;
+        const [sx, sy] = toScreen(v, oy * gy.stride - gy.padLo + gy.stride / 2, ox * gx.stride - gx.padLo + gx.stride / 2);
+        const text = short(value, panel ? panel.data.dtype : input.dtype);
+        const px = Math.min(13, (0.9 * cellWidth) / (0.62 * text.length));  // the text fits its cell
+        if (px < 7) continue;
+        ctx.font = `${px.toFixed(1)}px ui-monospace, monospace`;
+        ctx.lineWidth = 3; ctx.strokeStyle = "rgba(0,0,0,0.75)"; ctx.strokeText(text, sx, sy);
+        ctx.fillStyle = "#fff"; ctx.fillText(text, sx, sy);
+      }
+    }
+  }
+  function box(v, ctx, y, x, h, w, colour, width, dash) {
+    const [a, b] = toScreen(v, y, x);
+    ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.setLineDash(dash || []);
+    ctx.strokeRect(a + width / 2, b + width / 2, Math.max(1, w * view.scale - width), Math.max(1, h * view.scale - width));
+    ctx.setLineDash([]);
+  }
+  function drawOverlay(v, ctx) {
+    const probe = api.state.probe;
+    if (!probe) return;
+    if (probe.kind === "output") {
+      const win = probe.window;
+      if (!v.panel) {
+        for (const t of win.taps) {
+          const colour = t.kind === "in" ? "#ffd400" : t.kind === "copy" ? "#4fd1ff" : t.kind === "pad" ? "#4fd1ff" : "#9aa0a6";
+          box(v, ctx, t.y, t.x, 1, 1, colour, 2, t.kind === "in" ? null : [3, 2]);
+          if (t.kind === "overhang") {
+            const [a, b] = toScreen(v, t.y, t.x), s = view.scale;
+            ctx.beginPath(); ctx.moveTo(a, b); ctx.lineTo(a + s, b + s); ctx.moveTo(a + s, b); ctx.lineTo(a, b + s); ctx.stroke();
+          }
+        }
+        const ys = win.taps.map((t) => t.y), xs = win.taps.map((t) => t.x);
+        const top = Math.min(...ys), left = Math.min(...xs);
+        box(v, ctx, top - 0.15, left - 0.15, Math.max(...ys) - top + 1.3, Math.max(...xs) - left + 1.3, "#ffffff", 1, [6, 3]);
+        for (const w of win.winners) box(v, ctx, w.y - 0.1, w.x - 0.1, 1.2, 1.2, "#ff3b30", 4);
+      } else if (v.panel === panels[probe.panel]) {
+        const [y, x, h, w] = outputRect(v.panel, probe.oy, probe.ox);
+        box(v, ctx, y, x, h, w, "#ffd400", 3);
+      }
+    } else {
+      if (!v.panel) { box(v, ctx, probe.y, probe.x, 1, 1, "#ffd400", 3); return; }
+      const info = probe.routing[panels.indexOf(v.panel)];
+      for (const [oy, ox] of info.fed) {
+        const [y, x, h, w] = outputRect(v.panel, oy, ox);
+        box(v, ctx, y, x, h, w, info.routes ? "#9aa0a6" : "#ffd400", 2, info.routes ? [4, 3] : null);
+      }
+      for (const [oy, ox] of info.routed) {
+        const [y, x, h, w] = outputRect(v.panel, oy, ox);
+        box(v, ctx, y, x, h, w, "#34c759", 4);
+      }
+    }
+  }
+
+  // 1-D series: a line plot per panel on the shared x axis; the probed window as a band.
+  function drawSeries(v, ctx, cw, chh) {
+    const panel = v.panel, c = view.channel;
+    const [lo, hi] = rangeOf(panel);
+    const yOf = (value) => chh - 18 - (Number.isFinite(value) ? (value - lo) / ((hi - lo) || 1) : 0.5) * (chh - 36);
+    const probe = api.state.probe;
+    if (probe && probe.kind === "output" && !panel) {
+      const xs = probe.window.taps.map((t) => t.x);
+      const [a] = toScreen(v, 0, Math.min(...xs)), [b] = toScreen(v, 0, Math.max(...xs) + 1);
+      ctx.fillStyle = "rgba(255,212,0,0.15)"; ctx.fillRect(a, 0, b - a, chh);
+      for (const t of probe.window.taps) {
+        const [p] = toScreen(v, 0, t.x + 0.5);
+        ctx.fillStyle = t.kind === "in" ? "#ffd400" : "#4fd1ff";
+        ctx.fillRect(p - 1, 0, 2, 10);
+      }
+      for (const w of probe.window.winners) {
+        const [p] = toScreen(v, 0, w.x + 0.5);
+        ctx.fillStyle = "#ff3b30"; ctx.beginPath(); ctx.arc(p, yOf(inputValue(c, 0, w.sx)), 6, 0, 7); ctx.fill();
+      }
+    }
+    const [x0] = toScreen(v, 0, 0), [x1] = toScreen(v, 0, W);
+    ctx.strokeStyle = "#8a8f98"; ctx.setLineDash([4, 3]); ctx.strokeRect(x0, 4, x1 - x0, chh - 8); ctx.setLineDash([]);
+    ctx.strokeStyle = panel ? "#4fd1ff" : "#e8eaed"; ctx.lineWidth = 1.5; ctx.beginPath();
+    let started = false;
+    const count = panel ? panel.region.w : E.w;
+    for (let i = 0; i < count; i++) {
+      const value = panel ? panel.data.values[c * count + i] : input.values[c * count + i];
+      let a, b;
+      if (panel) {
+        const [, x, , w] = outputRect(panel, 0, panel.region.x + i);
+        [a] = toScreen(v, 0, x); [b] = toScreen(v, 0, x + w);
+      } else {
+        [a] = toScreen(v, 0, E.x + i); [b] = toScreen(v, 0, E.x + i + 1);
+      }
+      if (!Number.isFinite(value)) {
+        ctx.stroke(); started = false;
+        ctx.fillStyle = `rgb(${colourOf(value, lo, hi).join(",")})`; ctx.fillRect(a, 4, Math.max(2, b - a), 8);
+        ctx.beginPath(); continue;
+      }
+      const y = yOf(value);
+      if (!started) { ctx.moveTo(a, y); started = true; } else ctx.lineTo(a, y);
+      ctx.lineTo(b, y);
+    }
+    ctx.stroke();
+    if (probe && probe.kind === "output" && panel === panels[probe.panel]) {
+      const [, x, , w] = outputRect(panel, 0, probe.ox);
+      const [a] = toScreen(v, 0, x), [b] = toScreen(v, 0, x + w);
+      ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 3; ctx.strokeRect(a, 2, b - a, chh - 4);
+    }
+    if (probe && probe.kind === "input") {
+      const [a] = toScreen(v, 0, probe.x), [b] = toScreen(v, 0, probe.x + 1);
+      if (!panel) { ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 3; ctx.strokeRect(a, 2, b - a, chh - 4); }
+      else {
+        const info = probe.routing[panels.indexOf(panel)];
+        for (const [, ox] of info.fed) {
+          const [, x, , w] = outputRect(panel, 0, ox);
+          const [p] = toScreen(v, 0, x), [q] = toScreen(v, 0, x + w);
+          const routed = info.routed.some(([, r]) => r === ox);
+          ctx.strokeStyle = routed ? "#34c759" : info.routes ? "#9aa0a6" : "#ffd400";
+          ctx.lineWidth = routed ? 4 : 2; ctx.strokeRect(p, 2, q - p, chh - 4);
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- colour bars
+  function drawBars() {
+    for (const v of views) {
+      if (!v.bar) continue;
+      const [lo, hi] = rangeOf(v.panel);
+      v.barLo.textContent = short(lo, "float64"); v.barHi.textContent = short(hi, "float64");
+      const mark = v.hover;
+      if (mark === undefined) { v.barMark.style.display = "none"; v.barValue.textContent = ""; continue; }
+      v.barValue.textContent = fmt(mark, v.panel ? v.panel.data.dtype : input.dtype);
+      if (!Number.isFinite(mark)) { v.barMark.style.display = "none"; continue; }
+      const t = Math.min(1, Math.max(0, hi > lo ? (mark - lo) / (hi - lo) : 0.5));
+      v.barMark.style.display = "block"; v.barMark.style.left = `${(t * 100).toFixed(2)}%`;
+    }
+  }
+
+  // ---------------------------------------------------------------- the readout
+  const readout = document.getElementById("readout");
+  function cellName(y, x) { return SERIES ? `[${x}]` : `(${y}, ${x})`; }
+  function esc(text) { return String(text).replace(/[&<>"]/g, (ch) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[ch])); }
+  function showOutput(win) {
+    const panel = panels[win.panel], dtype = input.dtype;
+    const rows = win.taps.map((t, j) => {
+      const isWinner = win.winners.some((w) => w.y === t.y && w.x === t.x);
+      const where = t.kind === "in" ? cellName(t.y, t.x)
+        : t.kind === "copy" ? `${cellName(t.y, t.x)} pad, copies ${cellName(t.sy, t.sx)}`
+          : t.kind === "pad" ? `${cellName(t.y, t.x)} zero pad` : `${cellName(t.y, t.x)} ceil overhang`;
+      const value = t.value !== undefined ? fmt(t.value, dtype) : t.kind === "pad" ? (panel.reducer === "sum" ? "0" : "ignored")
+        : t.kind === "overhang" ? "not counted" : "outside the exact region";
+      return `<tr data-tap="${j}" data-y="${t.y}" data-x="${t.x}" data-kind="${t.kind}"${isWinner ? ' data-winner="1" class="winner"' : ""}>` +
+        `<td>${j}</td><td>${esc(where)}</td><td class="num">${esc(value)}</td><td>${isWinner ? "winner" : ""}</td></tr>`;
+    }).join("");
+    const real = win.taps.filter((t) => t.value !== undefined);
+    const lines = [];
+    const power = panel.power === "2" ? 2 : panel.power === "p" ? panel.p : 1;
+    if (panel.reducer === "sum") {
+      let total = 0;
+      for (const t of real) total += power === 1 ? t.value : Math.pow(Math.abs(t.value), power);
+      const what = power === 1 ? "sum of taps" : power === 2 ? "sum of squares" : `sum of |x|^${panel.p}`;
+      lines.push(`<div>${what} (float64, here) = <span data-role="sum">${fmt(total, "float64")}</span></div>`);
+    }
+    if (win.divisorText) lines.push(`<div data-role="divisor" data-value="${win.divisor}">${esc(win.divisorText)}</div>`);
+    const formula = {avg: "sum / divisor", l2: "sqrt(sum of squares / divisor)", lp: `(sum of |x|^p)^(1/p), p = ${panel.p}`,
+      sum: "sum", max: "largest tap", min: "smallest tap", median: "middle tap (mean of two for an even count)"}[panel.mode] || "";
+    const winnerText = win.winners.length ? win.winners.map((w) => cellName(w.sy, w.sx)).join(" and ") : "";
+    readout.innerHTML = `<h3>${esc(panel.label)}: output ${cellName(win.oy, win.ox)}${DATA.channels.length > 1 ? ", " + esc(DATA.channels[view.channel]) : ""}</h3>` +
+      `<div class="result">result (engine) = <b data-role="result">${esc(win.result === undefined ? "outside the exact region" : fmt(win.result, panel.data.dtype))}</b> <span class="muted">${esc(formula)}</span></div>` +
+      (winnerText ? `<div>winner: <span data-role="winner">${esc(winnerText)}</span>${panel.idx ? " (engine index)" : " (sorted here)"}</div>` : "") +
+      lines.join("") +
+      `<table><thead><tr><th>tap</th><th>cell</th><th>value</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+  function showInput(probe) {
+    const v = inputValue(view.channel, probe.y, probe.x);
+    const parts = probe.routing.map((info) => {
+      const panel = panels[info.panel];
+      const list = (cells) => cells.slice(0, 24).map(([oy, ox]) => cellName(oy, ox)).join(" ") + (cells.length > 24 ? " ..." : "");
+      let text = `<li data-panel="${info.panel}" data-fed="${info.fed.length}" data-routed="${info.routed.length}">` +
+        `<b>${esc(panel.label)}</b>: read by ${info.fed.length} output${info.fed.length === 1 ? "" : "s"} ${list(info.fed)}`;
+      if (info.routes) {
+        text += info.grad !== undefined ? `; gradient dL/dx = <span data-role="grad">${fmt(info.grad, panel.grad.dtype)}</span>` : "";
+        text += info.routed.length ? `, routed from ${list(info.routed)}` : ", receives no gradient";
+      }
+      return text + "</li>";
+    });
+    readout.innerHTML = `<h3>input ${cellName(probe.y, probe.x)}${DATA.channels.length > 1 ? ", " + esc(DATA.channels[view.channel]) : ""}</h3>` +
+      `<div class="result">value = <b data-role="value">${esc(v === undefined ? "outside the exact region" : fmt(v, input.dtype))}</b></div>` +
+      `<ul>${parts.join("")}</ul>` +
+      `<div class="muted">gradient for dL/dy = 1, as poolcli grad computes it (pool_backward); green: routed here</div>`;
+  }
+
+  // ---------------------------------------------------------------- probes
+  function probeOutput(index, oy, ox) {
+    const panel = panels[index], [gy, gx] = axesOf(panel);
+    oy = Math.min(gy.out - 1, Math.max(0, oy)); ox = Math.min(gx.out - 1, Math.max(0, ox));
+    const win = windowOf(index, oy, ox, view.channel);
+    api.state.probe = {kind: "output", panel: index, oy, ox, window: win};
+    api.state.outline = win.taps.map((t) => ({y: t.y, x: t.x, kind: t.kind}));
+    api.state.winners = win.winners;
+    api.state.routing = [];
+    showOutput(win);
+    hoverValues(null, [oy, ox], index);
+    draw();
+  }
+  function probeInput(y, x) {
+    y = Math.min(H - 1, Math.max(0, y)); x = Math.min(W - 1, Math.max(0, x));
+    const routing = feeds(y, x, view.channel);
+    api.state.probe = {kind: "input", y, x, routing};
+    api.state.outline = []; api.state.winners = [];
+    api.state.routing = routing;
+    showInput(api.state.probe);
+    hoverValues([y, x], null, null);
+    draw();
+  }
+  function hoverValues(cell, out, index) {
+    for (const v of views) {
+      if (!v.panel) v.hover = cell ? inputValue(view.channel, ...cell) : undefined;
+      else v.hover = out && panels.indexOf(v.panel) === index ? panelValue(v.panel, v.panel.data, view.channel, ...out) : undefined;
+    }
+  }
+  api.probeOutput = probeOutput;
+  api.probeInput = probeInput;
+  // The client coordinates of the centre of a cell of view `index` (0: the input, i+1: panel i), for tests.
+  api.cellCentre = function (index, y, x) {
+    const v = views[index], rect = v.canvas.getBoundingClientRect();
+    const [top, left, h, w] = v.panel ? outputRect(v.panel, y, x) : [y, x, 1, 1];
+    const [a, b] = toScreen(v, top + h / 2, left + w / 2);
+    return {x: rect.left + a, y: SERIES ? rect.top + v.canvas.clientHeight / 2 : rect.top + b};
+  };
+  api.zoomTo = function (scale, cy, cx) { view.scale = scale; view.cy = cy; view.cx = cx; draw(); };
+
+  // ---------------------------------------------------------------- events
+  function fit() {
+    const v = views[0], pad = Math.max(...panels.map((p) => Math.max(...p.axes.map((g) => g.padLo + g.padHi))), 0);
+    view.scale = Math.min(v.canvas.clientWidth / (W + pad + 1), SERIES ? Infinity : v.canvas.clientHeight / (H + pad + 1));
+    view.cx = W / 2; view.cy = H / 2; draw();
+  }
+  function zoomAt(v, factor, px, py) {
+    const [y, x] = toInput(v, px, py);
+    view.scale = Math.min(400, Math.max(0.01, view.scale * factor));
+    const [y2, x2] = toInput(v, px, py);
+    view.cx += x - x2; if (!SERIES) view.cy += y - y2;
+    draw();
+  }
+  function attach(v) {
+    const canvas = v.canvas;
+    let drag = null;
+    canvas.addEventListener("wheel", (e) => { e.preventDefault(); zoomAt(v, Math.exp(-e.deltaY * 0.0015), e.offsetX, e.offsetY); }, {passive: false});
+    canvas.addEventListener("mousedown", (e) => { drag = [e.clientX, e.clientY]; canvas.focus(); });
+    window.addEventListener("mouseup", () => { drag = null; });
+    canvas.addEventListener("mousemove", (e) => {
+      if (drag) {
+        view.cx -= (e.clientX - drag[0]) / view.scale; if (!SERIES) view.cy -= (e.clientY - drag[1]) / view.scale;
+        drag = [e.clientX, e.clientY]; draw(); return;
+      }
+      const cell = cellAt(v, e.offsetX, e.offsetY);
+      if (!cell) return;
+      api.active = views.indexOf(v);
+      if (v.panel) probeOutput(panels.indexOf(v.panel), ...cell); else probeInput(...cell);
+    });
+    canvas.addEventListener("focus", () => { api.active = views.indexOf(v); });
+    canvas.addEventListener("keydown", (e) => {
+      const step = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[e.key];
+      if (e.key === "+" || e.key === "=") { zoomAt(v, 1.5, canvas.clientWidth / 2, canvas.clientHeight / 2); return; }
+      if (e.key === "-") { zoomAt(v, 1 / 1.5, canvas.clientWidth / 2, canvas.clientHeight / 2); return; }
+      if (e.key === "0") { fit(); return; }
+      if (!step) return;
+      e.preventDefault();
+      const probe = api.state.probe;
+      if (v.panel) {
+        const index = panels.indexOf(v.panel);
+        const [oy, ox] = probe && probe.kind === "output" && probe.panel === index ? [probe.oy, probe.ox] : [0, 0];
+        probeOutput(index, oy + (SERIES ? 0 : step[0]), ox + step[1] + (SERIES ? step[0] : 0));
+      } else {
+        const [y, x] = probe && probe.kind === "input" ? [probe.y, probe.x] : [0, 0];
+        probeInput(y + (SERIES ? 0 : step[0]), x + step[1] + (SERIES ? step[0] : 0));
+      }
+    });
+  }
+
+  function build() {
+    const grid = document.getElementById("panels");
+    const make = (panel, title) => {
+      const figure = document.createElement("figure");
+      figure.className = "panel";
+      const caption = document.createElement("figcaption");
+      caption.textContent = title;
+      const canvas = document.createElement("canvas");
+      canvas.tabIndex = 0;
+      canvas.className = SERIES ? "series" : "";
+      canvas.setAttribute("aria-label", `${title}: hover or use the arrow keys to probe`);
+      figure.append(caption, canvas);
+      const v = {panel, canvas, ctx: canvas.getContext("2d"), hover: undefined};
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.innerHTML = '<span class="lo"></span><span class="ramp"><i class="mark"></i></span><span class="hi"></span><span class="value"></span>';
+      figure.append(bar);
+      v.bar = bar; v.barLo = bar.querySelector(".lo"); v.barHi = bar.querySelector(".hi");
+      v.barMark = bar.querySelector(".mark"); v.barValue = bar.querySelector(".value");
+      bar.querySelector(".ramp").style.background = rampCss();
+      grid.append(figure);
+      views.push(v);
+      attach(v);
+    };
+    const shape = DATA.shape.join("x");
+    make(null, `input ${DATA.title} ${shape} ${DATA.dtype}`);
+    panels.forEach((panel) => make(panel, `${panel.label} ${panel.data.dtype}`));
+    const select = document.getElementById("channel");
+    DATA.channels.forEach((name, i) => { const o = document.createElement("option"); o.value = i; o.textContent = name; select.append(o); });
+    select.addEventListener("change", () => { view.channel = Number(select.value); repaint(); refreshProbe(); });
+    const colour = document.getElementById("colour");
+    colour.checked = view.colour; colour.disabled = !DATA.colour;
+    colour.addEventListener("change", () => { view.colour = colour.checked; document.body.classList.toggle("colour", view.colour); repaint(); draw(); });
+    document.body.classList.toggle("colour", view.colour);
+    document.getElementById("fit").addEventListener("click", fit);
+    window.addEventListener("resize", draw);
+  }
+  function rampCss() {
+    const grey = DATA.kind === "image";
+    const stops = [0, 0.25, 0.5, 0.75, 1].map((t) => { const c = grey ? [t * 255, t * 255, t * 255] : PAL.viridis[Math.round(t * 255)]; return `rgb(${c.map(Math.round).join(",")}) ${t * 100}%`; });
+    return `linear-gradient(to right, ${stops.join(",")})`;
+  }
+  function refreshProbe() {
+    const probe = api.state.probe;
+    if (!probe) { draw(); return; }
+    if (probe.kind === "output") probeOutput(probe.panel, probe.oy, probe.ox); else probeInput(probe.y, probe.x);
+  }
+
+  async function start() {
+    input = await decode(DATA.input);
+    if (DATA.overview) DATA.overviewData = await decode(DATA.overview.data);
+    panels = await Promise.all(DATA.panels.map(async (p) => Object.assign(p, {
+      data: await decode(p.values), idx: await decode(p.indices), grad: await decode(p.grad),
+      overviewData: p.overview ? await decode(p.overview.data) : null})));
+    build();
+    repaint();
+    fit();
+    const first = panels[0];
+    probeOutput(0, first.region.y, first.region.x);
+    api.ready = true;
+    document.body.dataset.ready = "1";
+  }
+  start().catch((error) => {
+    document.getElementById("readout").textContent = `poolcli inspector could not start: ${error}`;
+    throw error;
+  });
+})();
