@@ -152,7 +152,7 @@ def _tiff_source(path: Path) -> Iterator[Source]:
         views = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in memory: H x W (x C)
         if series.axes not in views:
             raise InputError(f"{path}: a TIFF series with axes {series.axes} is streamed only as YX, YXS or SYX;"
-                             " pool one page in memory (--page) or convert it to Zarr")
+                             f" pool one page in memory ({param('page')}) or convert it to Zarr")
         try:
             store = series.aszarr(level=0)
             array: Any = zarr.open(store, mode="r")
