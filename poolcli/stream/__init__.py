@@ -41,11 +41,12 @@ __all__ = [
 ]
 
 
-def pool_to(source: Source, target: Path, keywords: dict, dtype: np.dtype | None, *, memory: int = DEFAULT_MEMORY,
+def pool_to(source: Source, target: Path | str, keywords: dict, dtype: np.dtype | None, *, memory: int = DEFAULT_MEMORY,
             options: StoreOptions = DEFAULT_STORE, overwrite: bool = False,
             progress: Progress | None = None) -> tuple[tuple[int, ...], np.dtype]:
     """Pool `source` into `target` (.npy, .zarr, .tif), block by block; the output's shape and dtype."""
     options.check()
+    target = Path(target)
     plan = streamed_plan(source.shape, keywords)
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
     with open_sink(target, plan.out_shape, dtype_out, spatial=plan.pooled_axes, options=options,
@@ -65,10 +66,11 @@ def pyramid_format(target: Path) -> str:
     return kind
 
 
-def build_pyramid(source: Source, target: Path, pyramid: Pyramid, *, memory: int = DEFAULT_MEMORY,
+def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memory: int = DEFAULT_MEMORY,
                   options: StoreOptions = DEFAULT_STORE, overwrite: bool = False,
                   progress: Progress | None = None) -> list[tuple[int, ...]]:
     """Every level of `pyramid` in one pass: OME-Zarr for .zarr, a pyramidal BigTIFF for .tif."""
     options.check()
+    target = Path(target)
     writer = write_pyramid_tiff if pyramid_format(target) == "TIFF" else write_ome_zarr
     return writer(source, pyramid, target, options, memory, overwrite=overwrite, progress=progress)

@@ -69,7 +69,7 @@ def is_big_input(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def open_source(path: Path, dataset: str | None = None) -> Iterator[Source]:
+def open_source(path: Path | str, dataset: str | None = None) -> Iterator[Source]:
     """The input at `path`, opened for reading blocks; an InputError naming it and the fix."""
     path = Path(path)
     if not path.exists():
