@@ -213,6 +213,20 @@ def test_grad_writes_the_raw_gradient_and_a_routing_map(small_gray, tmp_path, ca
     assert (dimmed == dimmed[:, :1]).all() and np.abs(dimmed - below * viz.DIM).max() <= 0.5 + 1e-6  # grey, dimmed
 
 
+def test_grad_of_an_even_median_paints_both_middle_cells(small_gray):
+    """A 2x2 median averages its two middle cells: each gets dL/dx = 1/2, and is painted as
+    reached by one window, not dimmed as if no gradient came."""
+    figure = gradient_figure(small_gray, PoolSettings(mode="median", window=(2,)))
+    image = io.load(small_gray).array[..., 0]
+    grad = pool_backward(np.ones((6, 9, 1)), image[..., None], 2, mode="median", axes=(0, 1))[..., 0]
+    windows = grad.reshape(6, 2, 9, 2).transpose(0, 2, 1, 3).reshape(6, 9, 4)
+    assert ((windows == 0.5).sum(axis=2) == 2).all() and ((windows == 0).sum(axis=2) == 2).all()
+    f = int(figure.scale)
+    shown = figure.box("gradient", 0, 1).crop(figure.pixels())[::f, ::f]
+    painted = (shown == viz.ROUTE_COLORS[0]).all(axis=2)
+    assert np.array_equal(painted, grad == 0.5)
+
+
 def test_grad_weight_map_for_avg(tmp_path, capsys):
     target = tmp_path / "w.png"
     code, streams = run(capsys, "grad", SAMPLES / "features_chw.npy", "-o", target, "-m", "avg", "-k", "3",
