@@ -49,6 +49,9 @@ def inspector_html(payload: dict) -> str:
     if payload["overview"] is not None:
         notes.append(f"large input: exact values for rows {exact['y']}..{exact['y'] + exact['h'] - 1}, columns "
                      f"{exact['x']}..{exact['x'] + exact['w'] - 1} of {size[0]}x{size[1]}; the rest is a preview")
+    if payload["kind"] == "image" and "A" in payload["channels"]:
+        notes.append("alpha is pooled as a channel of its own, as poolcli.pool does; poolcli pool weighs colour by"
+                     " alpha for avg, sum, l2 and lp")
     if payload["channelCount"] > len(payload["channels"]):
         notes.append(f"{len(payload['channels'])} of {payload['channelCount']} channels embedded")
     return fill(asset("inspector.html"), VERSION=__version__, TITLE=html.escape(payload["title"]),
