@@ -160,7 +160,7 @@ MUTANTS = [
     Mutant("poolcli/batch/run.py",
            "                if entry.name.startswith(\".\"):",
            "                if entry.name.startswith(\"..\"):",
-           "batch reads hidden files", ("test_batch.py", "test_hostile.py")),
+           "batch reads hidden files", ("test_batch.py",)),  # not test_hostile.py: its time limits need an idle machine
 ]
 
 
