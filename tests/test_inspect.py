@@ -186,6 +186,39 @@ def test_probe_shows_the_engine_window_result_and_winner(tmp_path, open_page, na
     assert checked > 30
 
 
+def test_median_sum_and_lp_readouts(tmp_path, open_page):
+    """median marks its middle cell (the mean of two for an even count of real taps); sum and lp show
+    the engine's result beside the sum the page adds up."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(1, 7, 8)).astype(np.float32)
+    np.save(tmp_path / "map.npy", x)
+    settings = PoolSettings(window=(3,), stride=(2,), padding=(1,), p=3.0)
+    page = open_page(write_inspector(tmp_path / "map.npy", tmp_path / "map.html", settings, ["median", "sum", "lp"],
+                                     [(3,)]))
+    kw = dict(window=3, stride=2, padding=1, axes=(1, 2))
+    median, total, norm = (pool(x, mode=m, p=3.0, **kw)[0] for m in ("median", "sum", "lp"))
+    counts = set()
+    for oy in range(median.shape[0]):
+        for ox in range(median.shape[1]):
+            hover(page, 1, oy, ox)
+            shown = readout(page)
+            assert same_number(shown["result"], median[oy, ox])
+            real = [r for r in shown["rows"] if r["kind"] == "in"]
+            marked = [x[0, y, c] for y, c in shown["winners"]]
+            assert len(marked) == (1 if len(real) % 2 else 2)
+            assert math.isclose(float(np.mean(np.float64(marked))), float(median[oy, ox]), rel_tol=1e-6)
+            counts.add(len(real))
+            hover(page, 2, oy, ox)
+            shown = readout(page)
+            assert same_number(shown["result"], total[oy, ox])
+            assert math.isclose(float(shown["sum"]), float(total[oy, ox]), rel_tol=1e-5, abs_tol=1e-5)
+            hover(page, 3, oy, ox)
+            shown = readout(page)
+            assert same_number(shown["result"], norm[oy, ox])
+            assert math.isclose(float(shown["sum"]) ** (1 / 3), float(norm[oy, ox]), rel_tol=1e-5)
+    assert {4, 6, 9} <= counts  # corners, edges and inner windows: even and odd counts
+
+
 def test_routing_highlight_is_pool_backward(tmp_path, open_page):
     """Hovering an input cell: the outputs that read it (by geometry) and, for max and min, the ones that
     route their gradient to it (the engine's indices) and the gradient pool_backward gives it."""
@@ -377,6 +410,7 @@ def test_inspect_command_writes_one_offline_page_under_5mb(tmp_path):
     (["-o", "{tmp}/page.html", "--modes", "mean"], 2, "--modes 'mean' is not known"),
     (["-o", "{tmp}/page.html", "--channel", "9"], 1, "--channel 9 is out of range"),
     (["-o", "{tmp}/exists.html"], 1, "exists.html exists; pass --overwrite to replace it"),
+    (["-o", "{tmp}/page.html", "-k", "2,2,2"], 1, "the inspector shows 1-D or 2-D pooling, not 3-D"),
 ])
 def test_inspect_command_errors_are_one_line(tmp_path, arguments, code, message):
     np.save(tmp_path / "map.npy", np.zeros((2, 6, 7), np.float32))

@@ -103,7 +103,7 @@
         const first = taps.find((t) => t.sy === wy && t.sx === wx);  // the first tap in window order reading it
         winners = first ? [{y: first.y, x: first.x, sy: wy, sx: wx, flat}] : [];
       }
-    } else if (panel.reducer === "median") {
+    } else if (panel.reducer === "median" && !Number.isNaN(result)) {
       winners = medianCells(panel, taps);
     }
     let divisor = null, divisorText = "";
