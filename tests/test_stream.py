@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from poolcli import pool
 from poolcli.cli import main
+from poolcli.engine.bands import bands
 from poolcli.errors import PoolError
 from poolcli.stream import Pyramid, StoreOptions, build_pyramid, level_count, open_source, pool_to
-from poolcli.stream.bands import bands
 from poolcli.stream.pooling import output_dtype, stream_pool, streamed_plan
 from poolcli.stream.pyramid import build
 from poolcli.stream.sources import Source

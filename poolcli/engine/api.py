@@ -12,6 +12,7 @@ from ..errors import PoolError
 from .backward import backward_pass
 from .forward import forward_pass
 from .layout import batch_size, flat_targets, pooled_last, restore_layout
+from .lazy import is_dask_array, lazy_pool
 
 
 def pool(
@@ -57,13 +58,19 @@ def pool(
     >>> y.tolist(), idx.tolist()
     ([3, 3, 3, 5, 5], [1, 1, 3, 4, 4])
     """
-    xp, x = _checked_input(x)
+    lazy = is_dask_array(x)
+    if not lazy:
+        xp, x = _checked_input(x)
     plan = plan_pool(
-        x.shape, window, stride, padding=padding, dilation=dilation, axes=axes, mode=mode,
+        tuple(int(n) for n in x.shape), window, stride, padding=padding, dilation=dilation, axes=axes, mode=mode,
         count_include_pad=count_include_pad, divisor_override=divisor_override, p=p,
         pad_mode=pad_mode, nan_policy=nan_policy, ceil_mode=ceil_mode,
         return_indices=return_indices, dtype=dtype,
     )
+    if lazy:
+        if return_indices:
+            raise PoolError("return_indices is not offered for Dask arrays; pool a NumPy or CuPy array")
+        return lazy_pool(x, plan, bool(ceil_mode), plan.dtype, pool)
     return forward_pass(xp, x, plan, plan.dtype, plan.return_indices)
 
 

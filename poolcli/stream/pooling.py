@@ -22,15 +22,14 @@ from ..core.dtypes import natural_dtype
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool
 from ..core.modes import MODES
 from ..engine import pool
+from ..engine.bands import Band, bands, explicit_keywords
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param
-from .bands import Band, bands
 from .sources import Source
 
 DEFAULT_MEMORY = 512 * 10**6
 Progress = Callable[[int], None]  # told how many more input bytes are done
 
-OPTION_KEYS = ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy")
 
 
 @dataclass(frozen=True)
@@ -45,15 +44,6 @@ def working_factor(dtype: np.dtype) -> int:
     """How many times its input bytes pooling one block may hold at once (the block, the next
     one being read, the engine's accumulators and float64 results, the result being written)."""
     return 4 + 16 // max(dtype.itemsize, 1)
-
-
-def geometry_keywords(plan: PoolPlan, ceil_mode: bool) -> dict:
-    """The plan's geometry as explicit keywords of `pool` (resolved pads: 'same' included)."""
-    axes = plan.sliding
-    return dict(window=tuple(g.window for g in axes), stride=tuple(g.stride for g in axes),
-                dilation=tuple(g.dilation for g in axes), padding=[(g.pad_lo, g.pad_hi) for g in axes],
-                axes=tuple(g.axis for g in axes), ceil_mode=ceil_mode,
-                **{key: getattr(plan, key) for key in OPTION_KEYS})
 
 
 def streamed_plan(shape: tuple[int, ...], keywords: dict) -> PoolPlan:
@@ -145,7 +135,7 @@ def stream_pool(source: Source, write: Callable[[tuple, np.ndarray], None], keyw
                 dtype: np.dtype | None, memory: int = DEFAULT_MEMORY, progress: Progress | None = None) -> None:
     """Pool `source` block by block into `write(index, values)`; reads overlap pooling and writing."""
     plan = streamed_plan(source.shape, keywords)
-    explicit = geometry_keywords(plan, bool(keywords.get("ceil_mode", False)))
+    explicit = explicit_keywords(plan, bool(keywords.get("ceil_mode", False)))
     scaled: contextlib.AbstractContextManager = contextlib.nullcontext()
     if MODES[plan.mode].power == "p" and plan.p > 2:
         scaled = magnitudes_of_whole(whole_magnitudes(source, plan, memory))

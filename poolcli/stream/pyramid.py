@@ -27,8 +27,8 @@ import numpy as np
 from ..core.dtypes import finalize, natural_dtype
 from ..core.modes import MODES
 from ..engine import pool
+from ..engine.bands import fewest_rows
 from ..errors import PoolError, param
-from .bands import fewest_rows
 from .sources import Source
 
 DEFAULT_MIN_SIZE = 512

@@ -1,0 +1,96 @@
+"""Dask arrays: `pool` returns a lazy array, one task per output chunk, whose blocks are the bits of
+pooling the whole NumPy array (the engine's result, itself checked against PyTorch elsewhere)."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from poolcli import PoolError, pool
+from poolcli.engine.lazy import graph_size
+
+MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
+DTYPES = (np.uint8, np.int16, np.int32, np.float32, np.float64, np.bool_)
+
+
+def values(rng, shape, dtype) -> np.ndarray:
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    x = (rng.random(shape) * 200 - (0 if np.dtype(dtype).kind == "u" else 100)).astype(dtype)
+    if x.dtype.kind == "f" and x.size > 2:
+        x.flat[rng.integers(0, x.size, 2)] = [np.nan, -np.inf]
+    return x
+
+
+@st.composite
+def cases(draw):
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 16)) for _ in range(ndim))
+    chunks = tuple(draw(st.integers(1, n)) for n in shape)
+    count = draw(st.integers(1, min(2, ndim)))
+    axes = tuple(sorted(draw(st.permutations(range(ndim)))[:count]))
+    window = tuple(draw(st.integers(1, 4)) for _ in axes)
+    keywords = dict(window=window, stride=tuple(draw(st.integers(1, 3)) for _ in axes),
+                    dilation=tuple(draw(st.integers(1, 2)) for _ in axes),
+                    padding=tuple(draw(st.integers(0, k // 2)) for k in window), axes=axes,
+                    mode=draw(st.sampled_from(MODES)), ceil_mode=draw(st.booleans()),
+                    count_include_pad=draw(st.booleans()), pad_mode=draw(st.sampled_from(("zeros", "edge", "reflect"))),
+                    nan_policy=draw(st.sampled_from(("propagate", "omit"))), p=draw(st.sampled_from((3.0, 1.5))))
+    return shape, chunks, keywords, draw(st.sampled_from(DTYPES)), draw(st.integers(0, 10**6))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_lazy_pooling_is_bit_identical_to_numpy(case):
+    shape, chunks, keywords, dtype, seed = case
+    x = values(np.random.default_rng(seed), shape, dtype)
+    try:
+        expected = pool(x, **keywords)
+    except PoolError:
+        with pytest.raises(PoolError):
+            pool(da.from_array(x, chunks=chunks), **keywords)
+        return
+    lazy = pool(da.from_array(x, chunks=chunks), **keywords)
+    assert isinstance(lazy, da.Array) and lazy.shape == expected.shape and lazy.dtype == expected.dtype
+    actual = lazy.compute(scheduler="sync")
+    assert actual.dtype == expected.dtype
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_one_task_per_output_chunk_and_chunks_follow_the_stride():
+    x = da.zeros((8, 4096, 4096), dtype=np.uint8, chunks=(1, 1024, 1024))
+    y = pool(x, 2, axes=(1, 2), mode="avg")
+    assert y.chunks == ((1,) * 8, (512,) * 4, (512,) * 4)  # each input chunk makes one output chunk
+    assert len(y.dask.layers[y.name]) == graph_size(y) == 8 * 4 * 4
+    assert len(dict(y.__dask_graph__())) == 2 * 8 * 4 * 4  # and the input's own chunks: nothing else
+
+
+def test_windows_that_cross_chunks_read_their_halo():
+    x = np.arange(40.0).reshape(8, 5)
+    lazy = pool(da.from_array(x, chunks=(3, 5)), 3, 2, padding=1, mode="sum", axes=(0,))
+    np.testing.assert_array_equal(lazy.compute(), pool(x, 3, 2, padding=1, mode="sum", axes=(0,)))
+    assert lazy.numblocks[0] >= 2
+
+
+def test_lp_scaling_is_decided_on_the_whole_array():
+    """One huge value in one chunk makes lp scale its p-norm everywhere, as in memory."""
+    x = np.random.default_rng(1).random((12, 12)) + 1
+    x[0, 0] = 1e200
+    lazy = pool(da.from_array(x, chunks=4), 2, mode="lp", p=3.0)
+    np.testing.assert_array_equal(lazy.compute(), pool(x, 2, mode="lp", p=3.0))
+
+
+def test_what_is_not_offered_says_so():
+    x = da.zeros((8, 8), chunks=4)
+    with pytest.raises(PoolError, match="return_indices"):
+        pool(x, 2, return_indices=True)
+
+
+def test_a_virtual_petabyte_builds_its_graph_without_computing():
+    """dask.array.zeros of 1 PB: the graph is built (one task per output chunk), nothing computed."""
+    big = da.zeros((2**20, 2**20, 2**10), dtype=np.uint8, chunks=(512, 32768, 32768))
+    with dask.config.set(scheduler="sync"):
+        lazy = pool(big, 2, axes=(1, 2), mode="max")
+    assert lazy.shape == (2**20, 2**19, 2**9) and graph_size(lazy) == 2048 * 32  # 1024 columns: one chunk
