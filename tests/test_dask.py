@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poolcli import PoolError, pool
+from poolcli import PoolError, adaptive_pool, pool, pool_backward
 from poolcli.engine.lazy import graph_size
 
 MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
@@ -94,3 +94,34 @@ def test_a_virtual_petabyte_builds_its_graph_without_computing():
     with dask.config.set(scheduler="sync"):
         lazy = pool(big, 2, axes=(1, 2), mode="max")
     assert lazy.shape == (2**20, 2**19, 2**9) and graph_size(lazy) == 2048 * 32  # 1024 columns: one chunk
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.integers(1, 6))
+def test_lazy_backward_is_bit_identical_to_numpy(case, grad_chunk):
+    """dL/dx chunk by chunk: the windows that reach into each chunk (edge and reflect pads fold
+    their gradient into the rows they copy) give the NumPy backward pass's bits."""
+    shape, chunks, keywords, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.random(shape) * 4)  # ties: max and median route to the first
+    try:
+        y = pool(x, **keywords)
+        grad = rng.random(y.shape)
+        expected = pool_backward(grad, x, **keywords)
+    except PoolError:
+        return
+    lazy = pool_backward(da.from_array(grad, chunks=grad_chunk), da.from_array(x, chunks=chunks), **keywords)
+    assert isinstance(lazy, da.Array) and lazy.chunks == da.from_array(x, chunks=chunks).chunks
+    actual = lazy.compute(scheduler="sync")
+    assert actual.dtype == expected.dtype
+    np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lazy_adaptive_pool_is_bit_identical_to_numpy(mode):
+    x = values(np.random.default_rng(3), (4, 37, 29), np.float32)
+    for size in (1, (5, 7), (None, 3)):
+        lazy = adaptive_pool(da.from_array(x, chunks=(1, 10, 8)), size, mode=mode, axes=(1, 2))
+        expected = adaptive_pool(x, size, mode=mode, axes=(1, 2))
+        assert lazy.numblocks[0] == 4  # one task per block of the unpooled axis
+        np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)

@@ -12,7 +12,7 @@ from ..errors import PoolError
 from .backward import backward_pass
 from .forward import forward_pass
 from .layout import batch_size, flat_targets, pooled_last, restore_layout
-from .lazy import is_dask_array, lazy_pool
+from .lazy import is_dask_array, lazy_adaptive, lazy_backward, lazy_pool
 
 
 def pool(
@@ -87,6 +87,11 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
     >>> adaptive_pool(np.arange(16.0).reshape(4, 4), 1).tolist()
     [[7.5]]
     """
+    if is_dask_array(x):
+        plan = plan_adaptive(tuple(int(n) for n in x.shape), output_size, axes, mode=mode, p=p,
+                             nan_policy=nan_policy, dtype=dtype, return_indices=return_indices)
+        return lazy_adaptive(x, plan, lambda block: adaptive_pool(
+            block, output_size, mode=mode, axes=axes, dtype=dtype, p=p, nan_policy=nan_policy))
     xp, x = _checked_input(x)
     plan = plan_adaptive(x.shape, output_size, axes, mode=mode, p=p, nan_policy=nan_policy, dtype=dtype,
                          return_indices=return_indices)
@@ -104,9 +109,19 @@ def pool_backward(grad_output, x, window, stride=None, **keywords):
     >>> pool_backward(np.ones((1, 1)), np.ones((2, 2)), 2, mode="avg").tolist()
     [[0.25, 0.25], [0.25, 0.25]]
     """
-    xp, x = _checked_input(x)
     keywords.pop("return_indices", None)
     keywords.pop("dtype", None)
+    if is_dask_array(x) or is_dask_array(grad_output):
+        import dask.array as da
+
+        x = da.asarray(x)
+        plan = plan_pool(tuple(int(n) for n in x.shape), window, stride, **keywords)
+        if tuple(int(n) for n in grad_output.shape) != plan.out_shape:
+            raise PoolError(f"grad_output has shape {tuple(grad_output.shape)} but pooling gives {plan.out_shape};"
+                            " pass the gradient of the pooled output")
+        return lazy_backward(grad_output, x, plan, bool(keywords.get("ceil_mode", False)), pool_backward,
+                             output_shape)
+    xp, x = _checked_input(x)
     plan = plan_pool(x.shape, window, stride, **keywords)
     grad = _native(xp.asarray(grad_output))
     if grad.dtype.kind not in "biuf":

@@ -115,6 +115,145 @@ def _layer(name: str, source: str, reads: list, cuts: list, shared: tuple) -> di
     return layer
 
 
+@dataclass(frozen=True)
+class Slab:
+    """The gradient of one input chunk along one pooled axis: the band of outputs whose windows
+    reach into it (None: no window does, the gradient is zero) and the chunks it reads."""
+
+    band: Band | None
+    chunk: tuple[int, int]  # the chunk's rows, in x
+    x_chunks: range  # x chunks holding band.read
+    x_offset: int
+    grad_chunks: range  # gradient chunks holding band.out
+    grad_offset: int
+
+
+def slabs(geometry: AxisGeometry, x_chunks: Sequence[int], grad_chunks: Sequence[int], pad_mode: str) -> list[Slab]:
+    """Per input chunk of one pooled axis, the outputs whose windows reach into it."""
+    s, lo, span, out = geometry.stride, geometry.pad_lo, geometry.span, geometry.out
+    x_bounds = list(itertools.accumulate(x_chunks, initial=0))
+    g_bounds = list(itertools.accumulate(grad_chunks, initial=0))
+    found = []
+    for c0, c1 in itertools.pairwise(x_bounds):
+        o0, o1 = max(0, (c0 + lo - span) // s + 1), min(out, (c1 - 1 + lo) // s + 1)
+        if pad_mode != "zeros":  # edge and reflect pads copy rows 0..lo and n-1-hi..n-1: their windows too
+            o0 = 0 if c0 <= lo else o0
+            o1 = out if c1 >= geometry.size - geometry.pad_hi - 1 else o1
+        if o0 >= o1:
+            found.append(Slab(None, (c0, c1), range(0), 0, range(0), 0))
+            continue
+        item = band(geometry, o0, out if _overhangs(geometry, o1 - 1) else o1, pad_mode)
+        item = Band(slice(o0, item.out.stop), item.read, item.pads, item.skip)
+        xs = _covering(x_bounds, item.read.start, item.read.stop)
+        gs = _covering(g_bounds, item.out.start, item.out.stop)
+        found.append(Slab(item, (c0, c1), xs, x_bounds[xs.start], gs, g_bounds[gs.start]))
+    return found
+
+
+def _overhangs(geometry: AxisGeometry, o: int) -> bool:
+    return o * geometry.stride - geometry.pad_lo + geometry.span > geometry.size
+
+
+def _covering(bounds: list[int], start: int, stop: int) -> range:
+    """The chunks (between `bounds`) that hold rows [start, stop)."""
+    return range(bisect.bisect_right(bounds, start) - 1, bisect.bisect_left(bounds, stop))
+
+
+def lazy_backward(grad, x, plan: PoolPlan, ceil_mode: bool, backward: Callable, output_shape: Callable):
+    """dL/dx of Dask array `x`, one task per input chunk: the windows that reach into the chunk
+    (their x rows and their gradient) pooled backward as the whole array is, the chunk's rows kept."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    keywords = explicit_keywords(plan, ceil_mode)
+    pooled = {g.axis for g in plan.sliding}
+    grad = da.asarray(grad)
+    grad = grad.rechunk({axis: x.chunks[axis] for axis in range(x.ndim) if axis not in pooled})
+    by_axis = {g.axis: slabs(g, x.chunks[g.axis], grad.chunks[g.axis], plan.pad_mode) for g in plan.sliding}
+    work = np.dtype(x.dtype) if np.dtype(x.dtype).kind == "f" else np.dtype(np.float64)
+    name = "poolcli-backward-" + tokenize(grad, x, keywords)
+    layer = {}
+    for index in itertools.product(*(range(len(c)) for c in x.chunks)):
+        parts = [by_axis[axis][i] if axis in by_axis else i for axis, i in enumerate(index)]
+        layer[(name, *index)] = (_backward_block, _chunk_keys(x.name, parts, "x"), _chunk_keys(grad.name, parts, "g"),
+                                 _grids(parts, "x"), _grids(parts, "g"), _slab_cuts(parts),
+                                 tuple(x.chunks[a][i] for a, i in enumerate(index)), keywords, backward,
+                                 output_shape, str(work))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x, grad])
+    return da.Array(graph, name, x.chunks, meta=np.empty((0,) * x.ndim, work))
+
+
+def _ranges(parts: list, which: str) -> list[range]:
+    return [(p.x_chunks if which == "x" else p.grad_chunks) if isinstance(p, Slab) else range(p, p + 1)
+            for p in parts]
+
+
+def _chunk_keys(name: str, parts: list, which: str) -> list:
+    return [(name, *chunk) for chunk in itertools.product(*_ranges(parts, which))]
+
+
+def _grids(parts: list, which: str) -> tuple[int, ...]:
+    return tuple(len(r) for r in _ranges(parts, which))
+
+
+def _slab_cuts(parts: list) -> tuple:
+    """Per axis: None (a whole chunk of an unpooled axis) or the slab's numbers."""
+    cuts = []
+    for p in parts:
+        if not isinstance(p, Slab):
+            cuts.append(None)
+        elif p.band is None:
+            cuts.append(("zero", p.chunk[1] - p.chunk[0]))
+        else:
+            b = p.band
+            cuts.append(("band", b.read.start - p.x_offset, b.read.stop - p.x_offset, b.pads, b.skip, b.rows,
+                         b.out.start - p.grad_offset, p.chunk[0] - b.read.start, p.chunk[1] - p.chunk[0]))
+    return tuple(cuts)
+
+
+def _backward_block(x_chunks, grad_chunks, x_grid, grad_grid, cuts, shape, keywords, backward, output_shape, work):
+    """dL/dx of one chunk (of `shape`): pool backward the x rows and gradient of the windows that
+    reach into it, keep its rows."""
+    if any(c is not None and c[0] == "zero" for c in cuts):  # no window reaches these cells
+        return np.zeros(shape, dtype=work)
+    x_block, grad_block = _joined(x_chunks, x_grid), _joined(grad_chunks, grad_grid)
+    x_rows = x_block[tuple(slice(None) if c is None else slice(c[1], c[2]) for c in cuts)]
+    padding = list(keywords["padding"])
+    for slot, axis in enumerate(keywords["axes"]):
+        padding[slot] = cuts[axis][3]
+    band_keywords = {**keywords, "padding": padding}
+    full = np.zeros(output_shape(x_rows.shape, **band_keywords), dtype=grad_block.dtype)
+    ours = tuple(slice(None) if c is None else slice(c[4], c[4] + c[5]) for c in cuts)
+    full[ours] = grad_block[tuple(slice(None) if c is None else slice(c[6], c[6] + c[5]) for c in cuts)]
+    gx = backward(full, x_rows, **band_keywords)
+    out = np.zeros(shape, dtype=gx.dtype)
+    source, target = [], []
+    for a, c in enumerate(cuts):
+        if c is None:
+            source.append(slice(None))
+            target.append(slice(None))
+            continue
+        start, stop = max(c[7], 0), min(c[7] + c[8], x_rows.shape[a])
+        source.append(slice(start, stop))
+        target.append(slice(start - c[7], stop - c[7]))
+    out[tuple(target)] = gx[tuple(source)]
+    return out
+
+
+def lazy_adaptive(x, plan: PoolPlan, adaptive: Callable):
+    """Adaptive pooling of Dask array `x`: every bin depends on its axis's whole length, so the
+    pooled axes are joined into one chunk and each block (a run of the other axes) is pooled by
+    `adaptive` in one task: the NumPy bits, with a graph of one task per block."""
+    if plan.return_indices:
+        raise PoolError("return_indices is not offered for Dask arrays; pool a NumPy or CuPy array")
+    pooled = plan.pooled_axes
+    whole = x.rechunk({axis: -1 for axis in pooled})
+    out_dtype = np.dtype(plan.dtype) if plan.dtype is not None else natural_dtype(np.dtype(x.dtype), plan.mode)
+    chunks = tuple((plan.out_shape[axis],) if axis in pooled else whole.chunks[axis] for axis in range(x.ndim))
+    return whole.map_blocks(adaptive, chunks=chunks, dtype=out_dtype, meta=np.empty((0,) * x.ndim, out_dtype))
+
+
 def _per_axis(x, by_axis: dict) -> tuple[list, list]:
     """Per axis and block: the input chunk indices it reads, and its cut (None: the chunk as it is;
     else read start, read stop, pads, skip, rows in the joined chunks), computed once per axis."""
