@@ -55,6 +55,7 @@ class BatchOptions:
     skip_existing: bool = False
     overwrite: bool = False
     compare_dir: Path | None = None
+    scheduler: str | None = None  # a Dask distributed scheduler's address: the files are pooled there
 
     def check(self) -> None:
         """Raise PoolError for a bad option (a usage error).

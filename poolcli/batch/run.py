@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import io
 from ..errors import Interrupted, PoolError, param, signals_interrupt
 from ..pipeline import FileResult, PoolSettings, settings_summary
+from .cluster import ClusterPool, check_shared, connect
 from .files import failed_result, process_file
 from .options import (
     INPUT_SUFFIXES,
@@ -53,6 +54,7 @@ class Batch:
     def __init__(self, source: Path, out_dir: Path, settings: PoolSettings, options: BatchOptions):
         options.check()
         self.source, self.out_dir, self.settings, self.options = Path(source), Path(out_dir), settings, options
+        self._client = None  # a Dask distributed client (connect_cluster)
         if not self.source.is_dir():
             what = "does not exist" if not self.source.exists() else "is not a folder"
             raise PoolError(f"SRC {source} {what}; give the folder of inputs")
@@ -124,6 +126,18 @@ class Batch:
             return entry.is_file(follow_symlinks=False)
         real = resolved(entry.path)  # a link counts only when it lands on a file inside SRC, not in OUT
         return real.is_file() and is_inside(real, self._root) and not any(is_inside(real, p) for p in self._excluded)
+
+    def connect_cluster(self):
+        """Connect to --scheduler's cluster and check that every worker sees SRC and OUT (a
+        PoolError naming the address or the worker otherwise); `run` uses this connection."""
+        client = connect(self.options.scheduler or "")
+        try:
+            check_shared(client, self.source, self.out_dir)
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        return client
 
     def check_report(self, path: Path) -> None:
         """PoolError unless the report may be written to `path`: a .json or .csv name in an
@@ -213,8 +227,7 @@ class Batch:
         with signals_interrupt(STOP_SIGNALS):
             try:
                 summary.total = self.count()
-                jobs = self._workers(summary.total)
-                pool = WorkerPool(jobs, self.settings, self.options) if jobs > 1 else None
+                pool, jobs = self._pool(summary.total)
                 if on_start is not None:
                     on_start(summary.total, jobs)
                 if pool is None:
@@ -233,6 +246,15 @@ class Batch:
                     _sync()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
+
+    def _pool(self, total: int) -> tuple[WorkerPool | ClusterPool | None, int]:
+        """Where the files are pooled: a Dask cluster (--scheduler), worker processes, or here."""
+        if self.options.scheduler is not None:
+            cluster = ClusterPool(self._client or self.connect_cluster(), self.settings, self.options)
+            self._client = None  # the pool closes it
+            return cluster, cluster.workers
+        jobs = self._workers(total)
+        return (WorkerPool(jobs, self.settings, self.options) if jobs > 1 else None), jobs
 
     def _workers(self, total: int) -> int:
         """Up to --jobs worker processes, one per file at most. Without --jobs, none (this

@@ -25,6 +25,7 @@ from .app import (
     app,
     with_pool_options,
 )
+from .bigdata import SchedulerOption
 from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def batch_command(
     quality: QualityOption = JPEG_QUALITY,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,
+    scheduler: SchedulerOption = None,
     html_report: Annotated[Path | None, typer.Option(
         "--html-report", metavar="FILE.html", help="Write a gallery of the run (thumbnails, shapes, time, failures) "
         "to this page; its pictures go to FILE_files/.", show_default=False)] = None,
@@ -81,11 +83,13 @@ def batch_command(
     settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
-                           overwrite=overwrite, compare_dir=compare_dir)
+                           overwrite=overwrite, compare_dir=compare_dir, scheduler=scheduler)
     try:
         runner = Batch(source, out_dir, settings, options)
         if report is not None:
             runner.check_report(report)
+        if scheduler is not None:
+            runner.connect_cluster()
         gallery = _gallery(runner, html_report, inspect, overwrite)
     except PoolError as error:
         raise UsageProblem(error.template) from None

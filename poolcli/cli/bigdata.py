@@ -42,6 +42,10 @@ CompressionOption = Annotated[str, typer.Option(
 ChunkOption = Annotated[int, typer.Option(
     "--chunk", min=1, help="Chunk side of .zarr outputs along the pooled axes (1 along the others).")]
 ZarrFormatOption = Annotated[int, typer.Option("--zarr-format", help="Zarr format of .zarr outputs: 2 or 3.")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", show_default=False,
+    help="Run on this Dask distributed cluster (tcp://HOST:PORT; default $DASK_SCHEDULER_ADDRESS); inputs and "
+    "outputs must be on storage every worker sees. Needs poolcli[dask].")]
 
 
 def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int) -> "BigData":

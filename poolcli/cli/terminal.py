@@ -26,7 +26,7 @@ FLAGS = {  # the library's parameter names (errors.param) as the command line sp
     "scale": "--scale", "channel": "--channel", "output": "-o/--output", "output_size": "--output-size",
     "divisor_override": "--divisor", "return_indices": "--indices", "region": "--region",
     "memory": "--memory", "dataset": "--dataset", "compression": "--compression", "chunk": "--chunk",
-    "zarr_format": "--zarr-format", "levels": "--levels", "min_size": "--min-size",
+    "zarr_format": "--zarr-format", "levels": "--levels", "min_size": "--min-size", "scheduler": "--scheduler",
     "html_report": "--html-report",
 }
 

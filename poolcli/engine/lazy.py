@@ -18,6 +18,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def lazy_pool(x, plan: PoolPlan, ceil_mode: bool, dtype: np.dtype | None, pool: 
     magnitudes, extra = _magnitudes(x, plan)
     reads, cuts = _per_axis(x, by_axis)
     layer = _layer(name, x.name, reads, cuts, (keywords, dtype, pool, magnitudes))
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x, *extra])
+    graph = HighLevelGraph.from_collections(name, cast(Any, layer), dependencies=[x, *extra])
     chunks = tuple(tuple(p.band.rows for p in by_axis[axis]) if axis in by_axis else x.chunks[axis]
                    for axis in range(x.ndim))
     meta = np.empty((0,) * x.ndim, dtype=out_dtype)
@@ -180,7 +181,7 @@ def lazy_backward(grad, x, plan: PoolPlan, ceil_mode: bool, backward: Callable, 
                                  _grids(parts, "x"), _grids(parts, "g"), _slab_cuts(parts),
                                  tuple(x.chunks[a][i] for a, i in enumerate(index)), keywords, backward,
                                  output_shape, str(work))
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x, grad])
+    graph = HighLevelGraph.from_collections(name, cast(Any, layer), dependencies=[x, grad])
     return da.Array(graph, name, x.chunks, meta=np.empty((0,) * x.ndim, work))
 
 
@@ -199,7 +200,7 @@ def _grids(parts: list, which: str) -> tuple[int, ...]:
 
 def _slab_cuts(parts: list) -> tuple:
     """Per axis: None (a whole chunk of an unpooled axis) or the slab's numbers."""
-    cuts = []
+    cuts: list[tuple | None] = []
     for p in parts:
         if not isinstance(p, Slab):
             cuts.append(None)
@@ -257,7 +258,8 @@ def lazy_adaptive(x, plan: PoolPlan, adaptive: Callable):
 def _per_axis(x, by_axis: dict) -> tuple[list, list]:
     """Per axis and block: the input chunk indices it reads, and its cut (None: the chunk as it is;
     else read start, read stop, pads, skip, rows in the joined chunks), computed once per axis."""
-    reads, cuts = [], []
+    reads: list[list[range]] = []
+    cuts: list[list] = []
     for axis in range(x.ndim):
         if axis in by_axis:
             found = by_axis[axis]
@@ -296,8 +298,10 @@ def _pool_block(chunks: list, grid: tuple, cuts: tuple, keywords: dict, dtype, p
     for slot, axis in enumerate(keywords["axes"]):
         if cuts[axis] is not None:
             padding[slot] = cuts[axis][2]
-    whole = None if magnitudes is None else tuple(float(np.ravel(np.asarray(m, dtype=float))[0]) for m in magnitudes)
-    scaling = contextlib.nullcontext() if whole is None else magnitudes_of_whole(whole if whole[1] > 0 else None)
+    scaling: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if magnitudes is not None:
+        smallest, largest = (float(np.ravel(np.asarray(m, dtype=float))[0]) for m in magnitudes)
+        scaling = magnitudes_of_whole((smallest, largest) if largest > 0 else None)
     with scaling:
         pooled = pool(block, **{**keywords, "padding": padding}, dtype=dtype)
     keep = tuple(slice(c[3], c[3] + c[4]) if c is not None else slice(None) for c in cuts)
@@ -308,9 +312,9 @@ def _joined(chunks: list, grid: tuple):
     """The chunks joined into one block along every axis (CuPy chunks by CuPy)."""
     if len(chunks) == 1:
         return chunks[0]
-    xp = np
+    xp: Any = np
     if type(chunks[0]).__module__.split(".")[0] == "cupy":
-        import cupy as xp
+        xp = __import__("cupy")
     parts = list(chunks)
     for axis in reversed(range(len(grid))):  # join the last axis's runs first, then the next
         step = grid[axis]

@@ -1,0 +1,108 @@
+"""A batch on a Dask distributed cluster: one task per file, submitted as the lazy walk finds
+them (a few per worker in flight), results streamed back as they complete.
+
+Each task is `files.process_file`, the very function local workers run, so the outputs are
+the same bytes. A worker that dies mid-file has its tasks retried by the scheduler on another
+worker (the write is atomic: a retried file is written once, and the temporary files a killed
+write left are swept when the run ends); a file whose task fails for good is one failed record.
+Ctrl-C cancels every task still queued. Inputs and outputs must be on storage every worker
+sees: `check_shared` asks each worker before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..errors import PoolError, param
+from ..pipeline import FileResult, PoolSettings
+from .files import failed_result, process_file
+from .options import IN_FLIGHT_PER_WORKER, BatchOptions, Job
+from .paths import sweep
+
+CONNECT_SECONDS = 10
+RETRIES = 2  # a file's task runs again this often after its worker died
+
+
+def connect(address: str):
+    """A client of the scheduler at `address`; a PoolError naming it if there is none."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        raise PoolError(f"{param('scheduler')} {address}: no Dask scheduler answers ({error});"
+                        " start one with `dask scheduler` and workers with `dask worker ADDRESS`") from None
+
+
+def worker_count(client) -> int:
+    return len(client.scheduler_info().get("workers", {}))
+
+
+def _sees(source: str, out_dir: str) -> str | None:
+    """On a worker: None if it reads `source` and can write into `out_dir`, else why not."""
+    if not os.path.isdir(source):
+        return f"does not see the input folder {source}"
+    folder = Path(out_dir)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        return f"cannot write to {out_dir}"
+    return None
+
+
+def check_shared(client, source: Path, out_dir: Path) -> None:
+    """Every worker must see SRC and write OUT (a shared file system); a PoolError otherwise."""
+    answers = client.run(_sees, str(source.resolve()), str(out_dir.resolve()))
+    if not answers:
+        raise PoolError(f"{param('scheduler')}: the cluster has no workers; start some with `dask worker ADDRESS`")
+    for worker, problem in sorted(answers.items()):
+        if problem is not None:
+            raise PoolError(f"worker {worker} {problem}; inputs and outputs must be on storage every worker sees"
+                            " (a shared file system)")
+
+
+class ClusterPool:
+    """`WorkerPool`'s part for a Dask cluster: run the jobs there, emit each record once."""
+
+    def __init__(self, client, settings: PoolSettings, options: BatchOptions):
+        self.client, self.settings, self.options = client, settings, options
+        self.workers = worker_count(client)
+        self.pending: dict = {}  # future -> job
+        self.submitted: list[Job] = []
+
+    def run(self, jobs: Iterator[Job | FileResult], emit: Callable[[FileResult], None]) -> None:
+        from distributed import as_completed
+
+        done = as_completed()
+        limit = max(2, IN_FLIGHT_PER_WORKER * max(self.workers, 1))
+        for item in jobs:
+            if isinstance(item, FileResult):
+                emit(item)
+                continue
+            while len(self.pending) >= limit:
+                emit(self._result(next(done)))
+            future = self.client.submit(process_file, item, self.settings, self.options, pure=False,
+                                        retries=RETRIES, key=f"poolcli-file-{len(self.submitted)}-{os.getpid()}")
+            self.pending[future] = item
+            self.submitted.append(item)
+            done.add(future)
+        for future in done:
+            emit(self._result(future))
+
+    def _result(self, future) -> FileResult:
+        job = self.pending.pop(future)
+        try:
+            return future.result()
+        except Exception as error:  # the task failed for good (its workers kept dying): this file fails
+            reason = " ".join(str(error).split()) or type(error).__name__
+            return failed_result(job.source, job.target, f"{job.source}: the cluster could not pool it ({reason})")
+
+    def close(self, *, stop: bool) -> None:
+        """Cancel what is still queued (on a stop), sweep what killed writes left, disconnect."""
+        if stop and self.pending:
+            self.client.cancel(list(self.pending), force=True)
+        for job in self.submitted:
+            sweep(job)
+        self.client.close()
