@@ -75,7 +75,7 @@ class ClusterPool:
     def run(self, jobs: Iterator[Job | FileResult], emit: Callable[[FileResult], None]) -> None:
         from distributed import as_completed
 
-        done = as_completed()
+        done = as_completed(loop=self.client.loop)
         limit = max(2, IN_FLIGHT_PER_WORKER * max(self.workers, 1))
         for item in jobs:
             if isinstance(item, FileResult):

@@ -1,0 +1,141 @@
+"""A Dask distributed cluster: `batch --scheduler` pools every file there (one task per file) with
+the bytes a local batch writes, the same summary, report, --skip-existing and exit codes; a worker
+killed mid-run costs nothing (its tasks run again elsewhere). Real worker processes, loopback only."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+from PIL import Image
+
+from poolcli.batch.cluster import check_shared
+from poolcli.cli import main
+from poolcli.errors import PoolError
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+def _inputs(folder: Path, count: int) -> Path:
+    """`count` small images and arrays in two subfolders."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        sub = folder / f"part{i % 2}"
+        sub.mkdir(parents=True, exist_ok=True)
+        if i % 3 == 0:
+            np.save(sub / f"a{i:03d}.npy", rng.random((3, 40, 30)).astype(np.float32))
+        else:
+            Image.fromarray(rng.integers(0, 256, (60, 50, 3), dtype=np.uint8)).save(sub / f"i{i:03d}.png")
+    return folder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local:
+        yield local
+
+
+def test_batch_on_a_cluster_writes_what_a_local_batch_writes(tmp_path, cluster, capsys):
+    src = _inputs(tmp_path / "src", 24)
+    assert main(["batch", str(src), "-d", str(tmp_path / "here"), "-m", "avg", "--jobs", "1"]) == 0
+    report = tmp_path / "report.json"
+    code = main(["batch", str(src), "-d", str(tmp_path / "there"), "-m", "avg", "--scheduler",
+                 cluster.scheduler_address, "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0 and "24" in out
+    assert _files(tmp_path / "there") == _files(tmp_path / "here")
+    records = json.loads(report.read_text())["files"]
+    assert len(records) == 24 and all(r["status"] == "done" for r in records)
+    again = main(["batch", str(src), "-d", str(tmp_path / "there"), "--scheduler", cluster.scheduler_address,
+                  "--skip-existing", "--report", str(tmp_path / "again.json")])
+    assert again == 0
+    assert all(r["status"] == "skipped" for r in json.loads((tmp_path / "again.json").read_text())["files"])
+
+
+def test_a_bad_file_fails_alone_on_the_cluster(tmp_path, cluster, capsys):
+    src = _inputs(tmp_path / "src", 4)
+    (src / "part0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    code = main(["batch", str(src), "-d", str(tmp_path / "out"), "--scheduler", cluster.scheduler_address])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken.png" in captured.err
+    assert len(list((tmp_path / "out").rglob("*.*"))) == 4
+
+
+def test_no_scheduler_at_the_address_is_one_line(tmp_path, capsys):
+    src = _inputs(tmp_path / "src", 1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = main(["batch", str(src), "-d", str(tmp_path / "out"), "--scheduler", f"tcp://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--scheduler" in err and "dask scheduler" in err and len(err.strip().splitlines()) == 1
+
+
+def test_workers_must_see_the_folders(tmp_path, cluster):
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        check_shared(client, tmp_path, tmp_path)  # they do
+        with pytest.raises(PoolError, match="does not see the input folder"):
+            check_shared(client, tmp_path / "gone", tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _dask(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_end_to_end_with_dask_processes_and_a_worker_killed_mid_run(tmp_path):
+    """`dask scheduler` and two `dask worker` processes; one worker is killed while the batch runs:
+    every file is still written once, byte for byte as locally, and the summary says so."""
+    src = tmp_path / "src"
+    for i in range(40):
+        (src / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLES / "camera.png", src / f"d{i % 4}" / f"c{i:02d}.png")
+    assert main(["batch", str(src), "-d", str(tmp_path / "here"), "-m", "median", "-k", "3", "--jobs", "1"]) == 0
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [_dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0")]
+    try:
+        time.sleep(2)
+        workers = [_dask("worker", address, "--nthreads", "1", "--no-dashboard") for _ in range(2)]
+        processes += workers
+        with Client(address, set_as_default=False, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        run = subprocess.Popen([sys.executable, "-m", "poolcli", "batch", str(src), "-d", str(tmp_path / "there"),
+                                "-m", "median", "-k", "3", "--scheduler", address, "--report",
+                                str(tmp_path / "report.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(list((tmp_path / "there").rglob("*.png"))) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(workers[0].pid, signal.SIGKILL)  # mid-run: its tasks go to the other worker
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, err
+        assert _files(tmp_path / "there") == _files(tmp_path / "here")  # nothing lost, no temporary left
+        records = json.loads((tmp_path / "report.json").read_text())["files"]
+        assert sorted(r["input"] for r in records) == sorted(str(p) for p in src.rglob("*.png"))  # each once
+        assert all(r["status"] == "done" for r in records)
+    finally:
+        for process in processes:
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
