@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -264,6 +265,7 @@ class BigData:
     dataset: str | None = None
     store: stream.StoreOptions = stream.DEFAULT_STORE
     progress: Callable[[int], None] | None = None
+    client: Any = None  # a Dask distributed client (--scheduler): inputs are pooled on its cluster
 
 
 def streams(source: Path, target: Path, big: BigData) -> bool:
@@ -307,11 +309,25 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
             raise PoolError(f"{source}: colour weighted by alpha is pooled in memory only; pass {param('alpha')}"
                             " straight, or pool a smaller image")
         dtype = output_dtype(settings, data.kind, data.dtype, target)
-        shape, dtype_out = stream.pool_to(data, target, keywords, dtype, memory=big.memory, options=big.store,
-                                          overwrite=overwrite, progress=big.progress)
+        if big.client is not None:
+            shape, dtype_out = _on_cluster(source, target, keywords, dtype, big, overwrite)
+        else:
+            shape, dtype_out = stream.pool_to(data, target, keywords, dtype, memory=big.memory, options=big.store,
+                                              overwrite=overwrite, progress=big.progress)
         return FileResult(input=str(source), output=str(target), input_shape=list(data.shape),
                           output_shape=list(shape), dtype=str(data.dtype), output_dtype=str(dtype_out),
                           seconds=round(time.perf_counter() - started, 6), parameters=settings_summary(settings))
+
+
+def _on_cluster(source: Path, target: Path, keywords: dict, dtype: np.dtype | None, big: BigData,
+                overwrite: bool) -> tuple:
+    """Pool on the cluster of `big.client`: the workers read the input and write the Zarr output."""
+    from .stream import cluster
+
+    cluster.check_cluster_paths(source, target)
+    cluster.check_shared(big.client, source, target.parent)
+    return cluster.pool_on_cluster(big.client, source, target, keywords, dtype, options=big.store,
+                                   overwrite=overwrite, dataset=big.dataset)
 
 
 def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
@@ -324,7 +340,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
     the same. It applies only when H and W alone are pooled, so no channel meets another.
     With `big`, inputs that `streams` names are pooled block by block in its memory budget.
     """
-    if big is not None and streams(source, target, big):
+    if big is not None and (big.client is not None or streams(source, target, big)):
         return pool_streamed(source, target, settings, big, overwrite=overwrite)
     started = time.perf_counter()
     if settings.axes is not None or settings.layout is not None:

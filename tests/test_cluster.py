@@ -17,9 +17,9 @@ import pytest
 from distributed import Client, LocalCluster
 from PIL import Image
 
-from poolcli.batch.cluster import check_shared
 from poolcli.cli import main
 from poolcli.errors import PoolError
+from poolcli.stream.cluster import check_shared
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -90,6 +90,30 @@ def test_workers_must_see_the_folders(tmp_path, cluster):
         check_shared(client, tmp_path, tmp_path)  # they do
         with pytest.raises(PoolError, match="does not see the input folder"):
             check_shared(client, tmp_path / "gone", tmp_path)
+
+
+def test_pool_and_pyramid_of_a_big_array_on_the_cluster(tmp_path, cluster, capsys):
+    """The workers read the Zarr chunks and write the output store: the bits of pooling in memory."""
+    import zarr
+
+    from poolcli import pool
+
+    x = np.random.default_rng(4).integers(0, 256, (2, 300, 260), dtype=np.uint8)
+    store = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=x.shape, chunks=(1, 64, 64), dtype=x.dtype)
+    store[:] = x
+    address = cluster.scheduler_address
+    assert main(["pool", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "pooled.zarr"), "-m", "l2", "-k", "3",
+                 "-s", "2", "--scheduler", address, "--chunk", "64"]) == 0
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "pooled.zarr"))[:], pool(x, 3, 2, mode="l2"))
+    assert main(["pyramid", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "pyr.zarr"), "--levels", "3",
+                 "--scheduler", address, "--chunk", "64"]) == 0
+    group = zarr.open_group(str(tmp_path / "pyr.zarr"), mode="r")
+    assert group.attrs["multiscales"][0]["axes"][0]["name"] == "c"
+    for k in range(1, 4):
+        np.testing.assert_array_equal(group[str(k)][:], pool(x, 2 ** k, mode="avg", axes=(1, 2), dtype=np.uint8))
+    capsys.readouterr()
+    assert main(["pool", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "p.npy"), "--scheduler", address]) == 1
+    assert "use a .zarr output" in capsys.readouterr().err
 
 
 def _free_port() -> int:

@@ -13,54 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from ..errors import PoolError, param
 from ..pipeline import FileResult, PoolSettings
+from ..stream.cluster import worker_count
 from .files import failed_result, process_file
 from .options import IN_FLIGHT_PER_WORKER, BatchOptions, Job
 from .paths import sweep
 
-CONNECT_SECONDS = 10
 RETRIES = 2  # a file's task runs again this often after its worker died
-
-
-def connect(address: str):
-    """A client of the scheduler at `address`; a PoolError naming it if there is none."""
-    from distributed import Client
-
-    try:
-        return Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
-    except (OSError, TimeoutError) as error:
-        raise PoolError(f"{param('scheduler')} {address}: no Dask scheduler answers ({error});"
-                        " start one with `dask scheduler` and workers with `dask worker ADDRESS`") from None
-
-
-def worker_count(client) -> int:
-    return len(client.scheduler_info().get("workers", {}))
-
-
-def _sees(source: str, out_dir: str) -> str | None:
-    """On a worker: None if it reads `source` and can write into `out_dir`, else why not."""
-    if not os.path.isdir(source):
-        return f"does not see the input folder {source}"
-    folder = Path(out_dir)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not os.access(folder, os.W_OK):
-        return f"cannot write to {out_dir}"
-    return None
-
-
-def check_shared(client, source: Path, out_dir: Path) -> None:
-    """Every worker must see SRC and write OUT (a shared file system); a PoolError otherwise."""
-    answers = client.run(_sees, str(source.resolve()), str(out_dir.resolve()))
-    if not answers:
-        raise PoolError(f"{param('scheduler')}: the cluster has no workers; start some with `dask worker ADDRESS`")
-    for worker, problem in sorted(answers.items()):
-        if problem is not None:
-            raise PoolError(f"worker {worker} {problem}; inputs and outputs must be on storage every worker sees"
-                            " (a shared file system)")
 
 
 class ClusterPool:

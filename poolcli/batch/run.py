@@ -14,7 +14,8 @@ from pathlib import Path
 from .. import io
 from ..errors import Interrupted, PoolError, param, signals_interrupt
 from ..pipeline import FileResult, PoolSettings, settings_summary
-from .cluster import ClusterPool, check_shared, connect
+from ..stream.cluster import check_shared, connect
+from .cluster import ClusterPool
 from .files import failed_result, process_file
 from .options import (
     INPUT_SUFFIXES,

@@ -64,6 +64,21 @@ def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zar
 
 
 @contextlib.contextmanager
+def cluster_client(address: str) -> Iterator:
+    """A client of the Dask scheduler at `address` for the block (a UsageProblem if none answers)."""
+    from ..stream.cluster import connect
+
+    try:
+        client = connect(address)
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
+    except ImportError:
+        raise UsageProblem("--scheduler needs Dask distributed; install poolcli[dask]") from None
+    with client:
+        yield client
+
+
+@contextlib.contextmanager
 def progress_bar(total: int, label: str) -> Iterator:
     """A progress bar of input bytes on stderr (bytes, rate, ETA) where stderr is a terminal;
     yields the function that advances it."""
@@ -105,16 +120,18 @@ def pyramid_command(
     compression: CompressionOption = "zstd",
     chunk: ChunkOption = 1024,
     zarr_format: ZarrFormatOption = 2,
+    scheduler: SchedulerOption = None,
 ):
     """Write a multi-resolution pyramid of INPUT in one pass: every level the exact, once-rounded
     pooling of level 0 (a 2^k window), as OME-Zarr or as a pyramidal TIFF."""
     return guarded(lambda: _pyramid(input, output, choice("--mode", mode, MODES), levels, min_size, parse_axes(axes),
                                     dtype, choice("--nan", nan, ("propagate", "omit")), overwrite,
-                                    big_data(memory, dataset, compression, chunk, zarr_format)))
+                                    big_data(memory, dataset, compression, chunk, zarr_format), scheduler))
 
 
 def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size: int,
-             axes: tuple[int, ...] | None, dtype: str, nan: str, overwrite: bool, big: "BigData") -> int:
+             axes: tuple[int, ...] | None, dtype: str, nan: str, overwrite: bool, big: "BigData",
+             scheduler: str | None) -> int:
     import numpy as np
 
     from .. import stream
@@ -126,13 +143,27 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
         count = level_count_or_usage(data.shape, spatial, levels, min_size)
         wanted = _pyramid_dtype(dtype, data.dtype, mode)
         pyramid = stream.Pyramid(data.shape, spatial, count, mode, nan, None if wanted is None else np.dtype(wanted))
-        with progress_bar(data.nbytes, f"pyramid {source.name}") as advance:
-            shapes = stream.build_pyramid(data, target, pyramid, memory=big.memory, options=big.store,
-                                          overwrite=overwrite, progress=advance)
+        if scheduler is not None:
+            shapes = _pyramid_on_cluster(scheduler, source, target, pyramid, big, overwrite)
+        else:
+            with progress_bar(data.nbytes, f"pyramid {source.name}") as advance:
+                shapes = stream.build_pyramid(data, target, pyramid, memory=big.memory, options=big.store,
+                                              overwrite=overwrite, progress=advance)
     seconds = time.perf_counter() - started
     say(f"{source} -> {target}  {count + 1} levels: " + ", ".join("x".join(map(str, s)) for s in shapes)
         + f"  ({seconds:.1f} s)")
     return EXIT_OK
+
+
+def _pyramid_on_cluster(scheduler: str, source: Path, target: Path, pyramid, big: "BigData",
+                        overwrite: bool) -> list:
+    from ..stream import cluster
+
+    with cluster_client(scheduler) as client:
+        cluster.check_cluster_paths(source, target)
+        cluster.check_shared(client, source, target.parent)
+        return cluster.pyramid_on_cluster(client, source, target, pyramid, options=big.store, overwrite=overwrite,
+                                          dataset=big.dataset)
 
 
 def _spatial_axes(data, axes: tuple[int, ...] | None) -> tuple[int, ...]:

@@ -32,8 +32,10 @@ from .bigdata import (
     CompressionOption,
     DatasetOption,
     MemoryOption,
+    SchedulerOption,
     ZarrFormatOption,
     big_data,
+    cluster_client,
     with_progress,
 )
 from .terminal import console, flagged, report_failure, report_warning, say
@@ -66,6 +68,7 @@ def pool_command(
     compression: CompressionOption = "zstd",
     chunk: ChunkOption = 1024,
     zarr_format: ZarrFormatOption = 2,
+    scheduler: SchedulerOption = None,
     *,
     settings: "PoolSettings",
 ):
@@ -80,6 +83,8 @@ def pool_command(
         if output is not None and output.endswith(("/", os.sep)) and output != "-":
             raise UsageProblem(f"-o/--output {output} names a folder; use -d {output} to write into it")
         streams = _Streams(inputs, None if output is None else Path(output), suffix, stack)
+        if scheduler is not None:
+            big = dataclasses.replace(big, client=stack.enter_context(cluster_client(scheduler)))
         inputs = streams.inputs
         targets = _targets(inputs, streams.output, out_dir, settings, suffix)
         figures = _compare_targets(inputs, compare)

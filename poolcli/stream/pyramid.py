@@ -136,7 +136,7 @@ def band_levels(pyramid: Pyramid, band: np.ndarray) -> list[np.ndarray]:
             levels.append(finalize(np, carried, carried.dtype, pyramid.level_dtype(band.dtype, k)))
         else:
             carried = pool(carried, 2, axes=pyramid.spatial, mode="sum")
-            levels.append(_from_sums(pyramid, carried, band.dtype, k))
+            levels.append(from_sums(pyramid, carried, band.dtype, k))
     return levels
 
 
@@ -144,7 +144,7 @@ def _direct(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
     return pool(band, dtype=pyramid.dtype, **pyramid.keywords(k))
 
 
-def _from_sums(pyramid: Pyramid, sums: np.ndarray, source: np.dtype, k: int) -> np.ndarray:
+def from_sums(pyramid: Pyramid, sums: np.ndarray, source: np.dtype, k: int) -> np.ndarray:
     """Level k from the exact sums of its windows: the sum itself, or the mean rounded once."""
     natural = natural_dtype(source, pyramid.mode)
     target = pyramid.level_dtype(source, k)
