@@ -23,7 +23,7 @@ from ..engine import pool
 from ..errors import OutputError, PoolError, param
 from ..io import atomic_path
 from .npyfile import NpyFile
-from .pyramid import Pyramid, from_sums, nests
+from .pyramid import Pyramid, from_sums, nests, sum_dtype
 from .sinks import StoreOptions, create_zarr_array
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, open_source
 from .stores import multiscales, storage_order
@@ -154,7 +154,7 @@ def pyramid_levels(x, pyramid: Pyramid) -> list:
             carried = pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
             level = carried.astype(pyramid.level_dtype(np.dtype(x.dtype), k))
         elif route == "sums":
-            carried = pool(carried, 2, axes=pyramid.spatial, mode="sum")
+            carried = pool(carried, 2, axes=pyramid.spatial, mode="sum", dtype=sum_dtype(pyramid, np.dtype(x.dtype), k))
             level = carried.map_blocks(functools.partial(from_sums, pyramid), np.dtype(x.dtype), k,
                                        dtype=pyramid.level_dtype(np.dtype(x.dtype), k))
         else:

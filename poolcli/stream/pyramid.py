@@ -135,9 +135,22 @@ def band_levels(pyramid: Pyramid, band: np.ndarray) -> list[np.ndarray]:
             carried = pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
             levels.append(finalize(np, carried, carried.dtype, pyramid.level_dtype(band.dtype, k)))
         else:
-            carried = pool(carried, 2, axes=pyramid.spatial, mode="sum")
+            carried = pool(carried, 2, axes=pyramid.spatial, mode="sum", dtype=sum_dtype(pyramid, band.dtype, k))
             levels.append(from_sums(pyramid, carried, band.dtype, k))
     return levels
+
+
+def sum_dtype(pyramid: Pyramid, source: np.dtype, k: int) -> np.dtype:
+    """The narrowest integer dtype that holds every sum of a 2^k window of `source` values
+    exactly (uint16 up to 16 x 16 windows of uint8): less memory to carry, the same sums."""
+    info = np.iinfo(source) if source.kind in "iu" else np.iinfo(np.uint8)  # bool: 0 or 1
+    low, high = (0, 1) if source.kind == "b" else (int(info.min), int(info.max))
+    cells = 2 ** (k * len(pyramid.spatial))
+    for candidate in (np.uint16, np.uint32, np.int16, np.int32, np.int64):  # room for the sum and half a window
+        limits = np.iinfo(candidate)
+        if limits.min <= low * cells and high * cells + cells // 2 <= limits.max and (low >= 0 or limits.min < 0):
+            return np.dtype(candidate)
+    return np.dtype(np.int64)
 
 
 def _direct(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
@@ -150,10 +163,12 @@ def from_sums(pyramid: Pyramid, sums: np.ndarray, source: np.dtype, k: int) -> n
     target = pyramid.level_dtype(source, k)
     if not MODES[pyramid.mode].divisor:  # sum
         return finalize(np, sums.astype(natural, copy=False), natural, target)
-    count = 2 ** (k * len(pyramid.spatial))
-    if target.kind in "iu":  # floor(sum / count + 1/2), exactly, then clipped as the engine clips
-        rounded = (2 * sums.astype(np.int64, copy=False) + count) // (2 * count)
-        return finalize(np, rounded, np.dtype(np.int64), target)
+    shift = k * len(pyramid.spatial)
+    count = 2 ** shift
+    if target.kind in "iu":  # floor(sum / count + 1/2) = (sum + count/2) >> shift, exactly (a floor for
+        rounded = sums + sums.dtype.type(count // 2)  # negative sums too); sum_dtype leaves room for the half
+        rounded >>= sums.dtype.type(shift)
+        return finalize(np, rounded, rounded.dtype, target)
     mean = sums.astype(np.float64) / np.float64(count)
     return finalize(np, mean, natural, target)
 

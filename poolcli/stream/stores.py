@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,19 +88,41 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
     with atomic_path(target, overwrite=overwrite, inputs=(source.path,), folder=True) as store, zarr_writing():
         group = zarr.open_group(str(store), mode="w", zarr_format=cast(Any, options.zarr_format))
         spatial = tuple(range(len(order) - len(pyramid.spatial), len(order)))
-        writers = []
+        writers: list[_LevelWriter | None] = []
+        copied = _copy_level0(source, order, options, store / "0")
         for k, shape in enumerate(pyramid.shapes):
+            if k == 0 and copied:
+                writers.append(None)  # level 0 is the input's own chunks, copied as they are
+                continue
             stored = tuple(shape[a] for a in order)
             array = create_zarr_array(group, str(k), stored, pyramid.level_dtype(source.dtype, k),
                                       chunk_shape(stored, spatial, options.chunk), options)
             writers.append(_level_writer(array, order, pyramid.spatial[0], shape, room))
-        for done in build(source, pyramid, lambda k, index, values: writers[k](index, values), memory * 3 // 4):
+
+        def write(k: int, index: tuple, values: np.ndarray) -> None:
+            writer = writers[k]
+            if writer is not None:
+                writer(index, values)
+
+        for done in build(source, pyramid, write, memory * 3 // 4):
             if progress is not None:
                 progress(done)
         for writer in writers:
-            writer.flush()
+            if writer is not None:
+                writer.flush()
         group.attrs.update(metadata)
-        return [tuple(writer.array_shape) for writer in writers]
+        return [tuple(pyramid.shape[a] for a in order) if w is None else tuple(w.array_shape) for w in writers]
+
+
+def _copy_level0(source: Source, order: tuple[int, ...], options: StoreOptions, folder: Path) -> bool:
+    """A Zarr input of the output's format, stored in NGFF's axis order, is level 0 as it is: its
+    encoded chunks are copied as files (no decoding, no encoding). Whether it was."""
+    if source.format != "ZARR" or order != tuple(range(len(order))):
+        return False
+    if getattr(source.array.metadata, "zarr_format", None) != options.zarr_format:
+        return False
+    shutil.copytree(source.path / source.dataset if source.dataset else source.path, folder)
+    return True
 
 
 class _LevelWriter(AlignedWriter):
