@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.dtypes import finalize, natural_dtype
-from ..core.geometry import AdaptiveAxis, PoolPlan, with_materialised_padding
+from ..core.geometry import AdaptiveAxis, PoolPlan, materialise_padding
 from ..core.modes import MODES
 from .cuda_source import (
     CTYPES,
@@ -175,17 +175,6 @@ def supported(x, plan: PoolPlan, *, backward: bool = False) -> bool:
     return True
 
 
-def _materialised(cp, x, plan: PoolPlan):
-    """Edge/reflect padding is real data: pad once, then pool with zero pads."""
-    if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in plan.axes if not isinstance(g, AdaptiveAxis)):
-        return x, plan
-    padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
-    widths = [(0, 0)] * x.ndim
-    for g in plan.sliding:
-        widths[g.axis] = (g.pad_lo, g.pad_hi)
-    return cp.pad(x, widths, mode=plan.pad_mode), padded_plan
-
-
 def _original_indices(cp, indices, padded_plan: PoolPlan, plan: PoolPlan):
     """Flat indices over the materialised padding, mapped to flat indices of the input."""
     remaining = indices
@@ -266,7 +255,7 @@ def forward(x, plan: PoolPlan, dtype: np.dtype | None, return_indices: bool, sum
 
     cp = _cupy()
     natural = natural_dtype(x.dtype, plan.mode)
-    source, padded_plan = _materialised(cp, x, plan)
+    source, padded_plan = materialise_padding(cp, x, plan)
     if not sums_fit(cp, source, padded_plan):
         return None  # 64-bit accumulators would overflow: the engine's exact wide path
     indices = return_indices and MODES[plan.mode].indices

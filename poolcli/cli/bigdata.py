@@ -3,6 +3,8 @@
 """
 
 import contextlib
+import functools
+import inspect
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +48,34 @@ SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", show_default=False,
     help="Run on this Dask distributed cluster (tcp://HOST:PORT; default $DASK_SCHEDULER_ADDRESS); inputs and "
     "outputs must be on storage every worker sees. Needs poolcli[dask].")]
+
+
+STORE_OPTIONS = {
+    "memory": (MemoryOption, "512MB"),
+    "dataset": (DatasetOption, None),
+    "compression": (CompressionOption, "zstd"),
+    "chunk": (ChunkOption, 1024),
+    "zarr_format": (ZarrFormatOption, 2),
+    "scheduler": (SchedulerOption, None),
+}
+
+
+def with_store_options(command):
+    """Give a command the big-data options; it receives them as `big` (BigData) and `scheduler`."""
+    signature = inspect.signature(command)
+    own = [p for name, p in signature.parameters.items() if name not in ("big", "scheduler")]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, (annotation, default) in STORE_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        options = {name: kwargs.pop(name) for name in STORE_OPTIONS}
+        scheduler = options.pop("scheduler")
+        return guarded(lambda: command(big=big_data(**options), scheduler=scheduler, **kwargs))
+
+    wrapper.__signature__ = signature.replace(parameters=own + added)
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+    return wrapper
 
 
 def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int) -> "BigData":
@@ -98,6 +128,7 @@ def progress_bar(total: int, label: str) -> Iterator:
 
 
 @app.command("pyramid", cls=PlainCommand)
+@with_store_options
 def pyramid_command(
     input: Annotated[Path, typer.Argument(help="A .npy file, a Zarr store or a TIFF/BigTIFF image.",
                                           show_default=False, metavar="INPUT")],
@@ -115,18 +146,14 @@ def pyramid_command(
                                        "natural one)|keep|float32|float64|uint8|uint16.")] = "auto",
     nan: NanOption = "propagate",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    memory: MemoryOption = "512MB",
-    dataset: DatasetOption = None,
-    compression: CompressionOption = "zstd",
-    chunk: ChunkOption = 1024,
-    zarr_format: ZarrFormatOption = 2,
-    scheduler: SchedulerOption = None,
+    *,
+    big: "BigData",
+    scheduler: str | None,
 ):
     """Write a multi-resolution pyramid of INPUT in one pass: every level the exact, once-rounded
     pooling of level 0 (a 2^k window), as OME-Zarr or as a pyramidal TIFF."""
     return guarded(lambda: _pyramid(input, output, choice("--mode", mode, MODES), levels, min_size, parse_axes(axes),
-                                    dtype, choice("--nan", nan, ("propagate", "omit")), overwrite,
-                                    big_data(memory, dataset, compression, chunk, zarr_format), scheduler))
+                                    dtype, choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler))
 
 
 def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size: int,

@@ -27,25 +27,16 @@ from .app import (
     parse_ints,
     with_pool_options,
 )
-from .bigdata import (
-    ChunkOption,
-    CompressionOption,
-    DatasetOption,
-    MemoryOption,
-    SchedulerOption,
-    ZarrFormatOption,
-    big_data,
-    cluster_client,
-    with_progress,
-)
+from .bigdata import cluster_client, with_progress, with_store_options
 from .terminal import console, flagged, report_failure, report_warning, say
 
 if TYPE_CHECKING:
-    from ..pipeline import FileResult, PoolSettings
+    from ..pipeline import BigData, FileResult, PoolSettings
 
 
 @app.command("pool", cls=PlainCommand)
 @with_pool_options
+@with_store_options
 def pool_command(
     inputs: Annotated[list[Path], typer.Argument(
         help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT")],
@@ -63,21 +54,16 @@ def pool_command(
         "--compare", help="Also write the input and its output side by side to this PNG (with several inputs: "
         "a folder, one DIR/{stem}_compare.png each).")] = None,
     quality: QualityOption = JPEG_QUALITY,
-    memory: MemoryOption = "512MB",
-    dataset: DatasetOption = None,
-    compression: CompressionOption = "zstd",
-    chunk: ChunkOption = 1024,
-    zarr_format: ZarrFormatOption = 2,
-    scheduler: SchedulerOption = None,
     *,
     settings: "PoolSettings",
+    big: "BigData",
+    scheduler: str | None,
 ):
     """Pool each INPUT and save the result. Inputs too big for --memory (.npy, Zarr, TIFF) are
     pooled block by block into .npy, .zarr or tiled .tif, with the same bits."""
     from ..pipeline import FileResult, pool_file
 
     settings = dataclasses.replace(settings, quality=quality)
-    big = big_data(memory, dataset, compression, chunk, zarr_format)
     suffix = None if output_format is None else FORMAT_SUFFIXES[choice("--format", output_format, FORMAT_SUFFIXES)]
     with contextlib.ExitStack() as stack:
         if output is not None and output.endswith(("/", os.sep)) and output != "-":

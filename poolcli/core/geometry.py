@@ -401,3 +401,15 @@ def with_materialised_padding(plan: PoolPlan, itemsize: int = 8) -> PoolPlan:
         padded_shape[g.axis] = g.size
     return replace(plan, shape=tuple(padded_shape), axes=tuple(geometries))
 
+
+def materialise_padding(xp, x, plan: PoolPlan):
+    """Edge/reflect padding is real data: pad `x` once (with `xp`, NumPy or CuPy), and pool the
+    padded array with zero pads (the plan `with_materialised_padding` gives)."""
+    sliding = [g for g in plan.axes if isinstance(g, AxisGeometry)]
+    if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in sliding):
+        return x, plan
+    padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
+    widths = [(0, 0)] * x.ndim
+    for g in sliding:
+        widths[g.axis] = (g.pad_lo, g.pad_hi)
+    return xp.pad(x, widths, mode=plan.pad_mode), padded_plan

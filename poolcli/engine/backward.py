@@ -9,11 +9,11 @@ import numpy as np
 from ..backends import fused_backward, scatter_add
 from ..core.geometry import (
     PoolPlan,
+    materialise_padding,
 )
 from ..core.modes import MODES
 from .divisors import window_divisor
 from .extreme import arg_extreme, omit_nans
-from .forward import materialise_padding
 from .layout import batch_size, flat_targets, index_along, pooled_last, restore_layout, take_along
 from .median import median_pool
 from .shortcuts import ieee_quiet

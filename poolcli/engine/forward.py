@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backends import fused_forward, opencv
 from ..core.dtypes import finalize, natural_dtype
-from ..core.geometry import AxisGeometry, PoolPlan, with_materialised_padding
+from ..core.geometry import AxisGeometry, PoolPlan, materialise_padding
 from ..core.modes import MODES
 from .extreme import arg_extreme, extreme_pool
 from .median import median_pool
@@ -93,14 +93,4 @@ def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None, sc
         y = sum_family(xp, a, plan, dtype)
     return finalize(xp, y, natural, dtype)
 
-
-def materialise_padding(xp, x, plan: PoolPlan):
-    """Edge/reflect padding is real data: pad once, then pool the padded array with zero pads."""
-    if plan.pad_mode == "zeros" or all(g.pad_lo == g.pad_hi == 0 for g in plan.sliding):
-        return x, plan
-    padded_plan = with_materialised_padding(plan, x.dtype.itemsize)  # checks the padded size first
-    widths = [(0, 0)] * x.ndim
-    for g in plan.sliding:
-        widths[g.axis] = (g.pad_lo, g.pad_hi)
-    return xp.pad(x, widths, mode=plan.pad_mode), padded_plan
 
