@@ -94,6 +94,11 @@ def batch_command(
     except PoolError as error:
         raise UsageProblem(error.template) from None
     summary, report_error = _run(runner, report, quiet, gallery)
+    return _finish(summary, report_error, source, quiet)
+
+
+def _finish(summary: "BatchSummary", report_error: PoolError | None, source: Path, quiet: bool) -> int:
+    """The summary table, the warnings and errors of the run as a whole, and its exit code."""
     if summary.total == 0 and not summary.interrupted:
         report_warning(f"no inputs under {source}; check --glob and --recursive")
     if not quiet:

@@ -87,31 +87,22 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
                   channels: list[int] | None = None, region: tuple[int, int, int, int] | None = None,
                   exact_pixels: int = EXACT_PIXELS) -> dict:
     """The page's data for `source` pooled with `settings` once per (mode, window)."""
-    loaded = io.load(source, **settings.load_options())
-    if len(loaded.arrays) != 1:
-        raise PoolError(f"{source}: holds {len(loaded.arrays)} arrays; the inspector shows one, save it as .npy")
-    array = np.asarray(next(iter(loaded.arrays.values())))
-    if array.dtype.kind not in "biuf":
-        raise PoolError(f"{source}: dtype {array.dtype} cannot be pooled; save real numbers")
+    loaded, array = _one_array(source, settings)
     variants = [replace(settings, mode=mode, window=window) for mode in modes for window in windows]
     keywords = [keywords_for(v, loaded, array) for v in variants]
     plans = [plan_pool(array.shape, **k) for k in keywords]
-    axes = plans[0].pooled_axes
-    if any(p.pooled_axes != axes for p in plans) or len(axes) not in (1, 2):
-        raise PoolError(f"{source}: the inspector shows 1-D or 2-D pooling, not {len(axes)}-D;"
-                        f" pool one or two axes ({param('axes')})")
+    axes = _shown_axes(source, plans)
     count = int(math.prod(n for a, n in enumerate(array.shape) if a not in axes))
     chosen = _chosen_channels(channels, count, loaded.kind)
     size = (int(array.shape[axes[0]]) if len(axes) == 2 else 1, int(array.shape[axes[-1]]))
     shown = _region(size, region, exact_pixels)
     spans = [_spans(plan, shown) for plan in plans]
-    exact = _union(shown, [Region(sy0, sx0, sy1 - sy0, sx1 - sx0) for (_, _, sy0, sy1), (_, _, sx0, sx1) in spans],
-                   size)
+    exact = _exact_region(shown, spans, size)
     rows, cols = (exact.y, exact.y + exact.h), (exact.x, exact.x + exact.w)
     whole = exact.h == size[0] and exact.w == size[1]
     cut = _cut(array, axes, chosen, rows, cols)
     is_image = loaded.kind == "image"
-    lo, hi = image_range(array) if is_image else value_range(cut if whole else _cut(array, axes, chosen, None, None))
+    lo, hi = _scale(array, cut, axes, chosen, is_image, whole)
     panels = [_panel(array, axes, chosen, variant, kw, plan, span, (rows, cols), None if whole else (lo, hi))
               for variant, kw, plan, span in zip(variants, keywords, plans, spans)]
     payload = dict(
@@ -124,6 +115,39 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
         panels=panels, palette=_palette(),
     )
     return payload
+
+
+def _exact_region(shown: Region, spans: list, size: tuple[int, int]) -> Region:
+    """The cells the page holds exactly: the region shown and every cell its windows read."""
+    return _union(shown, [Region(sy0, sx0, sy1 - sy0, sx1 - sx0) for (_, _, sy0, sy1), (_, _, sx0, sx1) in spans],
+                  size)
+
+
+def _scale(array: np.ndarray, cut: np.ndarray, axes, chosen, is_image: bool, whole: bool) -> tuple[float, float]:
+    """The range colours are drawn on: an image's, else the finite range of the channels shown."""
+    if is_image:
+        return image_range(array)
+    return value_range(cut if whole else _cut(array, axes, chosen, None, None))
+
+
+def _one_array(source: Path, settings: PoolSettings) -> tuple[io.Loaded, np.ndarray]:
+    """The input's one array of real numbers (a PoolError for several, or for other dtypes)."""
+    loaded = io.load(source, **settings.load_options())
+    if len(loaded.arrays) != 1:
+        raise PoolError(f"{source}: holds {len(loaded.arrays)} arrays; the inspector shows one, save it as .npy")
+    array = np.asarray(next(iter(loaded.arrays.values())))
+    if array.dtype.kind not in "biuf":
+        raise PoolError(f"{source}: dtype {array.dtype} cannot be pooled; save real numbers")
+    return loaded, array
+
+
+def _shown_axes(source: Path, plans: list[PoolPlan]) -> tuple[int, ...]:
+    """The pooled axes every variant shares: one or two of them (a PoolError otherwise)."""
+    axes = plans[0].pooled_axes
+    if any(p.pooled_axes != axes for p in plans) or len(axes) not in (1, 2):
+        raise PoolError(f"{source}: the inspector shows 1-D or 2-D pooling, not {len(axes)}-D;"
+                        f" pool one or two axes ({param('axes')})")
+    return axes
 
 
 def _chosen_channels(channels: list[int] | None, count: int, kind: str) -> list[int]:

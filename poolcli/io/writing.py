@@ -1,4 +1,19 @@
-"""`save`: the format from the suffix, the bytes from `encode` or NumPy, written through `atomic_output`."""
+"""`save`: the format from the suffix, the bytes from `encode` or NumPy, written through `atomic_output`.
+
+Images are H x W or H x W x C with C <= 4, and a format must hold the array exactly or it is
+refused:
+
+- uint8 (and bool, stored as 0/255): PNG, TIFF, WebP (lossless; gray is stored as RGB) with
+  1-4 channels; JPEG and BMP with 1 or 3; GIF with 1, 3 or 4 (colour is quantised to one
+  adaptive 256-colour palette, lossy like JPEG; gray is exact).
+- uint16: PNG or TIFF with 1, 3 or 4 channels.
+- float: TIFF only (float16 is widened to float32); 1, 3 or 4 channels.
+- other integers: single-channel TIFF (32-bit signed) when every value fits.
+
+PNG is encoded by OpenCV at zlib level 1 with run-length matching (Pillow, with the same
+settings, writes 8-bit gray + alpha), several times faster than zlib's default and no bigger
+on photos. JPEG is encoded by OpenCV with 4:2:0 chroma subsampling.
+"""
 
 from __future__ import annotations
 
@@ -33,23 +48,10 @@ def save(
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
     The format follows the extension: .png .jpg/.jpeg .tif/.tiff .bmp .gif .webp
-    .npy .npz. ``.npz`` stores ``key_arrays`` under their keys (or ``array`` under
-    "array"). Images are H x W or H x W x C with C <= 4, and a format must hold the
-    array exactly or it is refused:
-
-    - uint8 (and bool, stored as 0/255): PNG, TIFF, WebP (lossless; gray is stored
-      as RGB) with 1-4 channels; JPEG and BMP with 1 or 3; GIF with 1, 3 or 4 (colour
-      is quantised to one adaptive 256-colour palette, lossy like JPEG; gray is exact).
-    - uint16: PNG or TIFF with 1, 3 or 4 channels.
-    - float: TIFF only (float16 is widened to float32); 1, 3 or 4 channels.
-    - other integers: single-channel TIFF (32-bit signed) when every value fits.
-
-    PNG is encoded by OpenCV at zlib level 1 with run-length matching (Pillow, with
-    the same settings, writes 8-bit gray + alpha), several times faster than zlib's
-    default and no bigger on photos. JPEG is encoded by OpenCV at ``quality``
-    (1..100, default :data:`JPEG_QUALITY`) with 4:2:0 chroma subsampling.
-    ``channel_order="bgr"`` says that a 3- or 4-channel array is BGR(A), as
-    ``load(..., channel_order="bgr")`` returned it: OpenCV encodes it as it is and
+    .npy .npz (what each holds: this module's docstring). ``.npz`` stores
+    ``key_arrays`` under their keys (or ``array`` under "array"). JPEG quality is
+    ``quality`` (1..100, default :data:`JPEG_QUALITY`). ``channel_order="bgr"`` says
+    that a 3- or 4-channel array is BGR(A), as ``load(..., channel_order="bgr")`` returned it: OpenCV encodes it as it is and
     every other format gets it turned to RGB(A) first; pass ``like.channel_order``.
 
     ``normalize="minmax"`` makes an 8-bit image of any array (float, integers of
