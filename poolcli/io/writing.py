@@ -51,8 +51,9 @@ def save(
     .npy .npz (what each holds: this module's docstring). ``.npz`` stores
     ``key_arrays`` under their keys (or ``array`` under "array"). JPEG quality is
     ``quality`` (1..100, default :data:`JPEG_QUALITY`). ``channel_order="bgr"`` says
-    that a 3- or 4-channel array is BGR(A), as ``load(..., channel_order="bgr")`` returned it: OpenCV encodes it as it is and
-    every other format gets it turned to RGB(A) first; pass ``like.channel_order``.
+    that a 3- or 4-channel array is BGR(A), as ``load(..., channel_order="bgr")``
+    returned it: OpenCV encodes it as it is and every other format gets it turned to
+    RGB(A) first; pass ``like.channel_order``.
 
     ``normalize="minmax"`` makes an 8-bit image of any array (float, integers of
     any width, uint8 and bool too): it is mapped linearly from its finite
