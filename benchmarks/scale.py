@@ -158,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", type=parse_shape, default=(8, 16384, 16384))
     parser.add_argument("--folder", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--system-only", action="store_true", help="only poolcli, GDAL and libvips on the TIFF plane")
     parser.add_argument("--make", type=Path, help=argparse.SUPPRESS)  # the children's jobs: the parent stays
     parser.add_argument("--check", nargs=3, help=argparse.SUPPRESS)  # small, so no child inherits its memory
     args = parser.parse_args()
@@ -169,20 +170,20 @@ def main() -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix="poolcli-scale-", dir=args.folder))
     try:
-        run(folder, args.shape)
+        run(folder, args.shape, args.system_only)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(folder: Path, shape: tuple[int, int, int]) -> None:
+def run(folder: Path, shape: tuple[int, int, int], system_only: bool = False) -> None:
     print(f"workload: {shape} uint8 = {math.prod(shape) / 1e9:.2f} GB as Zarr (1, 2048, 2048) zstd; "
           f"{os.cpu_count()} cores")
     shape_text = ",".join(map(str, shape))
     subprocess.run([sys.executable, __file__, "--make", str(folder), "--shape", shape_text], check=True)
     source, tiff = folder / "input.zarr", folder / "input.tif"
     levels = max(1, (max(shape[1:]) // 512).bit_length() - 1)
-    rows = []
-    for name, code in PEERS.items():
+    rows: list[tuple] = []
+    for name, code in PEERS.items() if not system_only else ():
         out = folder / f"out-{len(rows)}.zarr"
         if not peer_available(name):
             print(f"  {name}: not installed, skipped")
@@ -199,7 +200,7 @@ def run(folder: Path, shape: tuple[int, int, int]) -> None:
             print("  " + checked.stdout.strip())
         shutil.rmtree(out, ignore_errors=True)
     rows += system_peers(folder, tiff, shape)
-    base = rows[0]
+    base = rows[0]  # poolcli's first row: the Zarr pyramid, or with --system-only the TIFF one
     print(f"\n{'tool':28} {'CPU s':>8} {'wall s':>8} {'peak MB':>8} {'CPU ratio':>10} {'wall ratio':>10}")
     for name, cpu, wall, peak, code in rows:
         note = "" if code == 0 else f"  (exit {code})"
