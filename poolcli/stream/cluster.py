@@ -26,7 +26,7 @@ from .npyfile import NpyFile
 from .pyramid import Pyramid, from_sums, nests, sum_dtype
 from .sinks import StoreOptions, create_zarr_array
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, open_source
-from .stores import multiscales, storage_order
+from .stores import copy_level0, multiscales, storage_order
 
 CONNECT_SECONDS = 10
 READ_CHUNK = 1024  # the side of a chunk read from an .npy or TIFF input, along its last two axes
@@ -173,11 +173,13 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     order = storage_order(len(pyramid.shape), pyramid.spatial)
     levels = [regular(level.transpose(order), options.chunk) for level in pyramid_levels(lazy_input(source, dataset),
                                                                                           pyramid)]
-    with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
+    with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store, \
+            open_source(source, dataset) as opened:
         group = zarr.open_group(str(store), mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
+        first = 1 if copy_level0(opened, order, options, store / "0") else 0  # a Zarr input's chunks as they are
         arrays = [create_zarr_array(group, str(k), level.shape, level.dtype, tuple(c[0] for c in level.chunks),
-                                    options) for k, level in enumerate(levels)]
-        client.gather(client.compute(da.store(levels, arrays, lock=False, compute=False)))
+                                    options) for k, level in enumerate(levels) if k >= first]
+        client.gather(client.compute(da.store(levels[first:], arrays, lock=False, compute=False)))
         group.attrs.update(multiscales(pyramid, source.name, options.zarr_format))
     return [tuple(level.shape) for level in levels]
 

@@ -89,7 +89,7 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
         group = zarr.open_group(str(store), mode="w", zarr_format=cast(Any, options.zarr_format))
         spatial = tuple(range(len(order) - len(pyramid.spatial), len(order)))
         writers: list[_LevelWriter | None] = []
-        copied = _copy_level0(source, order, options, store / "0")
+        copied = copy_level0(source, order, options, store / "0")
         for k, shape in enumerate(pyramid.shapes):
             if k == 0 and copied:
                 writers.append(None)  # level 0 is the input's own chunks, copied as they are
@@ -114,7 +114,7 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
         return [tuple(pyramid.shape[a] for a in order) if w is None else tuple(w.array_shape) for w in writers]
 
 
-def _copy_level0(source: Source, order: tuple[int, ...], options: StoreOptions, folder: Path) -> bool:
+def copy_level0(source: Source, order: tuple[int, ...], options: StoreOptions, folder: Path) -> bool:
     """A Zarr input of the output's format, stored in NGFF's axis order, is level 0 as it is: its
     encoded chunks are copied as files (no decoding, no encoding). Whether it was."""
     if source.format != "ZARR" or order != tuple(range(len(order))):
