@@ -116,6 +116,23 @@ def test_pool_and_pyramid_of_a_big_array_on_the_cluster(tmp_path, cluster, capsy
     assert "use a .zarr output" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("mode", ["max", "median", "sum"])
+def test_pyramid_tiles_on_the_cluster_for_every_route(tmp_path, cluster, mode):
+    """Tiles that end mid-window at the edges, an .npy input, the extreme, direct and sums routes."""
+    import zarr
+
+    from poolcli import pool
+
+    x = np.random.default_rng(5).integers(0, 200, (1100, 1037), dtype=np.uint16)
+    np.save(tmp_path / "in.npy", x)
+    assert main(["pyramid", str(tmp_path / "in.npy"), "-o", str(tmp_path / "p.zarr"), "-m", mode, "--levels", "4",
+                 "--scheduler", cluster.scheduler_address]) == 0
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    for k in range(1, 5):
+        expected = pool(x, 2 ** k, mode=mode, dtype=None if mode == "sum" else np.uint16)
+        np.testing.assert_array_equal(group[str(k)][:], expected, err_msg=f"level {k}")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -12,8 +12,11 @@ computation, so each chunk of level 0 is read once.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +26,7 @@ from ..engine import pool
 from ..errors import OutputError, PoolError, param
 from ..io import atomic_path
 from .npyfile import NpyFile
-from .pyramid import Pyramid, from_sums, nests, sum_dtype
+from .pyramid import Pyramid, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions, create_zarr_array
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, open_source
 from .stores import copy_level0, multiscales, storage_order
@@ -67,7 +70,7 @@ def _file_array(path: Path, dataset: str | None, shape, dtype: np.dtype, chunks:
 
 
 def _read_block(path: str, dataset: str | None, slices: tuple) -> np.ndarray:
-    """On a worker: one block of an .npy or TIFF file."""
+    """On a worker: one block of an .npy, Zarr or TIFF input."""
     if path.lower().endswith(".npy"):
         array = NpyFile.open(Path(path))
         try:
@@ -164,24 +167,71 @@ def pyramid_levels(x, pyramid: Pyramid) -> list:
 
 
 def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, options: StoreOptions,
-                       overwrite: bool, dataset: str | None = None) -> list[tuple[int, ...]]:
-    """Every level of `pyramid` as OME-Zarr at `target`, computed and stored by the cluster in one go."""
-    import dask.array as da
+                       overwrite: bool, dataset: str | None = None,
+                       progress: Callable[[int], None] | None = None) -> list[tuple[int, ...]]:
+    """Every level of `pyramid` as OME-Zarr at `target`: one task per tile of level 0 reads the tile
+    once, makes its part of every level (`pyramid.band_levels`, the local engine's arithmetic) and
+    writes it into whole chunks of each level's array; this process publishes the store."""
     import zarr
+    from distributed import as_completed
 
     check_cluster_paths(source, target)
     order = storage_order(len(pyramid.shape), pyramid.spatial)
-    levels = [regular(level.transpose(order), options.chunk) for level in pyramid_levels(lazy_input(source, dataset),
-                                                                                          pyramid)]
+    with open_source(source, dataset) as opened:
+        tiles = tile_grid(pyramid, opened.chunks if opened.order is None else pyramid.shape)
+    shapes = [tuple(shape[a] for a in order) for shape in pyramid.shapes]
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store, \
             open_source(source, dataset) as opened:
         group = zarr.open_group(str(store), mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
         first = 1 if copy_level0(opened, order, options, store / "0") else 0  # a Zarr input's chunks as they are
-        arrays = [create_zarr_array(group, str(k), level.shape, level.dtype, tuple(c[0] for c in level.chunks),
-                                    options) for k, level in enumerate(levels) if k >= first]
-        client.gather(client.compute(da.store(levels[first:], arrays, lock=False, compute=False)))
+        for k in range(first, pyramid.levels + 1):
+            chunks = tuple(max(1, tiles.side[a] >> k) if a in pyramid.spatial else 1 for a in range(len(order)))
+            create_zarr_array(group, str(k), shapes[k], pyramid.level_dtype(opened.dtype, k),
+                              tuple(min(chunks[a], shapes[k][i]) for i, a in enumerate(order)), options)
+        futures = client.map(_pyramid_tile, tiles.indices, source=str(source), dataset=dataset, store=str(store),
+                             pyramid=pyramid, first=first, pure=False)
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                done = future.result()
+                if progress is not None:
+                    progress(done)
+        except BaseException:
+            client.cancel(futures, force=True)  # before the temporary store goes
+            raise
         group.attrs.update(multiscales(pyramid, source.name, options.zarr_format))
-    return [tuple(level.shape) for level in levels]
+    return shapes
+
+
+@dataclass(frozen=True)
+class Tiles:
+    side: tuple[int, ...]  # per axis: the tile's length (whole windows of the last level on spatial axes)
+    indices: list  # per tile: its slices of level 0
+
+
+def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...]) -> Tiles:
+    """Tiles of level 0: the input's chunks where they hold whole 2^L windows (else rounded up to
+    them; at least READ_CHUNK wide), one index at a time on the other axes."""
+    unit = 2 ** pyramid.levels
+    side = tuple((-(-max(c, READ_CHUNK if c >= n else c) // unit) * unit) if a in pyramid.spatial else 1
+                 for a, (n, c) in enumerate(zip(pyramid.shape, chunks, strict=True)))
+    ranges = [[slice(start, min(start + t, n)) for start in range(0, n, t)]
+              for n, t in zip(pyramid.shape, side, strict=True)]
+    return Tiles(side, [tuple(index) for index in itertools.product(*ranges)])
+
+
+def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid, first: int) -> int:
+    """On a worker: read one tile of level 0, write its part of every level; its input bytes."""
+    import zarr
+
+    values = _read_block(source, dataset, index)
+    order = storage_order(len(pyramid.shape), pyramid.spatial)
+    parts = [values, *band_levels(pyramid, values)]
+    for k in range(first, pyramid.levels + 1):
+        start = [s.start >> k if a in pyramid.spatial else s.start for a, s in enumerate(index)]
+        region = tuple(slice(st, st + n) for st, n in zip(start, parts[k].shape, strict=True))
+        array = zarr.open_array(str(Path(store) / str(k)), mode="r+")
+        array[tuple(region[a] for a in order)] = parts[k].transpose(order)
+    return int(values.nbytes)
 
 
 def task_count(levels: list) -> int:

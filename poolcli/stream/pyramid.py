@@ -126,12 +126,16 @@ def outer_indices(pyramid: Pyramid) -> Iterator[tuple]:
 def band_levels(pyramid: Pyramid, band: np.ndarray) -> list[np.ndarray]:
     """Levels 1..L of one band (levels' rows of that band), exactly as the engine pools level 0."""
     route = nests(pyramid, band.dtype)
+    reaches = [k for k in range(1, pyramid.levels + 1) if min(band.shape[a] for a in pyramid.spatial) >> k]
     if route == "direct":
-        return [_direct(pyramid, band, k) for k in range(1, pyramid.levels + 1)]
+        return [_direct(pyramid, band, k) if k in reaches else _empty(pyramid, band, k)
+                for k in range(1, pyramid.levels + 1)]
     levels = []
     carried = band
     for k in range(1, pyramid.levels + 1):
-        if route == "extreme":
+        if k not in reaches:  # a tile at the edge narrower than a 2^k window: no cell of level k
+            levels.append(_empty(pyramid, band, k))
+        elif route == "extreme":
             carried = pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
             levels.append(finalize(np, carried, carried.dtype, pyramid.level_dtype(band.dtype, k)))
         else:
@@ -151,6 +155,11 @@ def sum_dtype(pyramid: Pyramid, source: np.dtype, k: int) -> np.dtype:
         if limits.min <= low * cells and high * cells + cells // 2 <= limits.max and (low >= 0 or limits.min < 0):
             return np.dtype(candidate)
     return np.dtype(np.int64)
+
+
+def _empty(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
+    shape = tuple(n >> k if axis in pyramid.spatial else n for axis, n in enumerate(band.shape))
+    return np.empty(shape, dtype=pyramid.level_dtype(band.dtype, k))
 
 
 def _direct(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
