@@ -120,11 +120,15 @@ def run(folder: Path, shape: tuple[int, ...], photos: int) -> None:
 def print_tasks(source: Path, shape: tuple[int, ...], levels: int) -> None:
     import numpy as np
 
-    from poolcli.stream import Pyramid
-    from poolcli.stream.cluster import chunk_count, lazy_input, pyramid_levels, task_count
+    from poolcli.stream import Pyramid, open_source
+    from poolcli.stream.cluster import chunk_count, lazy_input, pyramid_levels, task_count, tile_grid
 
-    lazy = pyramid_levels(lazy_input(source), Pyramid(shape, (1, 2), levels, "avg", dtype=np.dtype(np.uint8)))
-    print(f"pyramid graph: {task_count(lazy)} tasks for {chunk_count(lazy)} chunks of its {levels + 1} levels")
+    pyramid = Pyramid(shape, (1, 2), levels, "avg", dtype=np.dtype(np.uint8))
+    lazy = pyramid_levels(lazy_input(source), pyramid)
+    with open_source(source) as opened:
+        tiles = len(tile_grid(pyramid, opened.chunks).indices)
+    print(f"pyramid: {tiles} fused tasks (one per tile of level 0) for {chunk_count(lazy)} output chunks of its"
+          f" {levels + 1} levels; the lazy-array way would take {task_count(lazy)} tasks")
 
 
 if __name__ == "__main__":

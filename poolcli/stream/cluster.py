@@ -221,17 +221,42 @@ def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...]) -> Tiles:
 
 def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid, first: int) -> int:
     """On a worker: read one tile of level 0, write its part of every level; its input bytes."""
-    import zarr
 
-    values = _read_block(source, dataset, index)
+    reader = _opened(source, dataset)
+    values = reader[index] if reader is not None else _read_block(source, dataset, index)
     order = storage_order(len(pyramid.shape), pyramid.spatial)
     parts = [values, *band_levels(pyramid, values)]
     for k in range(first, pyramid.levels + 1):
         start = [s.start >> k if a in pyramid.spatial else s.start for a, s in enumerate(index)]
         region = tuple(slice(st, st + n) for st, n in zip(start, parts[k].shape, strict=True))
-        array = zarr.open_array(str(Path(store) / str(k)), mode="r+")
-        array[tuple(region[a] for a in order)] = parts[k].transpose(order)
+        _opened_output(str(Path(store) / str(k)))[tuple(region[a] for a in order)] = parts[k].transpose(order)
     return int(values.nbytes)
+
+
+@functools.lru_cache(maxsize=64)
+def _opened(source: str, dataset: str | None):
+    """On a worker: a Zarr input's array, opened once per process (None for other inputs)."""
+    path = Path(source)
+    if not (path.is_dir() or path.suffix.lower() in ZARR_SUFFIXES):
+        return None
+    with open_source(path, dataset) as opened:
+        return _NativeReads(opened)
+
+
+@dataclass(frozen=True)
+class _NativeReads:
+    source: Source
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        return self.source.read(index)
+
+
+@functools.lru_cache(maxsize=64)
+def _opened_output(path: str):
+    """On a worker: a level's output array, opened once per process."""
+    import zarr
+
+    return zarr.open_array(path, mode="r+")
 
 
 def task_count(levels: list) -> int:
