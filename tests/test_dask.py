@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poolcli import PoolError, adaptive_pool, pool, pool_backward
+from poolcli import PoolError, adaptive_pool, output_shape, pool, pool_backward
 from poolcli.engine.lazy import graph_size
 
 MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
@@ -125,3 +125,28 @@ def test_lazy_adaptive_pool_is_bit_identical_to_numpy(mode):
         expected = adaptive_pool(x, size, mode=mode, axes=(1, 2))
         assert lazy.numblocks[0] == 4  # one task per block of the unpooled axis
         np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.data())
+def test_the_backward_pass_of_a_region_is_its_rows_of_the_whole(case, data):
+    """The inspector's routing of a region of a large input: only the windows that reach it, the
+    whole backward pass's values there (edge and reflect pads folded in)."""
+    from poolcli.core.geometry import plan_pool
+    from poolcli.engine.lazy import region_backward
+
+    shape, _, keywords, _, seed = case
+    x = np.round(np.random.default_rng(seed).random(shape) * 4)
+    try:
+        y = pool(x, **keywords)
+        whole = pool_backward(np.ones(y.shape), x, **keywords)
+    except PoolError:
+        return
+    plan = plan_pool(x.shape, **keywords)
+    ranges = {}
+    for axis in plan.pooled_axes:
+        start = data.draw(st.integers(0, shape[axis] - 1))
+        ranges[axis] = (start, data.draw(st.integers(start + 1, shape[axis])))
+    got = region_backward(x, plan, keywords["ceil_mode"], ranges, pool_backward, output_shape)
+    cut = tuple(slice(*ranges[a]) if a in ranges else slice(None) for a in range(x.ndim))
+    np.testing.assert_array_equal(got, whole[cut])

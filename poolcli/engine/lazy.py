@@ -242,6 +242,29 @@ def _backward_block(x_chunks, grad_chunks, x_grid, grad_grid, cuts, shape, keywo
     return out
 
 
+def region_backward(x: np.ndarray, plan: PoolPlan, ceil_mode: bool, ranges: dict[int, tuple[int, int]],
+                    backward: Callable, output_shape: Callable) -> np.ndarray:
+    """dL/dx for dL/dy = 1 over a region of `x` only ((start, stop) per pooled axis in `ranges`,
+    whole elsewhere), from the windows that reach into it: the rows of the whole backward pass,
+    in memory bounded by the region and its halo, not by `x`."""
+    keywords = explicit_keywords(plan, ceil_mode)
+    parts: list = []
+    for axis, n in enumerate(x.shape):
+        geometry = next((g for g in plan.sliding if g.axis == axis), None)
+        if geometry is None:
+            parts.append(0)
+            continue
+        start, stop = ranges.get(axis, (0, n))
+        sizes = [size for size in (start, stop - start, n - stop) if size]
+        slab = slabs(geometry, sizes, (geometry.out,), plan.pad_mode)[1 if start else 0]
+        parts.append(Slab(slab.band, slab.chunk, range(0, 1), 0, range(0, 1), 0))  # x and grad as one block each
+    shape = tuple(ranges.get(a, (0, n))[1] - ranges.get(a, (0, n))[0] for a, n in enumerate(x.shape))
+    work = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    ones = np.broadcast_to(np.ones((), dtype=work), plan.out_shape)
+    return _backward_block([x], [ones], (1,) * x.ndim, (1,) * x.ndim, _slab_cuts(parts), shape, keywords, backward,
+                           output_shape, str(work))
+
+
 def lazy_adaptive(x, plan: PoolPlan, adaptive: Callable):
     """Adaptive pooling of Dask array `x`: every bin depends on its axis's whole length, so the
     pooled axes are joined into one chunk and each block (a run of the other axes) is pooled by

@@ -24,8 +24,9 @@ import numpy as np
 from .. import io
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
-from ..engine import pool, pool_backward
+from ..engine import output_shape, pool, pool_backward
 from ..engine.divisors import divisor_counts
+from ..engine.lazy import region_backward
 from ..errors import PoolError, param
 from ..pipeline import PoolSettings, keywords_for
 from ..viz import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR, VIRIDIS, image_range, value_range
@@ -221,6 +222,16 @@ def _cut(values: np.ndarray, axes: tuple[int, ...], chosen: list[int], rows: tup
     return grid if len(axes) == 2 else grid[:, None, :]
 
 
+def _routing(array: np.ndarray, plan: PoolPlan, keywords: dict, axes: tuple[int, ...], chosen: list[int],
+             exact: tuple) -> np.ndarray:
+    """What `pool_backward` of ones routes to each cell of the exact region, computed from the
+    windows that reach the region only (memory of the region, not of a large input)."""
+    rows, cols = exact
+    ranges = {axes[-1]: cols} if len(axes) == 1 else {axes[0]: rows, axes[1]: cols}
+    grad = region_backward(array, plan, bool(keywords.get("ceil_mode")), ranges, pool_backward, output_shape)
+    return _cut(grad, axes, chosen, None, None)
+
+
 def _spans(plan: PoolPlan, shown: Region) -> list[tuple[int, int, int, int]]:
     """Per axis (rows, columns) the outputs drawn over the region shown and the input span they read."""
     geometries = plan.sliding
@@ -251,7 +262,7 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
             overview = _preview(_cut(pooled, axes, chosen, None, None), out_size, shown_range)
         grad = None
         if record.routes:
-            grad = _narrow(_cut(pool_backward(np.ones(plan.out_shape), array, **keywords), axes, chosen, *exact))
+            grad = _narrow(_routing(array, plan, keywords, axes, chosen, exact))
     padded = with_materialised_padding(plan) if plan.pad_mode != "zeros" else plan
     counts = divisor_counts(padded) if record.divisor else [None] * len(plan.axes)
     axis_data = []
