@@ -102,9 +102,10 @@ def run(folder: Path, shape: tuple[int, ...], photos: int) -> None:
                                                                                       folder / "dask.zarr", levels))))
         print_tasks(source, shape, levels)
         src = folder / "photos"
-        src.mkdir()
-        for i in range(photos):
-            shutil.copy(ROOT / "samples" / "astronaut.jpg", src / f"p{i:03d}.jpg")
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from batch import build_corpus  # the 120-photo corpus of benchmarks/batch.py (1200-2400 px)
+
+        build_corpus(src, "mixed", photos)
         rows.append(("batch, local", *measure_process([sys.executable, "-m", "poolcli", "batch", str(src), "-d",
                                                       str(folder / "b1"), "-m", "avg", "--quiet"])))
         rows.append(("batch --scheduler", *measure_cluster(client, lambda: subprocess.run(
