@@ -5,39 +5,18 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from block_cases import DTYPES, MODES, pooled_shapes, values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poolcli import PoolError, adaptive_pool, output_shape, pool, pool_backward
 from poolcli.engine.lazy import graph_size
 
-MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
-DTYPES = (np.uint8, np.int16, np.int32, np.float32, np.float64, np.bool_)
-
-
-def values(rng, shape, dtype) -> np.ndarray:
-    if dtype == np.bool_:
-        return rng.random(shape) < 0.5
-    x = (rng.random(shape) * 200 - (0 if np.dtype(dtype).kind == "u" else 100)).astype(dtype)
-    if x.dtype.kind == "f" and x.size > 2:
-        x.flat[rng.integers(0, x.size, 2)] = [np.nan, -np.inf]
-    return x
-
 
 @st.composite
 def cases(draw):
-    ndim = draw(st.integers(1, 3))
-    shape = tuple(draw(st.integers(1, 16)) for _ in range(ndim))
+    shape, keywords = draw(pooled_shapes(side=16))
     chunks = tuple(draw(st.integers(1, n)) for n in shape)
-    count = draw(st.integers(1, min(2, ndim)))
-    axes = tuple(sorted(draw(st.permutations(range(ndim)))[:count]))
-    window = tuple(draw(st.integers(1, 4)) for _ in axes)
-    keywords = dict(window=window, stride=tuple(draw(st.integers(1, 3)) for _ in axes),
-                    dilation=tuple(draw(st.integers(1, 2)) for _ in axes),
-                    padding=tuple(draw(st.integers(0, k // 2)) for k in window), axes=axes,
-                    mode=draw(st.sampled_from(MODES)), ceil_mode=draw(st.booleans()),
-                    count_include_pad=draw(st.booleans()), pad_mode=draw(st.sampled_from(("zeros", "edge", "reflect"))),
-                    nan_policy=draw(st.sampled_from(("propagate", "omit"))), p=draw(st.sampled_from((3.0, 1.5))))
     return shape, chunks, keywords, draw(st.sampled_from(DTYPES)), draw(st.integers(0, 10**6))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from block_cases import DTYPES, MODES, pooled_shapes, values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,19 +22,6 @@ from poolcli.stream import Pyramid, StoreOptions, build_pyramid, level_count, op
 from poolcli.stream.pooling import output_dtype, stream_pool, streamed_plan
 from poolcli.stream.pyramid import build
 from poolcli.stream.sources import Source
-
-MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
-DTYPES = (np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64, np.bool_)
-
-
-def values(rng: np.random.Generator, shape, dtype) -> np.ndarray:
-    if dtype == np.bool_:
-        return rng.random(shape) < 0.5
-    x = rng.random(shape) * 200 - (0 if np.dtype(dtype).kind == "u" else 100)
-    x = x.astype(dtype)
-    if x.dtype.kind == "f" and x.size > 2:
-        x.flat[rng.integers(0, x.size, 2)] = [np.nan, np.inf]
-    return x
 
 
 def in_memory(x: np.ndarray) -> Source:
@@ -56,17 +44,7 @@ def streamed(source: Source, keywords: dict, memory: int, dtype=None) -> np.ndar
 
 @st.composite
 def geometries(draw):
-    ndim = draw(st.integers(1, 3))
-    shape = tuple(draw(st.integers(1, 14)) for _ in range(ndim))
-    count = draw(st.integers(1, min(2, ndim)))
-    axes = tuple(sorted(draw(st.permutations(range(ndim)))[:count]))
-    window = tuple(draw(st.integers(1, 4)) for _ in axes)
-    dilation = tuple(draw(st.integers(1, 2)) for _ in axes)
-    padding = tuple(draw(st.integers(0, k // 2)) for k in window)
-    keywords = dict(window=window, stride=tuple(draw(st.integers(1, 3)) for _ in axes), dilation=dilation,
-                    padding=padding, axes=axes, mode=draw(st.sampled_from(MODES)), ceil_mode=draw(st.booleans()),
-                    count_include_pad=draw(st.booleans()), pad_mode=draw(st.sampled_from(("zeros", "edge", "reflect"))),
-                    nan_policy=draw(st.sampled_from(("propagate", "omit"))), p=draw(st.sampled_from((3.0, 1.5))))
+    shape, keywords = draw(pooled_shapes())
     return shape, keywords, draw(st.sampled_from(DTYPES)), draw(st.integers(1, 2000)), draw(st.integers(0, 10**6))
 
 
