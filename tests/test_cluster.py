@@ -133,6 +133,29 @@ def test_pyramid_tiles_on_the_cluster_for_every_route(tmp_path, cluster, mode):
         np.testing.assert_array_equal(group[str(k)][:], expected, err_msg=f"level {k}")
 
 
+def test_a_task_run_again_rewrites_what_its_first_run_wrote(tmp_path):
+    """A worker that dies after writing a file, before its result reaches the scheduler: the task
+    runs again and must write the file again, while a file that was there before the run stays refused."""
+    import time
+
+    from poolcli.batch.cluster import again_safe
+    from poolcli.batch.options import BatchOptions, Job
+    from poolcli.pipeline import PoolSettings
+
+    src = _inputs(tmp_path / "src", 2)
+    source = next(src.rglob("*.png"))
+    target = tmp_path / "out.png"
+    submitted = time.time()
+    target.write_bytes(b"cut short by a dying worker")  # written after the job was submitted
+    record = again_safe(Job(source, target, None), PoolSettings(), BatchOptions(jobs=1), submitted)
+    assert record.status == "done" and target.read_bytes()[:4] == b"\x89PNG"
+    old = tmp_path / "old.png"
+    old.write_bytes(b"someone else's")
+    os.utime(old, (submitted - 3600, submitted - 3600))
+    record = again_safe(Job(source, old, None), PoolSettings(), BatchOptions(jobs=1), submitted)
+    assert record.status == "failed" and "exists" in record.error and old.read_bytes() == b"someone else's"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,7 +11,9 @@ sees: `check_shared` asks each worker before anything is submitted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterator
 
 from ..pipeline import FileResult, PoolSettings
@@ -21,6 +23,20 @@ from .options import IN_FLIGHT_PER_WORKER, BatchOptions, Job
 from .paths import sweep
 
 RETRIES = 2  # a file's task runs again this often after its worker died
+
+
+CLOCK_SKEW_SECONDS = 5  # between this machine and the file system's
+
+
+def again_safe(job: Job, settings: PoolSettings, options: BatchOptions, submitted: float) -> FileResult:
+    """On a worker: `process_file`, run again safely. A worker that dies after writing a file but
+    before its result reaches the scheduler has its task run again: the output is then there, made
+    by this run (a job is only submitted for a target that was free or to be replaced), and is
+    written again (the same bytes), not refused as someone else's file."""
+    outputs = [path for path in job.outputs() if path.exists()]
+    if not job.replace and outputs and min(path.stat().st_mtime for path in outputs) >= submitted - CLOCK_SKEW_SECONDS:
+        job = dataclasses.replace(job, replace=True)
+    return process_file(job, settings, options)
 
 
 class ClusterPool:
@@ -43,7 +59,7 @@ class ClusterPool:
                 continue
             while len(self.pending) >= limit:
                 emit(self._result(next(done)))
-            future = self.client.submit(process_file, item, self.settings, self.options, pure=False,
+            future = self.client.submit(again_safe, item, self.settings, self.options, time.time(), pure=False,
                                         retries=RETRIES, key=f"poolcli-file-{len(self.submitted)}-{os.getpid()}")
             self.pending[future] = item
             self.submitted.append(item)

@@ -21,7 +21,7 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
         if job.compare is not None:
             from ..figures import write_side_by_side
 
-            write_side_by_side(source, target, job.compare, settings, overwrite=options.overwrite)
+            write_side_by_side(source, target, job.compare, settings, overwrite=options.overwrite or job.replace)
         size = target.stat().st_size
     except PoolError as error:  # the message keeps its parameters marked: the caller names them (errors.param)
         return failed_result(source, target, error.template, started)
