@@ -291,3 +291,15 @@ def _saved_npy(folder: Path, x: np.ndarray) -> Path:
     path = folder / "input.npy"
     np.save(path, x)
     return path
+
+
+def test_info_describes_a_zarr_store_from_its_metadata(tmp_path, capsys):
+    x = np.zeros((2, 300, 200), np.uint16)
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("image", data=x, chunks=(1, 64, 64))
+    assert main(["info", str(tmp_path / "g.zarr"), "--dataset", "image", "-k", "3", "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    array = described["arrays"]["array"]
+    assert described["format"] == "ZARR" and described["dataset"] == "image"
+    assert array["shape"] == [2, 300, 200] and array["chunks"] == [1, 64, 64] and array["output_shape"] == [2, 100, 66]
+    assert array["min"] is None and array["nan"] is None  # the values are not read

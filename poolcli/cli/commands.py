@@ -27,7 +27,7 @@ from .app import (
     parse_ints,
     with_pool_options,
 )
-from .bigdata import cluster_client, with_progress, with_store_options
+from .bigdata import DatasetOption, cluster_client, with_progress, with_store_options
 from .terminal import console, flagged, report_failure, report_warning, say
 
 if TYPE_CHECKING:
@@ -168,15 +168,17 @@ def _input_failure(source: Path, error: Exception) -> str:
 @app.command("info", cls=PlainCommand)
 @with_pool_options
 def info_command(
-    input: Annotated[Path, typer.Argument(help="An image, .npy or .npz file.", show_default=False, metavar="INPUT")],
+    input: Annotated[Path, typer.Argument(help="An image, .npy, .npz file or a Zarr store.", show_default=False,
+                                          metavar="INPUT")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    dataset: DatasetOption = None,
     *,
     settings: "PoolSettings",
 ):
     """Describe INPUT and what pooling would do to it, without writing anything."""
     from ..pipeline import describe_file
 
-    description = describe_file(input, settings)
+    description = describe_file(input, settings, dataset)
     if as_json:
         typer.echo(json.dumps(description))
         return EXIT_OK
@@ -369,7 +371,10 @@ def _print_description(description: dict) -> None:
     for key, array in description["arrays"].items():
         title = "" if key == "array" else f"[{key}] "
         value_range = "n/a" if array["min"] is None else f"{array['min']:g} .. {array['max']:g}"
-        specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
+        if array["nan"] is None:  # a Zarr store: described from its metadata, its values not read
+            value_range, specials = f"not read (chunks {tuple(array['chunks'])})", ""
+        else:
+            specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
         say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
             f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
