@@ -3,6 +3,7 @@ memory (the engine, itself checked against PyTorch and the brute force elsewhere
 geometries, chunkings and tiny memory budgets; outputs are published whole; memory stays bounded.
 """
 
+import json
 from pathlib import Path
 
 import hostile
