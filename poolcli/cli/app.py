@@ -313,8 +313,12 @@ def main_callback(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app; usage errors become one line on stderr with exit code 2."""
+    import os
     import sys
 
+    # Pooling never multiplies matrices: OpenBLAS's idle threads only cost start-up and CPU time
+    # (measured: 0.3 s of a 1.5 s pyramid). Set before NumPy is first imported; a user's value wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if not (sys.argv[1:] if argv is None else argv):
         argv = ["--help"]  # `poolcli` alone: the help, and success
     with signals_interrupt(STOP_SIGNALS):  # SIGTERM and SIGHUP stop a command as Ctrl-C does

@@ -173,6 +173,7 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
         if scheduler is not None:
             shapes = _pyramid_on_cluster(scheduler, source, target, pyramid, big, overwrite)
         else:
+            stream.tune_malloc()
             with progress_bar(data.nbytes, f"pyramid {source.name}") as advance:
                 shapes = stream.build_pyramid(data, target, pyramid, memory=big.memory, options=big.store,
                                               overwrite=overwrite, progress=advance)
@@ -238,6 +239,10 @@ def with_progress(source: Path, target: Path, big: "BigData") -> Iterator["BigDa
     if not streams(source, target, big):
         yield big
         return
+    if big.client is None:
+        from ..stream import tune_malloc
+
+        tune_malloc()
     with progress_bar(_input_bytes(source, big), f"pool {source.name}") as advance:
         yield dataclasses.replace(big, progress=advance)
 

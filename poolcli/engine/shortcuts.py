@@ -38,6 +38,8 @@ class FastPaths:
     narrow_integers: bool = True  # the narrowest exact integer accumulator, not 64 bits
     exact_powers: bool = True  # x^2 and |x|^p of integers summed as integers
     window_wise: bool = True  # few huge windows reduced one window at a time
+    pairwise_levels: bool = True  # integer pyramid levels by sums/extremes of neighbour pairs, not `pool`
+    chunk_files: bool = True  # local Zarr inputs read chunk file by chunk file, not through zarr's reads
 
 
 FAST_PATHS = FastPaths()

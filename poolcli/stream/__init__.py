@@ -1,8 +1,9 @@
 """Inputs of any size in bounded memory: streamed pooling and exact pyramids.
 
-`open_source` opens `.npy` (memory-mapped), Zarr arrays and groups, and TIFF/BigTIFF (tiles
-or strips decoded on demand); `pool_to` pools one block at a time into `.npy`, `.zarr` or a
-tiled BigTIFF with the bits of pooling the whole array in memory; `build_pyramid` writes
+`open_source` opens `.npy` (read with pread), Zarr arrays and groups (chunk files read and
+decoded one by one), and TIFF/BigTIFF (tiles or strips decoded on demand); `pool_to` pools
+one block at a time into `.npy`, `.zarr` or a tiled BigTIFF with the bits of pooling the
+whole array in memory; `build_pyramid` writes
 every level of a 2x pyramid in one pass over the input, each level the once-rounded pooling
 of level 0, as OME-Zarr or as a pyramidal TIFF. Peak memory follows `memory`, not the input.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError
+from .heap import tune_malloc
 from .pooling import DEFAULT_MEMORY, Progress, output_dtype, stream_pool, streamed_plan
 from .pyramid import DEFAULT_MIN_SIZE, Pyramid, level_count
 from .sinks import COMPRESSIONS, SINK_SUFFIXES, StoreOptions, open_sink, sink_format
@@ -34,6 +36,7 @@ __all__ = [
     "StoreOptions",
     "build_pyramid",
     "is_big_input",
+    "tune_malloc",
     "level_count",
     "open_source",
     "pyramid_format",
@@ -51,9 +54,9 @@ def pool_to(source: Source, target: Path | str, keywords: dict, dtype: np.dtype 
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
     with open_sink(target, plan.out_shape, dtype_out, spatial=plan.pooled_axes, options=options,
                    overwrite=overwrite, inputs=(source.path,)) as sink:
-        room = memory // 4  # for gathering whole chunk rows of the output
-        writer = sink.writer(plan.sliding[0].axis, room)
-        stream_pool(source, writer, keywords, dtype, memory - (0 if writer.direct else room), progress)
+        room = memory // 6  # for gathering whole chunk rows of the output, and as much for Zarr's
+        writer = sink.writer(plan.sliding[0].axis, room)  # copies of them and their encoded chunks
+        stream_pool(source, writer, keywords, dtype, memory - (0 if writer.direct else 2 * room), progress)
         writer.flush()
     return plan.out_shape, dtype_out
 

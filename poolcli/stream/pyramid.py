@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..core.dtypes import finalize, natural_dtype
 from ..core.modes import MODES
-from ..engine import pool
+from ..engine import FAST_PATHS, pool
 from ..engine.bands import fewest_rows
 from ..errors import PoolError, param
 from .sources import Source
@@ -95,13 +96,24 @@ def nests(pyramid: Pyramid, dtype: np.dtype) -> str:
     return "direct"
 
 
-def band_rows(pyramid: Pyramid, row_bytes: int, memory: int, align: int = 1) -> int:
+def band_rows(pyramid: Pyramid, dtype: np.dtype, row_bytes: int, memory: int, align: int = 1, chunk: int = 1) -> int:
     """Level-0 rows per band: a multiple of 2^L (and of `align`, the TIFF tile), enough that the
     engine reduces every level of a band as it reduces the whole level, and as many as `memory`
-    holds (the band, its 64-bit sums, the levels: about 12 times the band for 8-bit input)."""
+    holds (`working_factor` times the band's bytes). A multiple of the input's `chunk` rows too
+    where `memory` holds that: no chunk is read twice."""
+    factor = working_factor(pyramid, dtype)
     unit = math.lcm(2 ** pyramid.levels, align)
+    if math.lcm(unit, chunk) * factor * row_bytes <= memory:
+        unit = math.lcm(unit, chunk)
     fewest = unit * math.ceil(2 ** pyramid.levels * fewest_rows(2 ** pyramid.levels) / unit)
-    return max(fewest, memory // max(1, 12 * row_bytes) // unit * unit)
+    return max(fewest, memory // max(1, factor * row_bytes) // unit * unit)
+
+
+def working_factor(pyramid: Pyramid, dtype: np.dtype) -> int:
+    """A band's working memory over its own bytes: the band and its first halving (at most as
+    large again) for levels made by pairs; the engine's 64-bit intermediates (about 12 times an
+    8-bit band) for levels pooled from level 0."""
+    return 4 if nests(pyramid, dtype) != "direct" else 12
 
 
 def bands(pyramid: Pyramid, rows: int) -> Iterator[slice]:
@@ -123,8 +135,9 @@ def outer_indices(pyramid: Pyramid) -> Iterator[tuple]:
         yield tuple(slice(i, i + 1) for i in index)
 
 
-def band_levels(pyramid: Pyramid, band: np.ndarray) -> list[np.ndarray]:
-    """Levels 1..L of one band (levels' rows of that band), exactly as the engine pools level 0."""
+def band_levels(pyramid: Pyramid, band: np.ndarray, scratch: Scratch | None = None) -> list[np.ndarray]:
+    """Levels 1..L of one band (levels' rows of that band), exactly as the engine pools level 0
+    (`scratch`: buffers to reuse for the steps between levels)."""
     route = nests(pyramid, band.dtype)
     reaches = [k for k in range(1, pyramid.levels + 1) if min(band.shape[a] for a in pyramid.spatial) >> k]
     if route == "direct":
@@ -136,12 +149,56 @@ def band_levels(pyramid: Pyramid, band: np.ndarray) -> list[np.ndarray]:
         if k not in reaches:  # a tile at the edge narrower than a 2^k window: no cell of level k
             levels.append(_empty(pyramid, band, k))
         elif route == "extreme":
-            carried = pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
+            carried = next_extremes(pyramid, carried, scratch)
             levels.append(finalize(np, carried, carried.dtype, pyramid.level_dtype(band.dtype, k)))
         else:
-            carried = pool(carried, 2, axes=pyramid.spatial, mode="sum", dtype=sum_dtype(pyramid, band.dtype, k))
+            carried = halve(carried, pyramid.spatial, np.add, sum_dtype(pyramid, band.dtype, k), scratch)
             levels.append(from_sums(pyramid, carried, band.dtype, k))
     return levels
+
+
+def next_extremes(pyramid: Pyramid, carried: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+    """The next level's maxima (or minima) from this level's: of integers by pairs (exact, and
+    quicker than the engine), of floats by the engine (its NaN policy and its choice among ties)."""
+    if carried.dtype.kind in "biu" and FAST_PATHS.pairwise_levels:
+        pair = np.maximum if MODES[pyramid.mode].keeps == "largest" else np.minimum
+        return halve(carried, pyramid.spatial, pair, scratch=scratch)
+    return pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
+
+
+PAIR_MODES: dict[Any, str] = {np.add: "sum", np.maximum: "max", np.minimum: "min"}
+
+
+def halve(values: np.ndarray, axes: tuple[int, ...], pair: np.ufunc, dtype: np.dtype | None = None,
+          scratch: Scratch | None = None) -> np.ndarray:
+    """`values` with each of `axes` halved by `pair` (np.add, np.maximum, ...) of neighbours, in
+    `dtype`: the window-2, stride-2 pooling over `axes` (an odd last element left out) as a few
+    whole-array operations, the first axis first (contiguous halves, then half the data). The
+    steps before the last go to `scratch` buffers; the result is a new array."""
+    if not FAST_PATHS.pairwise_levels:
+        return pool(values, 2, axes=axes, mode=PAIR_MODES[pair], dtype=dtype)
+    for step, axis in enumerate(axes):
+        pairs = values.shape[axis] // 2 * 2
+        head = (slice(None),) * axis
+        even, odd = values[(*head, slice(0, pairs, 2))], values[(*head, slice(1, pairs, 2))]
+        last = step == len(axes) - 1
+        out = None if last or scratch is None else scratch.buffer(even.shape, np.result_type(even, dtype or even.dtype))
+        values = pair(even, odd, dtype=dtype, out=out)
+    return values
+
+
+class Scratch:
+    """Buffers reused from band to band: fresh pages cost the kernel about as much time as the
+    sums that fill them."""
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}
+
+    def buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        key = (shape, np.dtype(dtype))
+        if key not in self.buffers:
+            self.buffers[key] = np.empty(shape, dtype)
+        return self.buffers[key]
 
 
 def sum_dtype(pyramid: Pyramid, source: np.dtype, k: int) -> np.dtype:
@@ -190,11 +247,12 @@ def build(source: Source, pyramid: Pyramid, write: Written, memory: int, align: 
     band (level 0 too), then yield the band's input bytes (for progress)."""
     axis = pyramid.spatial[0]
     row_bytes = math.prod(source.shape[axis + 1:]) * source.dtype.itemsize
-    rows = band_rows(pyramid, row_bytes, memory, align)
+    rows = band_rows(pyramid, source.dtype, row_bytes, memory, align, source.chunks[axis])
+    scratch = Scratch()
     for outer in outer_indices(pyramid):
         for band in bands(pyramid, rows):
             values = source.read((*outer, band))
             write(0, (*outer, band), values)
-            for k, level in enumerate(band_levels(pyramid, values), start=1):
+            for k, level in enumerate(band_levels(pyramid, values, scratch), start=1):
                 write(k, (*outer, slice(band.start >> k, (band.start >> k) + level.shape[axis])), level)
             yield values.nbytes

@@ -1,6 +1,6 @@
 """Big inputs, opened without reading them: `.npy` (read with pread), Zarr arrays and groups
-(v2 and v3, any local store) and TIFF/BigTIFF (tiled or striped) through tifffile's Zarr
-view, which decodes only the tiles or strips a read touches.
+(v2 and v3, any local store; chunk files read straight by `chunkfiles` where it can) and
+TIFF/BigTIFF (tiled or striped; `tiffsegments` decodes only the tiles or strips a read touches).
 
 Each is a `Source`: a shape, a dtype, the chunk shape reads are best aligned to, and `read`,
 which returns the selected block as an in-memory NumPy array.
@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import FAST_PATHS
 from ..errors import InputError, param
+from .chunkfiles import chunk_files
 from .npyfile import NpyFile
+from .tiffsegments import TiffSegments
 
 ZARR_SUFFIXES = (".zarr", ".zarr2", ".zarr3", ".ome.zarr")
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
@@ -34,6 +37,7 @@ class Source:
     chunks: tuple[int, ...]  # the store's chunk shape (the whole shape for .npy)
     dataset: str = ""  # the array's path inside a Zarr group
     order: tuple[int, ...] | None = None  # a planar TIFF's (S, Y, X) seen as (Y, X, S)
+    zarr_format: int | None = None  # a Zarr input's format
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -123,7 +127,10 @@ def _zarr_source(path: Path, dataset: str | None) -> Source:
         raise InputError(f"{path}: is a Zarr array, not a group; leave out {param('dataset')}")
     if np.dtype(node.dtype).kind not in "biuf":
         raise InputError(f"{path}: dtype {node.dtype} cannot be pooled; use bool, integer or float data")
-    return Source(path, node, "array", "ZARR", tuple(int(c) for c in node.chunks), name)
+    folder = path / name if name else path
+    reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or node  # else zarr's own reads
+    return Source(path, reader, "array", "ZARR", tuple(int(c) for c in node.chunks), name,
+                  zarr_format=node.metadata.zarr_format)
 
 
 def _default_dataset(path: Path, group) -> str:
@@ -141,7 +148,6 @@ def _default_dataset(path: Path, group) -> str:
 @contextlib.contextmanager
 def _tiff_source(path: Path) -> Iterator[Source]:
     import tifffile
-    import zarr
 
     try:
         tiff = tifffile.TiffFile(path)
@@ -150,15 +156,14 @@ def _tiff_source(path: Path) -> Iterator[Source]:
     with tiff:
         series = tiff.series[0]
         views = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in memory: H x W (x C)
-        if series.axes not in views:
+        page: Any = series.pages[0] if len(series.pages) == 1 else None
+        if series.axes not in views or page is None or page.shaped[1] != 1:
             raise InputError(f"{path}: a TIFF series with axes {series.axes} is streamed only as YX, YXS or SYX;"
                              f" pool one page in memory ({param('page')}) or convert it to Zarr")
         try:
-            store = series.aszarr(level=0)
-            array: Any = zarr.open(store, mode="r")
-        except Exception as error:  # codecs tifffile cannot map to Zarr
-            raise InputError(f"{path}: cannot read its tiles lazily ({error}); convert it to a tiled TIFF") \
+            page.decode  # noqa: B018 (tifffile raises here for codecs it cannot decode)
+        except (ValueError, NotImplementedError) as error:
+            raise InputError(f"{path}: cannot decode its tiles ({error}); convert it to an uncompressed tiled TIFF") \
                 from None
-        if isinstance(array, zarr.Group):
-            array = array[sorted(array.array_keys())[0]]
-        yield Source(path, array, "image", "TIFF", tuple(int(c) for c in array.chunks), order=views[series.axes])
+        array = TiffSegments(tiff.filehandle, page, series.axes)
+        yield Source(path, array, "image", "TIFF", array.chunks, order=views[series.axes])

@@ -119,7 +119,7 @@ def copy_level0(source: Source, order: tuple[int, ...], options: StoreOptions, f
     encoded chunks are copied as files (no decoding, no encoding). Whether it was."""
     if source.format != "ZARR" or order != tuple(range(len(order))):
         return False
-    if getattr(source.array.metadata, "zarr_format", None) != options.zarr_format:
+    if source.zarr_format != options.zarr_format:
         return False
     shutil.copytree(source.path / source.dataset if source.dataset else source.path, folder)
     return True

@@ -1,0 +1,205 @@
+"""The big-data fast paths against independent readers and the engine: Zarr chunk files read
+straight (against zarr's own reads), TIFF segments (against tifffile's whole-page read),
+pyramid levels by neighbour pairs (on and off, against `pool` of level 0), bands aligned to the
+input's chunks (each chunk file read once), malloc tuning and the default compression."""
+
+import sys
+from pathlib import Path
+
+import numcodecs
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from poolcli import engine, pool
+from poolcli.stream import Pyramid, StoreOptions, build_pyramid, open_source, tune_malloc
+from poolcli.stream.chunkfiles import ChunkFiles, chunk_files
+from poolcli.stream.pyramid import Scratch, build, halve
+from poolcli.stream.sources import Source
+
+READER_DTYPES = ("u1", "<i2", ">u2", ">i4", "<f4", ">f8", "?")
+
+
+@st.composite
+def regions(draw, shape):
+    """Slices (unit step) of `shape`, sometimes fewer than its axes."""
+    picked = []
+    for n in shape[:draw(st.integers(1, len(shape)))]:
+        start = draw(st.integers(0, n - 1))
+        picked.append(slice(start, draw(st.integers(start + 1, n))))
+    return tuple(picked)
+
+
+@st.composite
+def zarr_cases(draw):
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 23)) for _ in range(ndim))
+    chunks = tuple(draw(st.integers(1, n + 3)) for n in shape)
+    fmt = draw(st.sampled_from((2, 3)))
+    dtype = draw(st.sampled_from(READER_DTYPES))
+    codecs = ("blosc", "zstd", "gzip", "none", "delta") if fmt == 2 else ("blosc", "zstd", "gzip", "none")
+    codec = draw(st.sampled_from(codecs))
+    sparse, region, seed = draw(st.booleans()), draw(regions(shape)), draw(st.integers(0, 99))
+    return shape, chunks, fmt, np.dtype(dtype), codec, sparse, region, seed
+
+
+def _v2_codecs(codec: str, dtype: np.dtype) -> dict:
+    compressors = {"blosc": numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE),
+                   "zstd": numcodecs.Zstd(level=1), "gzip": numcodecs.GZip(level=1), "none": None,
+                   "delta": numcodecs.Zlib(level=1)}
+    filters = [numcodecs.Delta(dtype=dtype.str)] if codec == "delta" and dtype.kind in "iu" else None
+    return dict(compressors=compressors[codec], filters=filters)
+
+
+def _v3_codecs(codec: str, seed: int) -> dict:
+    compressors = {"blosc": zarr.codecs.BloscCodec(cname="lz4"), "zstd": zarr.codecs.ZstdCodec(level=1),
+                   "gzip": zarr.codecs.GzipCodec(level=1), "none": None}
+    endian = ("little", "big")[seed % 2]  # the chunks' byte order, whatever the array's dtype says
+    return dict(compressors=compressors[codec], serializer=zarr.codecs.BytesCodec(endian=endian))
+
+
+QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=QUIET)
+@given(zarr_cases())
+def test_chunk_files_read_what_zarr_reads(tmp_path_factory, case):
+    """Random shapes, chunkings (edge chunks, chunks past the shape), dtypes of either byte order,
+    codecs and filters, Zarr v2 and v3, a fill value and chunks never written: the same values."""
+    shape, chunks, fmt, dtype, codec, sparse, region, seed = case
+    folder = tmp_path_factory.mktemp("z") / "a.zarr"
+    codecs = _v2_codecs(codec, dtype) if fmt == 2 else _v3_codecs(codec, seed)
+    fill = True if dtype.kind == "b" else 3
+    array = zarr.create_array(store=str(folder), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt,
+                              fill_value=fill, **codecs)
+    rng = np.random.default_rng(seed)
+    x = (rng.random(shape) * 250).astype(dtype) if dtype.kind != "b" else rng.random(shape) < 0.5
+    if sparse:  # only the first half along axis 0: the other chunks stay unwritten (the fill value)
+        array[: max(1, shape[0] // 2)] = x[: max(1, shape[0] // 2)]
+    else:
+        array[...] = x
+    reader = chunk_files(zarr.open_array(str(folder), mode="r"), folder)
+    assert isinstance(reader, ChunkFiles)
+    expected = zarr.open_array(str(folder), mode="r")[region]
+    got = reader[region]
+    assert got.shape == expected.shape and got.dtype.newbyteorder("=") == expected.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_layouts_zarr_reads_itself_still_read_right(tmp_path):
+    """Sharded v3 and Fortran-ordered v2 arrays are left to zarr (no chunk-file reader), with the same result."""
+    x = np.arange(30 * 20, dtype=np.uint16).reshape(30, 20)
+    sharded = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=x.shape, chunks=(5, 5), shards=(10, 10),
+                                dtype=x.dtype, zarr_format=3)
+    sharded[...] = x
+    fortran = zarr.create_array(store=str(tmp_path / "f.zarr"), shape=x.shape, chunks=(7, 6), dtype=x.dtype,
+                                zarr_format=2, order="F")
+    fortran[...] = x
+    for name in ("s.zarr", "f.zarr"):
+        assert chunk_files(zarr.open_array(str(tmp_path / name), mode="r"), tmp_path / name) is None
+        with open_source(tmp_path / name) as source:
+            assert not isinstance(source.array, ChunkFiles)
+            np.testing.assert_array_equal(source.read((slice(3, 29), slice(1, 19))), x[3:29, 1:19])
+
+
+@st.composite
+def tiff_cases(draw):
+    h, w = draw(st.integers(1, 70)), draw(st.integers(1, 70))
+    layout = draw(st.sampled_from(("YX", "YXS", "SYX")))
+    tiled = draw(st.booleans())
+    dtype = draw(st.sampled_from(("u1", "<u2", ">i2", "<f4")))
+    compression = draw(st.sampled_from((None, "zlib", "lzw", "packbits")))
+    predictor = compression in ("zlib", "lzw") and np.dtype(dtype).kind in "iu" and draw(st.booleans())
+    strip = draw(st.integers(1, 9))
+    return h, w, layout, tiled, strip, np.dtype(dtype), compression, predictor, draw(st.integers(0, 99))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=QUIET)
+@given(tiff_cases(), st.data())
+def test_tiff_segments_read_what_tifffile_reads(tmp_path_factory, case, data):
+    """Tiled and striped, grey, interleaved and planar colour, compressed or not, with predictors
+    and either byte order: any region equals the same region of tifffile's whole-page read."""
+    h, w, layout, tiled, rows_per_strip, dtype, compression, predictor, seed = case
+    shape = {"YX": (h, w), "YXS": (h, w, 3), "SYX": (3, h, w)}[layout]
+    x = (np.random.default_rng(seed).random(shape) * 200).astype(dtype)
+    path = tmp_path_factory.mktemp("t") / "x.tif"
+    layout_keywords = dict(tile=(16, 32)) if tiled else dict(rowsperstrip=rows_per_strip)
+    tifffile.imwrite(path, x, compression=compression, predictor=predictor or None, byteorder=dtype.byteorder
+                     if dtype.byteorder in "<>" else "<", photometric="rgb" if layout != "YX" else "minisblack",
+                     planarconfig="separate" if layout == "SYX" else None, **layout_keywords)
+    whole = tifffile.imread(path)
+    with open_source(path) as source:
+        stored = source.array
+        region = data.draw(regions(stored.shape))
+        np.testing.assert_array_equal(stored[region], whole[region])
+        viewed = source.read((slice(0, source.shape[0]),))  # SYX seen as YXS, as pool reads images
+        np.testing.assert_array_equal(viewed, np.moveaxis(whole, 0, -1) if layout == "SYX" else whole)
+
+
+@pytest.mark.parametrize("pairwise", [True, False])
+@pytest.mark.parametrize("mode", ["avg", "sum", "max", "min"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.bool_])
+def test_levels_by_pairs_on_and_off_equal_pooling_level_0(pairwise, mode, dtype):
+    """The twin of the pairwise-levels fast path: the same random volumes with it on and off,
+    each level equal to `pool(level0, 2**k)` (odd sides, three spatial axes too)."""
+    rng = np.random.default_rng(7)
+    for shape, spatial in (((45, 37), (0, 1)), ((2, 33, 70), (1, 2)), ((19, 22, 17), (0, 1, 2))):
+        x = rng.integers(-3, 250, shape).astype(dtype) if dtype != np.bool_ else rng.random(shape) < 0.5
+        pyramid = Pyramid(shape, spatial, 3 if len(spatial) == 2 else 2, mode)
+        outs = [np.zeros(pyramid.level_shape(k), pyramid.level_dtype(x.dtype, k)) for k in range(pyramid.levels + 1)]
+
+        def write(k, index, block, outs=outs):
+            outs[k][index] = block
+
+        with engine.fast_paths(pairwise_levels=pairwise):
+            for _ in build(Source(Path("memory"), x, "array", "NPY", x.shape), pyramid, write, 4000):
+                pass
+        for k in range(1, pyramid.levels + 1):
+            np.testing.assert_array_equal(outs[k], pool(x, 2 ** k, axes=spatial, mode=mode), err_msg=f"level {k}")
+
+
+def test_halve_keeps_its_scratch_inside():
+    """The steps before the last reuse scratch buffers; the result is always a new array."""
+    scratch = Scratch()
+    x = np.arange(8 * 6, dtype=np.uint8).reshape(8, 6)
+    first = halve(x, (0, 1), np.add, np.dtype(np.uint16), scratch)
+    second = halve(x + 1, (0, 1), np.add, np.dtype(np.uint16), scratch)
+    assert not np.shares_memory(first, second) and len(scratch.buffers) == 1
+    np.testing.assert_array_equal(first, pool(x, 2, mode="sum", dtype=np.uint16))
+    np.testing.assert_array_equal(second, pool(x + 1, 2, mode="sum", dtype=np.uint16))
+
+
+def test_each_chunk_file_is_read_once_by_a_pyramid(tmp_path, monkeypatch):
+    """Bands follow the input's chunk rows where the memory holds them: no chunk decoded twice."""
+    x = np.random.default_rng(1).integers(0, 256, (3, 96, 80), dtype=np.uint8)
+    store = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(1, 24, 32), dtype=x.dtype,
+                              zarr_format=3)
+    store[...] = x
+    reads = []
+    original = ChunkFiles.chunk
+    monkeypatch.setattr(ChunkFiles, "chunk", lambda self, coords: reads.append(coords) or original(self, coords))
+    with open_source(tmp_path / "x.zarr") as source:
+        assert isinstance(source.array, ChunkFiles)
+        build_pyramid(source, tmp_path / "p.zarr", Pyramid(x.shape, (1, 2), 3), memory=200_000)
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == 3 * 4 * 3
+    level = zarr.open_array(str(tmp_path / "p.zarr" / "3"), mode="r")[:]
+    np.testing.assert_array_equal(level, pool(x, 8, axes=(1, 2), mode="avg"))
+
+
+def test_zarr_outputs_default_to_blosc_zstd_clevel_2(tmp_path):
+    x = np.zeros((64, 64), np.uint8)
+    source = tmp_path / "x.npy"
+    np.save(source, x)
+    with open_source(source) as opened:
+        build_pyramid(opened, tmp_path / "p.zarr", Pyramid(x.shape, (0, 1), 1))
+    compressor = zarr.open_array(str(tmp_path / "p.zarr" / "1"), mode="r").metadata.compressor
+    assert (compressor.cname, compressor.clevel) == ("zstd", 2)
+    assert StoreOptions(compression="zlib").chosen_level == 3 and StoreOptions(level=7).chosen_level == 7
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux's")
+def test_malloc_tuning_is_taken_by_glibc():
+    assert tune_malloc() is True
