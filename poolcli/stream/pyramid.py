@@ -110,10 +110,11 @@ def band_rows(pyramid: Pyramid, dtype: np.dtype, row_bytes: int, memory: int, al
 
 
 def working_factor(pyramid: Pyramid, dtype: np.dtype) -> int:
-    """A band's working memory over its own bytes: the band and its first halving (at most as
-    large again) for levels made by pairs; the engine's 64-bit intermediates (about 12 times an
-    8-bit band) for levels pooled from level 0."""
-    return 4 if nests(pyramid, dtype) != "direct" else 12
+    """A band's working memory over its own bytes: for levels made by pairs, the band, the one
+    read before it (still held while the next is read), its first halving (at most as large
+    again), the sums, their rounding and the levels (about 6 times the band); for levels pooled
+    from level 0, the engine's 64-bit intermediates (about 12 times an 8-bit band)."""
+    return 6 if nests(pyramid, dtype) != "direct" else 12
 
 
 def bands(pyramid: Pyramid, rows: int) -> Iterator[slice]:
@@ -152,8 +153,9 @@ def band_levels(pyramid: Pyramid, band: np.ndarray, scratch: Scratch | None = No
             carried = next_extremes(pyramid, carried, scratch)
             levels.append(finalize(np, carried, carried.dtype, pyramid.level_dtype(band.dtype, k)))
         else:
-            carried = halve(carried, pyramid.spatial, np.add, sum_dtype(pyramid, band.dtype, k), scratch)
-            levels.append(from_sums(pyramid, carried, band.dtype, k))
+            carried = halve(carried, pyramid.spatial, np.add, sum_dtype(pyramid, band.dtype, k), scratch, k,
+                            reuse_result=True)  # the sums stay inside: from_sums makes the level
+            levels.append(from_sums(pyramid, carried, band.dtype, k, scratch))
     return levels
 
 
@@ -162,7 +164,7 @@ def next_extremes(pyramid: Pyramid, carried: np.ndarray, scratch: Scratch | None
     quicker than the engine), of floats by the engine (its NaN policy and its choice among ties)."""
     if carried.dtype.kind in "biu" and FAST_PATHS.pairwise_levels:
         pair = np.maximum if MODES[pyramid.mode].keeps == "largest" else np.minimum
-        return halve(carried, pyramid.spatial, pair, scratch=scratch)
+        return halve(carried, pyramid.spatial, pair, scratch=scratch, tag="extremes")
     return pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
 
 
@@ -170,35 +172,37 @@ PAIR_MODES: dict[Any, str] = {np.add: "sum", np.maximum: "max", np.minimum: "min
 
 
 def halve(values: np.ndarray, axes: tuple[int, ...], pair: np.ufunc, dtype: np.dtype | None = None,
-          scratch: Scratch | None = None) -> np.ndarray:
+          scratch: Scratch | None = None, tag: object = None, reuse_result: bool = False) -> np.ndarray:
     """`values` with each of `axes` halved by `pair` (np.add, np.maximum, ...) of neighbours, in
     `dtype`: the window-2, stride-2 pooling over `axes` (an odd last element left out) as a few
     whole-array operations, the first axis first (contiguous halves, then half the data). The
-    steps before the last go to `scratch` buffers; the result is a new array."""
+    steps before the last go to `scratch` buffers (named by `tag` and the step), and the result
+    too with `reuse_result` (the caller then copies what it keeps); else it is a new array."""
     if not FAST_PATHS.pairwise_levels:
         return pool(values, 2, axes=axes, mode=PAIR_MODES[pair], dtype=dtype)
     for step, axis in enumerate(axes):
         pairs = values.shape[axis] // 2 * 2
         head = (slice(None),) * axis
         even, odd = values[(*head, slice(0, pairs, 2))], values[(*head, slice(1, pairs, 2))]
-        last = step == len(axes) - 1
-        out = None if last or scratch is None else scratch.buffer(even.shape, np.result_type(even, dtype or even.dtype))
+        fresh = step == len(axes) - 1 and not reuse_result
+        out = None if fresh or scratch is None else \
+            scratch.buffer((tag, step), even.shape, np.result_type(even, dtype or even.dtype))
         values = pair(even, odd, dtype=dtype, out=out)
     return values
 
 
 class Scratch:
-    """Buffers reused from band to band: fresh pages cost the kernel about as much time as the
-    sums that fill them."""
+    """Buffers reused from band to band, by name: fresh pages cost the kernel about as much time
+    as the sums that fill them."""
 
     def __init__(self) -> None:
         self.buffers: dict = {}
 
-    def buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        key = (shape, np.dtype(dtype))
-        if key not in self.buffers:
-            self.buffers[key] = np.empty(shape, dtype)
-        return self.buffers[key]
+    def buffer(self, name: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        held = self.buffers.get(name)
+        if held is None or held.shape != shape or held.dtype != dtype:
+            held = self.buffers[name] = np.empty(shape, dtype)
+        return held
 
 
 def sum_dtype(pyramid: Pyramid, source: np.dtype, k: int) -> np.dtype:
@@ -223,20 +227,30 @@ def _direct(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
     return pool(band, dtype=pyramid.dtype, **pyramid.keywords(k))
 
 
-def from_sums(pyramid: Pyramid, sums: np.ndarray, source: np.dtype, k: int) -> np.ndarray:
-    """Level k from the exact sums of its windows: the sum itself, or the mean rounded once."""
+def from_sums(pyramid: Pyramid, sums: np.ndarray, source: np.dtype, k: int,
+              scratch: Scratch | None = None) -> np.ndarray:
+    """Level k (a new array) from the exact sums of its windows: the sum itself, or the mean
+    rounded once (`scratch`: a buffer to reuse for the rounding)."""
     natural = natural_dtype(source, pyramid.mode)
     target = pyramid.level_dtype(source, k)
     if not MODES[pyramid.mode].divisor:  # sum
-        return finalize(np, sums.astype(natural, copy=False), natural, target)
+        return _fresh(finalize(np, sums.astype(natural), natural, target), sums)
     shift = k * len(pyramid.spatial)
     count = 2 ** shift
     if target.kind in "iu":  # floor(sum / count + 1/2) = (sum + count/2) >> shift, exactly (a floor for
-        rounded = sums + sums.dtype.type(count // 2)  # negative sums too); sum_dtype leaves room for the half
-        rounded >>= sums.dtype.type(shift)
-        return finalize(np, rounded, rounded.dtype, target)
+        rounding = None if scratch is None else scratch.buffer(("rounded", k), sums.shape, sums.dtype)
+        rounded = np.add(sums, sums.dtype.type(count // 2), out=rounding)  # negative sums too); sum_dtype
+        rounded >>= sums.dtype.type(shift)  # leaves room for the half
+        if np.can_cast(source, target):  # a mean lies within its values' range: nothing to clip
+            return rounded.astype(target)
+        return _fresh(finalize(np, rounded, rounded.dtype, target), rounded)
     mean = sums.astype(np.float64) / np.float64(count)
     return finalize(np, mean, natural, target)
+
+
+def _fresh(result: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """`result`, copied where it is `buffer` (which the next band overwrites)."""
+    return result.copy() if np.shares_memory(result, buffer) else result
 
 
 Written = Callable[[int, tuple, np.ndarray], None]  # (level, index in that level, values)
