@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poolcli import engine, pool
-from poolcli.stream import Pyramid, StoreOptions, build_pyramid, open_source, tune_malloc
+from poolcli.stream import Pyramid, StoreOptions, build_pyramid, open_source, pool_to, tune_malloc
 from poolcli.stream.chunkfiles import ChunkFiles, chunk_files
 from poolcli.stream.pyramid import Scratch, build, halve
 from poolcli.stream.sources import Source
@@ -203,3 +203,60 @@ def test_zarr_outputs_default_to_blosc_zstd_clevel_2(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux's")
 def test_malloc_tuning_is_taken_by_glibc():
     assert tune_malloc() is True
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=QUIET)
+@given(zarr_cases())
+def test_chunk_files_write_what_zarr_reads_back(tmp_path_factory, case):
+    """Whole chunks written straight to their files (edge chunks padded with the fill value),
+    for every layout the reader takes: zarr reads back exactly what was written, the fill value
+    elsewhere; a region that cuts a chunk is refused."""
+    shape, chunks, fmt, dtype, codec, _, region, seed = case
+    folder = tmp_path_factory.mktemp("w") / "a.zarr"
+    codecs = _v2_codecs(codec, dtype) if fmt == 2 else _v3_codecs(codec, seed)
+    fill = True if dtype.kind == "b" else 3
+    array = zarr.create_array(store=str(folder), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt,
+                              fill_value=fill, **codecs)
+    files = chunk_files(array, folder)
+    region = region + tuple(slice(0, n) for n in shape[len(region):])
+    region = tuple(slice(s.start // c * c, min(n, -(-s.stop // c) * c)) for s, c, n in zip(region, chunks, shape))
+    rng = np.random.default_rng(seed)
+    part = rng.random(tuple(s.stop - s.start for s in region)) * 250
+    part = part.astype(dtype) if dtype.kind != "b" else part < 125
+    assert files.aligned(region)
+    files[region] = part
+    expected = np.full(shape, fill, dtype=dtype)
+    expected[region] = part
+    np.testing.assert_array_equal(zarr.open_array(str(folder), mode="r")[...], expected)
+    for cut in (tuple(slice(s.start + 1, s.stop) if c > 1 and s.stop - s.start > 1 else s
+                      for s, c in zip(region, chunks)),  # starting inside a chunk
+                tuple(slice(s.start, s.stop - 1) if (s.stop - 1) % c and s.stop - s.start > 1 else s
+                      for s, c in zip(region, chunks))):  # ending inside one (not at the array's end)
+        if cut != region:
+            assert not files.aligned(cut)
+            with pytest.raises(ValueError, match="whole chunks"):
+                files[cut] = expected[cut]
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_outputs_with_chunk_files_on_and_off_are_the_same(tmp_path, fmt):
+    """The twin of the chunk-files fast path for outputs: a pyramid and a streamed pool written
+    with it on and off decode to the same arrays, with the same metadata."""
+    x = np.random.default_rng(5).integers(0, 256, (2, 150, 97), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    results = []
+    for on in (True, False):
+        with engine.fast_paths(chunk_files=on), open_source(tmp_path / "x.npy") as source:
+            options = StoreOptions(chunk=32, zarr_format=fmt)
+            build_pyramid(source, tmp_path / f"p{on}.zarr", Pyramid(x.shape, (1, 2), 3), memory=60_000, options=options)
+            pool_to(source, tmp_path / f"o{on}.zarr", dict(window=3, stride=2, mode="avg", axes=(1, 2)), None,
+                    memory=60_000, options=options)
+        group = zarr.open_group(str(tmp_path / f"p{on}.zarr"), mode="r")
+        results.append(([group[str(k)][...] for k in range(4)], zarr.open_array(str(tmp_path / f"o{on}.zarr"))[...],
+                        dict(group.attrs)))
+    (levels_on, pooled_on, attrs_on), (levels_off, pooled_off, attrs_off) = results
+    for on, off in zip(levels_on, levels_off):
+        np.testing.assert_array_equal(on, off)
+    np.testing.assert_array_equal(pooled_on, pooled_off)
+    np.testing.assert_array_equal(pooled_on, pool(x, 3, 2, mode="avg", axes=(1, 2)))
+    assert attrs_on == attrs_off

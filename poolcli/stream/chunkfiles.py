@@ -1,28 +1,27 @@
-"""Local Zarr arrays read straight from their chunk files: zarr gives the metadata (chunk keys,
-codecs, fill value), numcodecs decodes, and a read is one file read and one decode per chunk it
-touches, without the asynchronous machinery of `zarr.Array.__getitem__` (which took about as
-much CPU time again as the decoding itself).
+"""Local Zarr arrays read and written straight through their chunk files: zarr gives the
+metadata (chunk keys, codecs, fill value), numcodecs encodes and decodes, and a read or a write
+is one file and one codec call per chunk, without the asynchronous machinery of zarr's own
+reads and writes (which took about as much CPU time again as the decoding itself, and 1-3 ms a
+chunk written).
 
-Layouts read this way: Zarr v2 in C order with any numcodecs compressor and filters, and Zarr v3
-with the bytes codec followed by Blosc, Zstd or Gzip (or nothing). Others (sharding, transposes,
-checksums) are read by zarr itself (`chunk_files` returns None).
+Layouts handled this way: Zarr v2 in C order with any numcodecs compressor and filters, and
+Zarr v3 with the bytes codec followed by Blosc, Zstd or Gzip (or nothing). Others (sharding,
+transposes, checksums) are left to zarr (`chunk_files` returns None).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-Decode = Callable[[bytes], np.ndarray]
-
 
 @dataclass(frozen=True)
 class ChunkFiles:
-    """A local Zarr array, sliced into NumPy arrays chunk file by chunk file."""
+    """A local Zarr array, read and written chunk file by chunk file."""
 
     folder: Path
     shape: tuple[int, ...]
@@ -30,22 +29,30 @@ class ChunkFiles:
     dtype: np.dtype  # as stored (its byte order)
     fill_value: object
     key: Callable[[tuple[int, ...]], str]
-    decode: Decode  # a chunk file's bytes -> the chunk's values, of shape `chunks`
+    stages: tuple  # numcodecs codecs, in the order that encodes a chunk's bytes
 
     def __getitem__(self, index: tuple) -> np.ndarray:
-        region = [range(*s.indices(n)) for s, n in zip(full_index(index, len(self.shape)), self.shape, strict=True)]
-        if any(r.step != 1 for r in region):
-            raise ValueError("chunk files are read with unit steps only")
+        region = self._region(index)
         out = np.empty(tuple(len(r) for r in region), dtype=self.dtype)
-        spans = [range(r.start // c, -(-r.stop // c)) for r, c in zip(region, self.chunks, strict=True)]
-        for coords in itertools.product(*spans):
-            corner = [i * c for i, c in zip(coords, self.chunks, strict=True)]
-            inside = tuple(slice(max(r.start, a) - a, min(r.stop, a + c) - a)
-                           for r, a, c in zip(region, corner, self.chunks, strict=True))
-            placed = tuple(slice(a + s.start - r.start, a + s.stop - r.start)
-                           for r, a, s in zip(region, corner, inside, strict=True))
+        for coords, inside, placed in self._pieces(region):
             out[placed] = self.chunk(coords)[inside]
         return out
+
+    def __setitem__(self, index: tuple, values: np.ndarray) -> None:
+        """Write the whole chunks `index` covers (`aligned` says whether it covers only such)."""
+        region = self._region(index)
+        if not self._aligned(region):
+            raise ValueError("chunk files are written in whole chunks; write other regions through zarr")
+        for coords, inside, placed in self._pieces(region):
+            part = values[placed]
+            if part.shape != self.chunks:  # an edge chunk: stored whole, the rest the fill value
+                whole = np.full(self.chunks, self.fill_value, dtype=self.dtype)
+                whole[inside] = part
+                part = whole
+            self.write_chunk(coords, part)
+
+    def aligned(self, index: tuple) -> bool:
+        return self._aligned(self._region(index))
 
     def chunk(self, coords: tuple[int, ...]) -> np.ndarray:
         """One whole chunk's values (the fill value where its file is missing)."""
@@ -53,38 +60,96 @@ class ChunkFiles:
             data = (self.folder / self.key(coords)).read_bytes()
         except FileNotFoundError:
             return np.full(self.chunks, self.fill_value, dtype=self.dtype)
-        return self.decode(data)
+        for stage in reversed(self.stages):
+            data = stage.decode(data)
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunks)
+
+    def write_chunk(self, coords: tuple[int, ...], values: np.ndarray) -> None:
+        data: object = np.ascontiguousarray(values, dtype=self.dtype)
+        for stage in self.stages:
+            data = stage.encode(data)
+        path = self.folder / self.key(coords)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as file:
+            file.write(memoryview(data))  # type: ignore[arg-type]
+
+    def _region(self, index: tuple) -> list[range]:
+        region = [range(*s.indices(n)) for s, n in zip(full_index(index, len(self.shape)), self.shape, strict=True)]
+        if any(r.step != 1 for r in region):
+            raise ValueError("chunk files are read and written with unit steps only")
+        return region
+
+    def _aligned(self, region: list[range]) -> bool:
+        return all(r.start % c == 0 and (r.stop % c == 0 or r.stop == n)
+                   for r, c, n in zip(region, self.chunks, self.shape, strict=True))
+
+    def _pieces(self, region: list[range]) -> Iterator[tuple[tuple[int, ...], tuple, tuple]]:
+        """Per chunk `region` touches: its coordinates, the part inside the chunk, the part of the region."""
+        spans = [range(r.start // c, -(-r.stop // c)) for r, c in zip(region, self.chunks, strict=True)]
+        for coords in itertools.product(*spans):
+            corner = [i * c for i, c in zip(coords, self.chunks, strict=True)]
+            inside = tuple(slice(max(r.start, a) - a, min(r.stop, a + c) - a)
+                           for r, a, c in zip(region, corner, self.chunks, strict=True))
+            placed = tuple(slice(a + s.start - r.start, a + s.stop - r.start)
+                           for r, a, s in zip(region, corner, inside, strict=True))
+            yield coords, inside, placed
+
+
+class ChunkedArray:
+    """A zarr array whose writes of whole chunks go straight to their files (`ChunkFiles`),
+    and every other read or write through zarr; its other attributes are the array's."""
+
+    def __init__(self, array, folder: Path):
+        self.array = array
+        self.files = chunk_files(array, folder)
+
+    def __getattr__(self, name: str):
+        return getattr(self.array, name)
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        return self.files[index] if self.files is not None else self.array[index]
+
+    def __setitem__(self, index: tuple, values: np.ndarray) -> None:
+        if self.files is not None and self.files.aligned(index):
+            self.files[index] = values
+        else:
+            self.array[index] = values
+
+
+def writable(array, folder: Path):
+    """`array` (stored in local `folder`) with whole-chunk writes straight to its files where the
+    `chunk_files` fast path is on and its layout allows; else `array` itself."""
+    from ..engine import FAST_PATHS
+
+    if not FAST_PATHS.chunk_files or chunk_files(array, folder) is None:
+        return array
+    return ChunkedArray(array, folder)
 
 
 def chunk_files(array, folder: Path) -> ChunkFiles | None:
-    """The chunk-file reader of zarr array `array` stored in local `folder`, or None where its
-    layout is one zarr reads itself."""
+    """The chunk files of zarr array `array` stored in local `folder`, or None where its layout
+    is one zarr reads and writes itself."""
     metadata = array.metadata
-    reading = _v2_decode(metadata) if metadata.zarr_format == 2 else _v3_decode(array)
-    if reading is None:
+    layout = _v2_layout(metadata) if metadata.zarr_format == 2 else _v3_layout(array)
+    if layout is None:
         return None
-    dtype, decode_bytes = reading
-    chunks = tuple(int(c) for c in array.chunks)
+    dtype, stages = layout
     fill = 0 if array.fill_value is None else array.fill_value
-
-    def decode(data: bytes) -> np.ndarray:
-        return np.frombuffer(decode_bytes(data), dtype=dtype).reshape(chunks)
-
-    return ChunkFiles(folder, tuple(int(n) for n in array.shape), chunks, dtype, fill, metadata.encode_chunk_key,
-                      decode)
+    return ChunkFiles(folder, tuple(int(n) for n in array.shape), tuple(int(c) for c in array.chunks), dtype, fill,
+                      metadata.encode_chunk_key, tuple(stages))
 
 
-def _v2_decode(metadata) -> tuple[np.dtype, Callable[[bytes], bytes]] | None:
+def _v2_layout(metadata) -> tuple[np.dtype, list] | None:
     if metadata.order != "C":
         return None
     dtype = np.dtype(metadata.dtype.to_native_dtype())
     if dtype.kind not in "biuf":
         return None
-    stages = ([metadata.compressor] if metadata.compressor is not None else []) + list(metadata.filters or [])[::-1]
-    return dtype, _chain(stages)
+    return dtype, list(metadata.filters or []) + ([metadata.compressor] if metadata.compressor is not None else [])
 
 
-def _v3_decode(array) -> tuple[np.dtype, Callable[[bytes], bytes]] | None:
+def _v3_layout(array) -> tuple[np.dtype, list] | None:
     import numcodecs
     from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 
@@ -96,21 +161,20 @@ def _v3_decode(array) -> tuple[np.dtype, Callable[[bytes], bytes]] | None:
         return None
     if first.endian is not None and dtype.itemsize > 1:
         dtype = dtype.newbyteorder("<" if first.endian.value == "little" else ">")
-    known = {BloscCodec: numcodecs.Blosc, ZstdCodec: numcodecs.Zstd, GzipCodec: numcodecs.GZip}
-    if any(type(codec) not in known for codec in rest):
-        return None
-    return dtype, _chain([known[type(codec)]() for codec in reversed(rest)])
-
-
-def _chain(stages: list) -> Callable[[bytes], bytes]:
-    """Decoding by numcodecs codecs, in the order given (outermost first)."""
-
-    def decode(data: bytes) -> bytes:
-        for stage in stages:
-            data = stage.decode(data)
-        return data
-
-    return decode
+    stages = []
+    for codec in rest:
+        if isinstance(codec, BloscCodec):
+            shuffle = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
+                       "bitshuffle": numcodecs.Blosc.BITSHUFFLE}[codec.shuffle.value]
+            stages.append(numcodecs.Blosc(cname=codec.cname.value, clevel=codec.clevel, shuffle=shuffle,
+                                          blocksize=codec.blocksize))
+        elif isinstance(codec, ZstdCodec):
+            stages.append(numcodecs.Zstd(level=codec.level, checksum=codec.checksum))
+        elif isinstance(codec, GzipCodec):
+            stages.append(numcodecs.GZip(level=codec.level))
+        else:
+            return None
+    return dtype, stages
 
 
 def full_index(index: tuple, ndim: int) -> tuple:

@@ -25,11 +25,12 @@ import numpy as np
 from ..engine import pool
 from ..errors import OutputError, PoolError, param
 from ..io import atomic_path
+from .chunkfiles import ChunkFiles, chunk_files, writable
 from .npyfile import NpyFile
 from .pyramid import Pyramid, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions, create_zarr_array
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, open_source
-from .stores import copy_level0, multiscales, storage_order
+from .stores import copy_chunk_files, copy_level0, multiscales, storage_order
 
 CONNECT_SECONDS = 10
 READ_CHUNK = 1024  # the side of a chunk read from an .npy or TIFF input, along its last two axes
@@ -183,16 +184,17 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store, \
             open_source(source, dataset) as opened:
         group = zarr.open_group(str(store), mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
-        first = 1 if copy_level0(opened, order, options, store / "0") else 0  # a Zarr input's chunks as they are
+        spread = _level0_files(str(source), dataset) is not None  # the tasks copy its chunk files, or this process
+        first = 1 if copy_level0(opened, order, options, store / "0", chunks=not spread) else 0  # a Zarr input's
+        # chunks as they are
         for k in range(first, pyramid.levels + 1):
             chunks = tuple(max(1, tiles.side[a] >> k) if a in pyramid.spatial else 1 for a in range(len(order)))
             create_zarr_array(group, str(k), shapes[k], pyramid.level_dtype(opened.dtype, k),
                               tuple(min(chunks[a], shapes[k][i]) for i, a in enumerate(order)), options)
         futures = client.map(_pyramid_tile, tiles.indices, source=str(source), dataset=dataset, store=str(store),
-                             pyramid=pyramid, first=first, pure=False)
+                             pyramid=pyramid, first=first, copy=first == 1 and spread, pure=False)
         try:
-            for future in as_completed(futures, loop=client.loop):
-                done = future.result()
+            for _, done in as_completed(futures, with_results=True, loop=client.loop):
                 if progress is not None:
                     progress(done)
         except BaseException:
@@ -219,8 +221,12 @@ def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...]) -> Tiles:
     return Tiles(side, [tuple(index) for index in itertools.product(*ranges)])
 
 
-def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid, first: int) -> int:
-    """On a worker: read one tile of level 0, write its part of every level; its input bytes."""
+def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid, first: int,
+                  copy: bool = False) -> int:
+    """On a worker: read one tile of level 0, write its part of every level (level 0 by copying the
+    chunk files that start in the tile, with `copy`); its input bytes."""
+    if copy:
+        copy_chunk_files(cast(ChunkFiles, _level0_files(source, dataset)), Path(store) / "0", index)
 
     reader = _opened(source, dataset)
     values = reader[index] if reader is not None else _read_block(source, dataset, index)
@@ -243,6 +249,18 @@ def _opened(source: str, dataset: str | None):
         return _NativeReads(opened)
 
 
+@functools.lru_cache(maxsize=64)
+def _level0_files(source: str, dataset: str | None) -> ChunkFiles | None:
+    """A Zarr input's chunk files (None for other inputs and layouts), looked up once per process."""
+    path = Path(source)
+    if not (path.is_dir() or path.suffix.lower() in ZARR_SUFFIXES):
+        return None
+    with open_source(path, dataset) as opened:
+        if isinstance(opened.array, ChunkFiles):
+            return opened.array
+        return chunk_files(opened.array, path / opened.dataset if opened.dataset else path)
+
+
 @dataclass(frozen=True)
 class _NativeReads:
     source: Source
@@ -253,10 +271,10 @@ class _NativeReads:
 
 @functools.lru_cache(maxsize=64)
 def _opened_output(path: str):
-    """On a worker: a level's output array, opened once per process."""
+    """On a worker: a level's output array (whole chunks written straight to their files), opened once per process."""
     import zarr
 
-    return zarr.open_array(path, mode="r+")
+    return writable(zarr.open_array(path, mode="r+"), Path(path))
 
 
 def task_count(levels: list) -> int:

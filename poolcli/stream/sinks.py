@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import OutputError, param
 from ..io import atomic_path, temporary_prefix
+from .chunkfiles import writable
 from .npyfile import NpyFile
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES
 
@@ -188,7 +189,7 @@ def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial:
     if kind == "ZARR":
         with atomic_path(target, overwrite=overwrite, inputs=inputs, folder=True) as store, zarr_writing():
             chunks = chunk_shape(shape, spatial, options.chunk)
-            yield Sink(create_zarr_array(store, None, shape, dtype, chunks, options), chunked=True)
+            yield Sink(writable(create_zarr_array(store, None, shape, dtype, chunks, options), store), chunked=True)
         return
     if kind == "TIFF":
         check_tiff_shape(target, shape)

@@ -9,6 +9,7 @@ trailing (an H x W x C image) are stored with the others moved first (C x H x W)
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ import numpy as np
 from ..errors import OutputError
 from ..io import atomic_path, temporary_prefix
 from ..version import __version__
+from .chunkfiles import ChunkFiles, writable
 from .npyfile import NpyFile
 from .pyramid import Pyramid, build
 from .sinks import (
@@ -95,8 +97,8 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
                 writers.append(None)  # level 0 is the input's own chunks, copied as they are
                 continue
             stored = tuple(shape[a] for a in order)
-            array = create_zarr_array(group, str(k), stored, pyramid.level_dtype(source.dtype, k),
-                                      chunk_shape(stored, spatial, options.chunk), options)
+            array = writable(create_zarr_array(group, str(k), stored, pyramid.level_dtype(source.dtype, k),
+                                               chunk_shape(stored, spatial, options.chunk), options), store / str(k))
             writers.append(_level_writer(array, order, pyramid.spatial[0], shape, room))
 
         def write(k: int, index: tuple, values: np.ndarray) -> None:
@@ -114,15 +116,34 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
         return [tuple(pyramid.shape[a] for a in order) if w is None else tuple(w.array_shape) for w in writers]
 
 
-def copy_level0(source: Source, order: tuple[int, ...], options: StoreOptions, folder: Path) -> bool:
+def copy_level0(source: Source, order: tuple[int, ...], options: StoreOptions, folder: Path, *,
+                chunks: bool = True) -> bool:
     """A Zarr input of the output's format, stored in NGFF's axis order, is level 0 as it is: its
-    encoded chunks are copied as files (no decoding, no encoding). Whether it was."""
+    encoded chunks are copied as files (no decoding, no encoding); with `chunks` False only its
+    metadata, the chunk files left to the readers of its tiles (`copy_chunk_files`). Whether it was."""
     if source.format != "ZARR" or order != tuple(range(len(order))):
         return False
     if source.zarr_format != options.zarr_format:
         return False
-    shutil.copytree(source.path / source.dataset if source.dataset else source.path, folder)
+    origin = source.path / source.dataset if source.dataset else source.path
+    metadata_only = None if chunks else (lambda where, names: [n for n in names if n not in ZARR_METADATA])
+    shutil.copytree(origin, folder, ignore=metadata_only)
     return True
+
+
+ZARR_METADATA = (".zarray", ".zattrs", "zarr.json")
+
+
+def copy_chunk_files(source: ChunkFiles, folder: Path, region: tuple) -> None:
+    """Copy, as they are, the chunk files of `source` whose first element lies in `region` (a
+    tile's slices): each chunk is copied by exactly one tile."""
+    spans = [range(-(-s.start // c), -(-s.stop // c)) for s, c in zip(region, source.chunks, strict=True)]
+    for coords in itertools.product(*spans):
+        key = source.key(coords)
+        target = folder / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # a chunk never written: the fill value, no file
+            shutil.copyfile(source.folder / key, target)
 
 
 class _LevelWriter(AlignedWriter):
