@@ -64,6 +64,15 @@ def _v3_codecs(codec: str, seed: int) -> dict:
 QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 
+def _new_array(folder: Path, case: tuple):
+    """An empty Zarr array of a `zarr_cases` case at `folder`, and its fill value."""
+    shape, chunks, fmt, dtype, codec, _, _, seed = case
+    codecs = _v2_codecs(codec, dtype) if fmt == 2 else _v3_codecs(codec, seed)
+    fill = True if dtype.kind == "b" else 3
+    return zarr.create_array(store=str(folder), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt,
+                             fill_value=fill, **codecs), fill
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=QUIET)
 @given(zarr_cases())
 def test_chunk_files_read_what_zarr_reads(tmp_path_factory, case):
@@ -71,10 +80,7 @@ def test_chunk_files_read_what_zarr_reads(tmp_path_factory, case):
     codecs and filters, Zarr v2 and v3, a fill value and chunks never written: the same values."""
     shape, chunks, fmt, dtype, codec, sparse, region, seed = case
     folder = tmp_path_factory.mktemp("z") / "a.zarr"
-    codecs = _v2_codecs(codec, dtype) if fmt == 2 else _v3_codecs(codec, seed)
-    fill = True if dtype.kind == "b" else 3
-    array = zarr.create_array(store=str(folder), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt,
-                              fill_value=fill, **codecs)
+    array, _ = _new_array(folder, case)
     rng = np.random.default_rng(seed)
     x = (rng.random(shape) * 250).astype(dtype) if dtype.kind != "b" else rng.random(shape) < 0.5
     if sparse:  # only the first half along axis 0: the other chunks stay unwritten (the fill value)
@@ -213,10 +219,7 @@ def test_chunk_files_write_what_zarr_reads_back(tmp_path_factory, case):
     elsewhere; a region that cuts a chunk is refused."""
     shape, chunks, fmt, dtype, codec, _, region, seed = case
     folder = tmp_path_factory.mktemp("w") / "a.zarr"
-    codecs = _v2_codecs(codec, dtype) if fmt == 2 else _v3_codecs(codec, seed)
-    fill = True if dtype.kind == "b" else 3
-    array = zarr.create_array(store=str(folder), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt,
-                              fill_value=fill, **codecs)
+    array, fill = _new_array(folder, case)
     files = chunk_files(array, folder)
     region = region + tuple(slice(0, n) for n in shape[len(region):])
     region = tuple(slice(s.start // c * c, min(n, -(-s.stop // c) * c)) for s, c, n in zip(region, chunks, shape))
