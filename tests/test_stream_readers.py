@@ -145,6 +145,17 @@ def test_tiff_segments_read_what_tifffile_reads(tmp_path_factory, case, data):
         np.testing.assert_array_equal(viewed, np.moveaxis(whole, 0, -1) if layout == "SYX" else whole)
 
 
+def test_tiff_segments_read_empty_tiles_as_zeros(tmp_path):
+    """Tiles with no bytes in the file (an offset and a count of 0) are zeros, as tifffile reads them."""
+    tiles = [np.full((16, 16), i + 1, np.uint8) if i % 3 != 1 else None for i in range(16)]
+    with tifffile.TiffWriter(tmp_path / "sparse.tif") as writer:
+        writer.write(iter(tiles), shape=(64, 64), dtype=np.uint8, tile=(16, 16))
+    assert 0 in tifffile.TiffFile(tmp_path / "sparse.tif").pages[0].databytecounts
+    with open_source(tmp_path / "sparse.tif") as source:
+        np.testing.assert_array_equal(source.read((slice(5, 60), slice(3, 50))),
+                                      tifffile.imread(tmp_path / "sparse.tif")[5:60, 3:50])
+
+
 @pytest.mark.parametrize("pairwise", [True, False])
 @pytest.mark.parametrize("mode", ["avg", "sum", "max", "min"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.bool_])

@@ -57,7 +57,7 @@ class TiffSegments:
         columns = range(*wanted[3].indices(shaped[3]))
         if any(r.step != 1 for r in (planes, rows, columns)):
             raise ValueError("TIFF segments are read with unit steps only")
-        out = np.zeros((len(planes), len(rows), len(columns), shaped[4]), dtype=self.dtype)
+        out = np.empty((len(planes), len(rows), len(columns), shaped[4]), dtype=self.dtype)
         if len(rows) and len(columns):
             self._fill(out, planes, rows, columns)
         picked = out[..., wanted.get(4, slice(None))]
@@ -75,10 +75,9 @@ class TiffSegments:
         counts = [self.page.databytecounts[i] for i in indices]
         decode = self.page.decode
         for data, index in self.handle.read_segments(offsets, counts, indices):
-            segment, (plane, _, top, left, _), _ = decode(data, index, jpegtables=self.page.jpegtables)
-            if segment is None:
-                continue  # an empty segment: zeros
-            segment = segment[0]  # (length, width, samples)
+            segment, (plane, _, top, left, _), shape = decode(data, index, jpegtables=self.page.jpegtables)
+            segment = np.zeros(shape, self.dtype)[0] if segment is None else segment[0]  # (length, width, samples);
+            # an empty segment (no bytes in the file) holds zeros
             y0, y1 = max(top, rows.start), min(top + segment.shape[0], rows.stop)
             x0, x1 = max(left, columns.start), min(left + segment.shape[1], columns.stop)
             if y0 < y1 and x0 < x1:
