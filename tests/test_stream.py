@@ -20,6 +20,7 @@ from poolcli.cli import main
 from poolcli.engine.bands import bands
 from poolcli.errors import PoolError
 from poolcli.stream import Pyramid, StoreOptions, build_pyramid, level_count, open_source, pool_to
+from poolcli.stream.npyfile import NpyFile
 from poolcli.stream.pooling import output_dtype, stream_pool, streamed_plan
 from poolcli.stream.pyramid import build
 from poolcli.stream.sources import Source
@@ -212,12 +213,21 @@ def test_zarr_v3_pyramid_has_ngff_0_5_metadata(tmp_path):
     np.testing.assert_array_equal(group["2"][:], pool(x, 4, mode="max"))
 
 
-def test_pyramidal_tiff_opens_in_tifffile_with_exact_levels(tmp_path):
+@pytest.mark.parametrize("memory", [None, 300_000])  # levels 1..L held in memory, or in scratch files
+def test_pyramidal_tiff_opens_in_tifffile_with_exact_levels(tmp_path, memory, monkeypatch):
     x = np.random.default_rng(7).integers(0, 256, (300, 420, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", x, tile=(64, 64), photometric="rgb")
-    code = main(["pyramid", str(tmp_path / "rgb.tif"), "-o", str(tmp_path / "pyr.tif"), "--levels", "3",
-                 "--memory", "16MB"])
-    assert code == 0
+    if memory is None:
+        code = main(["pyramid", str(tmp_path / "rgb.tif"), "-o", str(tmp_path / "pyr.tif"), "--levels", "3",
+                     "--memory", "16MB"])
+        assert code == 0
+    else:
+        scratch = []
+        monkeypatch.setattr(NpyFile, "create", lambda *a, create=NpyFile.create: scratch.append(a) or create(*a))
+        with open_source(tmp_path / "rgb.tif") as source:
+            build_pyramid(source, tmp_path / "pyr.tif", Pyramid(x.shape, (0, 1), 3, dtype=x.dtype), memory=memory)
+        assert len(scratch) == 3  # the levels went through scratch files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pyr.tif", "rgb.tif"]  # no scratch file left
     with tifffile.TiffFile(tmp_path / "pyr.tif") as tiff:
         levels = tiff.series[0].levels
         assert tiff.is_bigtiff and levels[0].keyframe.is_tiled

@@ -175,8 +175,11 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
                           " write .zarr")
     check_tiff_shape(target, pyramid.shape)
     common = tiff_options(pyramid.shape, options)
+    held = sum(math.prod(pyramid.level_shape(k)) * pyramid.level_dtype(source.dtype, k).itemsize
+               for k in range(1, pyramid.levels + 1))
+    in_memory = held <= memory // 4  # levels 1..L held until level 0 is written: in memory, or in scratch files
     with atomic_path(target, overwrite=overwrite, inputs=(source.path,)) as temporary, \
-            _scratch_levels(target, pyramid, source.dtype) as levels:
+            _scratch_levels(target, pyramid, source.dtype, in_memory) as levels:
         pending: list[np.ndarray] = []
 
         def write(k: int, index: tuple, values: np.ndarray) -> None:
@@ -186,7 +189,7 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
                 levels[k - 1][index] = values
 
         def level0_tiles() -> Iterator[np.ndarray]:
-            for done in build(source, pyramid, write, memory, align=TILE):
+            for done in build(source, pyramid, write, memory - (held if in_memory else 0), align=TILE):
                 yield from tiles(pending.pop())
                 if progress is not None:
                     progress(done)
@@ -199,12 +202,15 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
 
 
 @contextlib.contextmanager
-def _scratch_levels(target: Path, pyramid: Pyramid, dtype: np.dtype) -> Iterator[list[NpyFile]]:
-    """Scratch .npy files for levels 1..L (written and read back with pwrite/pread), hidden beside
-    `target`, always removed."""
+def _scratch_levels(target: Path, pyramid: Pyramid, dtype: np.dtype, in_memory: bool) -> Iterator[list]:
+    """Levels 1..L until level 0 is written: arrays `in_memory`, else scratch .npy files (written and
+    read back with pwrite/pread) hidden beside `target`, always removed."""
+    shapes = [(pyramid.level_shape(k), pyramid.level_dtype(dtype, k)) for k in range(1, pyramid.levels + 1)]
+    if in_memory:
+        yield [np.empty(shape, dtype) for shape, dtype in shapes]
+        return
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=temporary_prefix(target)) as folder:
-        levels = [NpyFile.create(Path(folder) / f"{k}.npy", pyramid.level_shape(k), pyramid.level_dtype(dtype, k))
-                  for k in range(1, pyramid.levels + 1)]
+        levels = [NpyFile.create(Path(folder) / f"{k}.npy", shape, dtype) for k, (shape, dtype) in enumerate(shapes, 1)]
         try:
             yield levels
         finally:
