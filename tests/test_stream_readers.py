@@ -4,6 +4,7 @@ pyramid levels by neighbour pairs (on and off, against `pool` of level 0), bands
 input's chunks (each chunk file read once), malloc tuning and the default compression."""
 
 import sys
+import time
 from pathlib import Path
 
 import numcodecs
@@ -274,3 +275,46 @@ def test_outputs_with_chunk_files_on_and_off_are_the_same(tmp_path, fmt):
     np.testing.assert_array_equal(pooled_on, pooled_off)
     np.testing.assert_array_equal(pooled_on, pool(x, 3, 2, mode="avg", axes=(1, 2)))
     assert attrs_on == attrs_off
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_a_zarr_inputs_level_0_is_its_chunk_files_copied(tmp_path, fmt):
+    """Same Zarr format in and out: level 0 is the input's files byte for byte (nested chunk
+    keys and unwritten chunks included), the levels below exact."""
+    x = np.random.default_rng(2).integers(0, 256, (2, 64, 48), dtype=np.uint8)
+    source = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(1, 16, 16), dtype=x.dtype,
+                               zarr_format=fmt, fill_value=0)
+    source[:, :48] = x[:, :48]  # the last chunk row never written
+    x[:, 48:] = 0
+    with open_source(tmp_path / "x.zarr") as opened:
+        build_pyramid(opened, tmp_path / "p.zarr", Pyramid(x.shape, (1, 2), 2, dtype=x.dtype),
+                      options=StoreOptions(zarr_format=fmt))
+    files = sorted(p.relative_to(tmp_path / "x.zarr") for p in (tmp_path / "x.zarr").rglob("*") if p.is_file())
+    assert sorted(p.relative_to(tmp_path / "p.zarr" / "0") for p in (tmp_path / "p.zarr" / "0").rglob("*")
+                  if p.is_file()) == files
+    for name in files:
+        assert (tmp_path / "p.zarr" / "0" / name).read_bytes() == (tmp_path / "x.zarr" / name).read_bytes()
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "p.zarr" / "2"))[...],
+                                  pool(x, 4, axes=(1, 2), mode="avg", dtype=np.uint8))
+
+
+def test_an_interrupted_pyramid_stops_its_copy_and_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C while level 0 is being copied on its thread: the copy stops between two files, and
+    neither the store nor its temporary folder is left."""
+    import poolcli.stream.stores as stores
+
+    x = np.random.default_rng(0).integers(1, 256, (8, 64, 64), dtype=np.uint8)
+    zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(1, 8, 8), dtype=x.dtype,
+                      zarr_format=2)[...] = x
+    assert len(list((tmp_path / "x.zarr").iterdir())) == 8 * 64 + 2  # the chunks, .zarray and .zattrs
+    copied = []
+    original = stores.shutil.copyfile
+    monkeypatch.setattr(stores.shutil, "copyfile", lambda a, b: copied.append(a) or time.sleep(0.002) or original(a, b))
+
+    def stop(done):
+        raise KeyboardInterrupt
+
+    with open_source(tmp_path / "x.zarr") as opened, pytest.raises(KeyboardInterrupt):
+        build_pyramid(opened, tmp_path / "p.zarr", Pyramid(x.shape, (1, 2), 1), memory=20_000, progress=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zarr"]
+    assert len(copied) < 8 * 64  # stopped long before copying every chunk file (a second's worth)

@@ -30,7 +30,7 @@ from .npyfile import NpyFile
 from .pyramid import Pyramid, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions, create_zarr_array
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, open_source
-from .stores import copy_chunk_files, copy_level0, multiscales, storage_order
+from .stores import copy_chunk_files, copy_level0, level0_origin, multiscales, storage_order
 
 CONNECT_SECONDS = 10
 READ_CHUNK = 1024  # the side of a chunk read from an .npy or TIFF input, along its last two axes
@@ -184,9 +184,11 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store, \
             open_source(source, dataset) as opened:
         group = zarr.open_group(str(store), mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
+        origin = level0_origin(opened, order, options)  # a Zarr input's chunks as they are
         spread = _level0_files(str(source), dataset) is not None  # the tasks copy its chunk files, or this process
-        first = 1 if copy_level0(opened, order, options, store / "0", chunks=not spread) else 0  # a Zarr input's
-        # chunks as they are
+        if origin is not None:
+            copy_level0(origin, store / "0", chunks=not spread)
+        first = 0 if origin is None else 1
         for k in range(first, pyramid.levels + 1):
             chunks = tuple(max(1, tiles.side[a] >> k) if a in pyramid.spatial else 1 for a in range(len(order)))
             create_zarr_array(group, str(k), shapes[k], pyramid.level_dtype(opened.dtype, k),

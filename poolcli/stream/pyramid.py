@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -110,10 +111,10 @@ def band_rows(pyramid: Pyramid, dtype: np.dtype, row_bytes: int, memory: int, al
 
 
 def working_factor(pyramid: Pyramid, dtype: np.dtype) -> int:
-    """A band's working memory over its own bytes: for levels made by pairs, the band, the one
-    read before it (still held while the next is read), its first halving (at most as large
-    again), the sums, their rounding and the levels (about 6 times the band); for levels pooled
-    from level 0, the engine's 64-bit intermediates (about 12 times an 8-bit band)."""
+    """A band's working memory over its own bytes: for levels made by pairs, the band, the next
+    one (read meanwhile), its first halving (at most as large again), the sums, their rounding
+    and the levels (about 6 times the band); for levels pooled from level 0, the engine's 64-bit
+    intermediates (about 12 times an 8-bit band)."""
     return 6 if nests(pyramid, dtype) != "direct" else 12
 
 
@@ -257,16 +258,22 @@ Written = Callable[[int, tuple, np.ndarray], None]  # (level, index in that leve
 
 
 def build(source: Source, pyramid: Pyramid, write: Written, memory: int, align: int = 1) -> Iterator[int]:
-    """Read `source` once, band by band; `write(level, index, values)` every level's rows of a
-    band (level 0 too), then yield the band's input bytes (for progress)."""
+    """Read `source` once, band by band (the next band read on a thread while this one is
+    reduced); `write(level, index, values)` every level's rows of a band (level 0 too), then
+    yield the band's input bytes (for progress)."""
     axis = pyramid.spatial[0]
     row_bytes = math.prod(source.shape[axis + 1:]) * source.dtype.itemsize
     rows = band_rows(pyramid, source.dtype, row_bytes, memory, align, source.chunks[axis])
     scratch = Scratch()
-    for outer in outer_indices(pyramid):
-        for band in bands(pyramid, rows):
-            values = source.read((*outer, band))
-            write(0, (*outer, band), values)
+    indices = [(*outer, band) for outer in outer_indices(pyramid) for band in bands(pyramid, rows)]
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(source.read, indices[0]) if indices else None
+        for i, index in enumerate(indices):
+            values = cast(Future, pending).result()
+            if i + 1 < len(indices):
+                pending = reader.submit(source.read, indices[i + 1])
+            write(0, index, values)
+            band = index[-1]
             for k, level in enumerate(band_levels(pyramid, values, scratch), start=1):
-                write(k, (*outer, slice(band.start >> k, (band.start >> k) + level.shape[axis])), level)
+                write(k, (*index[:-1], slice(band.start >> k, (band.start >> k) + level.shape[axis])), level)
             yield values.nbytes

@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -91,9 +94,9 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
         group = zarr.open_group(str(store), mode="w", zarr_format=cast(Any, options.zarr_format))
         spatial = tuple(range(len(order) - len(pyramid.spatial), len(order)))
         writers: list[_LevelWriter | None] = []
-        copied = copy_level0(source, order, options, store / "0")
+        origin = level0_origin(source, order, options)
         for k, shape in enumerate(pyramid.shapes):
-            if k == 0 and copied:
+            if k == 0 and origin is not None:
                 writers.append(None)  # level 0 is the input's own chunks, copied as they are
                 continue
             stored = tuple(shape[a] for a in order)
@@ -106,9 +109,10 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
             if writer is not None:
                 writer(index, values)
 
-        for done in build(source, pyramid, write, memory * 3 // 4):
-            if progress is not None:
-                progress(done)
+        with level0_copied_meanwhile(origin, store / "0"):
+            for done in build(source, pyramid, write, memory * 3 // 4):
+                if progress is not None:
+                    progress(done)
         for writer in writers:
             if writer is not None:
                 writer.flush()
@@ -116,22 +120,49 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
         return [tuple(pyramid.shape[a] for a in order) if w is None else tuple(w.array_shape) for w in writers]
 
 
-def copy_level0(source: Source, order: tuple[int, ...], options: StoreOptions, folder: Path, *,
-                chunks: bool = True) -> bool:
-    """A Zarr input of the output's format, stored in NGFF's axis order, is level 0 as it is: its
-    encoded chunks are copied as files (no decoding, no encoding); with `chunks` False only its
-    metadata, the chunk files left to the readers of its tiles (`copy_chunk_files`). Whether it was."""
-    if source.format != "ZARR" or order != tuple(range(len(order))):
-        return False
-    if source.zarr_format != options.zarr_format:
-        return False
-    origin = source.path / source.dataset if source.dataset else source.path
-    metadata_only = None if chunks else (lambda where, names: [n for n in names if n not in ZARR_METADATA])
-    shutil.copytree(origin, folder, ignore=metadata_only)
-    return True
-
-
 ZARR_METADATA = (".zarray", ".zattrs", "zarr.json")
+
+
+def level0_origin(source: Source, order: tuple[int, ...], options: StoreOptions) -> Path | None:
+    """The folder of a Zarr input whose encoded chunks are level 0 as they are (the output's Zarr
+    format, NGFF's axis order): copied as files, no decoding, no encoding. None for others."""
+    if source.format != "ZARR" or order != tuple(range(len(order))) or source.zarr_format != options.zarr_format:
+        return None
+    return source.path / source.dataset if source.dataset else source.path
+
+
+def copy_level0(origin: Path, folder: Path, *, chunks: bool = True, stop: threading.Event | None = None) -> None:
+    """Copy the Zarr array at `origin` to `folder` file by file (with `chunks` False its metadata
+    only: the chunk files are left to the readers of its tiles, `copy_chunk_files`), stopping
+    between two files once `stop` is set."""
+    for where, folders, names in os.walk(origin):
+        into = folder / Path(where).relative_to(origin)
+        into.mkdir(parents=True, exist_ok=True)
+        if not chunks:
+            folders.clear()
+            names = [name for name in names if name in ZARR_METADATA]
+        for name in names:
+            if stop is not None and stop.is_set():
+                return
+            shutil.copyfile(Path(where) / name, into / name)
+
+
+@contextlib.contextmanager
+def level0_copied_meanwhile(origin: Path | None, folder: Path) -> Iterator[None]:
+    """Copy level 0 (`copy_level0`) on a thread while the block runs; wait for it at the end of
+    the block (its error raised), or stop it between two files if the block fails."""
+    if origin is None:
+        yield
+        return
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as copier:
+        copying = copier.submit(copy_level0, origin, folder, stop=stop)
+        try:
+            yield
+        except BaseException:
+            stop.set()
+            raise
+        copying.result()
 
 
 def copy_chunk_files(source: ChunkFiles, folder: Path, region: tuple) -> None:
