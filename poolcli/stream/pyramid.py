@@ -165,7 +165,7 @@ def next_extremes(pyramid: Pyramid, carried: np.ndarray, scratch: Scratch | None
     quicker than the engine), of floats by the engine (its NaN policy and its choice among ties)."""
     if carried.dtype.kind in "biu" and FAST_PATHS.pairwise_levels:
         pair = np.maximum if MODES[pyramid.mode].keeps == "largest" else np.minimum
-        return halve(carried, pyramid.spatial, pair, scratch=scratch, tag="extremes")
+        return halve(carried, pyramid.spatial, pair, scratch=scratch, tag=("extremes", carried.shape))
     return pool(carried, 2, axes=pyramid.spatial, mode=pyramid.mode, nan_policy=pyramid.nan_policy)
 
 

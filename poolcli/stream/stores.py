@@ -109,8 +109,8 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
             if writer is not None:
                 writer(index, values)
 
-        with level0_copied_meanwhile(origin, store / "0"):
-            for done in build(source, pyramid, write, memory * 3 // 4):
+        with level0_copied_meanwhile(origin, store / "0"):  # half of `memory` for the bands, a quarter to
+            for done in build(source, pyramid, write, memory // 2):  # gather chunk rows, a quarter for the codecs
                 if progress is not None:
                     progress(done)
         for writer in writers:
@@ -198,7 +198,8 @@ def _level_writer(array, order: tuple[int, ...], axis: int, shape: tuple[int, ..
 def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: StoreOptions, memory: int, *,
                        overwrite: bool, progress: Progress | None = None) -> list[tuple[int, ...]]:
     """The pyramid of `source` as a tiled BigTIFF: level 0 streamed tile row by tile row while the
-    reduced levels gather in scratch files beside the target, then written as its sub-IFDs."""
+    reduced levels gather (in memory, or in scratch files beside the target), then written as its
+    sub-IFDs. The bands take half of `memory`, tifffile's tiles and buffers the rest."""
     import tifffile
 
     if pyramid.spatial != (0, 1):
@@ -220,7 +221,7 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
                 levels[k - 1][index] = values
 
         def level0_tiles() -> Iterator[np.ndarray]:
-            for done in build(source, pyramid, write, memory - (held if in_memory else 0), align=TILE):
+            for done in build(source, pyramid, write, memory // 2 - (held if in_memory else 0), align=TILE):
                 yield from tiles(pending.pop())
                 if progress is not None:
                     progress(done)
