@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from scale import settle  # noqa: E402 (the same start for every run)
+
+INPUTS: list[Path] = []  # what `settle` reads before each run
 
 
 def usage() -> tuple[float, float]:
@@ -32,6 +36,7 @@ def usage() -> tuple[float, float]:
 
 def measure_cluster(client, work) -> tuple[float, float, float]:
     """(CPU s of the workers and this process, wall s, the largest worker peak MB) of `work()`."""
+    settle(INPUTS)
     before = client.run(usage)
     mine = usage()[0]
     started = time.perf_counter()
@@ -45,6 +50,7 @@ def measure_cluster(client, work) -> tuple[float, float, float]:
 def measure_process(argv: list[str]) -> tuple[float, float, float]:
     import os
 
+    settle(INPUTS)
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     _, status, rusage = os.wait4(process.pid, 0)
@@ -88,6 +94,7 @@ def run(folder: Path, shape: tuple[int, ...], photos: int) -> None:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--make", str(folder), "--shape",
                     ",".join(map(str, shape))], check=True)
     source = folder / "input.zarr"
+    INPUTS[:] = [source]
     levels = max(1, (max(shape[1:]) // 512).bit_length() - 1)
     print(f"pyramid of {shape} uint8 ({levels} levels); batch of {photos} photos; 2 worker processes")
     rows = [("pyramid, one process", *measure_process([sys.executable, "-m", "poolcli", "pyramid", str(source),
@@ -102,10 +109,10 @@ def run(folder: Path, shape: tuple[int, ...], photos: int) -> None:
                                                                                       folder / "dask.zarr", levels))))
         print_tasks(source, shape, levels)
         src = folder / "photos"
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         from batch import build_corpus  # the 120-photo corpus of benchmarks/batch.py (1200-2400 px)
 
         build_corpus(src, "mixed", photos)
+        INPUTS[:] = [src]
         rows.append(("batch, local", *measure_process([sys.executable, "-m", "poolcli", "batch", str(src), "-d",
                                                       str(folder / "b1"), "-m", "avg", "--quiet"])))
         rows.append(("batch --scheduler", *measure_cluster(client, lambda: subprocess.run(
@@ -127,7 +134,7 @@ def print_tasks(source: Path, shape: tuple[int, ...], levels: int) -> None:
     pyramid = Pyramid(shape, (1, 2), levels, "avg", dtype=np.dtype(np.uint8))
     lazy = pyramid_levels(lazy_input(source), pyramid)
     with open_source(source) as opened:
-        tiles = len(tile_grid(pyramid, opened.chunks).indices)
+        tiles = len(tile_grid(pyramid, opened.chunks, opened.dtype.itemsize).indices)
     print(f"pyramid: {tiles} fused tasks (one per tile of level 0) for {chunk_count(lazy)} output chunks of its"
           f" {levels + 1} levels; the lazy-array way would take {task_count(lazy)} tasks")
 

@@ -92,14 +92,20 @@ def test_workers_must_see_the_folders(tmp_path, cluster):
             check_shared(client, tmp_path / "gone", tmp_path)
 
 
-def test_pool_and_pyramid_of_a_big_array_on_the_cluster(tmp_path, cluster, capsys):
-    """The workers read the Zarr chunks and write the output store: the bits of pooling in memory."""
+def test_pool_and_pyramid_of_a_big_array_on_the_cluster(tmp_path, cluster, capsys, monkeypatch):
+    """The workers read the Zarr chunks and write the output store: the bits of pooling in memory.
+    Tiles of 1 x 64 x 256 (chunks doubled up to 16 KB), the last one cut by the edge; level 0 is
+    the input's chunk files, copied by the tiles that hold their first element."""
     import zarr
 
     from poolcli import pool
+    from poolcli.stream import cluster as on_cluster
+
+    monkeypatch.setattr(on_cluster, "TILE_BYTES", 16 << 10)
 
     x = np.random.default_rng(4).integers(0, 256, (2, 300, 260), dtype=np.uint8)
-    store = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=x.shape, chunks=(1, 64, 64), dtype=x.dtype)
+    store = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=x.shape, chunks=(1, 64, 64), dtype=x.dtype,
+                              zarr_format=2)
     store[:] = x
     address = cluster.scheduler_address
     assert main(["pool", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "pooled.zarr"), "-m", "l2", "-k", "3",
@@ -109,6 +115,11 @@ def test_pool_and_pyramid_of_a_big_array_on_the_cluster(tmp_path, cluster, capsy
                  "--scheduler", address, "--chunk", "64"]) == 0
     group = zarr.open_group(str(tmp_path / "pyr.zarr"), mode="r")
     assert group.attrs["multiscales"][0]["axes"][0]["name"] == "c"
+    assert group["1"].chunks == (1, 32, 128)  # a tile's part of level 1
+    files = sorted(p.name for p in (tmp_path / "in.zarr").iterdir())
+    assert sorted(p.name for p in (tmp_path / "pyr.zarr" / "0").iterdir()) == files
+    for name in files:
+        assert (tmp_path / "pyr.zarr" / "0" / name).read_bytes() == (tmp_path / "in.zarr" / name).read_bytes()
     for k in range(1, 4):
         np.testing.assert_array_equal(group[str(k)][:], pool(x, 2 ** k, mode="avg", axes=(1, 2), dtype=np.uint8))
     capsys.readouterr()

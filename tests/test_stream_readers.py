@@ -198,7 +198,8 @@ def test_each_chunk_file_is_read_once_by_a_pyramid(tmp_path, monkeypatch):
     store[...] = x
     reads = []
     original = ChunkFiles.chunk
-    monkeypatch.setattr(ChunkFiles, "chunk", lambda self, coords: reads.append(coords) or original(self, coords))
+    monkeypatch.setattr(ChunkFiles, "chunk",
+                        lambda self, coords, into=None: reads.append(coords) or original(self, coords, into))
     with open_source(tmp_path / "x.zarr") as source:
         assert isinstance(source.array, ChunkFiles)
         build_pyramid(source, tmp_path / "p.zarr", Pyramid(x.shape, (1, 2), 3), memory=200_000)

@@ -12,9 +12,12 @@ transposes, checksums) are left to zarr (`chunk_files` returns None).
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,12 +33,22 @@ class ChunkFiles:
     fill_value: object
     key: Callable[[tuple[int, ...]], str]
     stages: tuple  # numcodecs codecs, in the order that encodes a chunk's bytes
+    buffers: threading.local = field(default_factory=threading.local, compare=False, repr=False)
 
     def __getitem__(self, index: tuple) -> np.ndarray:
+        return self.read(index)
+
+    def read(self, index: tuple, out: np.ndarray | None = None, spare: np.ndarray | None = None) -> np.ndarray:
+        """The values at `index`: in `out` if given (of the region's shape), else a new array;
+        `spare` (of one chunk's shape) takes each chunk as it is decoded."""
         region = self._region(index)
-        out = np.empty(tuple(len(r) for r in region), dtype=self.dtype)
-        for coords, inside, placed in self._pieces(region):
-            out[placed] = self.chunk(coords)[inside]
+        pieces = list(self._pieces(region))
+        if out is None and len(pieces) == 1 and all(len(r) == c for r, c in zip(region, self.chunks, strict=True)):
+            return self.chunk(pieces[0][0])  # one whole chunk: its values as decoded, no copy
+        out = np.empty(tuple(len(r) for r in region), dtype=self.dtype) if out is None else out
+        spare = np.empty(self.chunks, self.dtype) if spare is None and len(self.stages) == 1 else spare
+        for coords, inside, placed in pieces:
+            out[placed] = self.chunk(coords, spare)[inside]
         return out
 
     def __setitem__(self, index: tuple, values: np.ndarray) -> None:
@@ -54,15 +67,32 @@ class ChunkFiles:
     def aligned(self, index: tuple) -> bool:
         return self._aligned(self._region(index))
 
-    def chunk(self, coords: tuple[int, ...]) -> np.ndarray:
-        """One whole chunk's values (the fill value where its file is missing)."""
+    def chunk(self, coords: tuple[int, ...], into: np.ndarray | None = None) -> np.ndarray:
+        """One whole chunk's values (the fill value where its file is missing), in `into` if given."""
         try:
-            data = (self.folder / self.key(coords)).read_bytes()
+            data: Any = self._file_bytes(self.folder / self.key(coords))
         except FileNotFoundError:
             return np.full(self.chunks, self.fill_value, dtype=self.dtype)
+        if len(self.stages) == 1:  # one codec (the usual compressor): decoded straight into the array
+            values = np.empty(self.chunks, self.dtype) if into is None else into
+            self.stages[0].decode(data, out=values)
+            return values
         for stage in reversed(self.stages):
             data = stage.decode(data)
-        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunks)
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunks).copy()  # writable, as zarr gives
+
+    def _file_bytes(self, path: Path) -> memoryview:
+        """A chunk file's bytes, read into this thread's buffer (kept from chunk to chunk: Dask
+        workers hand freed memory back to the system at once, and fresh pages cost as much to
+        clear as the file takes to read)."""
+        with open(path, "rb", buffering=0) as file:
+            size = os.fstat(file.fileno()).st_size
+            held = getattr(self.buffers, "read", None)
+            if held is None or len(held) < size:
+                held = self.buffers.read = bytearray(size)
+            view = memoryview(held)[:size]
+            got = file.readinto(view)
+            return view[:got]
 
     def write_chunk(self, coords: tuple[int, ...], values: np.ndarray) -> None:
         data: object = np.ascontiguousarray(values, dtype=self.dtype)

@@ -15,6 +15,7 @@ import functools
 import itertools
 import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,13 @@ from ..errors import OutputError, PoolError, param
 from ..io import atomic_path
 from .chunkfiles import ChunkFiles, chunk_files, writable
 from .npyfile import NpyFile
-from .pyramid import Pyramid, band_levels, from_sums, nests, sum_dtype
+from .pyramid import Pyramid, Scratch, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions, create_zarr_array
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, open_source
 from .stores import copy_chunk_files, copy_level0, level0_origin, multiscales, storage_order
 
 CONNECT_SECONDS = 10
+TILE_BYTES = 16 << 20  # level-0 bytes a pyramid task reads, about
 READ_CHUNK = 1024  # the side of a chunk read from an .npy or TIFF input, along its last two axes
 
 
@@ -179,7 +181,7 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     check_cluster_paths(source, target)
     order = storage_order(len(pyramid.shape), pyramid.spatial)
     with open_source(source, dataset) as opened:
-        tiles = tile_grid(pyramid, opened.chunks if opened.order is None else pyramid.shape)
+        tiles = tile_grid(pyramid, opened.chunks if opened.order is None else pyramid.shape, opened.dtype.itemsize)
     shapes = [tuple(shape[a] for a in order) for shape in pyramid.shapes]
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store, \
             open_source(source, dataset) as opened:
@@ -212,15 +214,20 @@ class Tiles:
     indices: list  # per tile: its slices of level 0
 
 
-def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...]) -> Tiles:
+def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...], itemsize: int = 1) -> Tiles:
     """Tiles of level 0: the input's chunks where they hold whole 2^L windows (else rounded up to
-    them; at least READ_CHUNK wide), one index at a time on the other axes."""
+    them; at least READ_CHUNK wide), doubled along the spatial axes (the last first) up to about
+    TILE_BYTES (fewer tasks: each costs the scheduler and a worker about a millisecond), one index
+    at a time on the other axes."""
     unit = 2 ** pyramid.levels
-    side = tuple((-(-max(c, READ_CHUNK if c >= n else c) // unit) * unit) if a in pyramid.spatial else 1
-                 for a, (n, c) in enumerate(zip(pyramid.shape, chunks, strict=True)))
+    side = [(-(-max(c, READ_CHUNK if c >= n else c) // unit) * unit) if a in pyramid.spatial else 1
+            for a, (n, c) in enumerate(zip(pyramid.shape, chunks, strict=True))]
+    for axis in reversed(pyramid.spatial):
+        while side[axis] < pyramid.shape[axis] and 2 * math.prod(side) * itemsize <= TILE_BYTES:
+            side[axis] *= 2
     ranges = [[slice(start, min(start + t, n)) for start in range(0, n, t)]
               for n, t in zip(pyramid.shape, side, strict=True)]
-    return Tiles(side, [tuple(index) for index in itertools.product(*ranges)])
+    return Tiles(tuple(side), [tuple(index) for index in itertools.product(*ranges)])
 
 
 def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid, first: int,
@@ -230,10 +237,10 @@ def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str,
     if copy:
         copy_chunk_files(cast(ChunkFiles, _level0_files(source, dataset)), Path(store) / "0", index)
 
-    reader = _opened(source, dataset)
-    values = reader[index] if reader is not None else _read_block(source, dataset, index)
+    scratch = _scratch()
+    values = _read_tile(index, source, dataset, scratch)
     order = storage_order(len(pyramid.shape), pyramid.spatial)
-    parts = [values, *band_levels(pyramid, values)]
+    parts = [values, *band_levels(pyramid, values, scratch)]
     for k in range(first, pyramid.levels + 1):
         start = [s.start >> k if a in pyramid.spatial else s.start for a, s in enumerate(index)]
         region = tuple(slice(st, st + n) for st, n in zip(start, parts[k].shape, strict=True))
@@ -249,6 +256,27 @@ def _opened(source: str, dataset: str | None):
         return None
     with open_source(path, dataset) as opened:
         return _NativeReads(opened)
+
+
+def _read_tile(index: tuple, source: str, dataset: str | None, scratch: Scratch) -> np.ndarray:
+    """On a worker: one tile of level 0; a Zarr input's into this thread's buffers (Dask workers
+    hand freed memory back to the system at once, and fresh pages cost as much as decoding)."""
+    files = _level0_files(source, dataset)
+    if files is not None and files.dtype.isnative:
+        shape = tuple(len(range(*s.indices(n))) for s, n in zip(index, files.shape, strict=True))
+        return files.read(index, out=scratch.buffer("tile", shape, files.dtype),
+                          spare=scratch.buffer("chunk", files.chunks, files.dtype))
+    reader = _opened(source, dataset)
+    return reader[index] if reader is not None else _read_block(source, dataset, index)
+
+
+def _scratch() -> Scratch:
+    """On a worker: the calling thread's scratch buffers, kept from task to task."""
+    held = _THREADS.__dict__.setdefault("scratch", Scratch())
+    return cast(Scratch, held)
+
+
+_THREADS = threading.local()
 
 
 @functools.lru_cache(maxsize=64)
