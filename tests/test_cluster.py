@@ -75,6 +75,19 @@ def test_a_bad_file_fails_alone_on_the_cluster(tmp_path, cluster, capsys):
     assert len(list((tmp_path / "out").rglob("*.*"))) == 4
 
 
+def test_a_task_that_fails_for_good_fails_its_file_only(tmp_path, cluster, capsys, monkeypatch):
+    """A task the cluster cannot run (here `int` in place of the pooling, so every call raises on
+    the worker) fails its file with the worker's reason; the others carry on; exit code 1."""
+    from poolcli.batch.cluster import ClusterPool
+
+    src = _inputs(tmp_path / "src", 3)
+    monkeypatch.setattr(ClusterPool, "task", staticmethod(int))
+    code = main(["batch", str(src), "-d", str(tmp_path / "out"), "--scheduler", cluster.scheduler_address])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("the cluster could not pool it (int() ") == 3, err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.*"))
+
+
 def test_no_scheduler_at_the_address_is_one_line(tmp_path, capsys):
     src = _inputs(tmp_path / "src", 1)
     with socket.socket() as probe:

@@ -42,6 +42,8 @@ def again_safe(job: Job, settings: PoolSettings, options: BatchOptions, submitte
 class ClusterPool:
     """`WorkerPool`'s part for a Dask cluster: run the jobs there, emit each record once."""
 
+    task = staticmethod(again_safe)  # what a worker runs for a job
+
     def __init__(self, client, settings: PoolSettings, options: BatchOptions):
         self.client, self.settings, self.options = client, settings, options
         self.workers = worker_count(client)
@@ -51,29 +53,30 @@ class ClusterPool:
     def run(self, jobs: Iterator[Job | FileResult], emit: Callable[[FileResult], None]) -> None:
         from distributed import as_completed
 
-        done = as_completed(loop=self.client.loop)
+        done = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)  # results come in
+        # batches with their futures, no round trip each
         limit = max(2, IN_FLIGHT_PER_WORKER * max(self.workers, 1))
         for item in jobs:
             if isinstance(item, FileResult):
                 emit(item)
                 continue
             while len(self.pending) >= limit:
-                emit(self._result(next(done)))
-            future = self.client.submit(again_safe, item, self.settings, self.options, time.time(), pure=False,
+                emit(self._result(*next(done)))
+            future = self.client.submit(self.task, item, self.settings, self.options, time.time(), pure=False,
                                         retries=RETRIES, key=f"poolcli-file-{len(self.submitted)}-{os.getpid()}")
             self.pending[future] = item
             self.submitted.append(item)
             done.add(future)
-        for future in done:
-            emit(self._result(future))
+        for future, result in done:
+            emit(self._result(future, result))
 
-    def _result(self, future) -> FileResult:
+    def _result(self, future, result) -> FileResult:
         job = self.pending.pop(future)
-        try:
-            return future.result()
-        except Exception as error:  # the task failed for good (its workers kept dying): this file fails
+        if future.status == "error":  # the task failed for good (its workers kept dying): this file fails
+            error = future.exception()
             reason = " ".join(str(error).split()) or type(error).__name__
             return failed_result(job.source, job.target, f"{job.source}: the cluster could not pool it ({reason})")
+        return result
 
     def close(self, *, stop: bool) -> None:
         """Cancel what is still queued (on a stop), sweep what killed writes left, disconnect."""
