@@ -69,6 +69,8 @@ def _new_array(folder: Path, case: tuple):
     """An empty Zarr array of a `zarr_cases` case at `folder`, and its fill value."""
     shape, chunks, fmt, dtype, codec, _, _, seed = case
     codecs = _v2_codecs(codec, dtype) if fmt == 2 else _v3_codecs(codec, seed)
+    separator = "/." [seed // 2 % 2]  # nested chunk keys (0/1/2, c/0/1/2) or flat ones (0.1.2, c.0.1.2)
+    codecs["chunk_key_encoding"] = {"name": "v2" if fmt == 2 else "default", "separator": separator}
     fill = True if dtype.kind == "b" else 3
     return zarr.create_array(store=str(folder), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt,
                              fill_value=fill, **codecs), fill
