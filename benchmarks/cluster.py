@@ -126,6 +126,8 @@ def run(folder: Path, shape: tuple[int, ...], photos: int) -> None:
 
 
 def print_tasks(source: Path, shape: tuple[int, ...], levels: int) -> None:
+    import math
+
     import numpy as np
 
     from poolcli.stream import Pyramid, open_source
@@ -134,9 +136,12 @@ def print_tasks(source: Path, shape: tuple[int, ...], levels: int) -> None:
     pyramid = Pyramid(shape, (1, 2), levels, "avg", dtype=np.dtype(np.uint8))
     lazy = pyramid_levels(lazy_input(source), pyramid)
     with open_source(source) as opened:
-        tiles = len(tile_grid(pyramid, opened.chunks, opened.dtype.itemsize).indices)
-    print(f"pyramid: {tiles} fused tasks (one per tile of level 0) for {chunk_count(lazy)} output chunks of its"
-          f" {levels + 1} levels; the lazy-array way would take {task_count(lazy)} tasks")
+        grid = tile_grid(pyramid, opened.chunks, opened.dtype.itemsize)
+    written = sum(math.prod(-(-n // max(1, t >> k if a in pyramid.spatial else t))
+                            for a, (n, t) in enumerate(zip(pyramid.level_shape(k), grid.side, strict=True)))
+                  for k in range(1, levels + 1))  # level 0: the input's chunk files, copied
+    print(f"pyramid: {len(grid.indices)} fused tasks (one per tile of level 0) write {written} chunks of levels"
+          f" 1-{levels}; the lazy-array way would take {task_count(lazy)} tasks for {chunk_count(lazy)} chunks")
 
 
 if __name__ == "__main__":
