@@ -73,7 +73,7 @@ def hostile_gallery(tmp_path):
     return source, report, gallery
 
 
-def test_gallery_names_are_text_and_run_no_script(hostile_gallery, open_page):
+def test_gallery_names_are_text_and_run_no_script(hostile_gallery, open_page):  # noqa: F811 -- the fixture
     source, report, gallery = hostile_gallery
     page = open_page(gallery, ready=GALLERY_READY)
     assert page.evaluate(PWNED) is None
@@ -87,7 +87,7 @@ def test_gallery_names_are_text_and_run_no_script(hostile_gallery, open_page):
     assert inspector.text_content("h1") == MARKUP + ".png"
 
 
-def test_every_gallery_link_reaches_its_own_file(hostile_gallery, open_page):
+def test_every_gallery_link_reaches_its_own_file(hostile_gallery, open_page):  # noqa: F811 -- the fixture
     """Click every link: each is './' and a percent-encoded local path, and the browser asks for exactly the
     file of its card (the output, or the card's inspector page), inside the report's folder."""
     source, report, gallery = hostile_gallery
@@ -204,7 +204,7 @@ def test_picture_folder_swapped_for_a_link_during_the_run_gets_no_picture(tmp_pa
 # ------------------------------------------------------------------ names that are not UTF-8
 
 
-def test_inspect_of_a_name_that_is_not_utf8(tmp_path, open_page):
+def test_inspect_of_a_name_that_is_not_utf8(tmp_path, open_page):  # noqa: F811 -- the fixture
     np.save(tmp_path / "x.npy", np.arange(12.0).reshape(3, 4))
     name = tmp_path / os.fsdecode(b"caf\xe9.npy")
     os.rename(tmp_path / "x.npy", name)
@@ -216,7 +216,7 @@ def test_inspect_of_a_name_that_is_not_utf8(tmp_path, open_page):
     assert page.title() == "caf\\xe9.npy - poolcli inspector"
 
 
-def test_batch_with_a_name_that_is_not_utf8_pools_every_file(tmp_path, open_page):
+def test_batch_with_a_name_that_is_not_utf8_pools_every_file(tmp_path, open_page):  # noqa: F811 -- the fixture
     """The file whose name is not UTF-8 comes first; every later file is pooled, the summary printed,
     exit 0 (every file done), and its card shows the name escaped."""
     source, out = tmp_path / "src", tmp_path / "out"
@@ -251,7 +251,7 @@ def test_inspect_of_an_8m_value_series_is_bounded_by_its_region(tmp_path):
     assert result.rss_mb < 480, result
 
 
-def test_int64_values_read_out_exactly(tmp_path, open_page):
+def test_int64_values_read_out_exactly(tmp_path, open_page):  # noqa: F811 -- the fixture
     x = np.array([[2**62 + 1, 5], [7, -(2**62) - 3]], np.int64)
     np.save(tmp_path / "wide.npy", x)
     settings = PoolSettings(window=(2,))
@@ -260,7 +260,8 @@ def test_int64_values_read_out_exactly(tmp_path, open_page):
     assert page.text_content("#readout [data-role=value]") == "4611686018427387905"
     page.evaluate("window.poolInspector.probeOutput(0, 0, 0)")
     assert page.text_content("#readout [data-role=result]") == "4611686018427387905"
-    values = page.evaluate("[...document.querySelectorAll('#readout tr[data-tap]')].map((r) => r.children[2].textContent)")
+    values = page.evaluate("[...document.querySelectorAll('#readout tr[data-tap]')]"
+                           ".map((r) => r.children[2].textContent)")
     assert values == ["4611686018427387905", "5", "7", "-4611686018427387907"]
     page.evaluate("window.poolInspector.probeOutput(1, 0, 0)")
     assert page.text_content("#readout [data-role=result]") == "10"

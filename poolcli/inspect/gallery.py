@@ -6,14 +6,15 @@ asked, to its own inspector page.
 inspector pages go to a folder beside the page, `<name>_files/`, written atomically one by
 one; `Gallery.finish` writes the page itself. That folder is checked like the page (`check_gallery`):
 never a symbolic link, never inside SRC (nor SRC inside it), never where the run writes outputs;
-its pictures have names of their own (the card's number), never an input's.
-Nothing a card shows can stop the run: a picture that cannot be made is a note on the card. The page loads a card's thumbnails only when its
-page of cards is shown (and the browser's lazy loading only when scrolled to), so a run of
-thousands of files opens at once.
+its pictures have names of their own (the card's number), never an input's. Nothing a card shows
+can stop the run: a picture that cannot be made is a note on the card. The page loads a card's
+thumbnails only when its page of cards is shown (and the browser's lazy loading only when scrolled
+to), so a run of thousands of files opens at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
@@ -159,10 +160,8 @@ class Gallery:
     def _pictures(self) -> Path:
         """The picture folder, made on first use and checked before every picture: still the real folder
         checked before the run, not a symbolic link put there since."""
-        try:
+        with contextlib.suppress(FileExistsError):
             self.folder.mkdir()
-        except FileExistsError:
-            pass
         mode = os.lstat(self.folder).st_mode
         if not stat.S_ISDIR(mode) or os.path.realpath(self.folder) != self._real_folder:
             raise PoolError(f"{self.folder}: is no longer the picture folder checked before the run"
