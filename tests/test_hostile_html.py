@@ -10,6 +10,7 @@ read out exactly. A run never stops on one file's page or picture.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -57,11 +58,12 @@ def batch(*args, cwd: Path | None = None) -> hostile.Run:
 # ------------------------------------------------------------------ the gallery: names, links, script
 
 
-@pytest.fixture
-def hostile_gallery(tmp_path):
+@pytest.fixture(scope="module")
+def hostile_gallery(tmp_path_factory):
     """A batch run over files with hostile names (an .npz member named as markup among them) whose OUT is
     the gallery's own folder, so an output's link is its bare name."""
-    source, report = tmp_path / "src", tmp_path / "report"
+    folder = tmp_path_factory.mktemp("hostile-gallery")
+    source, report = folder / "src", folder / "report"
     source.mkdir()
     report.mkdir()
     for seed, name in enumerate(LINKS + [NOT_UTF8]):
@@ -87,6 +89,7 @@ def test_gallery_names_are_text_and_run_no_script(hostile_gallery, open_page):  
     assert inspector.text_content("h1") == MARKUP + ".png"
 
 
+@pytest.mark.slow  # about 7 s: 18 real clicks, half of them page loads and back
 def test_every_gallery_link_reaches_its_own_file(hostile_gallery, open_page):  # noqa: F811 -- the fixture
     """Click every link: each is './' and a percent-encoded local path, and the browser asks for exactly the
     file of its card (the output, or the card's inspector page), inside the report's folder."""
@@ -226,8 +229,9 @@ def test_batch_with_a_name_that_is_not_utf8_pools_every_file(tmp_path, open_page
     for i, name in enumerate(later):
         png(source / name, i + 1)
     gallery = tmp_path / "g.html"
-    result = batch(source, "-d", out, "--html-report", gallery, "--inspect")
+    result = batch(source, "-d", out, "--html-report", gallery, "--inspect", "--report", tmp_path / "r.json")
     assert result.code == 0 and result.err == b"", result
+    assert len(json.loads((tmp_path / "r.json").read_bytes())["files"]) == 4
     assert re.search(r"│\s+4\s+│\s+0\s+│\s+0\s+│", result.out.decode()), result  # the summary: 4 done, 0, 0
     assert all((out / name).is_file() for name in later) and os.path.isfile(out / os.fsdecode(b"\xff-first.png"))
     page = open_page(gallery, ready=GALLERY_READY)

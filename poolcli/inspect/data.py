@@ -253,7 +253,9 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
     with np.errstate(all="ignore"):
         if record.indices:
             pooled, winners = pool(array, return_indices=True, **keywords)
-            indices = _cut(winners, axes, chosen, out_rows, out_cols).astype(np.int32)
+            indices = _cut(winners, axes, chosen, out_rows, out_cols)
+            plane = math.prod(array.shape[a] for a in axes)
+            indices = indices.astype(np.int32) if plane <= 2**31 else indices  # flat in the plane: exact at any size
             del winners
         else:
             pooled, indices = pool(array, **keywords), None
