@@ -191,6 +191,21 @@ def test_picture_folder_that_would_mix_with_inputs_or_outputs_is_refused(tmp_pat
     assert not page.exists() and not any(out.iterdir())
 
 
+def test_picture_named_as_a_link_to_an_input_never_writes_through_it(tmp_path):
+    """An old picture folder (--overwrite) whose card picture is a symbolic link to the input: the input
+    keeps its bytes and stays a file of its own."""
+    source, out = tmp_path / "src", tmp_path / "out"
+    source.mkdir()
+    before = png(source / "a.png").read_bytes()
+    (tmp_path / "g_files").mkdir()
+    (tmp_path / "g_files" / "thumb_0_in.png").symlink_to(source / "a.png")
+    (tmp_path / "g_files" / "thumb_0_out.png").symlink_to(source / "a.png")
+    result = batch(source, "-d", out, "--html-report", tmp_path / "g.html", "--overwrite", "--quiet")
+    assert result.code == 0 and result.err == b"", result
+    assert (source / "a.png").read_bytes() == before and not (source / "a.png").is_symlink()
+    assert sorted(os.listdir(source)) == ["a.png"]
+
+
 def test_picture_folder_swapped_for_a_link_during_the_run_gets_no_picture(tmp_path):
     """The folder checked before the run, replaced by a symbolic link into SRC before a card's pictures:
     the card notes it, nothing is written through the link."""

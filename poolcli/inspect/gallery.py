@@ -190,7 +190,7 @@ def _files_of(record: FileResult) -> tuple[str, ...]:
     return tuple(name for name in (record.input, record.output) if name)
 
 
-def _shown_shape(shape):
+def _shown_shape(shape: list[int] | dict) -> list[int] | dict:
     """A shape, or an .npz's {member: shape} with member names shown as the terminal shows them."""
     if isinstance(shape, dict):
         return {printable(str(key)): value for key, value in shape.items()}
