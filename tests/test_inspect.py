@@ -24,7 +24,7 @@ from poolcli.inspect import build_payload, write_inspector
 from poolcli.pipeline import PoolSettings
 
 CHROMIUM = os.environ.get("POOLCLI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-READY = "window.poolInspector && window.poolInspector.ready"
+READY = "() => window.poolInspector && window.poolInspector.ready"  # a function: the pages' CSP forbids eval
 
 
 @pytest.fixture(scope="module")
@@ -449,7 +449,7 @@ def test_batch_gallery_of_a_few_hundred_files(tmp_path, open_page):
     result = CliRunner().invoke(app, ["batch", str(source), "-d", str(out), "-j", "2", "--quiet",
                                       "--html-report", str(gallery), "--inspect"])
     assert result.exit_code == 1, result.output  # two files failed
-    page = open_page(gallery, ready="window.poolGallery && window.poolGallery.ready")
+    page = open_page(gallery, ready="() => window.poolGallery && window.poolGallery.ready")
     summary = page.text_content("#summary")
     assert "303 files: 301 done, 0 skipped, 2 failed" in summary
     assert page.evaluate("window.poolGallery.count") == 303
@@ -461,7 +461,7 @@ def test_batch_gallery_of_a_few_hundred_files(tmp_path, open_page):
     assert sorted(failed.locator(".name").all_text_contents()) == broken
     for text in failed.locator(".error").all_text_contents():
         assert "check that the file is an image" in text or "empty" in text, text
-    page.wait_for_function("[...document.querySelectorAll('article.card.done img')].slice(0, 4)"
+    page.wait_for_function("() => [...document.querySelectorAll('article.card.done img')].slice(0, 4)"
                            ".every((img) => img.complete && img.naturalWidth > 0)", timeout=10000)
     page.click("#next")
     assert "page 2 of 6" in page.text_content("#page")

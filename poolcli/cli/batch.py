@@ -122,7 +122,8 @@ def _gallery(runner: "Batch", path: Path | None, inspect: bool, overwrite: bool)
         return None
     from ..inspect.gallery import Gallery, check_gallery
 
-    check_gallery(path, runner.source, runner.out_dir, overwrite=overwrite)
+    compare = runner.options.compare_dir
+    check_gallery(path, runner.source, runner.out_dir, overwrite=overwrite, trees=() if compare is None else (compare,))
     return Gallery(path, runner.source, runner.settings, inspect=inspect, overwrite=overwrite, names=FLAGS)
 
 

@@ -8,7 +8,10 @@ for edge/reflect padding, which input cell each pad cell copies (the plan's sour
 The page's script only draws, looks values up and walks the plan's geometry.
 
 Arrays travel as zlib-compressed little-endian bytes in base64, in their own dtype (so a
-float32 result is shown as the float32 the engine returned): `encode`.
+float32 result is shown as the float32 the engine returned, an int64 as the exact int64): `encode`.
+The payload holds what the exact region needs and no more: per axis the divisors of the outputs
+drawn over it and the source cells of the pad cells only, so its size (and the memory spent on it)
+is bounded by the region, whatever the input's size.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ..core.modes import MODES
 from ..engine import output_shape, pool, pool_backward
 from ..engine.divisors import divisor_counts
 from ..engine.lazy import region_backward
-from ..errors import PoolError, param
+from ..errors import PoolError, param, printable
 from ..pipeline import PoolSettings, keywords_for
 from ..viz import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR, VIRIDIS, image_range, value_range
 
@@ -36,7 +39,7 @@ REGION_SIDE = 512  # the default exact region of a large input: this square at t
 PREVIEW_SIDE = 512  # the longest side of a large input's (or result's) preview
 PREVIEW_CODES = 250  # a preview holds 0..250 on its display range; 251 NaN, 252 +inf, 253 -inf
 MAX_CHANNELS = 16  # feature maps: the planes embedded unless channels are named
-JS_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
+JS_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "uint64", "float32", "float64"}
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,8 @@ def encode(array: np.ndarray) -> dict:
     """An array as the page reads it: dtype, shape and its little-endian bytes, byte k of every value
     together (plane k), zlib-compressed, in base64.
 
-    Integers up to 32 bits and float32/float64 keep their dtype; bool becomes uint8 and
-    float16 float32 (both exact); wider integers become float64, exact up to 2**53.
+    Integers (64-bit ones too: the page reads them as BigInt, exactly) and float32/float64 keep
+    their dtype; bool becomes uint8 and float16 float32 (both exact); anything else float64.
 
     >>> encode(np.array([[1, 2]], np.uint8))["shape"], encode(np.array([True]))["dtype"]
     ([1, 2], 'uint8')
@@ -107,7 +110,7 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     panels = [_panel(array, axes, chosen, variant, kw, plan, span, (rows, cols), None if whole else (lo, hi))
               for variant, kw, plan, span in zip(variants, keywords, plans, spans)]
     payload = dict(
-        title=source.name, kind="series" if len(axes) == 1 else ("image" if is_image else "map"),
+        title=printable(source.name), kind="series" if len(axes) == 1 else ("image" if is_image else "map"),
         shape=list(array.shape), dtype=array.dtype.name, pooledAxes=list(axes), size=list(size),
         channels=[_channel_name(c, count, loaded) for c in chosen], channelIndex=chosen, channelCount=count,
         colour=bool(is_image and len(chosen) in (3, 4) and chosen[:3] == [0, 1, 2]),
@@ -178,7 +181,7 @@ def _region(size: tuple[int, int], region: tuple[int, int, int, int] | None, exa
         return Region(y, x, min(rh, h - y), min(rw, w - x))
     if h * w <= exact_pixels:
         return Region(0, 0, h, w)
-    rh, rw = min(h, REGION_SIDE), min(w, REGION_SIDE if h > 1 else exact_pixels)
+    rh, rw = min(h, REGION_SIDE), min(w, REGION_SIDE if h > 1 else REGION_SIDE * REGION_SIDE)
     return Region((h - rh) // 2, (w - rw) // 2, rh, rw)
 
 
@@ -250,7 +253,9 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
     with np.errstate(all="ignore"):
         if record.indices:
             pooled, winners = pool(array, return_indices=True, **keywords)
-            indices = _cut(winners, axes, chosen, out_rows, out_cols).astype(np.int32)
+            indices = _cut(winners, axes, chosen, out_rows, out_cols)
+            plane = math.prod(array.shape[a] for a in axes)
+            indices = indices.astype(np.int32) if plane <= 2**31 else indices  # flat in the plane: exact at any size
             del winners
         else:
             pooled, indices = pool(array, **keywords), None
@@ -263,15 +268,7 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
         grad = None
         if record.routes:
             grad = _narrow(_routing(array, plan, keywords, axes, chosen, exact))
-    padded = with_materialised_padding(plan) if plan.pad_mode != "zeros" else plan
-    counts = divisor_counts(padded) if record.divisor else [None] * len(plan.axes)
-    axis_data = []
-    for g, padded_g, count in zip(plan.sliding, padded.sliding, counts):
-        source = padded_g.source_map
-        axis_data.append(dict(size=g.size, window=g.window, stride=g.stride, dilation=g.dilation, padLo=g.pad_lo,
-                              padHi=g.pad_hi, out=g.out, span=g.span,
-                              divisors=None if count is None else [int(c) for c in count],
-                              padMap=None if source is None else [int(s) for s in source]))
+    axis_data = _axis_data(plan, record.divisor, [(lo, hi) for lo, hi, _, _ in spans][-len(plan.sliding):])
     return dict(
         mode=plan.mode, window=list(settings.window), label=_label(plan), dtype=pooled.dtype.name,
         reducer=record.reducer, keeps=record.keeps, power=record.power, routes=record.routes,
@@ -281,6 +278,29 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
         values=encode(values), indices=None if indices is None else encode(indices),
         grad=None if grad is None else encode(grad), overview=overview,
     )
+
+
+def _axis_data(plan: PoolPlan, divides: bool, outputs: list[tuple[int, int]]) -> list[dict]:
+    """Per pooled axis its geometry, the divisors of outputs [first, stop) (`divisorFrom`: the first),
+    and for edge/reflect padding the input cell each pad cell copies (`padBefore`, `padAfter`):
+    what the page looks up over its region, never a list as long as the axis.
+
+    >>> plan = plan_pool((10,), 3, 2, padding=1, pad_mode="edge", count_include_pad=False)
+    >>> [(a["divisors"], a["divisorFrom"], a["padBefore"], a["padAfter"]) for a in _axis_data(plan, True, [(3, 5)])]
+    [([3, 3], 3, [0], [9])]
+    """
+    padded = with_materialised_padding(plan) if plan.pad_mode != "zeros" else plan
+    counts = divisor_counts(padded) if divides else [None] * len(plan.axes)
+    axis_data = []
+    for g, padded_g, count, (first, stop) in zip(plan.sliding, padded.sliding, counts, outputs):
+        source = padded_g.source_map
+        axis_data.append(dict(
+            size=g.size, window=g.window, stride=g.stride, dilation=g.dilation, padLo=g.pad_lo, padHi=g.pad_hi,
+            out=g.out, span=g.span, divisorFrom=first,
+            divisors=None if count is None else np.asarray(count[first:stop]).astype(int).tolist(),
+            padBefore=None if source is None else source[:g.pad_lo].astype(int).tolist(),
+            padAfter=None if source is None else source[g.pad_lo + g.size:].astype(int).tolist()))
+    return axis_data
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:

@@ -4,27 +4,31 @@ asked, to its own inspector page.
 
 `Gallery.add` takes the run's records as they stream (`FileResult`); the thumbnails and
 inspector pages go to a folder beside the page, `<name>_files/`, written atomically one by
-one; `Gallery.finish` writes the page itself. The page loads a card's thumbnails only when its
-page of cards is shown (and the browser's lazy loading only when scrolled to), so a run of
-thousands of files opens at once.
+one; `Gallery.finish` writes the page itself. That folder is checked like the page (`check_gallery`):
+never a symbolic link, never inside SRC (nor SRC inside it), never where the run writes outputs;
+its pictures have names of their own (the card's number), never an input's. Nothing a card shows
+can stop the run: a picture that cannot be made is a note on the card. The page loads a card's
+thumbnails only when its page of cards is shown (and the browser's lazy loading only when scrolled
+to), so a run of thousands of files opens at once.
 """
 
 from __future__ import annotations
 
-import html
+import contextlib
 import math
 import os
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import io
-from ..errors import PoolError, param, render
+from ..errors import PoolError, param, printable, render
 from ..pipeline import FileResult, PoolSettings
 from ..viz import apply_colormap, image_range, value_range
-from .page import PAGE_SUFFIXES, asset, fill, script_json, write_inspector, write_page
+from .page import PAGE_SUFFIXES, document, local_href, write_inspector, write_page
 
 THUMBNAIL_SIDE = 128
 
@@ -34,9 +38,10 @@ def sidecar(path: Path) -> Path:
     return path.with_name(path.stem + "_files")
 
 
-def check_gallery(path: Path, source: Path, out_dir: Path, *, overwrite: bool) -> None:
+def check_gallery(path: Path, source: Path, out_dir: Path, *, overwrite: bool, trees: Iterable[Path] = ()) -> None:
     """PoolError unless the gallery may be written to `path`: an .html name in an existing folder outside SRC
-    (or inside OUT, which the run never reads), not there already unless overwriting."""
+    (or inside OUT, which the run never reads), not there already unless overwriting; and its picture
+    folder likewise (`check_pictures`; `trees`: other folders the run writes into, as OUT)."""
     if path.suffix.lower() not in PAGE_SUFFIXES:
         raise PoolError(f"{param('html_report')} {path}: the gallery is an HTML page; name it e.g. gallery.html")
     if path.is_dir() or not path.parent.is_dir():
@@ -47,6 +52,29 @@ def check_gallery(path: Path, source: Path, out_dir: Path, *, overwrite: bool) -
                         " inputs; write it outside SRC or inside OUT")
     if os.path.lexists(path) and not overwrite:
         raise PoolError(f"{param('html_report')} {path} exists; pass {param('overwrite')} to replace it")
+    check_pictures(sidecar(path), source, (out_dir, *trees), overwrite=overwrite)
+
+
+def check_pictures(folder: Path, source: Path, trees: Iterable[Path], *, overwrite: bool) -> None:
+    """PoolError unless the gallery's pictures may go to `folder`: not a symbolic link or a file, not
+    there already unless overwriting, not overlapping SRC (outside OUT), and not a folder of OUT (or
+    of another of the run's output `trees`) that the outputs of SRC's files will fill."""
+    name = f"{param('html_report')} picture folder {folder}"
+    if os.path.islink(folder):
+        raise PoolError(f"{name} is a symbolic link; its pictures would be written where it points;"
+                        " remove it or name the page otherwise")
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise PoolError(f"{name} is a file; remove it or name the page otherwise")
+    real, src = Path(os.path.realpath(folder)), Path(os.path.realpath(source))
+    outputs = [Path(os.path.realpath(tree)) for tree in trees]
+    if src.is_relative_to(real) or (real.is_relative_to(src) and not any(real.is_relative_to(t) for t in outputs)):
+        raise PoolError(f"{name} overlaps SRC {source}; its pictures would become inputs; name the page otherwise")
+    for tree in outputs:
+        if real.is_relative_to(tree) and os.path.lexists(src / real.relative_to(tree)):
+            raise PoolError(f"{name} is where the outputs of {source / real.relative_to(tree)} go;"
+                            " name the page otherwise")
+    if os.path.lexists(folder) and not overwrite:
+        raise PoolError(f"{name} exists; pass {param('overwrite')} to replace its pictures")
 
 
 def thumbnail(array: np.ndarray, kind: str, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
@@ -83,35 +111,42 @@ class Gallery:
         self.path, self.source, self.settings = Path(path), Path(source), settings
         self.inspect, self.overwrite, self._names = inspect, overwrite, names
         self.folder = sidecar(self.path)
+        self._real_folder = os.path.realpath(self.folder)  # as checked before the run
         self.entries: list[dict] = []
 
     def add(self, record: FileResult) -> None:
         """One file's card; a thumbnail or page that cannot be made is noted on the card, never raised."""
         index = len(self.entries)
-        entry: dict[str, Any] = dict(
-            input=self._relative(record.input), output=self._link(record.output), status=record.status,
-            error=None if record.error is None else render(record.error, self._names),
-            seconds=round(record.seconds, 4), inputShape=record.input_shape, outputShape=record.output_shape,
-            dtype=record.dtype, outputDtype=record.output_dtype, bytes=record.output_bytes, thumbs=[None, None],
-            page=None, note=None)
+        entry = self._entry(record)
         self.entries.append(entry)
         if record.status != "done":
             return
         try:
-            self.folder.mkdir(exist_ok=True)
-            entry["thumbs"] = [self._thumb(Path(record.input), f"{index}_in"),
-                               self._thumb(Path(record.output or ""), f"{index}_out")]
+            entry["thumbs"] = [self._thumb(record, "in", index), self._thumb(record, "out", index)]
             if self.inspect:
                 entry["page"] = self._page(Path(record.input), index)
-        except (PoolError, OSError) as error:
-            entry["note"] = render(str(error) if isinstance(error, OSError) else error.template, self._names)
+        except Exception as error:  # noqa: BLE001 -- one card's pictures never stop the run (its note says why)
+            entry["note"] = self._text(error.template if isinstance(error, PoolError) else
+                                       f"{error.strerror or error}" if isinstance(error, OSError) else
+                                       f"no pictures ({type(error).__name__}: {error})")
 
     def finish(self, summary: dict, title: str = "") -> Path:
         title = title or f"poolcli batch {self.source}"
-        data = dict(title=title, settings=self.settings.label(), summary=summary, entries=self.entries)
-        text = fill(asset("gallery.html"), TITLE=html.escape(title), CSS=asset("gallery.css"),
-                    JS=asset("gallery.js"), DATA=script_json(data))
-        return write_page(self.path, text, overwrite=self.overwrite, inputs=())
+        data = dict(title=printable(title), settings=printable(self.settings.label()), summary=summary,
+                    entries=self.entries)
+        return write_page(self.path, document("gallery", data, TITLE=title), overwrite=self.overwrite, inputs=())
+
+    def _entry(self, record: FileResult) -> dict[str, Any]:
+        """The card's text (names shown as the terminal shows them) and its link to the output."""
+        return dict(
+            input=printable(self._relative(record.input)), output=self._link(record.output), status=record.status,
+            error=None if record.error is None else self._text(record.error), seconds=round(record.seconds, 4),
+            inputShape=_shown_shape(record.input_shape), outputShape=_shown_shape(record.output_shape),
+            dtype=record.dtype, outputDtype=record.output_dtype, bytes=record.output_bytes, thumbs=[None, None],
+            page=None, note=None)
+
+    def _text(self, message: str) -> str:
+        return printable(render(message, self._names))
 
     def _relative(self, name: str) -> str:
         path = Path(name)
@@ -120,19 +155,43 @@ class Gallery:
     def _link(self, name: str | None) -> str | None:
         if not name:
             return None
-        return Path(os.path.relpath(os.path.abspath(name), os.path.abspath(self.path.parent))).as_posix()
+        return local_href(os.path.relpath(os.path.abspath(name), os.path.abspath(self.path.parent)))
 
-    def _thumb(self, path: Path, stem: str) -> str | None:
+    def _pictures(self) -> Path:
+        """The picture folder, made on first use and checked before every picture: still the real folder
+        checked before the run, not a symbolic link put there since."""
+        with contextlib.suppress(FileExistsError):
+            self.folder.mkdir()
+        mode = os.lstat(self.folder).st_mode
+        if not stat.S_ISDIR(mode) or os.path.realpath(self.folder) != self._real_folder:
+            raise PoolError(f"{self.folder}: is no longer the picture folder checked before the run"
+                            " (a link or a file now); no pictures written")
+        return self.folder
+
+    def _thumb(self, record: FileResult, side: str, index: int) -> str | None:
+        path = Path(record.input if side == "in" else record.output or "")
         loaded = io.load(path, **self.settings.load_options())
         picture = thumbnail(next(iter(loaded.arrays.values())), loaded.kind)
         if picture is None:
             return None
-        target = self.folder / f"thumb_{stem}.png"
-        io.save(target, picture, overwrite=self.overwrite)
-        return f"{self.folder.name}/{target.name}"
+        target = self._pictures() / f"thumb_{index}_{side}.png"  # the card's number: no two cards share a name
+        io.save(target, picture, overwrite=self.overwrite, inputs=_files_of(record))
+        return local_href(f"{self.folder.name}/{target.name}")
 
     def _page(self, path: Path, index: int) -> str:
-        target = self.folder / f"inspect_{index}.html"
+        target = self._pictures() / f"inspect_{index}.html"
         write_inspector(path, target, self.settings, [self.settings.mode], [self.settings.window],
                         overwrite=self.overwrite)
-        return f"{self.folder.name}/{target.name}"
+        return local_href(f"{self.folder.name}/{target.name}")
+
+
+def _files_of(record: FileResult) -> tuple[str, ...]:
+    """The files a card's pictures must never be written onto: its input and its output."""
+    return tuple(name for name in (record.input, record.output) if name)
+
+
+def _shown_shape(shape: list[int] | dict) -> list[int] | dict:
+    """A shape, or an .npz's {member: shape} with member names shown as the terminal shows them."""
+    if isinstance(shape, dict):
+        return {printable(str(key)): value for key, value in shape.items()}
+    return shape

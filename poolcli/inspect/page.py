@@ -1,20 +1,30 @@
-"""The inspector page: one self-contained HTML file (styles, script and data inline; no network).
+r"""The inspector page: one self-contained HTML file (styles, script and data inline; no network).
 
 `inspector_html` fills the template in `assets/` with a payload from `data.build_payload`;
 `write_inspector` does it for a file and writes the page atomically.
+
+Every page (this one and the gallery) is made by `document`: each text it fills in is escaped for
+HTML (file names that were not UTF-8 shown as ``\xNN``, as the terminal shows them), the data
+travels as JSON in a non-executed script element, and a Content-Security-Policy lets only the
+page's own script and style run (by their hashes): no inline event handler, no `javascript:` URL,
+no network. Links to local files are made by `local_href`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
+import os
 import re
 from functools import cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
+from urllib.parse import quote
 
 from .. import io
-from ..errors import PoolError
+from ..errors import PoolError, printable
 from ..pipeline import PoolSettings
 from ..version import __version__
 from .data import build_payload
@@ -42,6 +52,52 @@ def fill(template: str, **parts: str) -> str:
     return re.sub(r"\{\{([A-Z]+)\}\}", lambda match: parts[match.group(1)], template)
 
 
+def html_text(text: str) -> str:
+    """`text` as HTML text or a quoted attribute value: markup characters escaped, control characters
+    and bytes that were not UTF-8 (a file name's surrogate escapes) written as Python escapes.
+
+    >>> print(html_text('<img src=x onerror="go()">' + chr(0xDCE9)))
+    &lt;img src=x onerror=&quot;go()&quot;&gt;\\xe9
+    """
+    return html.escape(printable(text), quote=True)
+
+
+def local_href(relative: str | PurePath) -> str:
+    """A link to a file at `relative` (a relative path, '/'-separated): './' then each segment
+    percent-encoded from the bytes the file system holds, so no name can be read as a scheme
+    (`javascript:`), a fragment (#), a query (?) or an escape (%) of another file.
+
+    >>> local_href("out/a#b?c%41 d.png"), local_href("javascript:go()"), local_href("../caf" + chr(0xDCE9) + ".png")
+    ('./out/a%23b%3Fc%2541%20d.png', './javascript%3Ago%28%29', './../caf%E9.png')
+    """
+    parts = PurePath(relative).parts
+    if not parts or PurePath(relative).is_absolute():
+        raise ValueError(f"not a relative file path: {relative!r}")
+    return "./" + "/".join(quote(os.fsencode(part), safe="") for part in parts)
+
+
+def source_hash(text: str) -> str:
+    """The CSP source that allows exactly this inline script or style element's text."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def content_policy(script: str, style: str) -> str:
+    """The page's Content-Security-Policy: its one script and one style element (by hash), pictures
+    from its own folder, nothing else (no inline handler or style attribute, no `javascript:` URL,
+    no network, no form, no <base>)."""
+    return (f"default-src 'none'; script-src {source_hash(script)}; style-src {source_hash(style)}; "
+            "img-src 'self' file:; base-uri 'none'; form-action 'none'")
+
+
+def document(name: str, data: object, **texts: str) -> str:
+    """The page of assets/NAME.html with its script, style and `data` inline and each of `texts`
+    escaped as HTML text (html_text), under its Content-Security-Policy."""
+    script, style = asset(f"{name}.js"), asset(f"{name}.css")
+    escaped = {key: html_text(value) for key, value in texts.items()}
+    return fill(asset(f"{name}.html"), POLICY=html.escape(content_policy(script, style)), CSS=style, JS=script,
+                DATA=script_json(data), **escaped)
+
+
 def inspector_html(payload: dict) -> str:
     """The page for one payload."""
     exact, size = payload["exact"], payload["size"]
@@ -54,9 +110,7 @@ def inspector_html(payload: dict) -> str:
                      " alpha for avg, sum, l2 and lp")
     if payload["channelCount"] > len(payload["channels"]):
         notes.append(f"{len(payload['channels'])} of {payload['channelCount']} channels embedded")
-    return fill(asset("inspector.html"), VERSION=__version__, TITLE=html.escape(payload["title"]),
-                NOTE=html.escape("; ".join(notes)), CSS=asset("inspector.css"), JS=asset("inspector.js"),
-                DATA=script_json(payload))
+    return document("inspector", payload, VERSION=__version__, TITLE=payload["title"], NOTE="; ".join(notes))
 
 
 def check_page_target(target: Path) -> None:

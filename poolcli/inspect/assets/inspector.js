@@ -7,7 +7,7 @@
 (function () {
   const DATA = JSON.parse(document.getElementById("poolcli-data").textContent);
   const TYPES = {uint8: Uint8Array, int8: Int8Array, uint16: Uint16Array, int16: Int16Array, uint32: Uint32Array,
-    int32: Int32Array, float32: Float32Array, float64: Float64Array};
+    int32: Int32Array, int64: BigInt64Array, uint64: BigUint64Array, float32: Float32Array, float64: Float64Array};
   const CELL_TEXT_PX = 34;  // a cell this many CSS pixels wide shows its value
   const api = {ready: false, state: {probe: null, outline: [], winners: [], routing: []}};
   window.poolInspector = api;
@@ -20,7 +20,16 @@
     const type = TYPES[encoded.dtype], size = type.BYTES_PER_ELEMENT, count = planes.length / size;
     const bytes = new Uint8Array(planes.length);  // byte k of value i is at k * count + i
     for (let k = 0; k < size; k++) for (let i = 0; i < count; i++) bytes[i * size + k] = planes[k * count + i];
-    return {values: new type(bytes.buffer), dtype: encoded.dtype, shape: encoded.shape};
+    const values = new type(bytes.buffer);
+    if (type.BYTES_PER_ELEMENT === 8 && !encoded.dtype.startsWith("float")) {  // 64-bit integers: exact as BigInt
+      return {values: Float64Array.from(values, Number), exact: values, dtype: encoded.dtype, shape: encoded.shape};
+    }
+    return {values, exact: null, dtype: encoded.dtype, shape: encoded.shape};
+  }
+  // The text of value i of a decoded array: exact for 64-bit integers (BigInt), else the shortest float text.
+  function textAt(arr, i) {
+    if (i === undefined) return undefined;
+    return arr.exact ? arr.exact[i].toString() : fmt(arr.values[i], arr.dtype);
   }
 
   // ---------------------------------------------------------------- numbers as text
@@ -48,19 +57,30 @@
   let input, panels;
   const view = {scale: 1, cx: W / 2, cy: H / 2, channel: 0, colour: DATA.colour};
 
-  function inputValue(c, y, x) {
+  function inputIndex(c, y, x) {  // where cell (y, x) of channel c lies in the exact region's values
     if (y < E.y || y >= E.y + E.h || x < E.x || x >= E.x + E.w) return undefined;
-    return input.values[(c * E.h + (y - E.y)) * E.w + (x - E.x)];
+    return (c * E.h + (y - E.y)) * E.w + (x - E.x);
   }
-  function panelValue(panel, arr, c, oy, ox) {
+  function panelIndex(panel, c, oy, ox) {
     const R = panel.region;
     if (oy < R.y || oy >= R.y + R.h || ox < R.x || ox >= R.x + R.w) return undefined;
-    return arr.values[(c * R.h + (oy - R.y)) * R.w + (ox - R.x)];
+    return (c * R.h + (oy - R.y)) * R.w + (ox - R.x);
+  }
+  function inputValue(c, y, x) {
+    const i = inputIndex(c, y, x);
+    return i === undefined ? undefined : input.values[i];
+  }
+  function panelValue(panel, arr, c, oy, ox) {
+    const i = panelIndex(panel, c, oy, ox);
+    return i === undefined ? undefined : arr.values[i];
   }
   function axesOf(panel) {  // [rows, columns]; a series has one row
     if (panel.axes.length === 2) return panel.axes;
     return [{size: 1, window: 1, stride: 1, dilation: 1, padLo: 0, padHi: 0, out: 1, span: 1,
-      divisors: panel.axes[0].divisors ? [1] : null, padMap: null}, panel.axes[0]];
+      divisors: panel.axes[0].divisors ? [1] : null, divisorFrom: 0, padBefore: null, padAfter: null}, panel.axes[0]];
+  }
+  function padSource(g, q) {  // the input cell that pad cell q copies (edge/reflect padding)
+    return q < 0 ? g.padBefore[q + g.padLo] : g.padAfter[q - g.size];
   }
 
   // The taps of window o on one axis: position, and what lies there (input, pad copying a cell, zero pad, overhang).
@@ -71,7 +91,7 @@
       let kind = "in", source = q;
       if (q < 0 || q >= g.size) {
         if (q >= g.size + g.padHi) { kind = "overhang"; source = null; }
-        else if (g.padMap) { kind = "copy"; source = g.padMap[q + g.padLo]; }
+        else if (g.padBefore) { kind = "copy"; source = padSource(g, q); }
         else { kind = "pad"; source = null; }
       }
       taps.push({j, q, kind, source});
@@ -91,10 +111,13 @@
             : r.kind === "copy" || q.kind === "copy" ? "copy" : "in";
         const real = kind === "in" || kind === "copy";
         const sy = real ? r.source : null, sx = real ? q.source : null;
-        taps.push({y: r.q, x: q.q, kind, sy, sx, value: real ? inputValue(c, sy, sx) : undefined});
+        const at = real ? inputIndex(c, sy, sx) : undefined;
+        taps.push({y: r.q, x: q.q, kind, sy, sx, value: at === undefined ? undefined : input.values[at],
+          exact: at === undefined || !input.exact ? undefined : input.exact[at], text: textAt(input, at)});
       }
     }
-    const result = panelValue(panel, panel.data, c, oy, ox);
+    const at = panelIndex(panel, c, oy, ox);
+    const result = at === undefined ? undefined : panel.data.values[at], resultText = textAt(panel.data, at);
     let winners = [];
     if (panel.idx) {
       const flat = panelValue(panel, panel.idx, c, oy, ox);
@@ -111,20 +134,24 @@
       if (panel.divisorOverride !== null && panel.divisorOverride !== undefined) {
         divisor = panel.divisorOverride; divisorText = `divisor_override = ${divisor}`;
       } else {
-        const cy = gy.divisors[oy], cx = gx.divisors[ox];
-        divisor = cy * cx;
-        divisorText = panel.axes.length === 2 ? `divisor = ${cy} x ${cx} = ${divisor}` : `divisor = ${divisor}`;
-        divisorText += panel.padMode !== "zeros" ? " (pad cells count: they are data)"
-          : panel.countIncludePad ? " (zero padding counts)" : " (padding not counted)";
-        if (panel.nanPolicy === "omit") divisorText += "; NaN cells leave it";
+        const cy = gy.divisors[oy - gy.divisorFrom], cx = gx.divisors[ox - gx.divisorFrom];  // the region's only
+        if (cy !== undefined && cx !== undefined) {
+          divisor = cy * cx;
+          divisorText = panel.axes.length === 2 ? `divisor = ${cy} x ${cx} = ${divisor}` : `divisor = ${divisor}`;
+          divisorText += panel.padMode !== "zeros" ? " (pad cells count: they are data)"
+            : panel.countIncludePad ? " (zero padding counts)" : " (padding not counted)";
+          if (panel.nanPolicy === "omit") divisorText += "; NaN cells leave it";
+        }
       }
     }
-    return {panel: index, oy, ox, c, taps, winners, result, divisor, divisorText};
+    return {panel: index, oy, ox, c, taps, winners, result, resultText, divisor, divisorText};
   }
 
   function medianCells(panel, taps) {
     const real = taps.filter((t) => t.value !== undefined && !(panel.nanPolicy === "omit" && Number.isNaN(t.value)));
-    const order = real.map((t, i) => [t, i]).sort((a, b) => (a[0].value - b[0].value) || (a[1] - b[1]));
+    const key = (t) => (t.exact !== undefined ? t.exact : t.value);  // 64-bit integers compare exactly
+    const order = real.map((t, i) => [t, i]).sort((a, b) => (key(a[0]) < key(b[0]) ? -1 : key(a[0]) > key(b[0]) ? 1 : 0)
+      || (a[1] - b[1]));
     if (!order.length) return [];
     const n = order.length, mid = Math.floor((n - 1) / 2);
     const chosen = n % 2 ? [order[mid]] : [order[mid], order[mid + 1]];
@@ -155,8 +182,9 @@
   }
   function readers(g, p) {  // windows o whose tap j reads position p (or a pad cell copying it)
     const positions = [p];
-    if (g.padMap) {
-      g.padMap.forEach((source, i) => { const q = i - g.padLo; if (source === p && q !== p) positions.push(q); });
+    if (g.padBefore) {  // the pad cells that copy p
+      g.padBefore.forEach((source, i) => { if (source === p) positions.push(i - g.padLo); });
+      g.padAfter.forEach((source, i) => { if (source === p) positions.push(g.size + i); });
     }
     const found = new Set();
     for (const q of positions) {
@@ -427,7 +455,7 @@
       v.barLo.textContent = short(lo, "float64"); v.barHi.textContent = short(hi, "float64");
       const mark = v.hover;
       if (mark === undefined) { v.barMark.style.display = "none"; v.barValue.textContent = ""; continue; }
-      v.barValue.textContent = fmt(mark, v.panel ? v.panel.data.dtype : input.dtype);
+      v.barValue.textContent = v.hoverText;
       if (!Number.isFinite(mark)) { v.barMark.style.display = "none"; continue; }
       const t = Math.min(1, Math.max(0, hi > lo ? (mark - lo) / (hi - lo) : 0.5));
       v.barMark.style.display = "block"; v.barMark.style.left = `${(t * 100).toFixed(2)}%`;
@@ -439,13 +467,13 @@
   function cellName(y, x) { return SERIES ? `[${x}]` : `(${y}, ${x})`; }
   function esc(text) { return String(text).replace(/[&<>"]/g, (ch) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[ch])); }
   function showOutput(win) {
-    const panel = panels[win.panel], dtype = input.dtype;
+    const panel = panels[win.panel];
     const rows = win.taps.map((t, j) => {
       const isWinner = win.winners.some((w) => w.y === t.y && w.x === t.x);
       const where = t.kind === "in" ? cellName(t.y, t.x)
         : t.kind === "copy" ? `${cellName(t.y, t.x)} pad, copies ${cellName(t.sy, t.sx)}`
           : t.kind === "pad" ? `${cellName(t.y, t.x)} zero pad` : `${cellName(t.y, t.x)} ceil overhang`;
-      const value = t.value !== undefined ? fmt(t.value, dtype) : t.kind === "pad" ? (panel.reducer === "sum" ? "0" : "ignored")
+      const value = t.value !== undefined ? t.text : t.kind === "pad" ? (panel.reducer === "sum" ? "0" : "ignored")
         : t.kind === "overhang" ? "not counted" : "outside the exact region";
       return `<tr data-tap="${j}" data-y="${t.y}" data-x="${t.x}" data-kind="${t.kind}"${isWinner ? ' data-winner="1" class="winner"' : ""}>` +
         `<td>${j}</td><td>${esc(where)}</td><td class="num">${esc(value)}</td><td>${isWinner ? "winner" : ""}</td></tr>`;
@@ -454,23 +482,28 @@
     const lines = [];
     const power = panel.power === "2" ? 2 : panel.power === "p" ? panel.p : 1;
     if (panel.reducer === "sum") {
-      let total = 0;
-      for (const t of real) total += power === 1 ? t.value : Math.pow(Math.abs(t.value), power);
       const what = power === 1 ? "sum of taps" : power === 2 ? "sum of squares" : `sum of |x|^${panel.p}`;
-      lines.push(`<div>${what} (float64, here) = <span data-role="sum">${fmt(total, "float64")}</span></div>`);
+      if (power === 1 && real.length && real.every((t) => t.exact !== undefined)) {  // 64-bit integers: exactly
+        const total = real.reduce((sum, t) => sum + BigInt(t.exact), 0n);
+        lines.push(`<div>${what} (exact, here) = <span data-role="sum">${total}</span></div>`);
+      } else {
+        let total = 0;
+        for (const t of real) total += power === 1 ? t.value : Math.pow(Math.abs(t.value), power);
+        lines.push(`<div>${what} (float64, here) = <span data-role="sum">${fmt(total, "float64")}</span></div>`);
+      }
     }
     if (win.divisorText) lines.push(`<div data-role="divisor" data-value="${win.divisor}">${esc(win.divisorText)}</div>`);
     const formula = {avg: "sum / divisor", l2: "sqrt(sum of squares / divisor)", lp: `(sum of |x|^p)^(1/p), p = ${panel.p}`,
       sum: "sum", max: "largest tap", min: "smallest tap", median: "middle tap (mean of two for an even count)"}[panel.mode] || "";
     const winnerText = win.winners.length ? win.winners.map((w) => cellName(w.sy, w.sx)).join(" and ") : "";
     readout.innerHTML = `<h3>${esc(panel.label)}: output ${cellName(win.oy, win.ox)}${DATA.channels.length > 1 ? ", " + esc(DATA.channels[view.channel]) : ""}</h3>` +
-      `<div class="result">result (engine) = <b data-role="result">${esc(win.result === undefined ? "outside the exact region" : fmt(win.result, panel.data.dtype))}</b> <span class="muted">${esc(formula)}</span></div>` +
+      `<div class="result">result (engine) = <b data-role="result">${esc(win.result === undefined ? "outside the exact region" : win.resultText)}</b> <span class="muted">${esc(formula)}</span></div>` +
       (winnerText ? `<div>winner: <span data-role="winner">${esc(winnerText)}</span>${panel.idx ? " (engine index)" : " (sorted here)"}</div>` : "") +
       lines.join("") +
       `<table><thead><tr><th>tap</th><th>cell</th><th>value</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
   }
   function showInput(probe) {
-    const v = inputValue(view.channel, probe.y, probe.x);
+    const v = textAt(input, inputIndex(view.channel, probe.y, probe.x));
     const parts = probe.routing.map((info) => {
       const panel = panels[info.panel];
       const list = (cells) => cells.slice(0, 24).map(([oy, ox]) => cellName(oy, ox)).join(" ") + (cells.length > 24 ? " ..." : "");
@@ -483,7 +516,7 @@
       return text + "</li>";
     });
     readout.innerHTML = `<h3>input ${cellName(probe.y, probe.x)}${DATA.channels.length > 1 ? ", " + esc(DATA.channels[view.channel]) : ""}</h3>` +
-      `<div class="result">value = <b data-role="value">${esc(v === undefined ? "outside the exact region" : fmt(v, input.dtype))}</b></div>` +
+      `<div class="result">value = <b data-role="value">${esc(v === undefined ? "outside the exact region" : v)}</b></div>` +
       `<ul>${parts.join("")}</ul>` +
       `<div class="muted">gradient for dL/dy = 1, as poolcli grad computes it (pool_backward); green: routed here</div>`;
   }
@@ -513,8 +546,11 @@
   }
   function hoverValues(cell, out, index) {
     for (const v of views) {
-      if (!v.panel) v.hover = cell ? inputValue(view.channel, ...cell) : undefined;
-      else v.hover = out && panels.indexOf(v.panel) === index ? panelValue(v.panel, v.panel.data, view.channel, ...out) : undefined;
+      const arr = v.panel ? v.panel.data : input;
+      const at = !v.panel ? cell && inputIndex(view.channel, ...cell)
+        : out && panels.indexOf(v.panel) === index ? panelIndex(v.panel, view.channel, ...out) : undefined;
+      v.hover = at === undefined || at === null ? undefined : arr.values[at];
+      v.hoverText = v.hover === undefined ? "" : textAt(arr, at);
     }
   }
   api.probeOutput = probeOutput;
