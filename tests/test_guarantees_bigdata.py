@@ -294,3 +294,69 @@ def test_cluster_pyramid_writes_every_level_level_0_included(tmp_path, cluster, 
     for k in (1, 2):
         np.testing.assert_array_equal(group[str(k)][:], pool(x, 2 ** k, mode="avg", dtype=np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, "pyr.zarr"])
+
+
+# ------------------------------------------------------------------ stores: permissions, guards, lp scaling
+
+
+def test_a_new_store_gets_the_umasks_permissions_not_a_private_folders(tmp_path):
+    import os
+
+    np.save(tmp_path / "a.npy", np.zeros((8, 8), np.float32))
+    assert main(["pool", str(tmp_path / "a.npy"), "-o", str(tmp_path / "o.zarr")]) == 0
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "o.zarr").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_a_store_that_appears_during_the_run_is_not_replaced(tmp_path):
+    from poolcli.errors import OutputError
+    from poolcli.stream import pool_to
+
+    x = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
+    target = tmp_path / "out.zarr"
+
+    def someone_else(done):
+        target.mkdir(exist_ok=True)
+        (target / "theirs").write_text("someone else's")
+
+    with pytest.raises(OutputError, match="exists"):
+        pool_to(in_memory_source(x), target, dict(window=2, mode="max"), None, memory=8000, progress=someone_else)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+    assert [p.name for p in target.iterdir()] == ["theirs"]
+
+
+def in_memory_source(x: np.ndarray) -> Source:
+    return Source(Path("memory"), x, "array", "NPY", x.shape)
+
+
+def test_overwrite_never_replaces_a_store_that_holds_the_input(tmp_path, capsys):
+    store = tmp_path / "out.zarr"
+    store.mkdir()
+    np.save(store / "a.npy", np.ones((16, 16), np.float32))
+    code = main(["pool", str(store / "a.npy"), "-o", str(store), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code != 0 and "input" in err and len(err.strip().splitlines()) == 1, err
+    assert [p.name for p in store.iterdir()] == ["a.npy"]
+
+
+def _huge_late(shape=(64, 12)) -> np.ndarray:
+    """Small magnitudes first, then values whose 8th power leaves the float64 range (and an inf)."""
+    x = np.random.default_rng(11).uniform(0.5, 1.5, shape)
+    x[-5:] *= 1e60
+    x[-1, -1] = np.inf
+    return x
+
+
+def test_streamed_lp_scales_on_the_whole_inputs_magnitudes():
+    x = _huge_late()
+    keywords = dict(window=2, mode="lp", p=8)
+    np.testing.assert_array_equal(_streamed(_recorded(x)[0], keywords, memory=4000), pool(x, **keywords))
+
+
+def test_dask_lp_scales_on_the_whole_arrays_finite_magnitudes():
+    import dask.array as da
+
+    x = _huge_late()
+    y = pool(da.from_array(x, chunks=(8, 6)), 2, mode="lp", p=8)
+    np.testing.assert_array_equal(y.compute(), pool(x, 2, mode="lp", p=8))

@@ -154,3 +154,20 @@ def test_feature_maps_embed_the_first_16_channels_or_those_named(tmp_path):
     named = build_payload(path, settings, ["max"], [(2,)], channels=[17, 0, 17])
     assert named["channelIndex"] == [17, 0] and named["channels"] == ["channel 17", "channel 0"]
     np.testing.assert_array_equal(decoded(named["panels"][0]["values"]), pool(x, 2, axes=(1, 2))[[17, 0]])
+
+
+def test_a_region_past_the_edge_is_cut_to_the_input(tmp_path):
+    x = np.random.default_rng(6).random((30, 40))
+    payload = build_payload(_map(tmp_path, x), PoolSettings(window=(2,)), ["max"], [(2,)], region=(25, 35, 20, 20))
+    assert payload["requested"] == dict(y=25, x=35, h=5, w=5)
+    exact = payload["exact"]
+    assert exact["y"] + exact["h"] <= 30 and exact["x"] + exact["w"] <= 40
+    assert decoded(payload["input"]).shape == (1, exact["h"], exact["w"])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint32, np.float32, np.float64, np.bool_, np.int64])
+def test_arrays_reach_the_page_with_their_values(dtype):
+    from poolcli.inspect.data import encode
+
+    x = (np.random.default_rng(7).normal(size=(3, 5, 7)) * 1000).astype(dtype)
+    np.testing.assert_array_equal(decoded(encode(x)), x)
