@@ -164,7 +164,7 @@ MUTANTS = [
            "                if entry.name.startswith(\".\"):",
            "                if entry.name.startswith(\"..\"):",
            "batch reads hidden files", ("test_batch.py",)),  # not test_hostile.py: its time limits need an idle machine
-    # ---------------------------------------------------------------- issue #28: big data, Dask, cluster batch, inspector
+    # ---------------------------------------------------------------- #28: big data, Dask, cluster batch, inspector
     Mutant("poolcli/stream/pooling.py",
            "    _check_room(geometry, inner, rows, memory)\n",
            "    pass\n",
@@ -294,9 +294,9 @@ MUTANTS = [
            "    first = max(0, (lo + g.pad_lo) // g.stride)",
            "#28 inspector: outputs drawn on the padding before the region left out", INSPECT),
     Mutant("poolcli/inspect/data.py",
-           "    last = g.out - 1 if lo + length >= g.size else min(g.out - 1, (lo + length - 1 + g.pad_lo) // g.stride)",
-           "    last = min(g.out - 1, (lo + length - 1 + g.pad_lo) // g.stride)",
-           "#28 inspector: outputs drawn on the padding after the region left out", INSPECT),
+           "    first = 0 if lo <= 0 else max(0, (lo + g.pad_lo) // g.stride)",
+           "    first = 0 if lo <= 0 else max(0, lo // g.stride)",
+           "#28 inspector: the first output over the region found without the padding", INSPECT),
     Mutant("poolcli/inspect/data.py",
            "        return Region(y, x, min(rh, h - y), min(rw, w - x))",
            "        return Region(y, x, rh, rw)",
@@ -309,6 +309,10 @@ MUTANTS = [
            "    planes = raw.reshape(-1, array.dtype.itemsize).T.tobytes()",
            "    planes = raw.tobytes()",
            "#28 inspector: arrays sent without their byte planes", INSPECT),
+    Mutant("poolcli/inspect/data.py",
+           "        source = padded_g.source_map",
+           "        source = g.source_map",
+           "#28 inspector: edge/reflect pads sent without the cells they copy", INSPECT),
 ]
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from .. import io
 from .options import Job
 
-
 RANDOM_NAME = re.compile(r"[a-z0-9_]{8}")  # the part tempfile.mkstemp adds to io.atomic_output's names
 
 
