@@ -360,3 +360,14 @@ def test_dask_lp_scales_on_the_whole_arrays_finite_magnitudes():
     x = _huge_late()
     y = pool(da.from_array(x, chunks=(8, 6)), 2, mode="lp", p=8)
     np.testing.assert_array_equal(y.compute(), pool(x, 2, mode="lp", p=8))
+
+
+@pytest.mark.parametrize("kind", ["npy", "tif"])
+def test_cluster_pool_of_every_input_kind_is_the_bits_of_pooling_in_memory(tmp_path, cluster, kind):
+    x = np.random.default_rng(12).integers(0, 60000, (150, 1100), dtype=np.uint16)  # wider than one read chunk
+    source = _input_file(tmp_path, x, kind)
+    target = tmp_path / "pooled.zarr"
+    assert main(["pool", str(source), "-o", str(target), "-m", "avg", "-k", "3", "-s", "2", "--padding", "1",
+                 "--scheduler", cluster.scheduler_address]) == 0
+    np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[:], pool(x, 3, 2, padding=1, mode="avg"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, "pooled.zarr"])
