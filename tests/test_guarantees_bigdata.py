@@ -340,24 +340,27 @@ def test_overwrite_never_replaces_a_store_that_holds_the_input(tmp_path, capsys)
     assert [p.name for p in store.iterdir()] == ["a.npy"]
 
 
-def _huge_late(shape=(64, 12)) -> np.ndarray:
-    """Small magnitudes first, then values whose 8th power leaves the float64 range (and an inf)."""
+def _late(factor: float, shape=(64, 12)) -> np.ndarray:
+    """Ordinary magnitudes first, then values `factor` times larger (1e60: their 8th power leaves
+    the float64 range), and an inf, which no scaling may count."""
     x = np.random.default_rng(11).uniform(0.5, 1.5, shape)
-    x[-5:] *= 1e60
+    x[-5:] *= factor
     x[-1, -1] = np.inf
     return x
 
 
-def test_streamed_lp_scales_on_the_whole_inputs_magnitudes():
-    x = _huge_late()
+@pytest.mark.parametrize("factor", [1.0, 1e60])
+def test_streamed_lp_scales_on_the_whole_inputs_magnitudes(factor):
+    x = _late(factor)
     keywords = dict(window=2, mode="lp", p=8)
     np.testing.assert_array_equal(_streamed(_recorded(x)[0], keywords, memory=4000), pool(x, **keywords))
 
 
-def test_dask_lp_scales_on_the_whole_arrays_finite_magnitudes():
+@pytest.mark.parametrize("factor", [1.0, 1e60])
+def test_dask_lp_scales_on_the_whole_arrays_finite_magnitudes(factor):
     import dask.array as da
 
-    x = _huge_late()
+    x = _late(factor)
     y = pool(da.from_array(x, chunks=(8, 6)), 2, mode="lp", p=8)
     np.testing.assert_array_equal(y.compute(), pool(x, 2, mode="lp", p=8))
 
