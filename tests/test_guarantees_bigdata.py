@@ -374,3 +374,28 @@ def test_cluster_pool_of_every_input_kind_is_the_bits_of_pooling_in_memory(tmp_p
                  "--scheduler", cluster.scheduler_address]) == 0
     np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[:], pool(x, 3, 2, padding=1, mode="avg"))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, "pooled.zarr"])
+
+
+@pytest.mark.parametrize("scheduler", [False, True])
+def test_pyramid_of_a_group_dataset_and_of_an_hwc_image(tmp_path, cluster, scheduler):
+    """Level 0 is the named array of a group (its chunk files, where they can be copied), and an
+    H x W x C input's levels are stored C x H x W, locally and on the cluster alike."""
+    rng = np.random.default_rng(13)
+    a, b = rng.integers(0, 256, (2, 96, 64), dtype=np.uint8)
+    group = zarr.open_group(str(tmp_path / "group.zarr"), mode="w", zarr_format=2)
+    group.create_array("a", data=a, chunks=(32, 32))
+    group.create_array("b", data=b, chunks=(32, 32))
+    rgb = rng.integers(0, 256, (96, 64, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", tile=(32, 32))
+    extra = ["--scheduler", cluster.scheduler_address] if scheduler else []
+    assert main(["pyramid", str(tmp_path / "group.zarr"), "-o", str(tmp_path / "b.zarr"), "--dataset", "b",
+                 "--levels", "2", *extra]) == 0
+    assert main(["pyramid", str(tmp_path / "rgb.tif"), "-o", str(tmp_path / "rgb.zarr"), "--levels", "2",
+                 *extra]) == 0
+    levels = zarr.open_group(str(tmp_path / "b.zarr"), mode="r")
+    colours = zarr.open_group(str(tmp_path / "rgb.zarr"), mode="r")
+    for k in range(3):
+        expected = b if k == 0 else pool(b, 2 ** k, mode="avg", dtype=np.uint8)
+        np.testing.assert_array_equal(levels[str(k)][:], expected)
+        expected = rgb if k == 0 else pool(rgb, 2 ** k, axes=(0, 1), mode="avg", dtype=np.uint8)
+        np.testing.assert_array_equal(colours[str(k)][:], expected.transpose(2, 0, 1))
