@@ -190,3 +190,12 @@ def test_the_scheduler_address_may_come_from_the_environment(tmp_path, cluster, 
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
     assert main(["batch", str(src), "-d", str(tmp_path / "out"), "--quiet"]) == 0
     assert (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_glob_with_folders_matches_the_last_parts_of_the_path(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    for relative in ("2024/raw/a.png", "raw/2024/b.png", "c.png", "raw/d.png"):
+        (src / relative).parent.mkdir(parents=True, exist_ok=True)
+        _png(src / relative)
+    assert main(["batch", str(src), "-d", str(out), "--glob", "raw/*.png", "--jobs", "1", "--quiet"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["2024/raw/a.png", "raw/d.png"]
