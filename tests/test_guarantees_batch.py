@@ -199,3 +199,24 @@ def test_a_glob_with_folders_matches_the_last_parts_of_the_path(tmp_path):
         _png(src / relative)
     assert main(["batch", str(src), "-d", str(out), "--glob", "raw/*.png", "--jobs", "1", "--quiet"]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["2024/raw/a.png", "raw/d.png"]
+
+
+@pytest.mark.parametrize("damage", ["cut compare", "no compare", "no output", "cut output", "none"])
+def test_skip_existing_resumes_a_file_whose_compare_figure_is_missing_or_cut(tmp_path, damage):
+    """A run killed after the output but before its --compare-dir figure (or one that left either
+    cut) is resumed by --skip-existing: the file is pooled again and both are whole; a file with
+    both whole is skipped."""
+    src, out, figures = tmp_path / "src", tmp_path / "out", tmp_path / "cmp"
+    src.mkdir()
+    _png(src / "a.png")
+    run = ["batch", str(src), "-d", str(out), "--compare-dir", str(figures), "--jobs", "1", "--quiet"]
+    assert main(run) == 0
+    whole = {path: path.read_bytes() for path in (out / "a.png", figures / "a_compare.png")}
+    output, figure = out / "a.png", figures / "a_compare.png"
+    {"cut compare": lambda: _cut(figure), "no compare": figure.unlink, "no output": output.unlink,
+     "cut output": lambda: _cut(output), "none": lambda: None}[damage]()
+    report = tmp_path / "report.json"
+    assert main([*run, "--skip-existing", "--report", str(report)]) == 0
+    status = json.loads(report.read_text())["files"][0]["status"]
+    assert status == ("skipped" if damage == "none" else "done")
+    assert {path: path.read_bytes() for path in whole} == whole
