@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_inspect
 
 from poolcli import pool, pool_backward
+from poolcli.cli import main
 from poolcli.inspect import build_payload
 from poolcli.pipeline import PoolSettings
+
+browser, open_page = test_inspect.browser, test_inspect.open_page  # the headless Chromium fixtures
 
 
 def decoded(item: dict) -> np.ndarray:
@@ -77,7 +81,7 @@ GEOMETRIES = [
 
 
 @pytest.mark.parametrize("settings", GEOMETRIES)
-@pytest.mark.parametrize("region", [(5, 7, 10, 12), (0, 0, 6, 6), (24, 30, 6, 10)])
+@pytest.mark.parametrize("region", [(5, 7, 10, 12), (0, 0, 6, 6), (24, 30, 6, 10), (29, 39, 1, 1), (29, 0, 1, 40)])
 def test_values_winners_and_routing_over_a_region_are_the_engines(tmp_path, settings, region):
     x = np.random.default_rng(3).normal(size=(30, 40)).astype(np.float32)
     payload = build_payload(_map(tmp_path, x), settings, ["max", "avg"], [settings.window], region=region)
@@ -122,6 +126,7 @@ def _outputs_cover_the_region(panel: dict, shown: dict) -> None:
         drawn = {o for o in range(axis["out"]) if o * s - pad < lo + length and (o + 1) * s - pad > lo}
         drawn |= {o for o in range(axis["out"]) if lo == 0 and o * s - pad < 0}
         drawn |= {o for o in range(axis["out"]) if lo + length == axis["size"] and (o + 1) * s - pad > axis["size"]}
+        drawn = drawn or {axis["out"] - 1}  # cells past the last output (a floor mode's rest): the nearest one
         assert drawn == set(range(first, first + count)), (axis, out, shown)
 
 
@@ -193,3 +198,17 @@ def test_a_series_panel_holds_the_pooling_of_each_series(tmp_path):
         expected = pool(x, 4, 3, padding=1, axes=(-1,), mode=panel["mode"])
         assert panel["region"] == dict(y=0, x=0, h=1, w=expected.shape[1])
         np.testing.assert_array_equal(decoded(panel["values"])[:, 0], expected)
+
+
+def test_a_region_past_the_last_output_shows_the_nearest_one_on_a_page_that_loads(tmp_path, open_page):
+    """The cells a floor mode leaves over (row 10 of 11 with k=2) have no output drawn on them: the
+    page shows the last output instead of failing, and opens without an error."""
+    x = np.random.default_rng(10).random((11, 11))
+    path = _map(tmp_path, x)
+    assert main(["inspect", str(path), "-o", str(tmp_path / "r.html"), "-k", "2", "--region", "10,10,1,1"]) == 0
+    payload = build_payload(path, PoolSettings(window=(2,)), ["max"], [(2,)], region=(10, 10, 1, 1))
+    panel = payload["panels"][0]
+    assert panel["region"] == dict(y=4, x=4, h=1, w=1)
+    assert decoded(panel["values"])[0, 0, 0] == pool(x, 2)[4, 4]
+    page = open_page(tmp_path / "r.html")
+    assert page.evaluate("window.poolInspector.ready")
