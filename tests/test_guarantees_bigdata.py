@@ -427,3 +427,20 @@ def test_pyramid_of_a_group_dataset_and_of_an_hwc_image(tmp_path, cluster, sched
         np.testing.assert_array_equal(levels[str(k)][:], expected)
         expected = rgb if k == 0 else pool(rgb, 2 ** k, axes=(0, 1), mode="avg", dtype=np.uint8)
         np.testing.assert_array_equal(colours[str(k)][:], expected.transpose(2, 0, 1))
+
+
+def test_a_dask_array_of_unknown_chunk_sizes_is_a_clear_pool_error():
+    import dask.array as da
+
+    from poolcli import adaptive_pool
+
+    x = np.random.default_rng(16).random((20, 12))
+    lazy = da.from_array(x, chunks=5)
+    unknown = lazy[lazy[:, 0] > -1]  # boolean indexing: the row counts are not known before computing
+    grads = da.ones((10, 6), chunks=3)
+    for attempt in (lambda: pool(unknown, 2), lambda: adaptive_pool(unknown, 3),
+                    lambda: pool_backward(np.ones((10, 6)), unknown, 2),
+                    lambda: pool_backward(grads[grads[:, 0] > 0], lazy, 2)):
+        with pytest.raises(PoolError, match=r"compute_chunk_sizes\(\)"):
+            attempt()
+    np.testing.assert_array_equal(pool(unknown.compute_chunk_sizes(), 2).compute(), pool(x, 2))
