@@ -6,6 +6,7 @@ the NumPy bits whatever else the graph holds, and stores replaced without a trac
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,10 @@ import pytest
 import tifffile
 import zarr
 
-from poolcli import pool, pool_backward
+from poolcli import adaptive_pool, pool, pool_backward
 from poolcli.cli import main
-from poolcli.errors import PoolError
-from poolcli.stream import Pyramid, StoreOptions, build_pyramid, open_source
+from poolcli.errors import OutputError, PoolError
+from poolcli.stream import Pyramid, StoreOptions, build_pyramid, open_source, pool_to
 from poolcli.stream.pooling import stream_pool
 from poolcli.stream.sources import Source
 
@@ -226,8 +227,6 @@ def test_zarr_outputs_default_to_blosc_zstd_level_2_in_chunks_of_1024(tmp_path):
 def test_tiff_output_of_a_stream_is_tiled_bigtiff_with_the_bits(tmp_path):
     x = np.random.default_rng(7).integers(0, 60000, (300, 200), dtype=np.uint16)
     np.save(tmp_path / "a.npy", x)
-    from poolcli.stream import pool_to
-
     with open_source(tmp_path / "a.npy") as source:
         pool_to(source, tmp_path / "s.tif", dict(window=2, mode="avg"), np.dtype(np.uint16), memory=20_000)
     with tifffile.TiffFile(tmp_path / "s.tif") as tiff:
@@ -328,8 +327,6 @@ def test_cluster_pyramid_writes_every_level_level_0_included(tmp_path, cluster, 
 
 
 def test_a_new_store_gets_the_umasks_permissions_not_a_private_folders(tmp_path):
-    import os
-
     np.save(tmp_path / "a.npy", np.zeros((8, 8), np.float32))
     assert main(["pool", str(tmp_path / "a.npy"), "-o", str(tmp_path / "o.zarr")]) == 0
     mask = os.umask(0o022)
@@ -338,9 +335,6 @@ def test_a_new_store_gets_the_umasks_permissions_not_a_private_folders(tmp_path)
 
 
 def test_a_store_that_appears_during_the_run_is_not_replaced(tmp_path):
-    from poolcli.errors import OutputError
-    from poolcli.stream import pool_to
-
     x = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
     target = tmp_path / "out.zarr"
 
@@ -349,13 +343,9 @@ def test_a_store_that_appears_during_the_run_is_not_replaced(tmp_path):
         (target / "theirs").write_text("someone else's")
 
     with pytest.raises(OutputError, match="exists"):
-        pool_to(in_memory_source(x), target, dict(window=2, mode="max"), None, memory=8000, progress=someone_else)
+        pool_to(_recorded(x)[0], target, dict(window=2, mode="max"), None, memory=8000, progress=someone_else)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
     assert [p.name for p in target.iterdir()] == ["theirs"]
-
-
-def in_memory_source(x: np.ndarray) -> Source:
-    return Source(Path("memory"), x, "array", "NPY", x.shape)
 
 
 def test_overwrite_never_replaces_a_store_that_holds_the_input(tmp_path, capsys):
@@ -431,8 +421,6 @@ def test_pyramid_of_a_group_dataset_and_of_an_hwc_image(tmp_path, cluster, sched
 
 def test_a_dask_array_of_unknown_chunk_sizes_is_a_clear_pool_error():
     import dask.array as da
-
-    from poolcli import adaptive_pool
 
     x = np.random.default_rng(16).random((20, 12))
     lazy = da.from_array(x, chunks=5)
