@@ -184,12 +184,7 @@ def test_an_interrupted_pyramid_leaves_nothing_and_a_rerun_starts_clean(tmp_path
     np.testing.assert_array_equal(level0, x)
 
 
-@pytest.mark.parametrize("suffix", [
-    ".zarr",
-    pytest.param(".tif", marks=pytest.mark.xfail(strict=True, reason="stream/stores.py write_pyramid_tiff reports"
-                 " a band's progress after tifffile has taken its tiles, so the last band (the only one of a"
-                 " small input) is never reported: the progress bar of a TIFF pyramid never reaches its end")),
-])
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
 def test_a_pyramids_progress_counts_every_input_byte(tmp_path, suffix):
     x = np.random.default_rng(15).integers(0, 256, (700, 96), dtype=np.uint8)
     done: list[int] = []
