@@ -58,11 +58,7 @@ def check_output(
     poolcli.errors.OutputError: ... exists; pass overwrite to replace it
     """
     path = Path(path)
-    if _is_one_of(path, inputs):
-        raise OutputError(
-            f"{path}: is one of the inputs; poolcli never overwrites an input, even with"
-            f" {param('overwrite')}; choose another output path"
-        )
+    check_apart(path, inputs)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
     if (path.exists() or path.is_symlink()) and not overwrite:
@@ -74,15 +70,39 @@ def check_output(
         raise OutputError(f"{path}: {parent} is not a folder; write inside a folder")
 
 
-def _is_one_of(path: Path, inputs: Iterable[str | os.PathLike[str]]) -> bool:
-    target = os.path.realpath(path)  # unlike Path.resolve, never raises on a symlink loop
+def check_apart(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse an output that is an input, holds one (a folder such as a Zarr store around it) or
+    lies inside one, however either is spelt: real paths are compared (symlinks, ``..`` and
+    relative paths resolved; hard links by their inode). The one guard of every writer.
+
+    >>> check_apart("in.zarr/out.npy", ["./in.zarr"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    poolcli.errors.OutputError: in.zarr/out.npy: lies inside the input ./in.zarr; poolcli never writes into ...
+    """
+    target = _real(path)
     for item in inputs:
-        if os.path.realpath(item) == target:
-            return True
-        with contextlib.suppress(OSError):
-            if os.path.samefile(item, path):
-                return True
-    return False
+        real = _real(item)
+        if real == target or _same_file(item, path):
+            problem = "is one of the inputs; poolcli never overwrites an input"
+        elif target in real.parents:
+            problem = f"holds the input {item}; poolcli never overwrites an input"
+        elif real in target.parents:
+            problem = f"lies inside the input {item}; poolcli never writes into an input"
+        else:
+            continue
+        raise OutputError(f"{path}: {problem}, even with {param('overwrite')}; choose another output path")
+
+
+def _real(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a symlink loop
+
+
+def _same_file(one: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -185,10 +205,7 @@ def _check_target(path: Path, overwrite: bool, inputs: list, folder: bool) -> No
     if not folder:
         check_output(path, overwrite=overwrite, inputs=inputs)
         return
-    if _is_one_of(path, inputs) or any(_is_one_of(Path(item), [path]) or path in Path(item).parents
-                                       for item in inputs):
-        raise OutputError(f"{path}: holds an input; poolcli never overwrites an input, even with"
-                          f" {param('overwrite')}; choose another output path")
+    check_apart(path, inputs)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise OutputError(f"{path} exists; pass {param('overwrite')} to replace it")
     if not path.parent.is_dir():
