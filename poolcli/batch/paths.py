@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
 from pathlib import Path
@@ -12,14 +11,9 @@ from .options import Job
 
 
 def sweep(job: Job) -> None:
-    """Remove what a killed write may have left: io.atomic_output's `.<name>.<random>.tmp`."""
+    """Remove what a killed write may have left: io.s `.<name>.poolcli-<random>.tmp` (none a live write holds)."""
     for output in job.outputs():
-        prefix = io.temporary_prefix(output)
-        with contextlib.suppress(OSError), os.scandir(output.parent) as scan:
-            for entry in scan:
-                if entry.name.startswith(prefix) and entry.name.endswith(io.TEMPORARY_SUFFIX):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+        io.sweep_temporaries(output, min_age=0)
 
 
 def right_match(relative: str, pattern: str) -> bool:

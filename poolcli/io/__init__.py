@@ -37,6 +37,8 @@ from .atomic import (
     check_apart,
     check_output,
     make_folder,
+    scratch,
+    sweep_temporaries,
     temporary_prefix,
 )
 from .complete import is_complete
@@ -89,6 +91,8 @@ __all__ = [
     "minmax_to_uint8",
     "pooled_axes_for_layout",
     "save",
+    "scratch",
     "sniff_suffix",
+    "sweep_temporaries",
     "temporary_prefix",
 ]
