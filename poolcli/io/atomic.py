@@ -185,7 +185,9 @@ def atomic_path(
     for writers that need a name (a memory-mapped ``.npy``, tifffile) or a folder (a Zarr
     store, ``folder=True``). An existing ``path`` is replaced only with ``overwrite`` (a folder
     by moving the old one aside, then deleting it); on any failure, KeyboardInterrupt included,
-    the temporary file or folder is removed, so no partial store ever has the final name.
+    the temporary file or folder is removed, so no partial store ever has the final name. A
+    store is built inside a hidden scratch folder that stays locked while it is written (a
+    writer may clear and remake the store itself); a killed run's is swept by the next.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -198,8 +200,9 @@ def atomic_path(
     inputs = list(inputs)
     _check_target(path, overwrite, inputs, folder)
     sweep_temporaries(path)  # what a killed run writing `path` left
-    with _locked_temporary(path, folder) as temporary:
+    with _locked_temporary(path, folder) as made:
         try:
+            temporary = _store_in(made, path) if folder else made
             yield temporary
             if not folder:
                 _sync(temporary)
@@ -208,7 +211,7 @@ def atomic_path(
                 _publish(temporary, path, folder)
         except BaseException as error:
             with _signals_held():
-                _remove(temporary)
+                _remove(made)
             if isinstance(error, OSError):
                 reason = error.strerror or one_line(error)
                 raise OutputError(f"{path}: cannot write it ({reason}); check free space and permissions") \
@@ -315,7 +318,7 @@ def _temporary(path: Path, folder: bool, suffix: str | None = None) -> Path:
     try:
         if folder:
             made = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=suffix))
-            os.chmod(made, 0o777 & ~_current_umask())  # mkdtemp's 0700 is for secrets, not for stores
+            os.chmod(made, 0o777 & ~_current_umask())  # mkdtemp's 0700 is for secrets: cluster workers write here
             return made
         descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=suffix)
     except OSError as error:
@@ -331,20 +334,31 @@ def _sync(path: Path) -> None:
         os.fsync(file.fileno())
 
 
+def _store_in(scratch: Path, path: Path) -> Path:
+    """The store's folder inside the locked scratch folder, with the permissions of a new folder."""
+    store = scratch / path.name
+    store.mkdir(mode=0o777)  # less the umask
+    return store
+
+
 def _publish(temporary: Path, path: Path, folder: bool) -> None:
-    """Rename into place; an old folder is moved aside first (and back if the rename fails), then deleted."""
-    if not folder or not (path.exists() or path.is_symlink()):
+    """Rename into place. A store: an old one is moved into the scratch folder first (and back if
+    the rename fails), then the scratch folder goes with it."""
+    if not folder:
         os.replace(temporary, path)
         return
-    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX))
-    old.rmdir()
-    os.rename(path, old)
+    scratch = temporary.parent
+    old = scratch / ".replaced"
+    there = path.exists() or path.is_symlink()
+    if there:
+        os.rename(path, old)
     try:
         os.rename(temporary, path)
     except BaseException:
-        os.rename(old, path)
+        if there:
+            os.rename(old, path)
         raise
-    _remove(old)
+    _remove(scratch)
 
 
 def _remove(path: Path) -> None:
