@@ -47,8 +47,8 @@ ChunkOption = Annotated[int, typer.Option(
 ZarrFormatOption = Annotated[int, typer.Option("--zarr-format", help="Zarr format of .zarr outputs: 2 or 3.")]
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", show_default=False,
-    help="Run on this Dask distributed cluster (tcp://HOST:PORT; default $DASK_SCHEDULER_ADDRESS); inputs and "
-    "outputs must be on storage every worker sees. Needs poolcli[dask].")]
+    help="Run on this Dask distributed cluster (tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT; default "
+    "$DASK_SCHEDULER_ADDRESS); inputs and outputs must be on storage every worker sees. Needs poolcli[dask].")]
 
 
 STORE_OPTIONS = {
