@@ -346,3 +346,24 @@ def test_a_live_runs_scratch_is_never_swept(tmp_path, pyramid_input):
     assert code == 0 and not stderr.strip(), stderr
     assert temporaries(tmp_path) == []
     assert zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["3"].shape == (512, 512)
+
+
+def test_ctrl_c_while_replacing_a_store_keeps_the_old_one_whole(tmp_path, pyramid_input):
+    first = run("pyramid", pyramid_input, "-o", tmp_path / "out.zarr", "--levels", "2", cwd=tmp_path)
+    assert first.code == 0, first
+    before = tree(tmp_path / "out.zarr")
+    with open(tmp_path.parent / f"{tmp_path.name}-stderr", "w+b") as err:
+        process = hostile.start("pyramid", pyramid_input, "-o", tmp_path / "out.zarr", "--levels", "3",
+                                *PYRAMID_WAYS["chunk-files"], "--overwrite", memory=None,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        assert wait_for_scratch(process, tmp_path), "the run ended before it wrote anything"
+        time.sleep(0.3)
+        interrupted = running(process)
+        if interrupted:
+            os.kill(process.pid, signal.SIGINT)
+        code, _, _, _ = hostile.finish(process, 30)
+    assert temporaries(tmp_path) == []
+    if interrupted and code == 130:
+        assert tree(tmp_path / "out.zarr") == before, "the old store was changed by an interrupted replacement"
+    else:
+        assert code == 0 and zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["3"].shape == (512, 512)
