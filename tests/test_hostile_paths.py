@@ -224,6 +224,47 @@ def test_a_scheduler_that_is_no_scheduler_is_one_line_within_a_bound(tmp_path, p
     assert not (tmp_path / "out.zarr").exists() and not temporaries(tmp_path)
 
 
+@contextlib.contextmanager
+def handshake_only_server() -> Iterator[str]:
+    """A Dask comm listener on 127.0.0.1 (distributed's own) that finishes the handshake and then
+    closes every connection without a word: it passes for a scheduler until asked anything."""
+    import asyncio
+
+    from distributed.comm import listen
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def hang_up(comm) -> None:
+        await comm.close()
+
+    async def start():
+        listener = listen("tcp://127.0.0.1:0", hang_up)
+        await listener.start()
+        return listener
+
+    listener = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield listener.contact_address
+    finally:
+        loop.call_soon_threadsafe(listener.stop)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def test_a_peer_that_passes_the_handshake_then_hangs_up_is_one_line(tmp_path):
+    pytest.importorskip("distributed")
+    zarr_array(tmp_path / "in.zarr")
+    env = hostile.child_env(DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=f"{CONNECT_SECONDS}s")
+    with handshake_only_server() as address:
+        result = run("pool", "in.zarr", "-o", "out.zarr", "--scheduler", address, cwd=tmp_path, env=env)
+    assert result.code == 1, result
+    one_error_line(result, "--scheduler", address)
+    assert result.seconds < CONNECT_SECONDS + QUICK_SECONDS, result
+    assert not (tmp_path / "out.zarr").exists() and not temporaries(tmp_path)
+
+
 @pytest.mark.slow
 def test_a_silent_scheduler_is_given_up_on_within_the_bound_by_default(tmp_path):
     zarr_array(tmp_path / "in.zarr")
