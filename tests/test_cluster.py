@@ -95,7 +95,7 @@ def test_no_scheduler_at_the_address_is_one_line(tmp_path, capsys):
         port = probe.getsockname()[1]
     code = main(["batch", str(src), "-d", str(tmp_path / "out"), "--scheduler", f"tcp://127.0.0.1:{port}"])
     err = capsys.readouterr().err
-    assert code == 2 and "--scheduler" in err and "dask scheduler" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "--scheduler" in err and "dask scheduler" in err and len(err.strip().splitlines()) == 1
 
 
 def test_workers_must_see_the_folders(tmp_path, cluster):

@@ -16,8 +16,8 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
     started = time.perf_counter()
     source, target = job.source, job.target
     try:
-        result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, channel_order="bgr",
-                           durable=False)  # synced all at once when the batch ends
+        result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, inputs=(source,),
+                           channel_order="bgr", durable=False)  # synced all at once when the batch ends
         if job.compare is not None:
             from ..figures import write_side_by_side
 

@@ -134,6 +134,18 @@ def choice(option: str, value: str, allowed) -> str:
     return value.lower()
 
 
+
+def refuse_inputs(outputs, inputs) -> None:
+    """No output may be an input, hold one or lie inside one (`io.check_apart`): a usage error, before any work."""
+    from ..io import check_apart
+
+    for output in outputs:
+        try:
+            check_apart(output, inputs)
+        except PoolError as error:
+            raise UsageProblem(error.template) from None
+
+
 # ------------------------------------------------------------------ shared pooling options
 
 

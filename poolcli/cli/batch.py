@@ -25,7 +25,7 @@ from .app import (
     app,
     with_pool_options,
 )
-from .bigdata import SchedulerOption
+from .bigdata import SchedulerOption, checked_scheduler
 from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
@@ -83,16 +83,16 @@ def batch_command(
     settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
-                           overwrite=overwrite, compare_dir=compare_dir, scheduler=scheduler)
+                           overwrite=overwrite, compare_dir=compare_dir, scheduler=checked_scheduler(scheduler))
     try:
         runner = Batch(source, out_dir, settings, options)
         if report is not None:
             runner.check_report(report)
-        if scheduler is not None:
-            runner.connect_cluster()
         gallery = _gallery(runner, html_report, inspect, overwrite)
     except PoolError as error:
         raise UsageProblem(error.template) from None
+    if options.scheduler is not None:
+        runner.connect_cluster()  # a scheduler that does not answer, or workers that cannot see SRC: exit 1
     summary, report_error = _run(runner, report, quiet, gallery)
     return _finish(summary, report_error, source, quiet)
 

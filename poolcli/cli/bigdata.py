@@ -25,6 +25,7 @@ from .app import (
     guarded,
     parse_axes,
     parse_size,
+    refuse_inputs,
 )
 from .terminal import say
 
@@ -46,8 +47,8 @@ ChunkOption = Annotated[int, typer.Option(
 ZarrFormatOption = Annotated[int, typer.Option("--zarr-format", help="Zarr format of .zarr outputs: 2 or 3.")]
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", show_default=False,
-    help="Run on this Dask distributed cluster (tcp://HOST:PORT; default $DASK_SCHEDULER_ADDRESS); inputs and "
-    "outputs must be on storage every worker sees. Needs poolcli[dask].")]
+    help="Run on this Dask distributed cluster (tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT; default "
+    "$DASK_SCHEDULER_ADDRESS); inputs and outputs must be on storage every worker sees. Needs poolcli[dask].")]
 
 
 STORE_OPTIONS = {
@@ -71,7 +72,7 @@ def with_store_options(command):
     def wrapper(**kwargs):
         options = {name: kwargs.pop(name) for name in STORE_OPTIONS}
         scheduler = options.pop("scheduler")
-        return guarded(lambda: command(big=big_data(**options), scheduler=scheduler, **kwargs))
+        return guarded(lambda: command(big=big_data(**options), scheduler=checked_scheduler(scheduler), **kwargs))
 
     wrapper.__signature__ = signature.replace(parameters=own + added)
     wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
@@ -93,19 +94,30 @@ def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zar
     return BigData(memory=budget, dataset=dataset, store=store)
 
 
-@contextlib.contextmanager
-def cluster_client(address: str) -> Iterator:
-    """A client of the Dask scheduler at `address` for the block (a UsageProblem if none answers)."""
-    from ..stream.cluster import connect
+def checked_scheduler(address: str | None) -> str | None:
+    """--scheduler (or $DASK_SCHEDULER_ADDRESS) as a scheduler address, checked before any work:
+    a UsageProblem for one that is malformed."""
+    if address is None:
+        return None
+    from ..stream.cluster import scheduler_address
 
     try:
-        client = connect(address)
+        return scheduler_address(address)
     except PoolError as error:
         raise UsageProblem(error.template) from None
-    except ImportError:
-        raise UsageProblem("--scheduler needs Dask distributed; install poolcli[dask]") from None
-    with client:
+
+
+@contextlib.contextmanager
+def cluster_client(address: str) -> Iterator:
+    """A client of the Dask scheduler at `address` for the block, closed whatever happens (a
+    PoolError, exit 1, if none answers in time)."""
+    from ..stream.cluster import connect
+
+    client = connect(address)
+    try:
         yield client
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
@@ -165,6 +177,7 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
 
     started = time.perf_counter()
     stream.pyramid_format(target)
+    refuse_inputs([target], [source])
     with stream.open_source(source, big.dataset) as data:
         spatial = _spatial_axes(data, axes)
         count = level_count_or_usage(data.shape, spatial, levels, min_size)

@@ -25,6 +25,7 @@ from .app import (
     choice,
     one_line,
     parse_ints,
+    refuse_inputs,
     with_pool_options,
 )
 from .bigdata import DatasetOption, cluster_client, with_progress, with_store_options
@@ -69,12 +70,12 @@ def pool_command(
         if output is not None and output.endswith(("/", os.sep)) and output != "-":
             raise UsageProblem(f"-o/--output {output} names a folder; use -d {output} to write into it")
         streams = _Streams(inputs, None if output is None else Path(output), suffix, stack)
-        if scheduler is not None:
-            big = dataclasses.replace(big, client=stack.enter_context(cluster_client(scheduler)))
         inputs = streams.inputs
         targets = _targets(inputs, streams.output, out_dir, settings, suffix)
         figures = _compare_targets(inputs, compare)
         _refuse_collisions(inputs, targets, figures)
+        if scheduler is not None:
+            big = dataclasses.replace(big, client=stack.enter_context(cluster_client(scheduler)))
         failures = 0
         for source, target, figure in zip(inputs, targets, figures):
             try:
@@ -335,11 +336,8 @@ def _refuse_collisions(inputs: list[Path], targets: list[Path], figures: list[Pa
                 raise UsageProblem(f"{claimed[key]} and {source} would both write {output};"
                                    " pool them into different folders or one at a time with -o")
             claimed[key] = source
-    for source in inputs:
-        owner = claimed.get(os.path.realpath(source))
-        if owner is not None:
-            raise UsageProblem(f"{source} is an input but also where {owner} would be written;"
-                               " poolcli never overwrites an input; choose another output")
+    refuse_inputs([output for output in (*targets, *figures) if output is not None], inputs)
+
 
 
 def _write_compare(source: Path, target: Path, figure: Path, settings: "PoolSettings", overwrite: bool,

@@ -30,7 +30,17 @@ Writing (:func:`save`)
 from __future__ import annotations
 
 from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY
-from .atomic import TEMPORARY_SUFFIX, atomic_output, atomic_path, check_output, make_folder, temporary_prefix
+from .atomic import (
+    TEMPORARY_SUFFIX,
+    atomic_output,
+    atomic_path,
+    check_apart,
+    check_output,
+    make_folder,
+    scratch,
+    sweep_temporaries,
+    temporary_prefix,
+)
 from .complete import is_complete
 from .encode import PNG_OPENCV_PIXELS, minmax_to_uint8
 from .formats import (
@@ -71,6 +81,7 @@ __all__ = [
     "SUFFIXES",
     "TEMPORARY_SUFFIX",
     "atomic_output",
+    "check_apart",
     "check_output",
     "decoded_limit",
     "guess_layout",
@@ -80,6 +91,8 @@ __all__ = [
     "minmax_to_uint8",
     "pooled_axes_for_layout",
     "save",
+    "scratch",
     "sniff_suffix",
+    "sweep_temporaries",
     "temporary_prefix",
 ]

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from ..errors import OutputError, param
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a sweep then goes by age alone
+    fcntl = None  # type: ignore[assignment]
 from .formats import one_line
 
 
@@ -58,11 +67,7 @@ def check_output(
     poolcli.errors.OutputError: ... exists; pass overwrite to replace it
     """
     path = Path(path)
-    if _is_one_of(path, inputs):
-        raise OutputError(
-            f"{path}: is one of the inputs; poolcli never overwrites an input, even with"
-            f" {param('overwrite')}; choose another output path"
-        )
+    check_apart(path, inputs)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
     if (path.exists() or path.is_symlink()) and not overwrite:
@@ -74,15 +79,39 @@ def check_output(
         raise OutputError(f"{path}: {parent} is not a folder; write inside a folder")
 
 
-def _is_one_of(path: Path, inputs: Iterable[str | os.PathLike[str]]) -> bool:
-    target = os.path.realpath(path)  # unlike Path.resolve, never raises on a symlink loop
+def check_apart(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse an output that is an input, holds one (a folder such as a Zarr store around it) or
+    lies inside one, however either is spelt: real paths are compared (symlinks, ``..`` and
+    relative paths resolved; hard links by their inode). The one guard of every writer.
+
+    >>> check_apart("in.zarr/out.npy", ["./in.zarr"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    poolcli.errors.OutputError: in.zarr/out.npy: lies inside the input ./in.zarr; poolcli never writes into ...
+    """
+    target = _real(path)
     for item in inputs:
-        if os.path.realpath(item) == target:
-            return True
-        with contextlib.suppress(OSError):
-            if os.path.samefile(item, path):
-                return True
-    return False
+        real = _real(item)
+        if real == target or _same_file(item, path):
+            problem = "is one of the inputs; poolcli never overwrites an input"
+        elif target in real.parents:
+            problem = f"holds the input {item}; poolcli never overwrites an input"
+        elif real in target.parents:
+            problem = f"lies inside the input {item}; poolcli never writes into an input"
+        else:
+            continue
+        raise OutputError(f"{path}: {problem}, even with {param('overwrite')}; choose another output path")
+
+
+def _real(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a symlink loop
+
+
+def _same_file(one: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -97,7 +126,7 @@ def atomic_output(
 
     ``durable=False`` skips the fsync: for a caller that syncs many files at once when it
     ends (batch) and that tells a file cut by a crash from a complete one (:func:`is_complete`).
-    The data goes to ``.<name>.<random>.tmp`` in the target folder, is flushed to
+    The data goes to ``.<name>.poolcli-<random>.tmp`` in the target folder, is flushed to
     disk (fsync: a crash right after the rename never leaves an empty file under the
     final name), then ``os.replace`` moves it into place. On any failure, KeyboardInterrupt
     included, the temporary file is removed and the error re-raised (an OSError
@@ -123,6 +152,8 @@ def atomic_output(
             " choose a writable folder"
         ) from None
     temporary = Path(temporary_name)
+    if fcntl is not None:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sweep leaves a live write alone
     try:
         with os.fdopen(descriptor, "wb") as file:
             yield file
@@ -154,7 +185,9 @@ def atomic_path(
     for writers that need a name (a memory-mapped ``.npy``, tifffile) or a folder (a Zarr
     store, ``folder=True``). An existing ``path`` is replaced only with ``overwrite`` (a folder
     by moving the old one aside, then deleting it); on any failure, KeyboardInterrupt included,
-    the temporary file or folder is removed, so no partial store ever has the final name.
+    the temporary file or folder is removed, so no partial store ever has the final name. A
+    store is built inside a hidden scratch folder that stays locked while it is written (a
+    writer may clear and remake the store itself); a killed run's is swept by the next.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -166,42 +199,128 @@ def atomic_path(
     path = Path(path)
     inputs = list(inputs)
     _check_target(path, overwrite, inputs, folder)
-    temporary = _temporary(path, folder)
+    sweep_temporaries(path)  # what a killed run writing `path` left
+    with _locked_temporary(path, folder) as made:
+        try:
+            temporary = _store_in(made, path) if folder else made
+            yield temporary
+            if not folder:
+                _sync(temporary)
+            _check_target(path, overwrite, inputs, folder)  # it may have appeared meanwhile
+            with _signals_held():
+                _publish(temporary, path, folder)
+        except BaseException as error:
+            with _signals_held():
+                _remove(made)
+            if isinstance(error, OSError):
+                reason = error.strerror or one_line(error)
+                raise OutputError(f"{path}: cannot write it ({reason}); check free space and permissions") \
+                    from error
+            raise
+
+
+@contextlib.contextmanager
+def scratch(target: str | os.PathLike[str], *, folder: bool = False) -> Iterator[Path]:
+    """A hidden scratch file (or folder) beside `target`, ``.<name>.poolcli-<random>.scratch.tmp``, locked
+    while the block runs and removed when it ends, whatever happens (a killed run's is swept by
+    the next write of `target`)."""
+    target = Path(target)
+    with _locked_temporary(target, folder, SCRATCH_SUFFIX) as made:
+        try:
+            yield made
+        finally:
+            with _signals_held():
+                _remove(made)
+
+
+def sweep_temporaries(path: str | os.PathLike[str], *, min_age: float = 1.0) -> None:
+    """Remove the temporary files and folders that writes of `path` left when their process was
+    killed: only poolcli's own names for `path` (``.<name>.poolcli-<8 random>.tmp`` and
+    ``.<name>.poolcli-<8 random>.scratch.tmp``), only those no live process holds locked, and only those
+    older than `min_age` seconds (a fresh one may not be locked yet). Never raises.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name in (".out.zarr.poolcli-k1ll3d_x.tmp", ".out.zarr.mybackup.tmp", "out.zarr.tmp"):
+    ...         _ = Path(folder, name).write_bytes(b"")
+    ...     sweep_temporaries(Path(folder) / "out.zarr", min_age=0)
+    ...     sorted(p.name for p in Path(folder).iterdir())
+    ['.out.zarr.mybackup.tmp', 'out.zarr.tmp']
+    """
+    path = Path(path)
+    pattern = re.compile(re.escape(temporary_prefix(path)) + r"[a-z0-9_]{8}(?:\.scratch)?\.tmp")
+    with contextlib.suppress(OSError), os.scandir(path.parent) as scan:
+        found = [entry.path for entry in scan if pattern.fullmatch(entry.name)]
+    now = time.time()
+    for name in found:
+        with contextlib.suppress(OSError):
+            if now - os.lstat(name).st_mtime >= min_age:
+                _remove_unless_locked(Path(name))
+
+
+def _remove_unless_locked(path: Path) -> None:
+    kind = stat.S_IFMT(os.lstat(path).st_mode)
+    if kind not in (stat.S_IFREG, stat.S_IFDIR):
+        return  # poolcli makes only files and folders under such names, never links or pipes
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        yield temporary
-        if not folder:
-            _sync(temporary)
-        _check_target(path, overwrite, inputs, folder)  # it may have appeared meanwhile
-        _publish(temporary, path, folder)
-    except BaseException as error:
-        _remove(temporary)
-        if isinstance(error, OSError):
-            reason = error.strerror or one_line(error)
-            raise OutputError(f"{path}: cannot write it ({reason}); check free space and permissions") from error
-        raise
+        if fcntl is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a live write holds it
+        _remove(path)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def _locked_temporary(path: Path, folder: bool, suffix: str | None = None) -> Iterator[Path]:
+    """`_temporary`, held under an exclusive lock until the block ends: a sweep leaves it alone."""
+    made = _temporary(path, folder, suffix)
+    descriptor = os.open(made, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield made
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP held back (delivered when the block ends) while files are moved
+    or removed: an interrupt never leaves half a store, or an old store moved aside."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _check_target(path: Path, overwrite: bool, inputs: list, folder: bool) -> None:
     if not folder:
         check_output(path, overwrite=overwrite, inputs=inputs)
         return
-    if _is_one_of(path, inputs) or any(_is_one_of(Path(item), [path]) or path in Path(item).parents
-                                       for item in inputs):
-        raise OutputError(f"{path}: holds an input; poolcli never overwrites an input, even with"
-                          f" {param('overwrite')}; choose another output path")
+    check_apart(path, inputs)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise OutputError(f"{path} exists; pass {param('overwrite')} to replace it")
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {path.parent} does not exist; create it first")
 
 
-def _temporary(path: Path, folder: bool) -> Path:
+def _temporary(path: Path, folder: bool, suffix: str | None = None) -> Path:
+    suffix = TEMPORARY_SUFFIX if suffix is None else suffix
     try:
         if folder:
-            made = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX))
-            os.chmod(made, 0o777 & ~_current_umask())  # mkdtemp's 0700 is for secrets, not for stores
+            made = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=suffix))
+            os.chmod(made, 0o777 & ~_current_umask())  # mkdtemp's 0700 is for secrets: cluster workers write here
             return made
-        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX)
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=suffix)
     except OSError as error:
         raise OutputError(f"{path}: cannot create a file in {path.parent} ({error.strerror});"
                           " choose a writable folder") from None
@@ -215,23 +334,51 @@ def _sync(path: Path) -> None:
         os.fsync(file.fileno())
 
 
+def _store_in(scratch: Path, path: Path) -> Path:
+    """The store's folder inside the locked scratch folder, with the permissions of a new folder."""
+    store = scratch / path.name
+    store.mkdir(mode=0o777)  # less the umask
+    return store
+
+
 def _publish(temporary: Path, path: Path, folder: bool) -> None:
-    """Rename into place; an old folder is moved aside first and deleted after."""
-    if not folder or not (path.exists() or path.is_symlink()):
+    """Rename into place. A store: an old one is moved into the scratch folder first (and back if
+    the rename fails), then the scratch folder goes with it."""
+    if not folder:
         os.replace(temporary, path)
         return
-    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX))
-    old.rmdir()
-    os.rename(path, old)
-    os.rename(temporary, path)
-    _remove(old)
+    scratch = temporary.parent
+    old = scratch / ".replaced"
+    there = path.exists() or path.is_symlink()
+    if there:
+        os.rename(path, old)
+    try:
+        os.rename(temporary, path)
+    except BaseException:
+        if there:
+            os.rename(old, path)
+        raise
+    _remove(scratch)
 
 
 def _remove(path: Path) -> None:
+    """Remove a file or a whole folder, read-only subfolders included (never what a link points to)."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, onerror=_writable_then_again)
     else:
         path.unlink(missing_ok=True)
+
+
+def _writable_then_again(function, name: str, _info) -> None:
+    """rmtree's error handler: make `name`'s folder (and `name`, a folder) writable, then remove it again."""
+    with contextlib.suppress(OSError):
+        for folder in (os.path.dirname(name), name):
+            if os.path.isdir(folder) and not os.path.islink(folder):
+                os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | stat.S_IRWXU)
+        if os.path.isdir(name) and not os.path.islink(name):
+            shutil.rmtree(name, ignore_errors=True)
+        else:
+            function(name)
 
 
 def _mode_for(path: Path) -> int:
@@ -244,24 +391,27 @@ def _mode_for(path: Path) -> int:
 
 
 TEMPORARY_SUFFIX = ".tmp"
+SCRATCH_SUFFIX = ".scratch.tmp"
 
 _RANDOM_PART = 8  # the characters tempfile.mkstemp adds
 
 
 def temporary_prefix(path: Path) -> str:
-    """``.<name>.``: how the temporary files of writes to ``path`` begin (hidden, so never an
-    input), with the name shortened where the whole would pass the file system's name limit.
+    """``.<name>.poolcli-``: how the temporary files of writes to ``path`` begin (hidden, so never
+    an input; marked, so a sweep never takes a user's file for one), with the name shortened where
+    the whole would pass the file system's name limit.
 
     >>> temporary_prefix(Path("out/cat.png"))
-    '.cat.png.'
+    '.cat.png.poolcli-'
     >>> len(os.fsencode(temporary_prefix(Path("x" * 255))))
-    243
+    235
     """
-    limit = _name_max(path.parent) - _RANDOM_PART - len(TEMPORARY_SUFFIX) - 2
+    mark = "poolcli-"
+    limit = _name_max(path.parent) - _RANDOM_PART - len(SCRATCH_SUFFIX) - 2 - len(mark)
     name = path.name
     while len(os.fsencode(name)) > limit:
         name = name[:-1]
-    return f".{name}."
+    return f".{name}.{mark}"
 
 
 def _name_max(folder: Path) -> int:

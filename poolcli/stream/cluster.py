@@ -11,12 +11,14 @@ computation, so each chunk of level 0 is read once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
 import os
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -84,17 +86,102 @@ def _read_block(path: str, dataset: str | None, slices: tuple) -> np.ndarray:
         return source.read(slices)
 
 
+SCHEDULER_SCHEMES = ("tcp", "tls")
+_ADDRESS = re.compile(r"(?:(?P<scheme>[A-Za-z]+)://)?(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})")
+
+
+def scheduler_address(text: str) -> str:
+    """`text` as a Dask scheduler address: tcp://HOST:PORT or tls://HOST:PORT (HOST:PORT is tcp);
+    a PoolError naming it if it is none, before anything connects.
+
+    >>> scheduler_address("10.0.0.5:8786"), scheduler_address("TLS://[::1]:8786")
+    ('tcp://10.0.0.5:8786', 'tls://[::1]:8786')
+    """
+    match = _ADDRESS.fullmatch(text)
+    scheme = (match["scheme"] or "tcp").lower() if match else ""
+    if match is None or scheme not in SCHEDULER_SCHEMES or not 0 < int(match["port"]) < 65536:
+        raise PoolError(f"{param('scheduler')} {text!r} is not a Dask scheduler address;"
+                        " use tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT (as `dask scheduler` prints it)")
+    return f"{scheme}://{match['host']}:{int(match['port'])}"
+
+
 def connect(address: str):
-    """A client of the scheduler at `address`; a PoolError naming it if there is none."""
+    """A client of the scheduler at `address`; a PoolError naming it (one line, nothing on stderr)
+    if none answers within `connect_seconds()`: a malformed address, a port that never answers
+    or answers something else than Dask."""
+    address = scheduler_address(address)
     try:
+        import dask
         from distributed import Client
     except ImportError:
         raise PoolError(f"{param('scheduler')} needs Dask distributed; install poolcli[dask]") from None
+    seconds = connect_seconds()
+    with dask.config.set({"distributed.comm.timeouts.connect": f"{seconds}s"}), _quiet_loggers():
+        problem = _handshake(address, seconds)
+        if problem is None:
+            try:
+                return Client(address, timeout=f"{seconds}s", set_as_default=False)
+            except Exception as error:  # the scheduler answered the handshake, then failed
+                problem = error
+    reason = f"no answer within {seconds:g} s" if isinstance(problem, TimeoutError) else \
+        " ".join(str(problem).split()) or type(problem).__name__
+    raise PoolError(f"{param('scheduler')} {address}: no Dask scheduler answers ({reason});"
+                    " start one with `dask scheduler` and workers with `dask worker ADDRESS`") from None
+
+
+def connect_seconds() -> float:
+    """How long a connection may take: Dask's `distributed.comm.timeouts.connect`, at most CONNECT_SECONDS."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    configured = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect", CONNECT_SECONDS), "s")
+    return min(float(CONNECT_SECONDS), float(configured or CONNECT_SECONDS))
+
+
+def _handshake(address: str, seconds: float) -> BaseException | None:
+    """Open one connection to `address` and finish Dask's handshake on it within `seconds`; the
+    error if that fails. On a daemon thread with its own event loop: distributed waits for the
+    peer's handshake without a time limit, and a peer that never answers (or announces a frame
+    of exabytes) must not hold this process."""
+    import asyncio
+
+    from distributed.comm import connect as open_comm
+    from distributed.security import Security
+
+    arguments = Security().get_connection_args("client")
+    outcome: list[BaseException | None] = []
+
+    async def attempt() -> None:
+        comm = await asyncio.wait_for(open_comm(address, timeout=seconds, **arguments), seconds)
+        await comm.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(attempt())
+            outcome.append(None)
+        except BaseException as error:  # MemoryError included: a frame length read from a stranger
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name="poolcli-scheduler-handshake", daemon=True)
+    thread.start()
+    thread.join(seconds + 1)
+    return outcome[0] if outcome else TimeoutError()
+
+
+@contextlib.contextmanager
+def _quiet_loggers() -> Iterator[None]:
+    """distributed's and asyncio's log lines off while connecting: a failure is one line, ours."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("distributed", "asyncio", "tornado")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
-        return Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
-    except (OSError, TimeoutError) as error:
-        raise PoolError(f"{param('scheduler')} {address}: no Dask scheduler answers ({error});"
-                        " start one with `dask scheduler` and workers with `dask worker ADDRESS`") from None
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def worker_count(client) -> int:
@@ -319,4 +406,5 @@ def chunk_count(levels: list) -> int:
     return sum(math.prod(len(c) for c in level.chunks) for level in levels)
 
 
-__all__ = ["Source", "lazy_input", "pool_on_cluster", "pyramid_levels", "pyramid_on_cluster"]
+__all__ = ["Source", "connect", "lazy_input", "pool_on_cluster", "pyramid_levels", "pyramid_on_cluster",
+           "scheduler_address"]

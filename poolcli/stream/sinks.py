@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import OutputError, param
-from ..io import atomic_path, temporary_prefix
+from ..io import atomic_path, scratch
 from .chunkfiles import writable
 from .npyfile import NpyFile
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES
@@ -30,6 +29,7 @@ COMPRESSIONS = ("zstd", "lz4", "zlib", "none")
 TILE = 256  # TIFF tile side
 CHUNK = 1024  # Zarr chunk side along the pooled (spatial) axes
 ZARR_CONCURRENCY = 2  # chunks Zarr encodes at once
+SETTLE_SECONDS = 30  # how long an interrupted output waits for zarr's writes in flight
 # Blosc's zstd at clevel 2 stores photo-like data within 0.5 % of clevel 3's size, four times as
 # fast (clevel 3 runs zstd at a slower level); lz4 is about speed, zlib about compatibility.
 LEVELS = {"zstd": 2, "lz4": 5, "zlib": 3, "none": 0}
@@ -133,8 +133,38 @@ def zarr_writing() -> Iterator[None]:
     try:
         with zarr.config.set({"async.concurrency": ZARR_CONCURRENCY, "array.write_empty_chunks": True}):
             yield
+    except BaseException:
+        settle_zarr()  # before the caller removes the store
+        raise
     finally:
         numcodecs.blosc.use_threads = threads
+
+
+def settle_zarr(seconds: float = SETTLE_SECONDS) -> None:
+    """Wait (at most `seconds`) until zarr's event loop has finished every write it started. zarr
+    writes on its own thread: an interrupt stops the thread that waits for a write, not the write,
+    which would create its folders again in a store removed meanwhile."""
+    import asyncio
+    import warnings
+
+    from zarr.core import sync
+
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    loop = sync.loop[0]  # an interrupt may cut a write between making its coroutine and running it
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def drained() -> None:
+        deadline = loop.time() + seconds
+        current = asyncio.current_task()
+        while loop.time() < deadline:
+            tasks = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+            if not tasks:
+                return
+            await asyncio.wait(tasks, timeout=deadline - loop.time())
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(drained(), loop).result(seconds + 1)
 
 
 def sink_format(path: Path) -> str:
@@ -198,7 +228,7 @@ def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial:
             with _npy_file(temporary, shape, dtype) as array:
                 yield Sink(array)
             return
-        with _scratch(target) as scratch, _npy_file(scratch, shape, dtype) as array:  # TIFF: tiled at the end
+        with scratch(target) as levels, _npy_file(levels, shape, dtype) as array:  # TIFF: tiled at the end
             yield Sink(array)
             write_tiff(temporary, [array], options)
 
@@ -217,17 +247,6 @@ def check_tiff_shape(target: Path, shape: tuple[int, ...]) -> None:
         return
     raise OutputError(f"{target}: a {len(shape)}-d result of shape {shape} is no TIFF image (H x W or"
                       " H x W x 1|3|4); write .zarr or .npy instead")
-
-
-@contextlib.contextmanager
-def _scratch(target: Path) -> Iterator[Path]:
-    """A hidden scratch file beside `target`, removed when the block ends, whatever happens."""
-    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=temporary_prefix(target), suffix=".scratch.tmp")
-    os.close(descriptor)
-    try:
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
 
 
 def tiles(array, side: int = TILE) -> Iterator[np.ndarray]:

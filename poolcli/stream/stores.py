@@ -13,7 +13,6 @@ import itertools
 import math
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import OutputError
-from ..io import atomic_path, temporary_prefix
+from ..io import atomic_path, scratch
 from ..version import __version__
 from .chunkfiles import ChunkFiles, writable
 from .npyfile import NpyFile
@@ -159,10 +158,10 @@ def level0_copied_meanwhile(origin: Path | None, folder: Path) -> Iterator[None]
         copying = copier.submit(copy_level0, origin, folder, stop=stop)
         try:
             yield
-        except BaseException:
+            copying.result()
+        except BaseException:  # an interrupt while waiting for the copy too: it stops before the store goes
             stop.set()
             raise
-        copying.result()
 
 
 def copy_chunk_files(source: ChunkFiles, folder: Path, region: tuple) -> None:
@@ -241,8 +240,8 @@ def _scratch_levels(target: Path, pyramid: Pyramid, dtype: np.dtype, in_memory: 
     if in_memory:
         yield [np.empty(shape, dtype) for shape, dtype in shapes]
         return
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=temporary_prefix(target)) as folder:
-        levels = [NpyFile.create(Path(folder) / f"{k}.npy", shape, dtype) for k, (shape, dtype) in enumerate(shapes, 1)]
+    with scratch(target, folder=True) as folder:
+        levels = [NpyFile.create(folder / f"{k}.npy", shape, dtype) for k, (shape, dtype) in enumerate(shapes, 1)]
         try:
             yield levels
         finally:
