@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY
 from .atomic import TEMPORARY_SUFFIX, atomic_output, atomic_path, check_output, make_folder, temporary_prefix
+from .chatter import quiet_logs
 from .complete import is_complete
 from .encode import PNG_OPENCV_PIXELS, minmax_to_uint8
 from .formats import (
@@ -79,6 +80,7 @@ __all__ = [
     "make_folder",
     "minmax_to_uint8",
     "pooled_axes_for_layout",
+    "quiet_logs",
     "save",
     "sniff_suffix",
     "temporary_prefix",

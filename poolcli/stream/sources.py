@@ -18,12 +18,16 @@ import numpy as np
 
 from ..engine import FAST_PATHS
 from ..errors import InputError, param
+from ..io.chatter import quiet_logs
+from ..io.formats import input_errors
+from ..io.tiff import check_segments, tifffile_decodes
 from .chunkfiles import chunk_files
 from .npyfile import NpyFile
 from .tiffsegments import TiffSegments
 
 ZARR_SUFFIXES = (".zarr", ".zarr2", ".zarr3", ".ome.zarr")
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+DEFAULT_MEMORY = 512 * 10**6  # the memory budget of streaming, where none is given
 
 
 @dataclass
@@ -51,6 +55,12 @@ class Source:
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def check_memory(self, memory: int) -> None:
+        """Refuse, from sizes alone, an input whose reads would not fit `memory` (a TIFF whose one
+        tile or strip decodes to more than its share), and keep its reads within it."""
+        if isinstance(self.array, TiffSegments):
+            self.array.check_memory(memory)
 
     def read(self, index: tuple) -> np.ndarray:
         """The block at `index` (slices), in memory and native byte order."""
@@ -147,23 +157,42 @@ def _default_dataset(path: Path, group) -> str:
 
 @contextlib.contextmanager
 def _tiff_source(path: Path) -> Iterator[Source]:
+    """A TIFF's one page of axes YX, YXS or SYX, its segment table checked as `io.load` checks it
+    (the same files refused, the same pixels read); anything tifffile raises or logs is one
+    InputError naming the file."""
     import tifffile
 
-    try:
-        tiff = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable TIFF ({error}); check the file") from None
-    with tiff:
-        series = tiff.series[0]
-        views = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in memory: H x W (x C)
-        page: Any = series.pages[0] if len(series.pages) == 1 else None
-        if series.axes not in views or page is None or page.shaped[1] != 1:
-            raise InputError(f"{path}: a TIFF series with axes {series.axes} is streamed only as YX, YXS or SYX;"
-                             f" pool one page in memory ({param('page')}) or convert it to Zarr")
+    fix = "the file may be truncated or corrupt; re-export it"
+    with quiet_logs():
         try:
-            page.decode  # noqa: B018 (tifffile raises here for codecs it cannot decode)
-        except (ValueError, NotImplementedError) as error:
-            raise InputError(f"{path}: cannot decode its tiles ({error}); convert it to an uncompressed tiled TIFF") \
-                from None
-        array = TiffSegments(tiff.filehandle, page, series.axes)
-        yield Source(path, array, "image", "TIFF", array.chunks, order=views[series.axes])
+            tiff = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, OSError, ValueError) as error:
+            raise InputError(f"{path}: not a readable TIFF ({error}); check the file") from None
+    with tiff:
+        with input_errors(path, "a TIFF image", fix), quiet_logs():
+            array = _tiff_segments(path, tiff)
+        yield Source(path, array, "image", "TIFF", array.chunks, order=TIFF_VIEWS[array.axes])
+
+
+TIFF_VIEWS = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in memory: H x W (x C)
+
+
+def _tiff_segments(path: Path, tiff) -> TiffSegments:
+    series = tiff.series[0]
+    page: Any = series.pages[0] if len(series.pages) == 1 else None
+    if series.axes not in TIFF_VIEWS or page is None or page.shaped[1] != 1:
+        raise InputError(f"{path}: a TIFF series with axes {series.axes} is streamed only as YX, YXS or SYX;"
+                         f" pool one page in memory ({param('page')}) or convert it to Zarr")
+    if not tifffile_decodes(page):
+        raise InputError(f"{path}: its {page.photometric.name.lower()} {page.bitspersample}-bit samples are"
+                         " converted when pooled in memory, never streamed; convert it to gray or RGB(A) of 8 bits"
+                         " or more")
+    table = check_segments(path, page, tiff.filehandle.size)
+    try:
+        page.decode  # noqa: B018 (tifffile raises here for codecs it cannot decode)
+    except (ValueError, NotImplementedError) as error:
+        raise InputError(f"{path}: cannot decode its tiles ({error}); convert it to an uncompressed tiled TIFF") \
+            from None
+    segments = TiffSegments(path, tiff.filehandle, page, series.axes, table, 0)
+    segments.check_memory(DEFAULT_MEMORY)
+    return segments
