@@ -115,7 +115,7 @@ def check_segments(path: Path, page, file_size: int) -> Segments:
     """The tiles or strips of `page`; an InputError naming `path` and the segment for a table
     that lies: segments missing from it, RowsPerStrip 0, bytes past the end of the file, more bytes
     than the compression can take for the segment's size, or uncompressed bytes of another size.
-    A segment of no bytes (offset or count 0) is empty: tifffile reads it as zeros.
+    A segment of no bytes at offset 0 is empty: tifffile reads it as zeros.
     The in-memory and the streamed reader both check this first, so they refuse the same files."""
     import tifffile
 
@@ -135,9 +135,12 @@ def check_segments(path: Path, page, file_size: int) -> Segments:
     worst = _WORST_CASES.get(int(page.compression), _other_codec)
     for index in range(segments.count):
         offset, count = int(offsets[index]), int(counts[index])
+        label = f"{where}: {segments.kind} {index}"
+        if count == 0 and offset != 0:  # tifffile would read the segments after it from the wrong bytes
+            raise InputError(f"{label} holds 0 bytes at offset {offset:,} (an empty one has offset 0 too);"
+                             " the file is corrupt; re-export it")
         if count == 0:
             continue
-        label = f"{where}: {segments.kind} {index}"
         if offset == 0 or offset + count > file_size:
             raise InputError(f"{label} lies outside the file (bytes {offset:,} to {offset + count:,} of a"
                              f" {file_size:,}-byte file); the file is truncated or corrupt; re-export it")

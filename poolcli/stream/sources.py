@@ -19,7 +19,7 @@ import numpy as np
 from ..engine import FAST_PATHS
 from ..errors import InputError, param
 from ..io.chatter import quiet_logs
-from ..io.formats import input_errors
+from ..io.formats import input_errors, one_line
 from ..io.tiff import check_segments, tifffile_decodes
 from .chunkfiles import chunk_files
 from .npyfile import NpyFile
@@ -166,8 +166,8 @@ def _tiff_source(path: Path) -> Iterator[Source]:
     with quiet_logs():
         try:
             tiff = tifffile.TiffFile(path)
-        except (tifffile.TiffFileError, OSError, ValueError) as error:
-            raise InputError(f"{path}: not a readable TIFF ({error}); check the file") from None
+        except Exception as error:  # tifffile raises many kinds for a corrupt directory
+            raise InputError(f"{path}: not a readable TIFF ({one_line(error)}); check the file") from None
     with tiff:
         with input_errors(path, "a TIFF image", fix), quiet_logs():
             array = _tiff_segments(path, tiff)
