@@ -202,7 +202,7 @@ def test_tile_bigger_than_the_budget_is_refused_from_its_size(bomb, tmp_path, co
     extra = ("--min-size", "4096") if command == "pyramid" else ()
     result = hostile.run(command, bomb, "-o", tmp_path / "out.zarr", *extra)
     line = check_refused(result, bomb, tmp_path, "--memory", "tile")
-    assert "1,073,741,824 bytes" in line and "8,589,934,592" in line, result
+    assert "1,073,741,824 bytes" in line and "--memory 8590MB or more" in line, result
     assert result.seconds < 5 and result.rss_mb < 250, result
 
 
@@ -278,3 +278,26 @@ def test_sparse_tiles_pool_alike_streamed_and_in_memory(tmp_path):
     with open_source(path) as source:
         np.testing.assert_array_equal(source.read((slice(None),)), loaded)
     np.testing.assert_array_equal(loaded, tifffile.imread(path))
+
+
+def test_segment_refusal_follows_the_memory_budget(tmp_path):
+    """One 1024x1024 zlib tile (1 MB decoded): refused within 4 MB (an eighth is 0.5 MB), pooled within 16 MB."""
+    x = np.random.default_rng(6).integers(0, 256, (1024, 1024), np.uint8)
+    path = tmp_path / "one_tile.tif"
+    tifffile.imwrite(path, x, tile=(1024, 1024), compression="zlib")
+    keywords = dict(window=(2, 2), mode="avg", axes=(0, 1))
+    with open_source(path) as source, pytest.raises(InputError, match=r"memory 4MB .*memory 9MB or more"):
+        pool_to(source, tmp_path / "small.npy", keywords, None, memory=4 * 10**6)
+    assert not (tmp_path / "small.npy").exists()
+    with open_source(path) as source:
+        pool_to(source, tmp_path / "out.npy", keywords, None, memory=16 * 10**6)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), pool(x, 2, mode="avg"))
+
+
+def test_an_oriented_tiff_is_not_streamed_unturned(tmp_path):
+    """In memory the Orientation tag turns the image; the streamed reader refuses it rather than differ."""
+    path = tmp_path / "turned.tif"
+    tifffile.imwrite(path, IMAGE, extratags=[(274, 3, 1, 6, True)])
+    assert io.load(path).arrays["array"].shape[:2] == (64, 64)
+    with pytest.raises(InputError, match="Orientation tag"), open_source(path):
+        pass

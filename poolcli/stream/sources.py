@@ -23,7 +23,7 @@ from ..io.formats import input_errors, one_line
 from ..io.tiff import check_segments, tifffile_decodes
 from .chunkfiles import chunk_files
 from .npyfile import NpyFile
-from .tiffsegments import TiffSegments
+from .tiffsegments import SEGMENT_SHARE, TiffSegments
 
 ZARR_SUFFIXES = (".zarr", ".zarr2", ".zarr3", ".ome.zarr")
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
@@ -193,6 +193,8 @@ def _tiff_segments(path: Path, tiff) -> TiffSegments:
     except (ValueError, NotImplementedError) as error:
         raise InputError(f"{path}: cannot decode its tiles ({error}); convert it to an uncompressed tiled TIFF") \
             from None
-    segments = TiffSegments(path, tiff.filehandle, page, series.axes, table, 0)
-    segments.check_memory(DEFAULT_MEMORY)
-    return segments
+    orientation = int(page.tags.valueof(274, default=1) or 1)
+    if orientation != 1:
+        raise InputError(f"{path}: its Orientation tag ({orientation}) turns it when pooled in memory, never"
+                         " streamed; pool it in memory, or re-save it upright")
+    return TiffSegments(path, tiff.filehandle, page, series.axes, table, DEFAULT_MEMORY // SEGMENT_SHARE)

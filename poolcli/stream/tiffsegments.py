@@ -91,8 +91,8 @@ class TiffSegments:
             rows, columns = self.segment
             raise InputError(
                 f"{self.path}: page {self.page.index}: each of its {kind}s ({columns}x{rows}, compressed) decodes"
-                f" to {self.table.decoded:,} bytes, more than {param('memory')} {memory:,} bytes lets one {kind}"
-                f" take (1/{SEGMENT_SHARE}); pass {param('memory')} {need:,} or more, or re-save it with smaller"
+                f" to {self.table.decoded:,} bytes, more than {param('memory')} {_megabytes(memory)} lets one {kind}"
+                f" take (an eighth); pass {param('memory')} {_megabytes(need)} or more, or re-save it with smaller"
                 f" {kind}s")
         self.room = most
 
@@ -179,3 +179,8 @@ class TiffSegments:
 
     def _where(self, index: int) -> str:
         return f"{self.path}: page {self.page.index}: {self.table.kind} {index}"
+
+
+def _megabytes(count: int) -> str:
+    """A size as --memory takes it, rounded up: 8,388,608 bytes -> '9MB'."""
+    return f"{-(-count // 10**6)}MB"
