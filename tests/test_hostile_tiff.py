@@ -301,3 +301,16 @@ def test_an_oriented_tiff_is_not_streamed_unturned(tmp_path):
     assert io.load(path).arrays["array"].shape[:2] == (64, 64)
     with pytest.raises(InputError, match="Orientation tag"), open_source(path):
         pass
+
+
+def test_a_stack_is_refused_and_an_image_with_reduced_pages_streams_page_0(tmp_path):
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.stack([IMAGE] * 5))
+    with pytest.raises(InputError, match="series of several pages"), open_source(stack):
+        pass
+    reduced = tmp_path / "reduced.tif"
+    with tifffile.TiffWriter(reduced) as writer:
+        writer.write(IMAGE, tile=(16, 16), compression="zlib")
+        writer.write(IMAGE[::2, ::2], tile=(16, 16), compression="zlib", subfiletype=1)
+    with open_source(reduced) as source:
+        np.testing.assert_array_equal(source.read((slice(None),)), IMAGE)

@@ -178,15 +178,17 @@ TIFF_VIEWS = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in
 
 
 def _tiff_segments(path: Path, tiff) -> TiffSegments:
-    series = tiff.series[0]
-    page: Any = series.pages[0] if len(series.pages) == 1 else None
-    if series.axes not in TIFF_VIEWS or page is None or page.shaped[1] != 1:
-        raise InputError(f"{path}: a TIFF series with axes {series.axes} is streamed only as YX, YXS or SYX;"
-                         f" pool one page in memory ({param('page')}) or convert it to Zarr")
+    """Page 0, as `io.load` reads it by default: refused where a series stacks it with other pages,
+    or where `io.load` would convert or turn its pixels."""
+    page: Any = tiff.pages.first
+    if page.axes not in TIFF_VIEWS or _stacked(tiff):
+        raise InputError(f"{path}: a TIFF page of axes {page.axes} in a series of several pages is streamed only as"
+                         f" one page of axes YX, YXS or SYX; pool one page in memory ({param('page')}) or convert it"
+                         " to Zarr")
     if not tifffile_decodes(page):
-        raise InputError(f"{path}: its {page.photometric.name.lower()} {page.bitspersample}-bit samples are"
-                         " converted when pooled in memory, never streamed; convert it to gray or RGB(A) of 8 bits"
-                         " or more")
+        kind = getattr(page.photometric, "name", page.photometric)
+        raise InputError(f"{path}: its samples ({str(kind).lower()}, {page.bitspersample} bits) are converted when"
+                         " pooled in memory, never streamed; convert it to gray or RGB(A) of 8 bits or more")
     table = check_segments(path, page, tiff.filehandle.size)
     try:
         page.decode  # noqa: B018 (tifffile raises here for codecs it cannot decode)
@@ -197,4 +199,13 @@ def _tiff_segments(path: Path, tiff) -> TiffSegments:
     if orientation != 1:
         raise InputError(f"{path}: its Orientation tag ({orientation}) turns it when pooled in memory, never"
                          " streamed; pool it in memory, or re-save it upright")
-    return TiffSegments(path, tiff.filehandle, page, series.axes, table, DEFAULT_MEMORY // SEGMENT_SHARE)
+    return TiffSegments(path, tiff.filehandle, page, page.axes, table, DEFAULT_MEMORY // SEGMENT_SHARE)
+
+
+def _stacked(tiff) -> bool:
+    """Whether page 0 is one of several pages of its series (a stack, not an image with reduced
+    pages beside it); corrupt series metadata (which `io.load` never reads) counts as none."""
+    try:
+        return len(tiff.series[0].pages) > 1
+    except Exception:  # tifffile raises many kinds for a corrupt description
+        return False
