@@ -85,7 +85,6 @@ def _stderr_sink() -> IO[bytes]:
     return sink
 
 
-
 class _Muted(logging.Filter):
     """Drops the records a logger emits on a thread inside `quiet_logs` (other threads' pass)."""
 

@@ -123,6 +123,9 @@ def check_segments(path: Path, page, file_size: int) -> Segments:
     if not isinstance(page.compression, tifffile.COMPRESSION):
         raise InputError(f"{where}: its compression {int(page.compression)} is not one tifffile knows; the file is"
                          " corrupt or needs another reader; re-export it")
+    if 0 in page.shape:
+        raise InputError(f"{where}: is {page.imagewidth}x{page.imagelength} pixels ({page.axes} {page.shape}): it"
+                         " holds no image; re-export it")
     segments = _segment_shape(where, page)
     if segments.decoded > max(int(page.nbytes), _PADDED_SEGMENT_BYTES):
         raise InputError(f"{where}: each of its {segments.kind}s ({segments.columns}x{segments.rows}) decodes to"
