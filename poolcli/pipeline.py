@@ -288,7 +288,7 @@ def _data_bytes(source: Path) -> int:
         if suffix in stream.TIFF_SUFFIXES:
             import tifffile
 
-            with tifffile.TiffFile(source) as tiff:  # the first page only: listing every page costs time
+            with io.quiet_logs(), tifffile.TiffFile(source) as tiff:  # the first page only: listing pages costs time
                 return int(tiff.pages.first.nbytes)
     except Exception:  # not readable as such: the in-memory reader says why, in its words
         return 0

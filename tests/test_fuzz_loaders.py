@@ -702,10 +702,213 @@ def test_info_on_mutants_in_a_subprocess(tmp_path):
     assert not failures, f"{len(failures)} of {len(cases)} mutants:\n" + "\n".join(failures)
 
 
+# ------------------------------------------------------------------ TIFF tiles and strips, streamed
+#
+# The streamed reader (`poolcli.stream.open_source`, which `pool` uses for big inputs and `pyramid`
+# always) on tiled and striped TIFFs of every common compression whose segments are cut, flipped,
+# moved out of the file or given lying byte counts: each case reads the page in bands (as pooling
+# does) and must give exactly tifffile's whole-page read of the same file and `io.load`'s pixels,
+# or one InputError line naming the file, as `io.load` does.
+
+STREAM_COMPRESSIONS = (None, "zlib", "lzw", "packbits", "zstd")
+
+
+def _stream_original(tiled: bool, compression: str | None) -> bytes:
+    rgb = compression in ("zlib", "lzw", None)
+    image = _image((42, 40, 3) if rgb else (42, 40), 40 + len(compression or ""))
+    layout = dict(tile=(16, 16)) if tiled else dict(rowsperstrip=5)  # strips: the last one holds 2 rows
+    if compression == "lzw":
+        image = image.astype(np.uint16) * 251
+    return _tifffile(image, compression=compression, photometric="rgb" if rgb else "minisblack", **layout)
+
+
+STREAM_VARIANTS = {f"{'tiled' if tiled else 'striped'}-{compression or 'none'}": (tiled, compression)
+                   for tiled in (True, False) for compression in STREAM_COMPRESSIONS}
+
+
+@cache
+def stream_original(variant: str) -> bytes:
+    return _stream_original(*STREAM_VARIANTS[variant])
+
+
+def _segment_fields(data: bytes):
+    """(offsets, counts): for each, the file positions of its values, their size and the values."""
+    import tifffile
+
+    with tifffile.TiffFile(bytes_io.BytesIO(data)) as tiff:
+        page = tiff.pages[0]
+        fields = []
+        for name in (("TileOffsets", "StripOffsets"), ("TileByteCounts", "StripByteCounts")):
+            tag = page.tags.get(name[0]) or page.tags[name[1]]
+            size = 2 if tag.dtype == 3 else 4 if tag.dtype == 4 else 8
+            values = tag.value if isinstance(tag.value, tuple) else (tag.value,)
+            fields.append(([tag.valueoffset + i * size for i in range(len(values))], size, list(values)))
+        return fields[0], fields[1], tiff.byteorder == ">"
+
+
+def segment_mutation(rng, data: bytearray) -> str:
+    """One fault in the tiles or strips: cut, flipped, moved out of the file, lying byte counts."""
+    (offset_at, offset_size, offsets), (count_at, count_size, counts), big = _segment_fields(bytes(data))
+    i = rng.randrange(len(offsets))
+    action = rng.choice(("cut", "flip", "flip", "offset", "offset", "count", "count", "swap"))
+    if action == "cut":
+        at = offsets[i] + rng.randrange(max(counts[i], 1))
+        del data[at:]
+        return f"cut at {at}, in segment {i}"
+    if action == "flip" and counts[i]:
+        for _ in range(rng.choice((1, 1, 3, 16))):
+            at = offsets[i] + rng.randrange(counts[i])
+            data[at] ^= 1 << rng.randrange(8)
+        return f"bits flipped in segment {i}"
+    top = (1 << (8 * offset_size)) - 1
+    if action == "offset":
+        value = rng.choice((0, 8, len(data), len(data) - 1, len(data) + 4096, top, offsets[i] + 1, offsets[i] - 1,
+                            rng.randrange(len(data)))) & top
+        _put(data, offset_at[i], value, offset_size, big)
+        return f"segment {i} offset {offsets[i]} -> {value}"
+    if action == "count":
+        top = (1 << (8 * count_size)) - 1
+        value = rng.choice((0, 1, counts[i] - 1, counts[i] + 1, 2 * counts[i], 10**9, top, len(data),
+                            counts[i] // 2)) & top
+        _put(data, count_at[i], value, count_size, big)
+        return f"segment {i} byte count {counts[i]} -> {value}"
+    j = rng.randrange(len(offsets))
+    _put(data, offset_at[i], offsets[j], offset_size, big)
+    _put(data, offset_at[j], offsets[i], offset_size, big)
+    return f"segments {i} and {j} swapped"
+
+
+def stream_mutant(variant: str, case: int) -> tuple[bytes, list[str]]:
+    """The bytes of ``case`` of the streamed ``variant`` and the mutations that made them."""
+    rng = random.Random(f"{SEED}:stream:{variant}:{case}")
+    data = bytearray(stream_original(variant))
+    done = []
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        if rng.random() < 0.85:
+            try:
+                done.append(segment_mutation(rng, data))
+                continue
+            except Exception:  # noqa: BLE001 - an earlier mutation broke the directory: mutate bytes instead
+                pass
+        done.append(rng.choice(GENERIC)(rng, data, ".tif"))
+    return bytes(data), done
+
+
+def _whole_page(path: Path) -> np.ndarray | None:
+    """tifffile's whole-page read of the file, None where tifffile refuses it."""
+    import tifffile
+
+    root, level = logging.getLogger("tifffile"), logging.getLogger("tifffile").level
+    root.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(path) as tiff:
+                return tiff.pages[0].asarray()
+    except Exception:  # noqa: BLE001 - any refusal of tifffile's
+        return None
+    finally:
+        root.setLevel(level)
+
+
+def _tifffile_reads(path: Path) -> bool:
+    """Whether io.load reads the file's first page through tifffile (else Pillow converts it, and
+    the streamed reader refuses it)."""
+    import tifffile
+
+    from poolcli.io.tiff import tifffile_decodes
+
+    try:
+        with io.quiet_logs(), tifffile.TiffFile(path) as tiff:
+            return tifffile_decodes(tiff.pages.first)
+    except Exception:  # noqa: BLE001 - tifffile cannot read it either
+        return False
+
+
+def _streamed_in_bands(path: Path, rng: random.Random) -> np.ndarray:
+    """The page read through the streamed reader in bands of random heights, as tifffile shapes it."""
+    from poolcli.stream import open_source
+
+    with open_source(path) as source:
+        source.check_memory(16 * 10**6)
+        height, bands, start = source.array.shape[0], [], 0
+        while start < height:
+            stop = min(height, start + rng.randrange(1, 24))
+            bands.append(source.array[(slice(start, stop),)])
+            start = stop
+        return np.concatenate(bands) if bands else source.array[(slice(None),)]
+
+
+def run_stream_case(path: Path, sink, rng: random.Random) -> str | None:
+    """The problem with the streamed read of ``path`` (None when it is allowed)."""
+    problem, streamed, loaded = None, None, None
+    with captured_stderr(sink) as chatter, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        started = time.perf_counter()
+        for reader in ("streamed", "io.load"):
+            try:
+                if reader == "streamed":
+                    streamed = _streamed_in_bands(path, rng)
+                else:
+                    loaded = io.load(path, max_pixels=MAX_PIXELS).arrays["array"]
+            except InputError as error:
+                message = str(error)
+                if "\n" in message or str(path) not in message:
+                    problem = problem or f"{reader}: InputError not one line naming the path: {message!r}"
+            except Exception as error:  # noqa: BLE001 - any other type is the finding
+                problem = problem or f"{reader}: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        seconds = time.perf_counter() - started
+    expected = _whole_page(path)
+    if problem is None and streamed is not None:
+        if expected is None:
+            problem = "streamed a file tifffile refuses"
+        elif streamed.shape != expected.shape or not np.array_equal(streamed, expected):
+            problem = f"streamed pixels differ from tifffile's whole-page read ({streamed.shape}, {expected.shape})"
+    if problem is None and (streamed is None) != (loaded is None) and _tifffile_reads(path):  # not Pillow
+        problem = f"only {'io.load' if streamed is None else 'the streamed reader'} read it"
+    if problem is None and streamed is not None and loaded is not None \
+            and not np.array_equal(loaded.reshape(streamed.shape), streamed):
+        problem = "io.load and the streamed reader read different pixels"
+    if problem is None and caught:
+        problem = f"warning escaped: {caught[0].category.__name__}: {caught[0].message}"
+    if problem is None and chatter[0].strip():
+        problem = f"chatter on stderr: {chatter[0].strip()[:300]!r}"
+    if problem is None and seconds > SLOW_SECONDS:
+        problem = f"took {seconds:.1f} s"
+    return problem
+
+
+def test_every_stream_variant_reads_unmutated(tmp_path):
+    with tempfile.TemporaryFile() as sink:
+        for variant in STREAM_VARIANTS:
+            path = tmp_path / f"{variant}.tif"
+            path.write_bytes(stream_original(variant))
+            assert run_stream_case(path, sink, random.Random(0)) is None, variant
+
+
+@pytest.mark.parametrize("variant", list(STREAM_VARIANTS))
+def test_streamed_tiff_mutants(tmp_path, variant):
+    failures = []
+    with tempfile.TemporaryFile() as sink:
+        for case in range(CASES):
+            data, mutations = stream_mutant(variant, case)
+            path = tmp_path / f"{variant}-{case}.tif"
+            path.write_bytes(data)
+            problem = run_stream_case(path, sink, random.Random(f"{SEED}:bands:{case}"))
+            if problem is None:
+                path.unlink()
+            else:
+                failures.append(f"seed {SEED} stream case {variant}#{case} ({'; '.join(mutations)}): {problem}")
+    assert not failures, (f"{len(failures)} of {CASES} streamed mutants of {variant} broke a reader (kept in "
+                          f"{tmp_path}; rewrite one with `python tests/test_fuzz_loaders.py stream:{variant} CASE`):\n"
+                          + "\n".join(failures[:12]))
+
+
 if __name__ == "__main__":  # python tests/test_fuzz_loaders.py VARIANT CASE [FOLDER]
     chosen, number = sys.argv[1], int(sys.argv[2])
     folder = Path(sys.argv[3] if len(sys.argv) > 3 else ".")
-    content, how = mutant(chosen, number)
-    written = folder / f"{chosen}-{number}{VARIANTS[chosen][0]}"
+    streamed = chosen.startswith("stream:")  # a streamed TIFF variant: stream:tiled-zlib
+    content, how = stream_mutant(chosen[7:], number) if streamed else mutant(chosen, number)
+    written = folder / f"{chosen[7:]}-{number}.tif" if streamed else folder / f"{chosen}-{number}{VARIANTS[chosen][0]}"
     written.write_bytes(content)
     print(written, "; ".join(how))

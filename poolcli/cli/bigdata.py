@@ -23,6 +23,7 @@ from .app import (
     app,
     choice,
     guarded,
+    one_line,
     parse_axes,
     parse_size,
     refuse_inputs,
@@ -164,8 +165,28 @@ def pyramid_command(
 ):
     """Write a multi-resolution pyramid of INPUT in one pass: every level the exact, once-rounded
     pooling of level 0 (a 2^k window), as OME-Zarr or as a pyramidal TIFF."""
-    return guarded(lambda: _pyramid(input, output, choice("--mode", mode, MODES), levels, min_size, parse_axes(axes),
-                                    dtype, choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler))
+    def run() -> int:
+        with naming_input(input):
+            return _pyramid(input, output, choice("--mode", mode, MODES), levels, min_size, parse_axes(axes), dtype,
+                            choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler)
+
+    return guarded(run)
+
+
+@contextlib.contextmanager
+def naming_input(source: Path) -> Iterator[None]:
+    """A failure poolcli did not foresee, or memory running out, as one line naming the input
+    (as `pool` names each of its inputs)."""
+    try:
+        yield
+    except (PoolError, UsageProblem):
+        raise
+    except MemoryError:
+        raise PoolError(f"{source}: not enough memory for its pyramid; free memory or pass a smaller --memory") \
+            from None
+    except Exception as error:
+        raise PoolError(f"{source}: unexpected {type(error).__name__}: {one_line(str(error)) or 'no detail'}"
+                        " (rerun with --debug for details)") from error
 
 
 def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size: int,

@@ -41,6 +41,7 @@ from .atomic import (
     sweep_temporaries,
     temporary_prefix,
 )
+from .chatter import quiet_logs
 from .complete import is_complete
 from .encode import PNG_OPENCV_PIXELS, minmax_to_uint8
 from .formats import (
@@ -90,6 +91,7 @@ __all__ = [
     "make_folder",
     "minmax_to_uint8",
     "pooled_axes_for_layout",
+    "quiet_logs",
     "save",
     "scratch",
     "sniff_suffix",

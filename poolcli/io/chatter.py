@@ -5,6 +5,7 @@ caught and turned into refusals or dropped.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -83,3 +84,35 @@ def _stderr_sink() -> IO[bytes]:
         sink = _SINKS[os.getpid()] = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for the process)
     return sink
 
+
+class _Muted(logging.Filter):
+    """Drops the records a logger emits on a thread inside `quiet_logs` (other threads' pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.depth, "value", 0)
+
+
+_MUTED: dict[str, _Muted] = {}
+_MUTED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_logs(name: str = "tifffile") -> Iterator[None]:
+    """Keep what the logger `name` (tifffile's, by default: "incorrect StripOffsets count", ...)
+    reports on this thread off stderr while the block runs; poolcli checks what it warns about
+    itself. Unlike `quiet_decoders` it leaves file descriptor 2 alone (a progress bar may be
+    drawing there) and other threads' records untouched."""
+    with _MUTED_LOCK:
+        muted = _MUTED.get(name)
+        if muted is None:
+            muted = _MUTED[name] = _Muted()
+            logging.getLogger(name).addFilter(muted)
+    muted.depth.value = getattr(muted.depth, "value", 0) + 1
+    try:
+        yield
+    finally:
+        muted.depth.value -= 1

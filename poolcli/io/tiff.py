@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,18 @@ def load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
         check_page(path, page, frames)
         chosen: Any = tiff.pages[page]  # a TiffPage (tifffile types it as TiffPage | TiffFrame)
         check_pixels(path, (int(chosen.imagewidth), int(chosen.imagelength)), max_pixels)
-        if not _tifffile_decodes(chosen):
+        if not tifffile_decodes(chosen):
             return None
-        _check_tiff_strips(path, chosen, os.fstat(tiff.filehandle.fileno()).st_size if _has_fileno(tiff) else None)
-        if max_pixels is not None and chosen.nbytes > _TIFF_BYTES_PER_PIXEL * max_pixels:
+        segments = check_segments(path, chosen, tiff.filehandle.size)
+        most = None if max_pixels is None else _TIFF_BYTES_PER_PIXEL * max_pixels
+        if most is not None and chosen.nbytes > most:
             raise InputError(
                 f"{path}: page {page} decodes to {chosen.nbytes:,} bytes ({chosen.samplesperpixel} samples of"
                 f" {chosen.dtype} per pixel), more than the limit; pass {param('max_pixels')} 0 if you trust this file"
             )
+        if most is not None and segments.decoded > most:
+            raise InputError(f"{path}: page {page}: each of its {segments.kind}s decodes to {segments.decoded:,}"
+                             f" bytes, more than the limit; pass {param('max_pixels')} 0 if you trust this file")
         array = hwc_samples(chosen.asarray(), chosen.shape, chosen.axes)
         orientation = int(chosen.tags.valueof(274, default=1) or 1)
         icc = chosen.tags.valueof(34675)
@@ -48,28 +53,9 @@ def load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
     return Loaded({"array": array}, "image", "hwc", "TIFF", mode, frames, path, bytes(icc) if icc else None)
 
 
-def _has_fileno(tiff) -> bool:
-    try:
-        tiff.filehandle.fileno()
-    except Exception:
-        return False
-    return True
-
-
-def _check_tiff_strips(path: Path, page, file_size: int | None) -> None:
-    """Refuse a page whose strips or tiles lie past the end of the file, or, uncompressed,
-    hold fewer bytes than its size needs (tifffile would fill the gap with zeros)."""
-    counts, offsets = page.databytecounts, page.dataoffsets
-    ends = [offset + count for offset, count in zip(offsets, counts)]
-    cut = file_size is not None and max(ends, default=0) > file_size
-    short = page.compression == 1 and sum(counts) < page.nbytes
-    if cut or short:
-        shape = "x".join(map(str, page.shape))
-        raise InputError(f"{path}: its pixel data is cut short or missing ({sum(counts):,} bytes stored for a"
-                         f" {shape} {page.dtype} page); the file may be truncated; re-export it")
-
-
-def _tifffile_decodes(page) -> bool:
+def tifffile_decodes(page) -> bool:
+    """Whether poolcli reads `page` through tifffile (gray or RGB(A) samples of 8 bits or more); Pillow
+    reads the other kinds (palette, CMYK, YCbCr, bilevel, white-is-zero) and converts them."""
     import tifffile
 
     photometric = tifffile.PHOTOMETRIC
@@ -81,3 +67,112 @@ def _tifffile_decodes(page) -> bool:
         and not page.is_subsampled
     )
 
+
+# What a segment's stored bytes may be at most, per compression: the codec's worst case for
+# `size` decoded bytes in `rows` rows (its compress bound, with room for headers).
+_WORST_CASES = {
+    1: lambda size, rows: size,  # none: exactly the decoded bytes (a short final strip: fewer)
+    5: lambda size, rows: size + size // 2 + 64,  # LZW: at most 12-bit codes per byte, clear codes
+    8: lambda size, rows: size + size // 256 + 64,  # Adobe deflate: zlib's compressBound
+    32946: lambda size, rows: size + size // 256 + 64,  # deflate
+    32773: lambda size, rows: size + size // 128 + rows + 64,  # PackBits: 1 header byte per 128, per row
+    50000: lambda size, rows: size + size // 128 + 1024,  # Zstandard: ZSTD_COMPRESSBOUND
+    34926: lambda size, rows: size + size // 128 + 1024,  # Zstandard (old code)
+    34925: lambda size, rows: size + size // 64 + 4096,  # LZMA
+}
+
+
+_PADDED_SEGMENT_BYTES = 1 << 26  # a segment may pad a small page (a 512x512 tile of a 100x100 page) up to this
+
+
+def _other_codec(size: int, rows: int) -> int:
+    """Image codecs (JPEG, PNG, WebP, ...) and the rest: twice the decoded bytes and a header."""
+    return 2 * size + 65536
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A page's tiles or strips as its tags describe them, checked against the file."""
+
+    kind: str  # "tile" or "strip"
+    rows: int  # rows of one segment (a strip's RowsPerStrip, a tile's length)
+    columns: int
+    samples: int  # samples per pixel stored in one segment (1 for planar pages)
+    count: int
+    decoded: int  # the bytes one whole segment decodes to
+    row_bytes: int  # the bytes of one decoded row of a segment
+
+    def stored(self, page, index: int) -> int:
+        """The bytes segment `index` decodes to: a whole tile; a strip's rows of the image (the last
+        strip may hold fewer rows than RowsPerStrip)."""
+        if self.kind == "tile":
+            return self.decoded
+        down = math.ceil(int(page.imagelength) / self.rows)
+        return min(self.rows, int(page.imagelength) - index % down * self.rows) * self.row_bytes
+
+
+def check_segments(path: Path, page, file_size: int) -> Segments:
+    """The tiles or strips of `page`; an InputError naming `path` and the segment for a table
+    that lies: segments missing from it, RowsPerStrip 0, bytes past the end of the file, more bytes
+    than the compression can take for the segment's size, or uncompressed bytes of another size.
+    A segment of no bytes at offset 0 is empty: tifffile reads it as zeros.
+    The in-memory and the streamed reader both check this first, so they refuse the same files."""
+    import tifffile
+
+    where = f"{path}: page {page.index}"
+    if not isinstance(page.compression, tifffile.COMPRESSION):
+        raise InputError(f"{where}: its compression {int(page.compression)} is not one tifffile knows; the file is"
+                         " corrupt or needs another reader; re-export it")
+    if 0 in page.shape:
+        raise InputError(f"{where}: is {page.imagewidth}x{page.imagelength} pixels ({page.axes} {page.shape}): it"
+                         " holds no image; re-export it")
+    segments = _segment_shape(where, page)
+    if segments.decoded > max(int(page.nbytes), _PADDED_SEGMENT_BYTES):
+        raise InputError(f"{where}: each of its {segments.kind}s ({segments.columns}x{segments.rows}) decodes to"
+                         f" {segments.decoded:,} bytes, more than its whole {page.imagewidth}x{page.imagelength} page"
+                         f" ({page.nbytes:,} bytes); the file is corrupt; re-save it with smaller {segments.kind}s")
+    offsets, counts = page.dataoffsets, page.databytecounts
+    if len(offsets) < segments.count or len(counts) < segments.count:
+        raise InputError(f"{where}: its {segments.kind} table lists {min(len(offsets), len(counts))} of its"
+                         f" {segments.count} {segments.kind}s; the file is corrupt; re-export it")
+    worst = _WORST_CASES.get(int(page.compression), _other_codec)
+    for index in range(segments.count):
+        offset, count = int(offsets[index]), int(counts[index])
+        label = f"{where}: {segments.kind} {index}"
+        if count == 0 and offset != 0:  # tifffile would read the segments after it from the wrong bytes
+            raise InputError(f"{label} holds 0 bytes at offset {offset:,} (an empty one has offset 0 too);"
+                             " the file is corrupt; re-export it")
+        if count == 0:
+            continue
+        if offset == 0 or offset + count > file_size:
+            raise InputError(f"{label} lies outside the file (bytes {offset:,} to {offset + count:,} of a"
+                             f" {file_size:,}-byte file); the file is truncated or corrupt; re-export it")
+        size = segments.stored(page, index)
+        least, most = (size, segments.decoded) if page.compression == 1 else (1, worst(size, segments.rows))
+        if not least <= count <= most:
+            raise InputError(f"{label} holds {count:,} bytes for {size:,} decoded bytes, which its compression"
+                             f" ({_compression_name(page)}) cannot; the file is corrupt; re-export it")
+    return segments
+
+
+def _segment_shape(where: str, page) -> Segments:
+    _, depth, length, width, samples = (int(n) for n in page.shaped)
+    planes = int(page.shaped[0])
+    if page.is_tiled:
+        kind, rows, columns, deep = "tile", int(page.tilelength), int(page.tilewidth), int(page.tiledepth)
+        if min(rows, columns, deep) < 1:
+            raise InputError(f"{where}: its tiles are {columns}x{rows}x{deep}; the TIFF specification needs at"
+                             f" least 1 on each side; the file is corrupt; re-export it")
+    else:
+        kind, rows, columns, deep = "strip", int(page.rowsperstrip), width, 1
+        if rows < 1:
+            raise InputError(f"{where}: RowsPerStrip is {rows}; the TIFF specification (and libtiff) need at least"
+                             f" 1; the file is corrupt; re-export it")
+    count = planes * math.ceil(depth / deep) * math.ceil(length / rows) * math.ceil(width / columns)
+    row_bytes = math.ceil(columns * samples * int(page.bitspersample) / 8)
+    return Segments(kind, rows, columns, samples, count, deep * rows * row_bytes, row_bytes)
+
+
+def _compression_name(page) -> str:
+    compression = page.compression
+    return getattr(compression, "name", str(compression)).lower()

@@ -49,6 +49,7 @@ def pool_to(source: Source, target: Path | str, keywords: dict, dtype: np.dtype 
             progress: Progress | None = None) -> tuple[tuple[int, ...], np.dtype]:
     """Pool `source` into `target` (.npy, .zarr, .tif), block by block; the output's shape and dtype."""
     options.check()
+    source.check_memory(memory)
     target = Path(target)
     plan = streamed_plan(source.shape, keywords)
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
@@ -74,6 +75,7 @@ def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memor
                   progress: Progress | None = None) -> list[tuple[int, ...]]:
     """Every level of `pyramid` in one pass: OME-Zarr for .zarr, a pyramidal BigTIFF for .tif."""
     options.check()
+    source.check_memory(memory)
     target = Path(target)
     writer = write_pyramid_tiff if pyramid_format(target) == "TIFF" else write_ome_zarr
     return writer(source, pyramid, target, options, memory, overwrite=overwrite, progress=progress)

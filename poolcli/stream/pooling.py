@@ -25,9 +25,8 @@ from ..engine import pool
 from ..engine.bands import Band, bands, explicit_keywords
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param
-from .sources import Source
+from .sources import DEFAULT_MEMORY, Source
 
-DEFAULT_MEMORY = 512 * 10**6
 Progress = Callable[[int], None]  # told how many more input bytes are done
 
 

@@ -18,12 +18,16 @@ import numpy as np
 
 from ..engine import FAST_PATHS
 from ..errors import InputError, param
+from ..io.chatter import quiet_logs
+from ..io.formats import input_errors, one_line
+from ..io.tiff import check_segments, tifffile_decodes
 from .chunkfiles import chunk_files
 from .npyfile import NpyFile
-from .tiffsegments import TiffSegments
+from .tiffsegments import SEGMENT_SHARE, TiffSegments
 
 ZARR_SUFFIXES = (".zarr", ".zarr2", ".zarr3", ".ome.zarr")
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+DEFAULT_MEMORY = 512 * 10**6  # the memory budget of streaming, where none is given
 
 
 @dataclass
@@ -51,6 +55,12 @@ class Source:
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def check_memory(self, memory: int) -> None:
+        """Refuse, from sizes alone, an input whose reads would not fit `memory` (a TIFF whose one
+        tile or strip decodes to more than its share), and keep its reads within it."""
+        if isinstance(self.array, TiffSegments):
+            self.array.check_memory(memory)
 
     def read(self, index: tuple) -> np.ndarray:
         """The block at `index` (slices), in memory and native byte order."""
@@ -147,23 +157,55 @@ def _default_dataset(path: Path, group) -> str:
 
 @contextlib.contextmanager
 def _tiff_source(path: Path) -> Iterator[Source]:
+    """A TIFF's one page of axes YX, YXS or SYX, its segment table checked as `io.load` checks it
+    (the same files refused, the same pixels read); anything tifffile raises or logs is one
+    InputError naming the file."""
     import tifffile
 
-    try:
-        tiff = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable TIFF ({error}); check the file") from None
-    with tiff:
-        series = tiff.series[0]
-        views = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in memory: H x W (x C)
-        page: Any = series.pages[0] if len(series.pages) == 1 else None
-        if series.axes not in views or page is None or page.shaped[1] != 1:
-            raise InputError(f"{path}: a TIFF series with axes {series.axes} is streamed only as YX, YXS or SYX;"
-                             f" pool one page in memory ({param('page')}) or convert it to Zarr")
+    fix = "the file may be truncated or corrupt; re-export it"
+    with quiet_logs():
         try:
-            page.decode  # noqa: B018 (tifffile raises here for codecs it cannot decode)
-        except (ValueError, NotImplementedError) as error:
-            raise InputError(f"{path}: cannot decode its tiles ({error}); convert it to an uncompressed tiled TIFF") \
-                from None
-        array = TiffSegments(tiff.filehandle, page, series.axes)
-        yield Source(path, array, "image", "TIFF", array.chunks, order=views[series.axes])
+            tiff = tifffile.TiffFile(path)
+        except Exception as error:  # tifffile raises many kinds for a corrupt directory
+            raise InputError(f"{path}: not a readable TIFF ({one_line(error)}); check the file") from None
+    with tiff:
+        with input_errors(path, "a TIFF image", fix), quiet_logs():
+            array = _tiff_segments(path, tiff)
+        yield Source(path, array, "image", "TIFF", array.chunks, order=TIFF_VIEWS[array.axes])
+
+
+TIFF_VIEWS = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in memory: H x W (x C)
+
+
+def _tiff_segments(path: Path, tiff) -> TiffSegments:
+    """Page 0, as `io.load` reads it by default: refused where a series stacks it with other pages,
+    or where `io.load` would convert or turn its pixels."""
+    page: Any = tiff.pages.first
+    if page.axes not in TIFF_VIEWS or _stacked(tiff):
+        raise InputError(f"{path}: a TIFF page of axes {page.axes} in a series of several pages is streamed only as"
+                         f" one page of axes YX, YXS or SYX; pool one page in memory ({param('page')}) or convert it"
+                         " to Zarr")
+    if not tifffile_decodes(page):
+        kind = getattr(page.photometric, "name", page.photometric)
+        raise InputError(f"{path}: its samples ({str(kind).lower()}, {page.bitspersample} bits) are converted when"
+                         " pooled in memory, never streamed; convert it to gray or RGB(A) of 8 bits or more")
+    table = check_segments(path, page, tiff.filehandle.size)
+    try:
+        page.decode  # noqa: B018 (tifffile raises here for codecs it cannot decode)
+    except (ValueError, NotImplementedError) as error:
+        raise InputError(f"{path}: cannot decode its tiles ({error}); convert it to an uncompressed tiled TIFF") \
+            from None
+    orientation = int(page.tags.valueof(274, default=1) or 1)
+    if orientation != 1:
+        raise InputError(f"{path}: its Orientation tag ({orientation}) turns it when pooled in memory, never"
+                         " streamed; pool it in memory, or re-save it upright")
+    return TiffSegments(path, tiff.filehandle, page, page.axes, table, DEFAULT_MEMORY // SEGMENT_SHARE)
+
+
+def _stacked(tiff) -> bool:
+    """Whether page 0 is one of several pages of its series (a stack, not an image with reduced
+    pages beside it); corrupt series metadata (which `io.load` never reads) counts as none."""
+    try:
+        return len(tiff.series[0].pages) > 1
+    except Exception:  # tifffile raises many kinds for a corrupt description
+        return False
