@@ -18,6 +18,7 @@ decoded to exactly one chunk's bytes with the size known before anything is infl
 from __future__ import annotations
 
 import bz2
+import contextlib
 import errno
 import itertools
 import math
@@ -113,29 +114,28 @@ class ChunkFiles:
     def open_chunk(self, key: str) -> tuple[int, int] | None:
         """The open descriptor of the chunk file at `key` and its size, or None where there is no
         such file (a chunk never written: the fill value). An InputError for a file that is not
-        regular (a folder, a FIFO, a device), is reached through a symbolic link, or is larger
-        than a chunk can be encoded (`largest_encoded`); an uncompressed one must be exactly a
-        chunk. Opened without following links and without blocking, checked once open."""
-        try:
-            descriptor = open_inside(self.folder, key)
-        except FileNotFoundError:
+        regular (`open_regular`) or is larger than a chunk can be encoded (`largest_encoded`); an
+        uncompressed one must be exactly a chunk."""
+        opened = self.open_file(key)
+        if opened is None:
             return None
-        except OSError as error:
-            problem = {errno.ELOOP: "is a symbolic link, or lies in a folder that is one",
-                       errno.ENOTDIR: "lies under a file where its folder should be"}.get(
-                error.errno, f"cannot be read ({error.strerror or error})")
-            raise self.refusal(key, problem) from None
-        status = os.fstat(descriptor)
-        problem = None
-        if not stat.S_ISREG(status.st_mode):
-            problem = f"is not a regular file (a {_kind(status.st_mode)})"
-        elif status.st_size > self.largest_encoded or (not self.stages and status.st_size != self.chunk_bytes):
-            problem = (f"holds {status.st_size:,} bytes where one chunk of {self.chunk_bytes:,} bytes is stored in"
-                       f" {'exactly' if not self.stages else 'at most'} {self.largest_encoded:,}")
-        if problem is not None:
+        descriptor, size = opened
+        if size > self.largest_encoded or (not self.stages and size != self.chunk_bytes):
             os.close(descriptor)
-            raise self.refusal(key, problem)
-        return descriptor, status.st_size
+            raise self.refusal(key, f"holds {size:,} bytes where one chunk of {self.chunk_bytes:,} bytes is stored"
+                                    f" in {'exactly' if not self.stages else 'at most'} {self.largest_encoded:,}")
+        return descriptor, size
+
+    def open_file(self, key: str) -> tuple[int, int] | None:
+        """`open_regular` of the file at `key` in the array's folder; its failures an InputError."""
+        try:
+            return open_regular(self.folder, key)
+        except NotRegular as error:
+            raise self.refusal(key, str(error)) from None
+
+    def keys(self) -> Iterator[tuple[int, ...]]:
+        """The coordinates of every chunk of the array's grid."""
+        return itertools.product(*(range(-(-n // c)) for n, c in zip(self.shape, self.chunks, strict=True)))
 
     def _file_bytes(self, key: str) -> memoryview | None:
         """A chunk file's bytes (`open_chunk`), read into this thread's buffer (kept from chunk to
@@ -298,20 +298,50 @@ FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO opens at once (then refused)
 
 
-def open_inside(folder: Path, key: str) -> int:
-    """A descriptor of the file at `key` ("c/0/1", "0.1") below `folder`, each folder of the key
-    opened without following a symbolic link (OSError ELOOP for one, ENOTDIR for a file in the
-    way, FileNotFoundError for a missing file or folder)."""
-    *folders, name = key.split("/")
-    where = os.open(folder, FOLDER_FLAGS)
+class NotRegular(ValueError):
+    """A path in a store that is not a regular file reached without a symbolic link (the message says what it is)."""
+
+
+def open_regular(folder: Path, key: str) -> tuple[int, int] | None:
+    """The open descriptor of the file at `key` ("c/0/1", "0.1", ".zattrs") below `folder` and
+    its size; None where there is no such file (or folder on its way). Each folder of the key is
+    opened without following a symbolic link, the file too and without blocking (a FIFO opens
+    at once), and it is checked once open: a NotRegular for a link, a folder, a FIFO, a device
+    or a file where a folder should be."""
+    parts = key.split("/")
     try:
-        for part in folders:
-            inner = os.open(part, FOLDER_FLAGS, dir_fd=where)
+        where = os.open(folder, FOLDER_FLAGS & ~os.O_NOFOLLOW)  # the array's own folder may be reached by a link
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise NotRegular(f"cannot be read: its array's folder cannot be opened ({error.strerror or error})") from None
+    for depth, part in enumerate(parts, start=1):
+        try:
+            inner = os.open(part, FILE_FLAGS if depth == len(parts) else FOLDER_FLAGS, dir_fd=where)
+        except OSError as error:
+            problem = None if isinstance(error, FileNotFoundError) else _unopened(part, where, error)
             os.close(where)
-            where = inner
-        return os.open(name, FILE_FLAGS, dir_fd=where)
-    finally:
+            if problem is None:
+                return None
+            raise NotRegular(problem) from None
         os.close(where)
+        where = inner
+    descriptor = where
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise NotRegular(f"is not a regular file (a {_kind(status.st_mode)})")
+    return descriptor, status.st_size
+
+
+def _unopened(part: str, folder: int, error: OSError) -> str:
+    """Why `part` of a key (in the open `folder`) could not be opened, in words."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISLNK(os.lstat(part, dir_fd=folder).st_mode):
+            return "is a symbolic link" + ("" if error.errno == errno.ELOOP else f" ({part!r}, a folder of chunks)")
+    if error.errno == errno.ENOTDIR:
+        return f"lies under {part!r}, a file where a folder of chunks should be"
+    return f"cannot be read ({error.strerror or error})"
 
 
 def _kind(mode: int) -> str:
