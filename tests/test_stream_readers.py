@@ -312,7 +312,8 @@ def test_an_interrupted_pyramid_stops_its_copy_and_leaves_nothing(tmp_path, monk
     assert len(list((tmp_path / "x.zarr").iterdir())) == 8 * 64 + 2  # the chunks, .zarray and .zattrs
     copied = []
     original = stores.shutil.copyfileobj
-    monkeypatch.setattr(stores.shutil, "copyfileobj", lambda a, b: copied.append(a) or time.sleep(0.002) or original(a, b))
+    monkeypatch.setattr(stores.shutil, "copyfileobj",
+                        lambda a, b: copied.append(a) or time.sleep(0.002) or original(a, b))
 
     def stop(done):
         raise KeyboardInterrupt

@@ -133,7 +133,7 @@ class ChunkFiles:
         except NotRegular as error:
             raise self.refusal(key, str(error)) from None
 
-    def keys(self) -> Iterator[tuple[int, ...]]:
+    def grid(self) -> Iterator[tuple[int, ...]]:
         """The coordinates of every chunk of the array's grid."""
         return itertools.product(*(range(-(-n // c)) for n, c in zip(self.shape, self.chunks, strict=True)))
 
@@ -367,7 +367,7 @@ def decode_exactly(stages: tuple, data: memoryview, target: np.ndarray) -> None:
     *filters, compressor = stages
     try:
         DECODERS[type(compressor).__name__](compressor, data, target)
-        for stage in reversed(filters):  # size-preserving filters (`_FILTERS`)
+        for stage in reversed(filters):  # size-preserving filters (`_size_preserving`)
             decoded = np.asarray(stage.decode(target.copy())).reshape(-1).view(np.uint8)
             _expect(len(decoded), len(target))
             target[:] = decoded
@@ -388,7 +388,8 @@ def _blosc(codec, data: memoryview, target: np.ndarray) -> None:
         raise CorruptChunk(f"holds {len(data)} bytes, less than a Blosc header")
     _expect(int.from_bytes(data[4:8], "little"), len(target))
     if int.from_bytes(data[12:16], "little") != len(data):
-        raise CorruptChunk(f"holds {len(data):,} bytes where its Blosc header says {int.from_bytes(data[12:16], 'little'):,}")
+        raise CorruptChunk(f"holds {len(data):,} bytes where its Blosc header says"
+                           f" {int.from_bytes(data[12:16], 'little'):,}")
     codec.decode(data, out=target)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
 import shutil
 import tempfile
 import threading
@@ -141,7 +140,7 @@ def copy_level0(files: ChunkFiles, folder: Path, *, chunks: bool = True, stop: t
         _copy_opened(files.open_file(name), folder / name)
     if not chunks:
         return
-    for coords in files.keys():
+    for coords in files.grid():
         if stop is not None and stop.is_set():
             return
         copy_chunk(files, coords, folder)
