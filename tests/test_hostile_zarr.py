@@ -162,6 +162,39 @@ def test_a_chunk_that_is_a_fifo_or_a_folder_is_refused_at_once(tmp_path, command
     assert kind.upper() in line.upper(), line
 
 
+ZARR_OWN_LAYOUTS = {  # read by zarr itself, not by the chunk-file reader
+    "sharded": lambda p: zarr.create_array(store=str(p), shape=(64, 64), chunks=(8, 8), shards=(32, 32), dtype="u1",
+                                           zarr_format=3),
+    "fortran": lambda p: zarr.create_array(store=str(p), shape=(64, 64), chunks=(32, 32), dtype="u1", zarr_format=2,
+                                           order="F"),
+    "lzma": lambda p: zarr.create_array(store=str(p), shape=(64, 64), chunks=(32, 32), dtype="u1", zarr_format=2,
+                                        compressors=numcodecs.LZMA()),
+}
+
+
+@pytest.mark.parametrize("damage", ["fifo", "link", "garbage"])
+@pytest.mark.parametrize("layout", list(ZARR_OWN_LAYOUTS))
+def test_layouts_zarr_reads_itself_refuse_damaged_files_too(tmp_path, layout, damage):
+    """Sharded, Fortran-ordered or LZMA stores (read by zarr): a shard or chunk that is a FIFO or a
+    link is refused before zarr opens it (it would wait forever, or follow the link), and one
+    zarr cannot decode is one line naming the store."""
+    store = tmp_path / "in.zarr"
+    array = ZARR_OWN_LAYOUTS[layout](store)
+    array[...] = numbers((64, 64))
+    key = array.metadata.encode_chunk_key((1, 0))
+    data = (store / key).read_bytes()
+    (store / key).unlink()
+    if damage == "fifo":
+        os.mkfifo(store / key)
+    elif damage == "link":
+        (tmp_path / "elsewhere").write_bytes(data)
+        os.symlink(tmp_path / "elsewhere", store / key)
+    else:
+        (store / key).write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.npy"
+    check_refused(run("pool", store, "-o", out, "-m", "max"), store, *((key,) if damage != "garbage" else ()), out=out)
+
+
 def test_chunks_never_written_read_as_the_fill_value(tmp_path):
     """A missing chunk file, and a missing folder of nested chunk keys, are legal: the fill value,
     as zarr reads them."""

@@ -287,6 +287,26 @@ def _v3_layout(array) -> tuple[np.dtype, list] | None:
     return (dtype, stages) if len(stages) <= 1 else None  # one compressor: its decoded size is a chunk's
 
 
+def check_storage_files(array, folder: Path, path: Path, index: tuple) -> None:
+    """Before zarr reads `index` of `array` (stored in local `folder`; a layout it reads itself):
+    every file the read touches (a chunk's, or a shard's) must be a regular file inside the
+    store or missing (`open_regular`), never a link, a folder or a FIFO zarr would wait on; an
+    InputError naming the store `path` and the key."""
+    shape = tuple(int(n) for n in array.shape)
+    unit = tuple(int(c) for c in (getattr(array, "shards", None) or array.chunks))
+    region = [range(*s.indices(n)) for s, n in zip(full_index(index, len(shape)), shape, strict=True)]
+    spans = [range(r.start // c, -(-r.stop // c)) if len(r) else range(0) for r, c in zip(region, unit, strict=True)]
+    for coords in itertools.product(*spans):
+        key = array.metadata.encode_chunk_key(coords)
+        try:
+            opened = open_regular(folder, key)
+        except NotRegular as error:
+            raise InputError(f"{path}: chunk {key!r} {error}; the store is damaged: rewrite that chunk, or delete"
+                             " its file to read the fill value") from None
+        if opened is not None:
+            os.close(opened[0])
+
+
 def full_index(index: tuple, ndim: int) -> tuple:
     """`index` with whole slices for the axes it leaves out."""
     return (*index, *(slice(None),) * (ndim - len(index)))

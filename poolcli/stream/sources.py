@@ -19,7 +19,7 @@ import numpy as np
 
 from ..engine import FAST_PATHS
 from ..errors import InputError, param
-from .chunkfiles import chunk_files
+from .chunkfiles import check_storage_files, chunk_files
 from .npyfile import NpyFile
 from .tiffsegments import TiffSegments
 
@@ -123,7 +123,7 @@ def _zarr_source(path: Path, dataset: str | None) -> Source:
         raise InputError(f"{path}: is a Zarr array, not a group; leave out {param('dataset')}")
     _check_zarr_array(path, node)
     folder = path / name if name else path
-    reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or ZarrReads(path, node)
+    reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or ZarrReads(path, node, folder)
     return Source(path, reader, "array", "ZARR", tuple(int(c) for c in node.chunks), name,
                   zarr_format=node.metadata.zarr_format)
 
@@ -167,17 +167,21 @@ def _check_zarr_array(path: Path, array) -> None:
 
 
 class ZarrReads:
-    """A Zarr array read by zarr itself (layouts `chunkfiles` leaves to it): its failures on a
-    damaged chunk are one InputError naming the store; its other attributes are the array's."""
+    """A Zarr array (stored in `folder` of the store at `path`) read by zarr itself (layouts
+    `chunkfiles` leaves to it): the files a read touches checked first (`check_storage_files`:
+    no link followed, no FIFO waited on), and zarr's failures on a damaged chunk one InputError
+    naming the store; its other attributes are the array's."""
 
-    def __init__(self, path: Path, array):
+    def __init__(self, path: Path, array, folder: Path):
         self.path = path
         self.array = array
+        self.folder = folder
 
     def __getattr__(self, name: str):
         return getattr(self.array, name)
 
     def __getitem__(self, index: tuple) -> np.ndarray:
+        check_storage_files(self.array, self.folder, self.path, index)
         try:
             return self.array[index]
         except (MemoryError, KeyboardInterrupt):
