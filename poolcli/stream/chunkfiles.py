@@ -91,7 +91,7 @@ class ChunkFiles:
             return np.full(self.chunks, self.fill_value, dtype=self.dtype)
         values = np.empty(self.chunks, self.dtype) if into is None else into
         try:
-            decode_exactly(self.stages, data, values.reshape(-1).view(np.uint8))
+            decode_exactly(self.stages, data, values.view(np.uint8).reshape(-1))  # `into` is contiguous
         except CorruptChunk as error:
             raise self.refusal(key, str(error)) from None
         return values
@@ -241,7 +241,8 @@ def _v2_layout(metadata) -> tuple[np.dtype, list] | None:
     if dtype.kind not in "biuf":
         return None
     filters = list(metadata.filters or [])
-    if not all(_size_preserving(f) for f in filters) or not _decodable(metadata.compressor):
+    if not all(_size_preserving(f) for f in filters) or not _decodable(metadata.compressor) \
+            or (filters and metadata.compressor is None):  # the last stage is the compressor, if any
         return None
     return dtype, filters + ([metadata.compressor] if metadata.compressor is not None else [])
 
