@@ -297,6 +297,12 @@ def ome_group(path: Path, multiscales) -> Path:
     return path
 
 
+def fifo_instead(path: Path, name: str) -> Path:
+    (path / name).unlink()
+    os.mkfifo(path / name)
+    return path
+
+
 DAMAGED = {
     "zero chunks": (lambda p: v2_metadata(p, chunks=[0, 0]), ()),
     "2^40 chunks": (lambda p: v2_metadata(p, chunks=[2**40, 2**40]), ()),
@@ -308,6 +314,9 @@ DAMAGED = {
     "dataset a group": (lambda p: ome_group(p, [{"datasets": [{"path": "0"}]}]), ("--dataset", "labels")),
     "dataset missing": (lambda p: ome_group(p, [{"datasets": [{"path": "0"}]}]), ("--dataset", "nope")),
     "dataset outside": (lambda p: ome_group(p, [{"datasets": [{"path": "0"}]}]), ("--dataset", "../other")),
+    "metadata a FIFO": (lambda p: fifo_instead(v2_metadata(p), ".zarray"), ()),
+    "dataset metadata a FIFO": (lambda p: fifo_instead(ome_group(p, [{"datasets": [{"path": "0"}]}]), "0/.zarray"),
+                                ()),
 }
 
 

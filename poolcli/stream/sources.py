@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..engine import FAST_PATHS
 from ..errors import InputError, param
-from .chunkfiles import check_storage_files, chunk_files
+from .chunkfiles import NotRegular, check_storage_files, chunk_files, open_regular
 from .npyfile import NpyFile
 from .tiffsegments import TiffSegments
 
@@ -112,6 +113,7 @@ def _zarr_source(path: Path, dataset: str | None) -> Source:
 
     if not _is_zarr(path):
         raise InputError(f"{path}: not a Zarr store (no zarr.json, .zarray or .zgroup); check the path")
+    _check_metadata_files(path, path)
     try:
         node: Any = zarr.open(str(path), mode="r")
     except Exception as error:  # zarr raises many kinds for a broken store
@@ -134,20 +136,53 @@ def _group_array(path: Path, group, name: str) -> tuple[str, Any]:
     import zarr
 
     parts = name.strip("/").split("/")
-    listed = ", ".join(sorted(group.array_keys())) or "(none)"
     if not name.strip("/") or any(part in ("", ".", "..") for part in parts):
-        raise InputError(f"{path}: {param('dataset')} {name!r} is not a path inside the store; pass one of {listed}")
+        raise InputError(f"{path}: {param('dataset')} {name!r} is not a path inside the store; pass one of"
+                         f" {_listed(path, group)}")
     if any((path / Path(*parts[:depth])).is_symlink() for depth in range(1, len(parts) + 1)):
         raise InputError(f"{path}: {param('dataset')} {name!r} is reached through a symbolic link; the arrays"
                          " read are the store's own folders")
+    for depth in range(1, len(parts) + 1):
+        _check_metadata_files(path, path.joinpath(*parts[:depth]))
     try:
         node = group["/".join(parts)]
     except Exception:  # zarr raises KeyError for a missing node, others for a broken one
         raise InputError(f"{path}: the group has no array {name!r}; pass {param('dataset')} with one of"
-                         f" {listed}") from None
+                         f" {_listed(path, group)}") from None
     if isinstance(node, zarr.Array):
         return "/".join(parts), node
-    raise InputError(f"{path}: {name!r} is a group, not an array; pass {param('dataset')} with one of {listed}")
+    raise InputError(f"{path}: {name!r} is a group, not an array; pass {param('dataset')} with one of"
+                     f" {_listed(path, group)}")
+
+
+ZARR_METADATA_FILES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def _check_metadata_files(path: Path, folder: Path) -> None:
+    """The metadata files zarr reads in `folder` (of the store at `path`) must be regular files or
+    missing (`open_regular`): a FIFO would hold zarr forever, a link would read another file."""
+    for name in ZARR_METADATA_FILES:
+        try:
+            opened = open_regular(folder, name)
+        except NotRegular as error:
+            raise InputError(f"{path}: {os.fsdecode(folder.relative_to(path) / name)} {error}; the store is"
+                             " damaged") from None
+        if opened is not None:
+            os.close(opened[0])
+
+
+def _array_names(path: Path, group) -> list[str]:
+    """The arrays of the store's root `group`, each child's metadata files checked before zarr
+    reads them (`_check_metadata_files`)."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                _check_metadata_files(path, Path(entry.path))
+    return sorted(group.array_keys())
+
+
+def _listed(path: Path, group) -> str:
+    return ", ".join(_array_names(path, group)) or "(none)"
 
 
 def _check_zarr_array(path: Path, array) -> None:
@@ -187,8 +222,24 @@ class ZarrReads:
         except (MemoryError, KeyboardInterrupt):
             raise
         except Exception as error:  # zarr and its codecs raise many kinds for a damaged chunk
+            _settle_zarr()
             raise InputError(f"{self.path}: cannot read its chunks ({type(error).__name__}:"
                              f" {' '.join(str(error).split())[:200]}); the store is damaged") from None
+
+
+def _settle_zarr() -> None:
+    """Wait for the reads zarr still runs after one of them failed (the others of that read go
+    on as tasks of its event loop, and would complain on stderr once the process is exiting)."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def others() -> None:
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        sync(others())
 
 
 def _default_dataset(path: Path, group) -> str:
@@ -198,7 +249,7 @@ def _default_dataset(path: Path, group) -> str:
     multiscales = attributes.get("multiscales") or (ome.get("multiscales") if isinstance(ome, dict) else None)
     if multiscales:
         return _full_resolution(path, multiscales)
-    names = sorted(group.array_keys())
+    names = _array_names(path, group)
     if len(names) != 1:
         raise InputError(f"{path}: the group holds {len(names)} arrays ({', '.join(names) or 'none'});"
                          f" pass {param('dataset')} NAME to choose one")
