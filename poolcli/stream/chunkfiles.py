@@ -379,7 +379,18 @@ def decode_exactly(stages: tuple, data: memoryview, target: np.ndarray) -> None:
     """Decode the chunk file bytes `data` (encoded by `stages`, filters first) into `target`, a
     chunk's bytes (uint8), never writing past it nor leaving any of it unwritten: a CorruptChunk
     for data that decodes to any other size. The compressor learns the size first (its header,
-    or a decoder bounded to one byte more than a chunk), so a bomb is never inflated."""
+    or a decoder bounded to one byte more than a chunk), so a bomb is never inflated.
+
+    >>> import numcodecs
+    >>> chunk = np.empty(4, np.uint8)
+    >>> decode_exactly((numcodecs.Zlib(),), memoryview(numcodecs.Zlib().encode(b"abcd")), chunk)
+    >>> bytes(chunk)
+    b'abcd'
+    >>> decode_exactly((numcodecs.Zlib(),), memoryview(numcodecs.Zlib().encode(b"ab")), chunk)
+    Traceback (most recent call last):
+    ...
+    poolcli.stream.chunkfiles.CorruptChunk: decodes to 2 bytes, not one chunk's 4
+    """
     if not stages:
         if len(data) != len(target):
             raise CorruptChunk(f"holds {len(data):,} bytes, not {len(target):,}")
