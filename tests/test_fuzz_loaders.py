@@ -904,9 +904,195 @@ def test_streamed_tiff_mutants(tmp_path, variant):
                           + "\n".join(failures[:12]))
 
 
+# ------------------------------------------------------------------ Zarr chunk files through the streamed reader
+#
+# Small Zarr stores (v2 and v3, every codec the chunk-file reader decodes, a filter) whose chunk
+# files are mutated: truncated, bits flipped, bytes overwritten, grown (random bytes, the file
+# twice over), emptied, swapped with another chunk's, deleted (the fill value), or replaced by a
+# folder, a symbolic link (to the chunk copied outside the store) or a FIFO. Every case read
+# through `stream.open_source(...).read` must give exactly what zarr reads, or one InputError
+# line naming the store; a chunk that is not a regular file inside the store must be refused.
+
+ZARR_CASES = max(1, CASES // 3)
+ZARR_SHAPE, ZARR_CHUNKS = (20, 28), (8, 8)  # edge chunks on both axes
+ZARR_VARIANTS = {
+    **{f"zarr2-{name}": (2, name) for name in ("blosc", "zstd", "lz4", "zlib", "gzip", "bz2", "none", "delta")},
+    **{f"zarr3-{name}": (3, name) for name in ("blosc", "zstd", "gzip", "none")},
+}
+SPECIAL = ("folder", "link", "fifo")  # chunk files that are not regular files inside the store: always refused
+
+
+def _zarr_codecs(fmt: int, name: str) -> dict:
+    import numcodecs
+    import zarr
+
+    if fmt == 3:
+        return {"compressors": {"blosc": zarr.codecs.BloscCodec(cname="lz4", shuffle="bitshuffle"),
+                                "zstd": zarr.codecs.ZstdCodec(level=3, checksum=True),
+                                "gzip": zarr.codecs.GzipCodec(level=1), "none": None}[name]}
+    compressors = {"blosc": numcodecs.Blosc(cname="zstd", shuffle=numcodecs.Blosc.SHUFFLE), "zstd": numcodecs.Zstd(),
+                   "lz4": numcodecs.LZ4(), "zlib": numcodecs.Zlib(1), "gzip": numcodecs.GZip(1),
+                   "bz2": numcodecs.BZ2(1), "none": None, "delta": numcodecs.Blosc(cname="lz4")}
+    return {"compressors": compressors[name],
+            "filters": [numcodecs.Delta(dtype="<u2")] if name == "delta" else None}
+
+
+def zarr_store(folder: Path, variant: str) -> Path:
+    """The valid store of `variant` at `folder`: uint16 values, the last chunk never written."""
+    import zarr
+
+    fmt, name = ZARR_VARIANTS[variant]
+    array = zarr.create_array(store=str(folder), shape=ZARR_SHAPE, chunks=ZARR_CHUNKS, dtype="<u2", zarr_format=fmt,
+                              fill_value=7, **_zarr_codecs(fmt, name))
+    values = _image(ZARR_SHAPE, 40).astype(np.uint16) * 255 + np.arange(ZARR_SHAPE[1], dtype=np.uint16)
+    array[:16] = values[:16]
+    array[16:, :24] = values[16:, :24]
+    return folder
+
+
+def _chunk_files(store: Path) -> list[Path]:
+    metadata = (".zarray", ".zattrs", "zarr.json")
+    return sorted(p for p in store.rglob("*") if p.is_file() and p.name not in metadata)
+
+
+def mutate_store(store: Path, rng: random.Random) -> list[str]:
+    """Mutate 1-3 chunk files of `store` in place (deterministic in `rng`); what was done."""
+    done = []
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        files = [p for p in _chunk_files(store) if not p.is_symlink()]
+        if not files:
+            break
+        path = rng.choice(files)
+        data = bytearray(path.read_bytes())
+        how = rng.choice(("truncate", "flip", "set", "put", "grow", "twice", "empty", "swap", "delete", *SPECIAL))
+        key = os.fsdecode(path.relative_to(store))
+        if how in ("truncate", "flip", "set", "put", "grow") and len(data) >= 2:
+            how = {"truncate": truncate, "flip": flip_bits, "set": set_bytes, "put": put_integer,
+                   "grow": insert_random}[how](rng, data, "")
+            path.write_bytes(bytes(data))
+        elif how == "twice":
+            path.write_bytes(bytes(data) * 2)
+        elif how == "empty":
+            path.write_bytes(b"")
+        elif how == "swap" and len(files) > 1:
+            path.write_bytes(rng.choice([f for f in files if f != path]).read_bytes())
+        elif how == "delete":
+            path.unlink()
+        elif how in SPECIAL:
+            path.unlink()
+            if how == "folder":
+                path.mkdir()
+            elif how == "fifo":
+                os.mkfifo(path)
+            else:
+                outside = store.parent / f"outside-{len(done)}"
+                outside.write_bytes(bytes(data))
+                os.symlink(outside, path)
+        done.append(f"{how} {key}")
+    return done
+
+
+def zarr_mutant(folder: Path, variant: str, case: int) -> tuple[Path, list[str]]:
+    """Case `case` of `variant`, written under `folder` (deterministic); the store and its mutations."""
+    store = zarr_store(folder / f"{variant}-{case}.zarr", variant)
+    return store, mutate_store(store, random.Random(f"{SEED}:{variant}:{case}"))
+
+
+def run_zarr_case(store: Path, mutations: list[str], sink) -> tuple[str | None, float]:
+    """Read `store` whole through the streamed reader; (the problem, or None; seconds)."""
+    import zarr
+
+    from poolcli.stream import open_source
+
+    problem, special = None, any(m.split()[0] in SPECIAL for m in mutations)
+    with captured_stderr(sink) as chatter, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        started = time.perf_counter()
+        try:
+            with open_source(store) as source:
+                got = source.read((slice(None), slice(None)))
+        except InputError as error:
+            message = str(error)
+            if "\n" in message or str(store) not in message:
+                problem = f"InputError not one line naming the store: {message!r}"
+        except Exception as error:  # noqa: BLE001 - any other type is the finding
+            problem = f"{type(error).__module__}.{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        else:
+            if special:
+                problem = "read a chunk that is not a regular file inside the store"
+            else:
+                try:
+                    expected = zarr.open_array(str(store), mode="r")[...]
+                except Exception as error:  # noqa: BLE001
+                    problem = f"read values where zarr refuses the store ({type(error).__name__}: {error})"
+                else:
+                    if got.shape != expected.shape or not np.array_equal(got, expected):
+                        problem = "values differ from zarr's"
+        seconds = time.perf_counter() - started
+    if problem is None and caught:
+        problem = f"warning escaped the reader: {caught[0].category.__name__}: {caught[0].message}"
+    if problem is None and chatter[0].strip():
+        problem = f"chatter on stderr: {chatter[0].strip()[:300]!r}"
+    if problem is None and seconds > SLOW_SECONDS:
+        problem = f"took {seconds:.1f} s"
+    return problem, seconds
+
+
+def test_every_zarr_variant_reads_unmutated(tmp_path):
+    with tempfile.TemporaryFile() as sink:
+        for variant in ZARR_VARIANTS:
+            store = zarr_store(tmp_path / f"{variant}.zarr", variant)
+            problem, _ = run_zarr_case(store, [], sink)
+            assert problem is None, f"{variant}: {problem}"
+
+
+@pytest.mark.parametrize("variant", list(ZARR_VARIANTS))
+def test_zarr_chunk_mutants(tmp_path, variant):
+    failures = []
+    with tempfile.TemporaryFile() as sink:
+        for case in range(ZARR_CASES):
+            store, mutations = zarr_mutant(tmp_path, variant, case)
+            problem, _ = run_zarr_case(store, mutations, sink)
+            if problem is not None:
+                failures.append(f"seed {SEED} case {variant}#{case} ({'; '.join(mutations)}): {problem}")
+    assert not failures, (f"{len(failures)} of {ZARR_CASES} mutants of {variant} broke the Zarr reader (rewrite one"
+                          f" with `python tests/test_fuzz_loaders.py {variant} CASE`):\n" + "\n".join(failures[:12]))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and wait4 (tests/hostile.py)")
+def test_pool_on_zarr_mutants_in_a_subprocess(tmp_path):
+    """A few mutants (one per variant, FIFOs included) through `python -m poolcli pool`: exit 0 with
+    zarr's values pooled, or exit 1 with one line naming the store; never a hang."""
+    import zarr
+
+    from poolcli import pool
+
+    failures = []
+    for variant in ZARR_VARIANTS:
+        store, mutations = zarr_mutant(tmp_path, variant, 20_000)
+        target = tmp_path / f"{variant}.npy"
+        result = hostile.run("pool", store, "-o", target, "-m", "max")
+        where = f"seed {SEED} case {variant}#20000 ({'; '.join(mutations)})"
+        lines = result.err_lines
+        if result.timed_out or result.code not in (0, 1) or "Traceback" in result.err_text:
+            failures.append(f"{where}: {result}")
+        elif result.code == 1 and (len(lines) != 1 or not lines[0].startswith("poolcli: error:")
+                                   or str(store) not in lines[0]):
+            failures.append(f"{where}: exit 1 with stderr {result.err_text[:400]!r}")
+        elif result.code == 0 and (lines or any(m.split()[0] in SPECIAL for m in mutations) or not np.array_equal(
+                np.load(target), pool(zarr.open_array(str(store), mode="r")[...], 2, mode="max"))):
+            failures.append(f"{where}: exit 0 but not zarr's values pooled: {result}")
+    assert not failures, "\n".join(failures)
+
+
 if __name__ == "__main__":  # python tests/test_fuzz_loaders.py VARIANT CASE [FOLDER]
     chosen, number = sys.argv[1], int(sys.argv[2])
     folder = Path(sys.argv[3] if len(sys.argv) > 3 else ".")
+    if chosen in ZARR_VARIANTS:
+        written_store, how = zarr_mutant(folder, chosen, number)
+        print(written_store, "; ".join(how))
+        sys.exit()
     streamed = chosen.startswith("stream:")  # a streamed TIFF variant: stream:tiled-zlib
     content, how = stream_mutant(chosen[7:], number) if streamed else mutant(chosen, number)
     written = folder / f"{chosen[7:]}-{number}.tif" if streamed else folder / f"{chosen}-{number}{VARIANTS[chosen][0]}"

@@ -41,7 +41,7 @@ def zarr_cases(draw):
     chunks = tuple(draw(st.integers(1, n + 3)) for n in shape)
     fmt = draw(st.sampled_from((2, 3)))
     dtype = draw(st.sampled_from(READER_DTYPES))
-    codecs = ("blosc", "zstd", "gzip", "none", "delta") if fmt == 2 else ("blosc", "zstd", "gzip", "none")
+    codecs = ("blosc", "zstd", "gzip", "none", "delta", "lz4", "bz2") if fmt == 2 else ("blosc", "zstd", "gzip", "none")
     codec = draw(st.sampled_from(codecs))
     sparse, region, seed = draw(st.booleans()), draw(regions(shape)), draw(st.integers(0, 99))
     return shape, chunks, fmt, np.dtype(dtype), codec, sparse, region, seed
@@ -50,7 +50,7 @@ def zarr_cases(draw):
 def _v2_codecs(codec: str, dtype: np.dtype) -> dict:
     compressors = {"blosc": numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE),
                    "zstd": numcodecs.Zstd(level=1), "gzip": numcodecs.GZip(level=1), "none": None,
-                   "delta": numcodecs.Zlib(level=1)}
+                   "delta": numcodecs.Zlib(level=1), "lz4": numcodecs.LZ4(), "bz2": numcodecs.BZ2(level=1)}
     filters = [numcodecs.Delta(dtype=dtype.str)] if codec == "delta" and dtype.kind in "iu" else None
     return dict(compressors=compressors[codec], filters=filters)
 
@@ -311,8 +311,9 @@ def test_an_interrupted_pyramid_stops_its_copy_and_leaves_nothing(tmp_path, monk
                       zarr_format=2)[...] = x
     assert len(list((tmp_path / "x.zarr").iterdir())) == 8 * 64 + 2  # the chunks, .zarray and .zattrs
     copied = []
-    original = stores.shutil.copyfile
-    monkeypatch.setattr(stores.shutil, "copyfile", lambda a, b: copied.append(a) or time.sleep(0.002) or original(a, b))
+    original = stores.shutil.copyfileobj
+    monkeypatch.setattr(stores.shutil, "copyfileobj",
+                        lambda a, b: copied.append(a) or time.sleep(0.002) or original(a, b))
 
     def stop(done):
         raise KeyboardInterrupt

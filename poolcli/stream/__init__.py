@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import OutputError
 from .heap import tune_malloc
 from .pooling import DEFAULT_MEMORY, Progress, output_dtype, stream_pool, streamed_plan
-from .pyramid import DEFAULT_MIN_SIZE, Pyramid, level_count
+from .pyramid import DEFAULT_MIN_SIZE, Pyramid, check_memory, level_count
 from .sinks import COMPRESSIONS, SINK_SUFFIXES, StoreOptions, open_sink, sink_format
 from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, is_big_input, open_source
 from .stores import write_ome_zarr, write_pyramid_tiff
@@ -78,4 +78,5 @@ def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memor
     source.check_memory(memory)
     target = Path(target)
     writer = write_pyramid_tiff if pyramid_format(target) == "TIFF" else write_ome_zarr
+    check_memory(source, pyramid, memory // 2)  # refused from sizes, before anything is written
     return writer(source, pyramid, target, options, memory, overwrite=overwrite, progress=progress)

@@ -86,6 +86,20 @@ def _check_room(geometry: AxisGeometry, inner: int, rows: int, memory: int) -> N
                     f" {param('memory')} {size_text(memory)} with the engine's work; raise {param('memory')}")
 
 
+def check_chunk_room(source: Source, memory: int) -> None:
+    """A Zarr input is read chunk by chunk, each decoded whole (its file and its values held at
+    once): one whose single chunk needs more than half of `memory` is refused from its metadata,
+    before anything is read or decoded."""
+    if source.format != "ZARR":
+        return
+    chunk = math.prod(source.chunks) * source.dtype.itemsize
+    if 2 * chunk > memory // 2:
+        raise PoolError(f"{source.path}: one chunk {'x'.join(map(str, source.chunks))} holds {size_text(chunk)}, and"
+                        f" reading it needs about {size_text(2 * chunk)}, more than half of {param('memory')}"
+                        f" {size_text(memory)}; raise {param('memory')} to {size_text(4 * chunk)} or more, or"
+                        " rechunk the store into smaller chunks")
+
+
 def size_text(count: float) -> str:
     """12 bytes, 3.4 KB, 56.7 MB, 1.2 GB."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
@@ -134,6 +148,7 @@ def stream_pool(source: Source, write: Callable[[tuple, np.ndarray], None], keyw
                 dtype: np.dtype | None, memory: int = DEFAULT_MEMORY, progress: Progress | None = None) -> None:
     """Pool `source` block by block into `write(index, values)`; reads overlap pooling and writing."""
     plan = streamed_plan(source.shape, keywords)
+    check_chunk_room(source, memory)
     explicit = explicit_keywords(plan, bool(keywords.get("ceil_mode", False)))
     scaled: contextlib.AbstractContextManager = contextlib.nullcontext()
     if MODES[plan.mode].power == "p" and plan.p > 2:

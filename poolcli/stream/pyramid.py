@@ -31,6 +31,7 @@ from ..core.modes import MODES
 from ..engine import FAST_PATHS, pool
 from ..engine.bands import fewest_rows
 from ..errors import PoolError, param
+from .pooling import check_chunk_room, size_text
 from .sources import Source
 
 DEFAULT_MIN_SIZE = 512
@@ -108,6 +109,20 @@ def band_rows(pyramid: Pyramid, dtype: np.dtype, row_bytes: int, memory: int, al
         unit = math.lcm(unit, chunk)
     fewest = unit * math.ceil(2 ** pyramid.levels * fewest_rows(2 ** pyramid.levels) / unit)
     return max(fewest, memory // max(1, factor * row_bytes) // unit * unit)
+
+
+def check_memory(source: Source, pyramid: Pyramid, memory: int, align: int = 1) -> None:
+    """Refuse, from sizes alone and before anything is read or written, a pyramid whose reads do
+    not fit `memory` (the bands' share of the budget): a Zarr chunk too large to decode
+    (`check_chunk_room`), or a band of the fewest rows `band_rows` allows larger than `memory`."""
+    check_chunk_room(source, 2 * memory)
+    axis = pyramid.spatial[0]
+    row_bytes = math.prod(source.shape[axis + 1:]) * source.dtype.itemsize
+    rows = band_rows(pyramid, source.dtype, row_bytes, 0, align)
+    if rows * row_bytes > memory:
+        raise PoolError(f"{source.path}: one band of {rows} rows of {pyramid.levels} levels holds"
+                        f" {size_text(rows * row_bytes)}, more than {param('memory')} allows for it"
+                        f" ({size_text(memory)}); raise {param('memory')}, or pool fewer levels at once")
 
 
 def working_factor(pyramid: Pyramid, dtype: np.dtype) -> int:

@@ -9,6 +9,8 @@ which returns the selected block as an in-memory NumPy array.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from ..errors import InputError, param
 from ..io.chatter import quiet_logs
 from ..io.formats import input_errors, one_line
 from ..io.tiff import check_segments, tifffile_decodes
-from .chunkfiles import chunk_files
+from .chunkfiles import NotRegular, check_storage_files, chunk_files, open_regular
 from .npyfile import NpyFile
 from .tiffsegments import SEGMENT_SHARE, TiffSegments
 
@@ -121,38 +123,159 @@ def _zarr_source(path: Path, dataset: str | None) -> Source:
 
     if not _is_zarr(path):
         raise InputError(f"{path}: not a Zarr store (no zarr.json, .zarray or .zgroup); check the path")
+    _check_metadata_files(path, path)
     try:
         node: Any = zarr.open(str(path), mode="r")
     except Exception as error:  # zarr raises many kinds for a broken store
         raise InputError(f"{path}: cannot open the Zarr store ({type(error).__name__}: {error})") from None
     name = ""
     if isinstance(node, zarr.Group):
-        name = dataset if dataset is not None else _default_dataset(path, node)
-        try:
-            node = node[name]
-        except KeyError:
-            raise InputError(f"{path}: the group has no array {name!r}; pass {param('dataset')} with one of"
-                             f" {', '.join(sorted(node.array_keys())) or '(none)'}") from None
+        name, node = _group_array(path, node, dataset if dataset is not None else _default_dataset(path, node))
     elif dataset:
         raise InputError(f"{path}: is a Zarr array, not a group; leave out {param('dataset')}")
-    if np.dtype(node.dtype).kind not in "biuf":
-        raise InputError(f"{path}: dtype {node.dtype} cannot be pooled; use bool, integer or float data")
+    _check_zarr_array(path, node)
     folder = path / name if name else path
-    reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or node  # else zarr's own reads
+    reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or ZarrReads(path, node, folder)
     return Source(path, reader, "array", "ZARR", tuple(int(c) for c in node.chunks), name,
                   zarr_format=node.metadata.zarr_format)
 
 
+def _group_array(path: Path, group, name: str) -> tuple[str, Any]:
+    """The array `name` of `group` (a path inside the store, reached without a symbolic link) and
+    that path; an InputError naming the store where there is none."""
+    import zarr
+
+    parts = name.strip("/").split("/")
+    if not name.strip("/") or any(part in ("", ".", "..") for part in parts):
+        raise InputError(f"{path}: {param('dataset')} {name!r} is not a path inside the store; pass one of"
+                         f" {_listed(path, group)}")
+    if any((path / Path(*parts[:depth])).is_symlink() for depth in range(1, len(parts) + 1)):
+        raise InputError(f"{path}: {param('dataset')} {name!r} is reached through a symbolic link; the arrays"
+                         " read are the store's own folders")
+    for depth in range(1, len(parts) + 1):
+        _check_metadata_files(path, path.joinpath(*parts[:depth]))
+    try:
+        node = group["/".join(parts)]
+    except Exception:  # zarr raises KeyError for a missing node, others for a broken one
+        raise InputError(f"{path}: the group has no array {name!r}; pass {param('dataset')} with one of"
+                         f" {_listed(path, group)}") from None
+    if isinstance(node, zarr.Array):
+        return "/".join(parts), node
+    raise InputError(f"{path}: {name!r} is a group, not an array; pass {param('dataset')} with one of"
+                     f" {_listed(path, group)}")
+
+
+ZARR_METADATA_FILES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def _check_metadata_files(path: Path, folder: Path) -> None:
+    """The metadata files zarr reads in `folder` (of the store at `path`) must be regular files or
+    missing (`open_regular`): a FIFO would hold zarr forever, a link would read another file."""
+    for name in ZARR_METADATA_FILES:
+        try:
+            opened = open_regular(folder, name)
+        except NotRegular as error:
+            raise InputError(f"{path}: {os.fsdecode(folder.relative_to(path) / name)} {error}; the store is"
+                             " damaged") from None
+        if opened is not None:
+            os.close(opened[0])
+
+
+def _array_names(path: Path, group) -> list[str]:
+    """The arrays of the store's root `group`, each child's metadata files checked before zarr
+    reads them (`_check_metadata_files`)."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                _check_metadata_files(path, Path(entry.path))
+    return sorted(group.array_keys())
+
+
+def _listed(path: Path, group) -> str:
+    return ", ".join(_array_names(path, group)) or "(none)"
+
+
+def _check_zarr_array(path: Path, array) -> None:
+    """An array whose metadata can be read block by block: a dtype to pool, every chunk side at
+    least 1, a chunk and the whole within what NumPy can index; an InputError naming the store."""
+    if np.dtype(array.dtype).kind not in "biuf":
+        raise InputError(f"{path}: dtype {array.dtype} cannot be pooled; use bool, integer or float data")
+    shape, chunks = tuple(int(n) for n in array.shape), tuple(int(c) for c in array.chunks)
+    itemsize = np.dtype(array.dtype).itemsize
+    if len(chunks) != len(shape) or any(c < 1 for c in chunks):
+        raise InputError(f"{path}: chunk shape {chunks} does not fit shape {shape} (each side must be >= 1);"
+                         " the store's metadata is damaged")
+    limit = np.iinfo(np.intp).max
+    if math.prod(chunks) * itemsize > limit or math.prod(shape) * itemsize > limit:
+        raise InputError(f"{path}: shape {shape} with chunks {chunks} is larger than any array can be;"
+                         " the store's metadata is damaged")
+
+
+class ZarrReads:
+    """A Zarr array (stored in `folder` of the store at `path`) read by zarr itself (layouts
+    `chunkfiles` leaves to it): the files a read touches checked first (`check_storage_files`:
+    no link followed, no FIFO waited on), and zarr's failures on a damaged chunk one InputError
+    naming the store; its other attributes are the array's."""
+
+    def __init__(self, path: Path, array, folder: Path):
+        self.path = path
+        self.array = array
+        self.folder = folder
+
+    def __getattr__(self, name: str):
+        return getattr(self.array, name)
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        check_storage_files(self.array, self.folder, self.path, index)
+        try:
+            return self.array[index]
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # zarr and its codecs raise many kinds for a damaged chunk
+            _settle_zarr()
+            raise InputError(f"{self.path}: cannot read its chunks ({type(error).__name__}:"
+                             f" {' '.join(str(error).split())[:200]}); the store is damaged") from None
+
+
+def _settle_zarr() -> None:
+    """Wait for the reads zarr still runs after one of them failed (the others of that read go
+    on as tasks of its event loop, and would complain on stderr once the process is exiting)."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def others() -> None:
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        sync(others())
+
+
 def _default_dataset(path: Path, group) -> str:
     """An OME-Zarr image's full resolution, or a group's only array."""
-    multiscales = group.attrs.get("multiscales") or group.attrs.get("ome", {}).get("multiscales")
+    attributes = group.attrs.asdict()
+    ome = attributes.get("ome")
+    multiscales = attributes.get("multiscales") or (ome.get("multiscales") if isinstance(ome, dict) else None)
     if multiscales:
-        return str(multiscales[0]["datasets"][0]["path"])
-    names = sorted(group.array_keys())
+        return _full_resolution(path, multiscales)
+    names = _array_names(path, group)
     if len(names) != 1:
         raise InputError(f"{path}: the group holds {len(names)} arrays ({', '.join(names) or 'none'});"
                          f" pass {param('dataset')} NAME to choose one")
     return names[0]
+
+
+def _full_resolution(path: Path, multiscales: object) -> str:
+    """The path of the first dataset of the first multiscale image (OME-NGFF); an InputError
+    naming the store where the metadata says no such thing."""
+    first = multiscales[0] if isinstance(multiscales, list) and multiscales else None
+    datasets = first.get("datasets") if isinstance(first, dict) else None
+    dataset = datasets[0] if isinstance(datasets, list) and datasets else None
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("path"), str) or not dataset["path"]:
+        raise InputError(f"{path}: its OME-Zarr metadata (multiscales) names no dataset path; fix the metadata,"
+                         f" or pass {param('dataset')} NAME")
+    return dataset["path"]
 
 
 @contextlib.contextmanager

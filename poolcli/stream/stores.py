@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -122,32 +121,51 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
 ZARR_METADATA = (".zarray", ".zattrs", "zarr.json")
 
 
-def level0_origin(source: Source, order: tuple[int, ...], options: StoreOptions) -> Path | None:
-    """The folder of a Zarr input whose encoded chunks are level 0 as they are (the output's Zarr
-    format, NGFF's axis order): copied as files, no decoding, no encoding. None for others."""
+def level0_origin(source: Source, order: tuple[int, ...], options: StoreOptions) -> ChunkFiles | None:
+    """The chunk files of a Zarr input whose encoded chunks are level 0 as they are (the output's
+    Zarr format, NGFF's axis order, chunk files read straight): copied as files, no decoding, no
+    encoding. None for others."""
     if source.format != "ZARR" or order != tuple(range(len(order))) or source.zarr_format != options.zarr_format:
         return None
-    return source.path / source.dataset if source.dataset else source.path
+    return source.array if isinstance(source.array, ChunkFiles) else None
 
 
-def copy_level0(origin: Path, folder: Path, *, chunks: bool = True, stop: threading.Event | None = None) -> None:
-    """Copy the Zarr array at `origin` to `folder` file by file (with `chunks` False its metadata
-    only: the chunk files are left to the readers of its tiles, `copy_chunk_files`), stopping
-    between two files once `stop` is set."""
-    for where, folders, names in os.walk(origin):
-        into = folder / Path(where).relative_to(origin)
-        into.mkdir(parents=True, exist_ok=True)
-        if not chunks:
-            folders.clear()
-            names = [name for name in names if name in ZARR_METADATA]
-        for name in names:
-            if stop is not None and stop.is_set():
-                return
-            shutil.copyfile(Path(where) / name, into / name)
+def copy_level0(files: ChunkFiles, folder: Path, *, chunks: bool = True, stop: threading.Event | None = None) -> None:
+    """Copy the Zarr array of `files` to `folder`: its metadata files, then (with `chunks`) the
+    chunk file of every chunk of its grid that has one (`copy_chunk`), stopping between two files
+    once `stop` is set. Nothing else of its folder is copied, and no link is followed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ZARR_METADATA:
+        _copy_opened(files.open_file(name), folder / name)
+    if not chunks:
+        return
+    for coords in files.grid():
+        if stop is not None and stop.is_set():
+            return
+        copy_chunk(files, coords, folder)
+
+
+def copy_chunk(files: ChunkFiles, coords: tuple[int, ...], folder: Path) -> None:
+    """Copy the chunk file at `coords` as it is into `folder` (none for a chunk never written: the
+    fill value); an InputError naming the store for one that is not a regular file in it or is
+    larger than a chunk can be encoded (`ChunkFiles.open_chunk`)."""
+    key = files.key(coords)
+    opened = files.open_chunk(key)
+    if opened is not None:
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        _copy_opened(opened, folder / key)
+
+
+def _copy_opened(opened: tuple[int, int] | None, target: Path) -> None:
+    """Copy the open file `opened` (descriptor, size; closed here) to `target`; nothing for None."""
+    if opened is None:
+        return
+    with open(opened[0], "rb") as source, open(target, "wb") as copy:
+        shutil.copyfileobj(source, copy)
 
 
 @contextlib.contextmanager
-def level0_copied_meanwhile(origin: Path | None, folder: Path) -> Iterator[None]:
+def level0_copied_meanwhile(origin: ChunkFiles | None, folder: Path) -> Iterator[None]:
     """Copy level 0 (`copy_level0`) on a thread while the block runs; wait for it at the end of
     the block (its error raised), or stop it between two files if the block fails."""
     if origin is None:
@@ -169,11 +187,7 @@ def copy_chunk_files(source: ChunkFiles, folder: Path, region: tuple) -> None:
     tile's slices): each chunk is copied by exactly one tile."""
     spans = [range(-(-s.start // c), -(-s.stop // c)) for s, c in zip(region, source.chunks, strict=True)]
     for coords in itertools.product(*spans):
-        key = source.key(coords)
-        target = folder / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):  # a chunk never written: the fill value, no file
-            shutil.copyfile(source.folder / key, target)
+        copy_chunk(source, coords, folder)
 
 
 class _LevelWriter(AlignedWriter):
