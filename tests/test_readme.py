@@ -1,6 +1,7 @@
 """The README's promises: its Python example runs, and CI runs its test command."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,3 +24,18 @@ def test_ci_runs_the_quick_start_test_command():
     assert len(quick_start) == 2
     test_command = quick_start[1].split("&&")[-1].strip()
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_ci_installs_with_the_quick_start_install_step():
+    quick_start = re.search(r"## Quick start\n\n```bash\n(.*?)```", README, re.S).group(1).strip().splitlines()
+    install_step = quick_start[1].split("&&")[0].strip()
+    assert (ROOT / install_step).is_file(), "the test command's install step is a script of the repository"
+    assert install_step in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_install_script_skips_what_is_already_there():
+    """Where the suite runs, everything is installed: a second run installs nothing and says nothing."""
+    done = subprocess.run([str(ROOT / "scripts" / "install-test-deps")], capture_output=True, text=True,
+                          timeout=60, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""

@@ -118,7 +118,7 @@ class Job:
     source: Path
     target: Path
     compare: Path | None
-    replace: bool = False  # --skip-existing found an incomplete file at the target: pool it again
+    replace: bool = False  # --skip-existing found an output missing, empty or cut: pool it again, replacing the others
 
     def outputs(self) -> tuple[Path, ...]:
         return (self.target,) if self.compare is None else (self.target, self.compare)

@@ -5,21 +5,35 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 from pathlib import Path
 
 from .. import io
 from .options import Job
 
+RANDOM_NAME = re.compile(r"[a-z0-9_]{8}")  # the part tempfile.mkstemp adds to io.atomic_output's names
+
 
 def sweep(job: Job) -> None:
-    """Remove what a killed write may have left: io.atomic_output's `.<name>.<random>.tmp`."""
+    """Remove what a killed write may have left: io.atomic_output's `.<name>.<random>.tmp`, and
+    nothing else (a user's own `notes.tmp` or `.<name>.tmp` stays)."""
     for output in job.outputs():
         prefix = io.temporary_prefix(output)
         with contextlib.suppress(OSError), os.scandir(output.parent) as scan:
             for entry in scan:
-                if entry.name.startswith(prefix) and entry.name.endswith(io.TEMPORARY_SUFFIX):
+                if is_temporary_of(entry.name, prefix):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
+
+
+def is_temporary_of(name: str, prefix: str) -> bool:
+    """Whether `name` is one of the temporary files that begin with `prefix` (`io.temporary_prefix`).
+
+    >>> [is_temporary_of(n, ".a.png.") for n in (".a.png.k3_x9q0z.tmp", ".a.png.tmp", ".a.png.mine.tmp")]
+    [True, False, False]
+    """
+    middle = name[len(prefix):-len(io.TEMPORARY_SUFFIX)]
+    return name.startswith(prefix) and name.endswith(io.TEMPORARY_SUFFIX) and bool(RANDOM_NAME.fullmatch(middle))
 
 
 def right_match(relative: str, pattern: str) -> bool:

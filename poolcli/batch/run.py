@@ -183,10 +183,10 @@ class Batch:
                     problem = folders[output.parent]
             if problem is not None:
                 yield failed_result(source, target, f"{source}: {problem}")
-            elif self.options.skip_existing and os.path.lexists(target):
-                if io.is_complete(target):
+            elif self.options.skip_existing and any(os.path.lexists(path) for path in job.outputs()):
+                if all(io.is_complete(path) for path in job.outputs()):
                     yield FileResult(str(source), str(target), status="skipped", error="output exists")
-                else:  # empty or cut short (a crash of another tool): not done, so done again
+                else:  # one missing (a run killed between them), empty or cut short: not done, so done again
                     yield dataclasses.replace(job, replace=True)
             else:
                 yield job

@@ -12,7 +12,7 @@ from ..errors import PoolError
 from .backward import backward_pass
 from .forward import forward_pass
 from .layout import batch_size, flat_targets, pooled_last, restore_layout
-from .lazy import is_dask_array, lazy_adaptive, lazy_backward, lazy_pool
+from .lazy import is_dask_array, known_shape, lazy_adaptive, lazy_backward, lazy_pool
 
 
 def pool(
@@ -62,7 +62,7 @@ def pool(
     if not lazy:
         xp, x = _checked_input(x)
     plan = plan_pool(
-        tuple(int(n) for n in x.shape), window, stride, padding=padding, dilation=dilation, axes=axes, mode=mode,
+        known_shape(x) if lazy else x.shape, window, stride, padding=padding, dilation=dilation, axes=axes, mode=mode,
         count_include_pad=count_include_pad, divisor_override=divisor_override, p=p,
         pad_mode=pad_mode, nan_policy=nan_policy, ceil_mode=ceil_mode,
         return_indices=return_indices, dtype=dtype,
@@ -88,7 +88,7 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
     [[7.5]]
     """
     if is_dask_array(x):
-        plan = plan_adaptive(tuple(int(n) for n in x.shape), output_size, axes, mode=mode, p=p,
+        plan = plan_adaptive(known_shape(x), output_size, axes, mode=mode, p=p,
                              nan_policy=nan_policy, dtype=dtype, return_indices=return_indices)
         return lazy_adaptive(x, plan, lambda block: adaptive_pool(
             block, output_size, mode=mode, axes=axes, dtype=dtype, p=p, nan_policy=nan_policy))
@@ -115,8 +115,9 @@ def pool_backward(grad_output, x, window, stride=None, **keywords):
         import dask.array as da
 
         x = da.asarray(x)
-        plan = plan_pool(tuple(int(n) for n in x.shape), window, stride, **keywords)
-        if tuple(int(n) for n in grad_output.shape) != plan.out_shape:
+        plan = plan_pool(known_shape(x), window, stride, **keywords)
+        grad_shape = known_shape(grad_output) if is_dask_array(grad_output) else tuple(grad_output.shape)
+        if grad_shape != plan.out_shape:
             raise PoolError(f"grad_output has shape {tuple(grad_output.shape)} but pooling gives {plan.out_shape};"
                             " pass the gradient of the pooled output")
         return lazy_backward(grad_output, x, plan, bool(keywords.get("ceil_mode", False)), pool_backward,

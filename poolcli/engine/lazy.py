@@ -73,6 +73,15 @@ def is_dask_array(x: object) -> bool:
     return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "chunks") and hasattr(x, "dask")
 
 
+def known_shape(x) -> tuple[int, ...]:
+    """The shape of Dask array `x`; a PoolError where a chunk's size is unknown (NaN, after
+    boolean indexing): no window can be placed before they are computed."""
+    if any(math.isnan(n) for n in x.shape):
+        raise PoolError(f"a Dask array of unknown chunk sizes (shape {tuple(x.shape)}) cannot be pooled;"
+                        " call x.compute_chunk_sizes() first")
+    return tuple(int(n) for n in x.shape)
+
+
 def lazy_pool(x, plan: PoolPlan, ceil_mode: bool, dtype: np.dtype | None, pool: Callable):
     """The lazy pooling of Dask array `x` by `plan` (sliding windows), `pool` pooling each block."""
     import dask.array as da

@@ -270,11 +270,12 @@ def _outputs_over(g: AxisGeometry, lo: int, length: int) -> tuple[int, int, int,
     padding beyond it), and the input span [start, stop) their taps read.
 
     >>> g = plan_pool((10,), 3, 2, padding=1).axes[0]
-    >>> _outputs_over(g, 0, 10), _outputs_over(g, 4, 2)
-    ((0, 5, -1, 10), (2, 4, 3, 8))
+    >>> _outputs_over(g, 0, 10), _outputs_over(g, 4, 2), _outputs_over(plan_pool((11,), 2).axes[0], 10, 1)
+    ((0, 5, -1, 10), (2, 4, 3, 8), (4, 5, 8, 10))
     """
     first = 0 if lo <= 0 else max(0, (lo + g.pad_lo) // g.stride)  # at an edge: the outputs drawn on padding too
     last = g.out - 1 if lo + length >= g.size else min(g.out - 1, (lo + length - 1 + g.pad_lo) // g.stride)
+    first = min(first, last)  # cells past the last output (a floor mode's rest): that output, the nearest
     return first, last + 1, first * g.stride - g.pad_lo, last * g.stride - g.pad_lo + g.span
 
 

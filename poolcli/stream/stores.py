@@ -222,9 +222,9 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
 
         def level0_tiles() -> Iterator[np.ndarray]:
             for done in build(source, pyramid, write, memory // 2 - (held if in_memory else 0), align=TILE):
-                yield from tiles(pending.pop())
-                if progress is not None:
+                if progress is not None:  # before the tiles: tifffile stops asking once it has the last one
                     progress(done)
+                yield from tiles(pending.pop())
 
         with tifffile.TiffWriter(temporary, bigtiff=True) as tiff:
             tiff.write(level0_tiles(), shape=pyramid.shape, dtype=source.dtype, subifds=pyramid.levels, **common)
