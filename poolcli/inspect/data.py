@@ -320,7 +320,7 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
     pooled = _pooled(array, axes, chosen, plan, bool(keywords.get("ceil_mode")), spans, steps, band_bytes)
     values = pooled.values
     overview = None
-    if steps is not None and pooled.means is not None:
+    if preview_range is not None and steps is not None and pooled.means is not None:
         overview = _preview(pooled.means, steps, value_range(values) if record.grows else preview_range)
     grad = None
     if record.routes:
