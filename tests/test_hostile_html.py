@@ -270,6 +270,20 @@ def test_inspect_of_an_8m_value_series_is_bounded_by_its_region(tmp_path):
     assert result.rss_mb < 480, result
 
 
+@pytest.mark.parametrize("shape", [(20_000_000,), (4096, 4096)], ids=["series", "image"])
+def test_inspect_of_a_large_input_needs_little_memory_beyond_its_own(tmp_path, shape):
+    """A 20M-value series and a 4096x4096 map (float32, sparse files of zeros): pooled band by band for
+    each panel and its preview, never whole, so the child's peak stays near the input's own size (pooling
+    it whole took about 6 times that)."""
+    series = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=shape)
+    input_mb = series.nbytes / 2**20
+    del series
+    result = hostile.run("inspect", tmp_path / "big.npy", "-o", tmp_path / "big.html", "--modes", "max,avg,l2",
+                         timeout=60)
+    assert result.code == 0 and result.err == b"", result
+    assert result.rss_mb < input_mb + 120, result
+
+
 def test_int64_values_read_out_exactly(tmp_path, open_page):  # noqa: F811 -- the fixture
     x = np.array([[2**62 + 1, 5], [7, -(2**62) - 3]], np.int64)
     np.save(tmp_path / "wide.npy", x)

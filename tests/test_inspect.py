@@ -9,16 +9,22 @@ the winner from `poolcli.pool(..., return_indices=True)`, the routing from `pool
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import shutil
+import zlib
+from dataclasses import replace
 from pathlib import Path
 
+import hypothesis
 import numpy as np
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from poolcli import pool, pool_backward
+from poolcli import PoolError, pool, pool_backward
 from poolcli.cli import app
 from poolcli.inspect import build_payload, write_inspector
 from poolcli.pipeline import PoolSettings
@@ -384,6 +390,135 @@ def test_large_input_holds_an_exact_region_and_a_preview(tmp_path, open_page):
     assert page.text_content("#readout [data-role=value]") == "outside the exact region"
 
 
+def decoded(entry: dict) -> np.ndarray:
+    """An array as `encode` sent it (zlib-compressed byte planes, little-endian, in base64)."""
+    dtype = np.dtype(entry["dtype"]).newbyteorder("<")
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(entry["data"])), np.uint8)
+    return planes.reshape(dtype.itemsize, -1).T.copy().view(dtype).reshape(entry["shape"])
+
+
+def preview_codes(means: np.ndarray, shown: list[float]) -> np.ndarray:
+    """A preview's codes: 0..250 over the range shown, 251 NaN, 252 +inf, 253 -inf."""
+    lo, hi = shown
+    with np.errstate(all="ignore"):
+        codes = np.round(np.clip((means - lo) / ((hi - lo) or 1.0), 0, 1) * 250)
+    codes = np.where(np.isnan(means), 251, np.where(means == np.inf, 252, np.where(means == -np.inf, 253, codes)))
+    return codes.astype(np.uint8)
+
+
+BANDED = [  # (shape, settings, modes, region): a region away from the edges, or at one, and previews of steps > 1
+    ((2, 1100, 40), PoolSettings(window=(3,), stride=(2,), padding=(1,), pad_mode="reflect", ceil_mode=True),
+     ["max", "avg", "l2"], (500, 3, 40, 30)),
+    ((2, 1100, 40), PoolSettings(window=(4, 3), stride=(3, 2), padding=(2, 1), pad_mode="edge",
+                                 count_include_pad=False, dilation=(1, 2)),
+     ["min", "avg", "median"], (1040, 0, 60, 40)),
+    ((1100, 36), PoolSettings(window=(2,), p=3.0), ["lp", "avg"], (0, 0, 30, 36)),
+    ((6000,), PoolSettings(window=(5,), stride=(3,), padding=(2,), count_include_pad=False, ceil_mode=True),
+     ["max", "avg", "lp"], (0, 2990, 1, 700)),
+    ((6000,), PoolSettings(window=(5,), stride=(1,), padding=(2,), count_include_pad=False),
+     ["avg"], (0, 5000, 1, 997)),  # outputs of the region read the high padding, the last one is not drawn
+]
+
+
+@pytest.mark.parametrize(("shape", "settings", "modes", "region"), BANDED)
+def test_large_input_pooled_band_by_band_is_pooled_whole(tmp_path, shape, settings, modes, region):
+    """Many bands of a few hundred bytes give the payload of one band (the whole input at once): every
+    value, winner, divisor, pad source and preview; and each is that of `pool` of the whole input (the
+    divisors and pad sources those of its plan, the previews block means of the whole)."""
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32) * 50
+    x.reshape(-1)[::97] = np.nan
+    x.reshape(-1)[1234] = 3e15  # lp scales its p-norm, judged on the whole input
+    payload = banded_is_whole(tmp_path / "x.npy", x, settings, modes, region, band_bytes=700)
+    assert payload["overview"] is not None and max(payload["overview"]["step"]) > 1
+    assert payload["range"] == [float(np.nanmin(x)), float(np.nanmax(x))]  # of the whole, not of the region
+    assert_preview(payload["overview"], x, tuple(payload["pooledAxes"]), payload["range"])
+    for mode, panel in zip(modes, payload["panels"]):
+        assert_panel_is_the_whole(panel, x, replace(settings, mode=mode), tuple(payload["pooledAxes"]))
+        assert panel["overview"]["range"] == (panel["range"] if panel["grows"] else payload["range"])
+
+
+@hypothesis.settings(max_examples=80, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@hypothesis.given(st.data())
+def test_any_series_region_pooled_band_by_band_is_pooled_whole(tmp_path, data):
+    """Random geometries, pads, modes and regions of a short series, one band per output."""
+    n = data.draw(st.integers(1, 60))
+    window, stride, dilation = data.draw(st.integers(1, 7)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    chosen = PoolSettings(window=(window,), stride=(stride,), dilation=(dilation,),
+                          padding=(data.draw(st.integers(0, window)),), ceil_mode=data.draw(st.booleans()),
+                          count_include_pad=data.draw(st.booleans()), p=3.0,
+                          pad_mode=data.draw(st.sampled_from(["zeros", "edge", "reflect"])),
+                          mode=data.draw(st.sampled_from(["max", "min", "avg", "sum", "lp", "median"])))
+    start = data.draw(st.integers(0, n - 1))
+    region = (0, start, 1, data.draw(st.integers(1, n - start)))
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    try:
+        pool(x, **chosen.pool_keywords(1, 1, (0,)))
+    except PoolError:
+        return
+    payload = banded_is_whole(tmp_path / "x.npy", x, chosen, [chosen.mode], region, band_bytes=1)
+    assert_panel_is_the_whole(payload["panels"][0], x, chosen, (0,))
+
+
+def banded_is_whole(path: Path, x: np.ndarray, settings: PoolSettings, modes: list[str], region, band_bytes: int):
+    """The payload of `x` pooled in bands of `band_bytes`, checked equal to that of one band."""
+    np.save(path, x)
+    banded = build_payload(path, settings, modes, [settings.window], region=region, band_bytes=band_bytes)
+    assert banded == build_payload(path, settings, modes, [settings.window], region=region, band_bytes=2**40)
+    return banded
+
+
+def assert_preview(entry: dict | None, plane: np.ndarray, axes: tuple[int, ...], shown: list[float]) -> None:
+    """A preview is the block means of the whole plane (at most 512 a side) as codes on the range shown."""
+    if entry is None:
+        return
+    size = tuple(plane.shape[a] for a in axes) if len(axes) == 2 else (1, plane.shape[-1])
+    step = math.ceil(max(size) / 512)
+    steps = (step, step) if size[0] > 1 else (1, step)
+    means = pool(plane.reshape((-1, *size)), steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False)
+    assert entry["step"] == list(steps) and entry["range"] == shown
+    np.testing.assert_array_equal(decoded(entry["data"]), preview_codes(means, shown))
+
+
+def assert_panel_is_the_whole(panel: dict, x: np.ndarray, settings: PoolSettings, axes: tuple[int, ...]) -> None:
+    """A panel's values, winners and preview are `pool` of the whole input; its divisors and pad sources
+    those of the whole input's plan."""
+    from poolcli.core.geometry import plan_pool, with_materialised_padding
+    from poolcli.engine.divisors import divisor_counts
+
+    keywords = settings.pool_keywords(len(axes), x.ndim, axes)
+    picks = settings.mode in ("max", "min")
+    y, idx = pool(x, return_indices=True, **keywords) if picks else (pool(x, **keywords), None)
+    r = panel["region"]
+    cut = (slice(None),) * (x.ndim - 2) + (slice(r["y"], r["y"] + r["h"]),) if len(axes) == 2 else ()
+    cut += (slice(r["x"], r["x"] + r["w"]),)
+    values = decoded(panel["values"])
+    assert values.dtype == y.dtype
+    np.testing.assert_array_equal(values.reshape(y[cut].shape), y[cut])
+    if idx is not None:
+        np.testing.assert_array_equal(decoded(panel["indices"]).reshape(idx[cut].shape), idx[cut])
+    assert_preview(panel["overview"], y, axes, panel["overview"]["range"] if panel["overview"] else [])
+    plan = plan_pool(x.shape, **keywords)
+    padded = with_materialised_padding(plan) if plan.pad_mode != "zeros" else plan
+    counts = divisor_counts(padded)
+    for a, (g, shown) in enumerate(zip(padded.sliding, panel["axes"])):
+        if shown["divisors"] is not None:
+            first = shown["divisorFrom"]
+            assert shown["divisors"] == counts[a][first:first + len(shown["divisors"])].astype(int).tolist()
+        original = plan.sliding[a]
+        pads = (None, None) if g.source_map is None else (g.source_map[:original.pad_lo].tolist(),
+                                                           g.source_map[original.pad_lo + original.size:].tolist())
+        assert (shown["padBefore"], shown["padAfter"]) == pads
+
+
+def test_a_region_larger_than_a_page_holds_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((40, 50), np.float32))
+    with pytest.raises(PoolError, match="region 0,0,40,50 holds 2,000 cells; a page holds at most 1,000 exactly"):
+        build_payload(tmp_path / "x.npy", PoolSettings(), ["max"], [(2,)], region=(0, 0, 99, 99), exact_pixels=1000)
+    assert build_payload(tmp_path / "x.npy", PoolSettings(), ["max"], [(2,)], region=(0, 0, 20, 50),
+                         exact_pixels=1000)["requested"] == dict(y=0, x=0, h=20, w=50)
+
+
 # ------------------------------------------------------------------ the command line
 
 
@@ -406,6 +541,8 @@ def test_inspect_command_writes_one_offline_page_under_5mb(tmp_path):
     (["-o", "{tmp}/page.png"], 1, "the inspector writes an HTML page; name the output e.g. report.html"),
     (["-o", "{tmp}/page.html", "--region", "1,2,3"], 2, "--region '1,2,3' needs four numbers Y,X,H,W"),
     (["-o", "{tmp}/page.html", "--region", "50,0,4,4"], 1, "--region 50,0,4,4 is outside the 6x7 input"),
+    (["-o", "{tmp}/page.html", "--region", "0,0,2000,2000"], 2,
+     "--region 0,0,2000,2000 holds 4,000,000 cells; a page holds at most 1,048,576 exactly (e.g. 1024x1024)"),
     (["-o", "{tmp}/page.html", "-m", "avg", "--modes", "max"], 2, "-m/--mode and --modes both choose the modes"),
     (["-o", "{tmp}/page.html", "--modes", "mean"], 2, "--modes 'mean' is not known"),
     (["-o", "{tmp}/page.html", "--channel", "9"], 1, "--channel 9 is out of range"),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..core.choices import MODES
+from ..errors import PoolError
 from .app import EXIT_OK, PlainCommand, UsageProblem, app, choice, parse_ints, with_pool_options
 from .commands import checked_variant
 from .terminal import say
@@ -36,7 +37,8 @@ def inspect_command(
         show_default=False)] = None,
     region: Annotated[str | None, typer.Option(
         "--region", metavar="Y,X,H,W", help="Large inputs: the rows and columns whose exact values the page holds "
-        "(default: all of an input up to 1024x1024, else the centre 512x512).", show_default=False)] = None,
+        "(default: all of an input up to 1024x1024, else the centre 512x512; H*W at most 1024*1024).",
+        show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing page.")] = False,
     *,
     settings: "PoolSettings",
@@ -78,4 +80,11 @@ def _region(text: str | None) -> tuple[int, int, int, int] | None:
     values = parse_ints(text, "--region")
     if len(values) != 4:
         raise UsageProblem(f"--region {text!r} needs four numbers Y,X,H,W; e.g. --region 0,0,512,512")
-    return values[0], values[1], values[2], values[3]
+    region = values[0], values[1], values[2], values[3]
+    from ..inspect import check_region
+
+    try:
+        check_region(region)  # before the input is read
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
+    return region

@@ -3,7 +3,7 @@ came from (`page`), the data they show, computed by the engine (`data`), and the
 run (`gallery`). Layer 5, beside figures: it reads engine, io, viz, core and pipeline, never cli.
 """
 
-from .data import build_payload
+from .data import build_payload, check_region
 from .page import PAGE_SUFFIXES, inspector_html, write_inspector
 
-__all__ = ["PAGE_SUFFIXES", "build_payload", "inspector_html", "write_inspector"]
+__all__ = ["PAGE_SUFFIXES", "build_payload", "check_region", "inspector_html", "write_inspector"]

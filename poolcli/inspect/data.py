@@ -12,13 +12,21 @@ float32 result is shown as the float32 the engine returned, an int64 as the exac
 The payload holds what the exact region needs and no more: per axis the divisors of the outputs
 drawn over it and the source cells of the pad cells only, so its size (and the memory spent on it)
 is bounded by the region, whatever the input's size.
+
+A large input is never pooled (or copied) whole: each panel pools it band by band along its first
+pooled axis (`engine.bands`, the bits of pooling it at once), keeping the outputs over the region and
+the block means of the preview, and the range and the input's preview are read band by band too; so
+the memory spent beyond the input's own is about one band's work (`BAND_BYTES` of input), whatever
+its size.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,8 +36,10 @@ from .. import io
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
 from ..engine import output_shape, pool, pool_backward
-from ..engine.divisors import divisor_counts
+from ..engine.bands import band, bands, explicit_keywords, fewest_rows
+from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
+from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param, printable
 from ..pipeline import PoolSettings, keywords_for
 from ..viz import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR, VIRIDIS, image_range, value_range
@@ -39,6 +49,7 @@ REGION_SIDE = 512  # the default exact region of a large input: this square at t
 PREVIEW_SIDE = 512  # the longest side of a large input's (or result's) preview
 PREVIEW_CODES = 250  # a preview holds 0..250 on its display range; 251 NaN, 252 +inf, 253 -inf
 MAX_CHANNELS = 16  # feature maps: the planes embedded unless channels are named
+BAND_BYTES = 4 * 2**20  # about the input bytes one step of a pass over the input reads
 JS_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "uint64", "float32", "float64"}
 
 
@@ -89,8 +100,9 @@ def planes(array: np.ndarray, pooled_axes: tuple[int, ...]) -> np.ndarray:
 
 def build_payload(source: Path, settings: PoolSettings, modes: list[str], windows: list[tuple[int, ...]], *,
                   channels: list[int] | None = None, region: tuple[int, int, int, int] | None = None,
-                  exact_pixels: int = EXACT_PIXELS) -> dict:
-    """The page's data for `source` pooled with `settings` once per (mode, window)."""
+                  exact_pixels: int = EXACT_PIXELS, band_bytes: int = BAND_BYTES) -> dict:
+    """The page's data for `source` pooled with `settings` once per (mode, window); a large input is
+    read in bands of about `band_bytes`."""
     loaded, array = _one_array(source, settings)
     variants = [replace(settings, mode=mode, window=window) for mode in modes for window in windows]
     keywords = [keywords_for(v, loaded, array) for v in variants]
@@ -106,8 +118,10 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     whole = exact.h == size[0] and exact.w == size[1]
     cut = _cut(array, axes, chosen, rows, cols)
     is_image = loaded.kind == "image"
-    lo, hi = _scale(array, cut, axes, chosen, is_image, whole)
-    panels = [_panel(array, axes, chosen, variant, kw, plan, span, (rows, cols), None if whole else (lo, hi))
+    extremes = _extremes(array, axes, list(range(count)) if is_image else chosen, band_bytes)
+    lo, hi = image_range(extremes) if is_image else value_range(extremes)
+    shown_range = None if whole else (lo, hi)
+    panels = [_panel(array, axes, chosen, variant, kw, plan, span, (rows, cols), shown_range, band_bytes)
               for variant, kw, plan, span in zip(variants, keywords, plans, spans)]
     payload = dict(
         title=printable(source.name), kind="series" if len(axes) == 1 else ("image" if is_image else "map"),
@@ -115,7 +129,7 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
         channels=[_channel_name(c, count, loaded) for c in chosen], channelIndex=chosen, channelCount=count,
         colour=bool(is_image and len(chosen) in (3, 4) and chosen[:3] == [0, 1, 2]),
         range=[lo, hi], exact=_region_json(exact), requested=_region_json(shown), input=encode(cut),
-        overview=None if whole else _preview(_cut(array, axes, chosen, None, None), size, (lo, hi)),
+        overview=None if whole else _input_preview(array, axes, chosen, size, (lo, hi), band_bytes),
         panels=panels, palette=_palette(),
     )
     return payload
@@ -127,11 +141,42 @@ def _exact_region(shown: Region, spans: list, size: tuple[int, int]) -> Region:
                   size)
 
 
-def _scale(array: np.ndarray, cut: np.ndarray, axes, chosen, is_image: bool, whole: bool) -> tuple[float, float]:
-    """The range colours are drawn on: an image's, else the finite range of the channels shown."""
-    if is_image:
-        return image_range(array)
-    return value_range(cut if whole else _cut(array, axes, chosen, None, None))
+def _extremes(array: np.ndarray, axes: tuple[int, ...], chosen: list[int], band_bytes: int) -> np.ndarray:
+    """The smallest and largest finite value of each band of the chosen planes, in the array's dtype
+    (none where no value is finite): what `value_range` and `image_range` read of the whole, read
+    band by band."""
+    found = []
+    for start, stop in _runs(array, axes, 1, band_bytes):
+        grid = _cut(array, axes, chosen, *_along(axes, (start, stop), None))
+        if grid.dtype.kind == "f":
+            grid = grid[np.isfinite(grid)]
+        if grid.size:
+            found += [grid.min(), grid.max()]
+    return np.array(found, dtype=array.dtype)
+
+
+def _runs(array: np.ndarray, axes: tuple[int, ...], multiple: int, band_bytes: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) runs along the first pooled axis, each about `band_bytes` of input and (but the
+    last) a multiple of `multiple` long."""
+    n = array.shape[axes[0]]
+    rows = _multiple_of(band_bytes // max(1, array.nbytes // max(n, 1)), multiple)
+    for start in range(0, n, rows):
+        yield start, min(n, start + rows)
+
+
+def _multiple_of(rows: int, multiple: int) -> int:
+    """`rows` (at least 1) rounded up to a multiple of `multiple`.
+
+    >>> _multiple_of(0, 1), _multiple_of(10, 4), _multiple_of(12, 4)
+    (1, 12, 12)
+    """
+    return multiple * max(1, math.ceil(rows / multiple))
+
+
+def _along(axes: tuple[int, ...], along: tuple[int, int] | None, across: tuple[int, int] | None) -> tuple:
+    """`_cut`'s (rows, columns) for a range `along` the first pooled axis and `across` the other
+    (a series has no other)."""
+    return (along, across) if len(axes) == 2 else (None, along)
 
 
 def _one_array(source: Path, settings: PoolSettings) -> tuple[io.Loaded, np.ndarray]:
@@ -178,11 +223,31 @@ def _region(size: tuple[int, int], region: tuple[int, int, int, int] | None, exa
         if rh < 1 or rw < 1 or not (0 <= y < h and 0 <= x < w):
             raise PoolError(f"{param('region')} {y},{x},{rh},{rw} is outside the {h}x{w} input;"
                             " give Y,X,H,W with Y, X inside it")
-        return Region(y, x, min(rh, h - y), min(rw, w - x))
+        rh, rw = min(rh, h - y), min(rw, w - x)
+        check_region((y, x, rh, rw), exact_pixels)
+        return Region(y, x, rh, rw)
     if h * w <= exact_pixels:
         return Region(0, 0, h, w)
     rh, rw = min(h, REGION_SIDE), min(w, REGION_SIDE if h > 1 else REGION_SIDE * REGION_SIDE)
     return Region((h - rh) // 2, (w - rw) // 2, rh, rw)
+
+
+def check_region(region: tuple[int, int, int, int], exact_pixels: int = EXACT_PIXELS) -> None:
+    """A PoolError where the exact region Y, X, H, W holds more cells than a page holds exactly
+    (`exact_pixels`: as many as the largest input shown whole).
+
+    >>> check_region((0, 0, 1024, 1024))
+    >>> check_region((5, 0, 1, 2_000_000))
+    Traceback (most recent call last):
+    ...
+    poolcli.errors.PoolError: region 5,0,1,2000000 holds 2,000,000 cells; a page holds at most 1,048,576 \
+exactly (e.g. 1024x1024): give a smaller H,W
+    """
+    y, x, h, w = region
+    if h * w > exact_pixels:
+        side = math.isqrt(exact_pixels)
+        raise PoolError(f"{param('region')} {y},{x},{h},{w} holds {h * w:,} cells; a page holds at most"
+                        f" {exact_pixels:,} exactly (e.g. {side}x{side}): give a smaller H,W")
 
 
 def _region_json(region: Region) -> dict:
@@ -245,63 +310,152 @@ def _spans(plan: PoolPlan, shown: Region) -> list[tuple[int, int, int, int]]:
 
 
 def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: PoolPlan, spans, exact,
-           preview_range: tuple[float, float] | None) -> dict:
+           preview_range: tuple[float, float] | None, band_bytes: int) -> dict:
     """One pooled result: its geometry, and its values, winners and routing over the exact region (with
     a preview of the whole, on `preview_range` or its own for a mode whose results grow, when one is asked)."""
     record = MODES[plan.mode]
     (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
-    out_rows, out_cols = (oy0, oy1), (ox0, ox1)
-    with np.errstate(all="ignore"):
-        if record.indices:
-            pooled, winners = pool(array, return_indices=True, **keywords)
-            indices = _cut(winners, axes, chosen, out_rows, out_cols)
-            plane = math.prod(array.shape[a] for a in axes)
-            indices = indices.astype(np.int32) if plane <= 2**31 else indices  # flat in the plane: exact at any size
-            del winners
-        else:
-            pooled, indices = pool(array, **keywords), None
-        values = _cut(pooled, axes, chosen, out_rows, out_cols)
-        out_size = (plan.out_shape[axes[0]] if len(axes) == 2 else 1, plan.out_shape[axes[-1]])
-        overview = None
-        if preview_range is not None:
-            shown_range = value_range(values) if record.grows else preview_range
-            overview = _preview(_cut(pooled, axes, chosen, None, None), out_size, shown_range)
-        grad = None
-        if record.routes:
+    out_size = (plan.out_shape[axes[0]] if len(axes) == 2 else 1, plan.out_shape[axes[-1]])
+    steps = None if preview_range is None else _preview_steps(out_size)
+    pooled = _pooled(array, axes, chosen, plan, bool(keywords.get("ceil_mode")), spans, steps, band_bytes)
+    values = pooled.values
+    overview = None
+    if preview_range is not None and steps is not None and pooled.means is not None:
+        overview = _preview(pooled.means, steps, value_range(values) if record.grows else preview_range)
+    grad = None
+    if record.routes:
+        with np.errstate(all="ignore"):
             grad = _narrow(_routing(array, plan, keywords, axes, chosen, exact))
-    axis_data = _axis_data(plan, record.divisor, [(lo, hi) for lo, hi, _, _ in spans][-len(plan.sliding):])
+    axis_data = _axis_data(plan, record.divisor, [(lo, hi) for lo, hi, _, _ in spans][-len(plan.sliding):],
+                           bool(keywords.get("ceil_mode")))
     return dict(
-        mode=plan.mode, window=list(settings.window), label=_label(plan), dtype=pooled.dtype.name,
+        mode=plan.mode, window=list(settings.window), label=_label(plan), dtype=values.dtype.name,
         reducer=record.reducer, keeps=record.keeps, power=record.power, routes=record.routes,
         divisor=record.divisor, divisorOverride=plan.divisor_override, countIncludePad=plan.count_include_pad,
         padMode=plan.pad_mode, nanPolicy=plan.nan_policy, p=plan.p, grows=record.grows, axes=axis_data,
         region=dict(y=oy0, x=ox0, h=oy1 - oy0, w=ox1 - ox0), range=list(value_range(values)),
-        values=encode(values), indices=None if indices is None else encode(indices),
+        values=encode(values), indices=None if pooled.indices is None else encode(pooled.indices),
         grad=None if grad is None else encode(grad), overview=overview,
     )
 
 
-def _axis_data(plan: PoolPlan, divides: bool, outputs: list[tuple[int, int]]) -> list[dict]:
+@dataclass(frozen=True)
+class _Pooled:
+    """What the page shows of one pooled result: the values (and winners) over the region, the block
+    means of the whole for its preview."""
+
+    values: np.ndarray
+    indices: np.ndarray | None
+    means: np.ndarray | None
+
+
+def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: tuple[int, int] | None,
+            band_bytes: int) -> _Pooled:
+    """Pool `array` band by band along its first pooled axis (`engine.bands`: the bits of pooling it
+    at once, in the memory of one band), keeping the outputs `spans` draws (their winners as flat
+    indices into the whole plane) and, given preview `steps`, the block means of every output."""
+    geometry, record = plan.sliding[0], MODES[plan.mode]
+    keywords = explicit_keywords(plan, ceil_mode)
+    (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
+    along, across = ((oy0, oy1), (ox0, ox1)) if len(axes) == 2 else ((ox0, ox1), None)
+    grid_axis = 3 - len(axes)  # the first pooled axis in a (planes, rows, columns) grid
+    multiple = 1 if steps is None else steps[grid_axis - 1]
+    rows = _multiple_of(max(_band_outputs(array, plan, band_bytes), fewest_rows(geometry.window)), multiple)
+    row_cells = math.prod(array.shape[a] for a in axes[1:])  # flat index of one step along the first axis
+    values, indices, means = [], [], []
+    with np.errstate(all="ignore"), _whole_magnitudes(array, axes, plan, band_bytes):
+        for piece in bands(geometry, rows, plan.pad_mode):
+            block = array[(slice(None),) * geometry.axis + (piece.read,)]
+            result = pool(block, **{**keywords, "padding": [piece.pads, *keywords["padding"][1:]]},
+                          return_indices=record.indices)
+            pooled, winners = result if record.indices else (result, None)
+            own = (slice(None),) * geometry.axis + (slice(piece.skip, piece.skip + piece.rows),)
+            lo, hi = max(along[0], piece.out.start), min(along[1], piece.out.stop)
+            if lo < hi:
+                inside = _along(axes, (lo - piece.out.start, hi - piece.out.start), across)
+                values.append(_cut(pooled[own], axes, chosen, *inside))
+                if winners is not None:
+                    found = _cut(winners[own], axes, chosen, *inside)
+                    indices.append(np.where(found >= 0, found + piece.read.start * row_cells, found))
+            if steps is not None:
+                means.append(_block_means(_cut(pooled[own], axes, chosen, None, None), steps))
+    plane = math.prod(array.shape[a] for a in axes)
+    winners = np.concatenate(indices, axis=grid_axis) if indices else None
+    if winners is not None and plane <= 2**31:
+        winners = winners.astype(np.int32)  # flat in the plane: exact at any size
+    return _Pooled(np.concatenate(values, axis=grid_axis), winners,
+                   np.concatenate(means, axis=grid_axis) if means else None)
+
+
+def _band_outputs(array: np.ndarray, plan: PoolPlan, band_bytes: int) -> int:
+    """How many outputs along the first pooled axis a band of about `band_bytes` of input gives."""
+    geometry = plan.sliding[0]
+    row = array.nbytes // max(1, array.shape[geometry.axis])
+    return (band_bytes // max(1, row) - geometry.span) // geometry.stride
+
+
+def _whole_magnitudes(array: np.ndarray, axes: tuple[int, ...], plan: PoolPlan,
+                      band_bytes: int) -> contextlib.AbstractContextManager:
+    """lp with p > 2 scales its p-norm judged on the whole input (its smallest and largest finite
+    non-zero |x|): found band by band, so each band pools as the whole does."""
+    if MODES[plan.mode].power != "p" or plan.p <= 2:
+        return contextlib.nullcontext()
+    work = work_dtype(array.dtype, plan.mode)
+    parts = (finite_magnitudes(np, array[(slice(None),) * axes[0] + (slice(start, stop),)], work)
+             for start, stop in _runs(array, axes, 1, band_bytes))
+    found = [part for part in parts if part is not None]
+    return magnitudes_of_whole((min(f[0] for f in found), max(f[1] for f in found)) if found else None)
+
+
+def _axis_data(plan: PoolPlan, divides: bool, outputs: list[tuple[int, int]], ceil_mode: bool = False) -> list[dict]:
     """Per pooled axis its geometry, the divisors of outputs [first, stop) (`divisorFrom`: the first),
     and for edge/reflect padding the input cell each pad cell copies (`padBefore`, `padAfter`):
-    what the page looks up over its region, never a list as long as the axis.
+    what the page looks up over its region, never a list as long as the axis (nor computed as one).
 
     >>> plan = plan_pool((10,), 3, 2, padding=1, pad_mode="edge", count_include_pad=False)
     >>> [(a["divisors"], a["divisorFrom"], a["padBefore"], a["padAfter"]) for a in _axis_data(plan, True, [(3, 5)])]
     [([3, 3], 3, [0], [9])]
     """
-    padded = with_materialised_padding(plan) if plan.pad_mode != "zeros" else plan
-    counts = divisor_counts(padded) if divides else [None] * len(plan.axes)
     axis_data = []
-    for g, padded_g, count, (first, stop) in zip(plan.sliding, padded.sliding, counts, outputs):
-        source = padded_g.source_map
+    for g, (first, stop) in zip(plan.sliding, outputs):
+        before, after = _pad_sources(g, plan.pad_mode)
         axis_data.append(dict(
             size=g.size, window=g.window, stride=g.stride, dilation=g.dilation, padLo=g.pad_lo, padHi=g.pad_hi,
             out=g.out, span=g.span, divisorFrom=first,
-            divisors=None if count is None else np.asarray(count[first:stop]).astype(int).tolist(),
-            padBefore=None if source is None else source[:g.pad_lo].astype(int).tolist(),
-            padAfter=None if source is None else source[g.pad_lo + g.size:].astype(int).tolist()))
+            divisors=_divisors(plan, g, first, stop, ceil_mode) if divides else None,
+            padBefore=before, padAfter=after))
     return axis_data
+
+
+def _divisors(plan: PoolPlan, g: AxisGeometry, first: int, stop: int, ceil_mode: bool) -> list[int]:
+    """The divisors of outputs [first, stop) along `g`: those of the band of them (`engine.bands`: a
+    band pools and divides as the whole does), so the work is the band's, not the axis's."""
+    last = stop == g.out or (stop - 1) * g.stride - g.pad_lo + g.span > g.size  # reads the high padding
+    piece = band(g, first, g.out if last else stop, plan.pad_mode)
+    part = plan_pool((piece.read.stop - piece.read.start,), g.window, g.stride, padding=[piece.pads],
+                     dilation=g.dilation, ceil_mode=ceil_mode, count_include_pad=plan.count_include_pad,
+                     pad_mode=plan.pad_mode)
+    counts = divisor_counts(with_materialised_padding(part) if plan.pad_mode != "zeros" else part)[0]
+    return np.asarray(counts[piece.skip:piece.skip + stop - first]).astype(int).tolist()
+
+
+def _pad_sources(g: AxisGeometry, pad_mode: str) -> tuple[list[int] | None, list[int] | None]:
+    """For edge/reflect padding, the input cell each pad cell copies, before and after the axis: the
+    padding of the cells the pads copy only (the pad + 1 at each end, or all where a pad outgrows the axis).
+
+    >>> g = plan_pool((6,), 5, padding=2).axes[0]
+    >>> _pad_sources(g, "reflect"), _pad_sources(g, "edge"), _pad_sources(g, "zeros")
+    (([2, 1], [4, 3]), ([0, 0], [5, 5]), (None, None))
+    >>> _pad_sources(plan_pool((2,), 5, padding=2).axes[0], "reflect")  # pads longer than the axis
+    ([0, 1], [0, 1])
+    """
+    if pad_mode == "zeros":
+        return None, None
+    head = g.size if g.pad_lo >= g.size else g.pad_lo + 1
+    tail = g.size if g.pad_hi >= g.size else g.pad_hi + 1
+    before = np.pad(np.arange(head), (g.pad_lo, 0), mode=pad_mode)[:g.pad_lo]  # type: ignore[call-overload]
+    after = np.pad(np.arange(g.size - tail, g.size), (0, g.pad_hi), mode=pad_mode)[tail:]  # type: ignore[call-overload]
+    return before.astype(int).tolist(), after.astype(int).tolist()
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -334,14 +488,35 @@ def _label(plan: PoolPlan) -> str:
     return text + " -> " + "x".join(str(a.out) for a in g)
 
 
-def _preview(grid: np.ndarray, size: tuple[int, int], shown: tuple[float, float]) -> dict:
-    """A display-only picture of a whole plane (of a page that holds only a region exactly): block means
-    of at most PREVIEW_SIDE a side, as codes 0..PREVIEW_CODES on the range `shown` (specials apart)."""
+def _input_preview(array, axes, chosen, size: tuple[int, int], shown: tuple[float, float], band_bytes: int) -> dict:
+    """The preview of the chosen planes of the input, read band by band."""
+    steps, grid_axis = _preview_steps(size), 3 - len(axes)
+    means = [_block_means(_cut(array, axes, chosen, *_along(axes, run, None)), steps)
+             for run in _runs(array, axes, steps[grid_axis - 1], band_bytes)]
+    return _preview(np.concatenate(means, axis=grid_axis), steps, shown)
+
+
+def _preview_steps(size: tuple[int, int]) -> tuple[int, int]:
+    """The (rows, columns) of the blocks of a preview of a plane of `size`: at most PREVIEW_SIDE a side.
+
+    >>> _preview_steps((1300, 1400)), _preview_steps((1, 8_000_000))
+    ((3, 3), (1, 15625))
+    """
     step = max(1, math.ceil(max(size) / PREVIEW_SIDE))
-    steps = (step, step) if size[0] > 1 else (1, step)
+    return (step, step) if size[0] > 1 else (1, step)
+
+
+def _block_means(grid: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
+    """The means of `steps` blocks of (planes, rows, columns) `grid` (partial blocks at its ends)."""
     with np.errstate(all="ignore"):
-        small = pool(grid, steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False)
-        lo, hi = shown
+        return pool(grid, steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False)
+
+
+def _preview(small: np.ndarray, steps: tuple[int, int], shown: tuple[float, float]) -> dict:
+    """A display-only picture of a whole plane (of a page that holds only a region exactly): its
+    block means `small` as codes 0..PREVIEW_CODES on the range `shown` (specials apart)."""
+    lo, hi = shown
+    with np.errstate(all="ignore"):
         unit = np.clip((small - lo) / ((hi - lo) or 1.0), 0.0, 1.0)
         codes = np.round(np.nan_to_num(unit) * PREVIEW_CODES).astype(np.uint8)
     codes[np.isnan(small)] = PREVIEW_CODES + 1
