@@ -186,7 +186,8 @@ def test_edge_and_reflect_pads_name_the_cells_they_copy(tmp_path, pad_mode):
     for panel in payload["panels"]:
         for axis in panel["axes"]:
             expected = np.pad(np.arange(axis["size"]), (axis["padLo"], axis["padHi"]), mode=pad_mode)
-            assert axis["padMap"] == expected.tolist()
+            assert axis["padBefore"] == expected[:axis["padLo"]].tolist()
+            assert axis["padAfter"] == expected[axis["padLo"] + axis["size"]:].tolist()
 
 
 def test_a_series_panel_holds_the_pooling_of_each_series(tmp_path):
