@@ -349,7 +349,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         loaded = io.load(source, **settings.load_options(), channel_order=channel_order)
         results, warnings = pool_arrays(settings, loaded, target)
         inputs = (source, *inputs)
-        if loaded.kind == "npz" or target.suffix.lower() == ".npz":
+        if loaded.kind == "npz" or formats.holds_keys(target.suffix):
             io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
                     channel_order=loaded.channel_order, durable=durable)
         else:

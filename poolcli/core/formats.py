@@ -176,6 +176,12 @@ def is_image_suffix(suffix: str) -> bool:
     return record is not None and record.kind == "image"
 
 
+def holds_keys(suffix: str) -> bool:
+    """Whether files ending in ``suffix`` hold several arrays by key (.npz), so every result goes in."""
+    record = by_suffix(suffix)
+    return record is not None and "keys" in record.metadata
+
+
 def sniff(data: bytes) -> Format | None:
     """The format whose signature ``data`` (a file's first bytes) begins with; None if none."""
     return next((record for record in FORMATS.values() if record.matches(data)), None)
