@@ -22,6 +22,7 @@ def input_suffixes() -> tuple[str, ...]:
     """The extensions batch discovers: every format poolcli reads."""
     return formats.read_suffixes()
 
+
 REPORT_SUFFIXES = (".json", ".csv")
 
 IN_FLIGHT_PER_WORKER = 2  # one being pooled, one waiting: workers never idle on the parent

@@ -18,7 +18,6 @@ a new format is one record here (or one `register` call) plus its codec module.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +91,8 @@ def resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
     """
     if callable(target):
         return target
+    import importlib
+
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
