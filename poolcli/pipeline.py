@@ -16,6 +16,7 @@ import numpy as np
 
 from . import io, stream
 from .backends import to_device, to_numpy
+from .core import formats
 from .core.choices import ALPHA_CHOICES, DTYPE_CHOICES
 from .core.geometry import check_windows, plan_pool
 from .core.modes import MODES
@@ -25,8 +26,6 @@ from .engine import output_shape, pool
 from .engine.alpha import pool_premultiplied, weights_by_alpha
 from .errors import PoolError, param
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
-ARRAY_SUFFIXES = (".npy", ".npz")
 IMAGE_AXES = (0, 1)
 
 
@@ -181,7 +180,7 @@ def output_dtype(settings: PoolSettings, kind: str, dtype: np.dtype, target: Pat
     if settings.dtype == "keep":
         return dtype
     if settings.dtype == "auto":
-        keeps_image = kind == "image" and target.suffix.lower() in IMAGE_SUFFIXES
+        keeps_image = kind == "image" and formats.is_image_suffix(target.suffix)
         return dtype if keeps_image and settings.normalize is None else None
     return np.dtype(settings.dtype)
 
@@ -350,7 +349,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         loaded = io.load(source, **settings.load_options(), channel_order=channel_order)
         results, warnings = pool_arrays(settings, loaded, target)
         inputs = (source, *inputs)
-        if loaded.kind == "npz" or target.suffix.lower() == ".npz":
+        if loaded.kind == "npz" or formats.holds_keys(target.suffix):
             io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
                     channel_order=loaded.channel_order, durable=durable)
         else:

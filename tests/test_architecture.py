@@ -2,7 +2,7 @@
 function) points down the layer order or within a layer, and no import cycle exists.
 
     0 errors, version                   messages and how they print
-    1 core/                             option names, the table of modes, the checks, the plan, dtypes
+    1 core/                             option names, the tables of modes and formats, the checks, the plan, dtypes
     2 backends/                         the NumPy/CuPy seam, OpenCV, the CUDA kernels
     3 engine/, io/, viz/                the pooling math; files; drawing
     4 pipeline, stream/                 one file through: load, pool, save; inputs of any size
@@ -13,6 +13,8 @@ function) points down the layer order or within a layer, and no import cycle exi
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,27 @@ def test_the_contract_is_cited_from_the_repository():
                  if re.search(r"\bSPEC(\.md|'s)", path.read_text())]
     assert not offenders, f"cite docs/semantics.md, not SPEC.md: {offenders}"
     assert (PACKAGE.parent / "docs" / "semantics.md").is_file()
+
+
+def test_the_table_of_formats_names_its_codecs_down_the_layers():
+    """core/formats.py names each reader, writer and completeness check as "module:function",
+    imported on first use by io's doors (load, save, is_complete): each must be a public function
+    of a module in io/ (the layer of its caller), so the lazy names keep the layers as imports do."""
+    from poolcli.core import formats
+
+    named = [role for record in formats.FORMATS.values() for role in (record.reader, record.writer, record.complete)
+             if isinstance(role, str)]
+    assert named, "the table names no codec"
+    for role in named:
+        module, _, function = role.partition(":")
+        name = module.removeprefix("poolcli.")
+        assert module.startswith("poolcli.") and _is_module(name) and layer(name) == LAYERS["io"], role
+        assert not function.startswith("_") and callable(formats.resolve(role)), role
+
+
+def test_the_option_names_and_the_table_of_formats_load_without_numpy():
+    """`--help` and `--version` read core/choices and core/formats: neither may pull in NumPy or Pillow."""
+    code = ("import sys, poolcli.core.choices, poolcli.core.formats;"
+            " print(sorted(m for m in ('numpy', 'PIL', 'cv2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

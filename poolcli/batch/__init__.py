@@ -25,9 +25,7 @@ from __future__ import annotations
 from .files import process_file
 from .options import (
     IN_FLIGHT_PER_WORKER,
-    INPUT_SUFFIXES,
     JOBS_PER_CORE,
-    OUTPUT_FORMATS,
     PARALLEL_BYTES,
     REPORT_SUFFIXES,
     STOP_GRACE_SECONDS,
@@ -36,7 +34,9 @@ from .options import (
     OnResult,
     OnStart,
     default_jobs,
+    input_suffixes,
     max_jobs,
+    output_formats,
 )
 from .report import Report, check_report_path
 from .run import Batch, open_report
@@ -45,10 +45,8 @@ __all__ = [
     "Batch",
     "BatchOptions",
     "BatchSummary",
-    "INPUT_SUFFIXES",
     "IN_FLIGHT_PER_WORKER",
     "JOBS_PER_CORE",
-    "OUTPUT_FORMATS",
     "OnResult",
     "OnStart",
     "PARALLEL_BYTES",
@@ -57,7 +55,9 @@ __all__ = [
     "STOP_GRACE_SECONDS",
     "check_report_path",
     "default_jobs",
+    "input_suffixes",
     "max_jobs",
+    "output_formats",
     "open_report",
     "process_file",
 ]

@@ -8,13 +8,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import io
+from ..core import formats
 from ..errors import PoolError, param
-from ..pipeline import ARRAY_SUFFIXES, IMAGE_SUFFIXES, FileResult
+from ..pipeline import FileResult
 
-OUTPUT_FORMATS = {"same": None, **io.FORMAT_SUFFIXES}
 
-INPUT_SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
+def output_formats() -> dict[str, str | None]:
+    """The names `output_format` takes, each with the extension it writes ("same": the input's)."""
+    return {"same": None, **formats.written_suffixes()}
+
+
+def input_suffixes() -> tuple[str, ...]:
+    """The extensions batch discovers: every format poolcli reads."""
+    return formats.read_suffixes()
+
 
 REPORT_SUFFIXES = (".json", ".csv")
 
@@ -65,9 +72,9 @@ class BatchOptions:
         ...
         poolcli.errors.PoolError: jobs 0 must be >= 1; use jobs 1 to run in this process
         """
-        if self.output_format not in OUTPUT_FORMATS:
+        if self.output_format not in output_formats():
             raise PoolError(f"{param('output_format')} {self.output_format!r} is not known;"
-                            f" use one of {', '.join(OUTPUT_FORMATS)}")
+                            f" use one of {', '.join(output_formats())}")
         if self.jobs < 1:
             raise PoolError(f"{param('jobs')} {self.jobs} must be >= 1; use {param('jobs')} 1 to run in this process")
         if self.skip_existing and self.overwrite:

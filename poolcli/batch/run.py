@@ -18,8 +18,6 @@ from ..stream.cluster import check_shared, connect
 from .cluster import ClusterPool
 from .files import failed_result, process_file
 from .options import (
-    INPUT_SUFFIXES,
-    OUTPUT_FORMATS,
     PARALLEL_BYTES,
     STOP_SIGNALS,
     BatchOptions,
@@ -27,6 +25,8 @@ from .options import (
     Job,
     OnResult,
     OnStart,
+    input_suffixes,
+    output_formats,
 )
 from .paths import is_inside, real_folder, resolved, right_match, sweep
 from .report import Report, check_report_path
@@ -69,7 +69,8 @@ class Batch:
             raise PoolError(f"{param('compare_dir')} {options.compare_dir} is SRC itself;"
                             f" write the figures to another folder")
         self._excluded = {p for p in (self._out_root, self._compare_root) if p is not None}
-        self._suffix = OUTPUT_FORMATS[options.output_format]
+        self._suffix = output_formats()[options.output_format]
+        self._input_suffixes = input_suffixes()  # every format's, as the table holds them when the run starts
         self._current: Job | None = None  # the file being pooled in this process (--jobs 1)
 
     # ------------------------------------------------------------------ discovery
@@ -121,7 +122,7 @@ class Batch:
             text = relative.as_posix().lower()
             if not any(right_match(text, pattern.lower()) for pattern in self.options.patterns):
                 return False
-        elif not entry.name.lower().endswith(INPUT_SUFFIXES):
+        elif not entry.name.lower().endswith(self._input_suffixes):
             return False
         if not entry.is_symlink():
             return entry.is_file(follow_symlinks=False)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY
+from ..core.choices import JPEG_QUALITY
+from ..core.formats import written_suffixes
 from ..errors import PoolError
 from .app import (
     EXIT_FAILED,
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
     from ..batch import Batch, BatchSummary
     from ..inspect.gallery import Gallery
     from ..pipeline import FileResult, PoolSettings
-
-OUTPUT_FORMAT_NAMES = ("same", *FORMAT_SUFFIXES)
-
 
 @app.command("batch", cls=PlainCommand)
 @with_pool_options
@@ -63,7 +61,7 @@ def batch_command(
         "--compare-dir", metavar="DIR", help="Also write each input and its output side by side to "
         "DIR/PATH/STEM_compare.png (PATH: the input's folder under SRC).", show_default=False)] = None,
     output_format: Annotated[str, typer.Option(
-        "-f", "--format", help=f"Output format: {'|'.join(OUTPUT_FORMAT_NAMES)} (same: the input's).")] = "same",
+        "-f", "--format", help=f"Output format: same|{'|'.join(written_suffixes())} (same: the input's).")] = "same",
     quality: QualityOption = JPEG_QUALITY,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,

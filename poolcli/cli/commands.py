@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY, MODES
+from ..core.choices import JPEG_QUALITY, MODES
+from ..core.formats import written_suffixes
 from ..errors import PoolError, param
 from .app import (
     DEBUG,
@@ -47,7 +48,7 @@ def pool_command(
         "-d", "--out-dir", help="Output folder (created if missing): writes {stem}_{mode}_{window}{ext} per input.")
     ] = None,
     output_format: Annotated[str | None, typer.Option(
-        "-f", "--format", help=f"Output format: {'|'.join(FORMAT_SUFFIXES)} (default: the extension of -o, "
+        "-f", "--format", help=f"Output format: {'|'.join(written_suffixes())} (default: the extension of -o, "
         "else the input's).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
@@ -65,7 +66,8 @@ def pool_command(
     from ..pipeline import FileResult, pool_file
 
     settings = dataclasses.replace(settings, quality=quality)
-    suffix = None if output_format is None else FORMAT_SUFFIXES[choice("--format", output_format, FORMAT_SUFFIXES)]
+    names = written_suffixes()
+    suffix = None if output_format is None else names[choice("--format", output_format, names)]
     with contextlib.ExitStack() as stack:
         if output is not None and output.endswith(("/", os.sep)) and output != "-":
             raise UsageProblem(f"-o/--output {output} names a folder; use -d {output} to write into it")

@@ -13,9 +13,7 @@ NAN_POLICIES = ("propagate", "omit")
 BACKENDS = ("auto", "numpy", "cupy")
 DTYPE_CHOICES = ("auto", "keep", "float32", "float64", "uint8", "uint16")
 ALPHA_CHOICES = ("premultiplied", "straight")
-FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "tiff": ".tiff", "bmp": ".bmp", "gif": ".gif", "webp": ".webp",
-                   "npy": ".npy", "npz": ".npz"}
-"""The names `--format` takes, and the extension each writes."""
+# The names `--format` takes: formats.written_suffixes(), one record per format in formats.py.
 
 JPEG_QUALITY = 90
 """JPEG quality of every command unless ``--quality`` says otherwise (1..100).

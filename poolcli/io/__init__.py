@@ -17,6 +17,12 @@ Reading (:func:`load`)
     the header, before any pixel is decoded. Arrays come through
     :func:`numpy.load`, never unpickling.
 
+Formats
+    One record each in :mod:`poolcli.core.formats` (suffixes, signature, kind, what it
+    holds, its reader, writer and completeness check): :func:`load`, :func:`save`,
+    :func:`is_complete` and :func:`sniff_suffix` look the format up there, and a reader
+    gets a :class:`ReadRequest`, a writer a :class:`WriteRequest`.
+
 Writing (:func:`save`)
     The format follows the extension. A format that cannot hold the array's
     values and channels exactly is refused, never converted with a loss (unless
@@ -29,7 +35,7 @@ Writing (:func:`save`)
 
 from __future__ import annotations
 
-from ..core.choices import FORMAT_SUFFIXES, JPEG_QUALITY
+from ..core.choices import JPEG_QUALITY
 from .atomic import (
     TEMPORARY_SUFFIX,
     atomic_output,
@@ -45,15 +51,14 @@ from .chatter import quiet_logs
 from .complete import is_complete
 from .encode import PNG_OPENCV_PIXELS, minmax_to_uint8
 from .formats import (
-    ARRAY_FORMATS,
     CHANNEL_ORDERS,
     DEFAULT_MAX_PIXELS,
-    IMAGE_FORMATS,
     LAYOUT_AXES,
     MMAP_THRESHOLD_BYTES,
     SPATIAL_AXES,
-    SUFFIXES,
     Loaded,
+    ReadRequest,
+    WriteRequest,
     decoded_limit,
     guess_layout,
     pooled_axes_for_layout,
@@ -66,11 +71,8 @@ from .writing import save
 
 __all__ = [
     "atomic_path",
-    "ARRAY_FORMATS",
     "CHANNEL_ORDERS",
     "DEFAULT_MAX_PIXELS",
-    "FORMAT_SUFFIXES",
-    "IMAGE_FORMATS",
     "JPEG_QUALITY",
     "LAYOUT_AXES",
     "Loaded",
@@ -78,9 +80,10 @@ __all__ = [
     "MAX_JPEG_SCANS",
     "MMAP_THRESHOLD_BYTES",
     "PNG_OPENCV_PIXELS",
+    "ReadRequest",
     "SPATIAL_AXES",
-    "SUFFIXES",
     "TEMPORARY_SUFFIX",
+    "WriteRequest",
     "atomic_output",
     "check_apart",
     "check_output",

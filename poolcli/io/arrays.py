@@ -14,10 +14,11 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import InputError, param
-from .formats import DTYPE_FIXES, MMAP_THRESHOLD_BYTES, NUMERIC_KINDS, Loaded, guess_layout, input_errors
+from .formats import DTYPE_FIXES, MMAP_THRESHOLD_BYTES, NUMERIC_KINDS, Loaded, ReadRequest, guess_layout, input_errors
 
 
-def load_npy(path: Path) -> Loaded:
+def read_npy(path: Path, request: ReadRequest) -> Loaded:
+    """A .npy file, memory-mapped when large; its length checked against its header."""
     with input_errors(path, "a .npy array", "re-save it with numpy.save"):
         with open(path, "rb") as file:
             header = npy_header(file)
@@ -29,10 +30,11 @@ def load_npy(path: Path) -> Loaded:
     return Loaded({"array": array}, "npy", guess_layout(array.ndim), "NPY", None, 1, path)
 
 
-def load_npz(path: Path, max_bytes: int | None) -> Loaded:
+def read_npz(path: Path, request: ReadRequest) -> Loaded:
     """Every member of an .npz, each checked from its header before a byte is inflated:
     its length must match the header, and compressed members must inflate to at most
-    ``max_bytes`` in all (zip bombs)."""
+    ``request.max_bytes`` in all (zip bombs)."""
+    max_bytes = request.max_bytes
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: is not a .npz (zip) archive; save it with numpy.savez")
     arrays: dict[str, np.ndarray] = {}

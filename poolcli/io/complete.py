@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import formats
 from .arrays import npy_header
 from .chatter import quiet_decoders
-from .formats import ARRAY_FORMATS, IMAGE_FORMATS
 from .png import png_is_complete
 
 
@@ -36,8 +36,10 @@ def is_complete(path: str | os.PathLike[str]) -> bool:
         size = path.stat().st_size
         if size == 0:
             return False
-        check = _COMPLETENESS.get(IMAGE_FORMATS.get(path.suffix.lower()) or ARRAY_FORMATS.get(path.suffix.lower(), ""))
-        return True if check is None else bool(check(path, size))
+        record = formats.by_suffix(path.suffix)
+        if record is None or record.complete is None:
+            return True
+        return bool(formats.resolve(record.complete)(path, size))
     except Exception:  # whatever a broken file makes a parser raise, it is not complete
         return False
 
@@ -53,13 +55,13 @@ def _head(path: Path, count: int) -> bytes:
         return file.read(count)
 
 
-def _npy_complete(path: Path, size: int) -> bool:
+def npy_complete(path: Path, size: int) -> bool:
     with open(path, "rb") as file:
         header = npy_header(file)
     return size - header.offset == header.nbytes
 
 
-def _npz_complete(path: Path, size: int) -> bool:
+def npz_complete(path: Path, size: int) -> bool:
     with zipfile.ZipFile(path) as archive:  # a cut archive has no central directory: BadZipFile
         for member in archive.infolist():
             with archive.open(member) as stream:
@@ -69,7 +71,7 @@ def _npz_complete(path: Path, size: int) -> bool:
     return True
 
 
-def _tiff_complete(path: Path, size: int) -> bool:
+def tiff_complete(path: Path, size: int) -> bool:
     import tifffile
 
     with quiet_decoders(), tifffile.TiffFile(path) as tiff:
@@ -78,14 +80,21 @@ def _tiff_complete(path: Path, size: int) -> bool:
         return max(ends, default=0) <= size
 
 
-_COMPLETENESS = {
-    "PNG": lambda path, size: png_is_complete(np.fromfile(path, dtype=np.uint8)),
-    "JPEG": lambda path, size: _head(path, 2) == b"\xff\xd8" and _tail(path, 64).rstrip(b"\0")[-2:] == b"\xff\xd9",
-    "GIF": lambda path, size: _tail(path, 1) == b"\x3b",
-    "WEBP": lambda path, size: struct.unpack("<4sI4s", _head(path, 12))[1] + 8 <= size,
-    "BMP": lambda path, size: struct.unpack("<2sI", _head(path, 6))[1] <= size,
-    "TIFF": _tiff_complete,
-    "NPY": _npy_complete,
-    "NPZ": _npz_complete,
-}
+def png_complete(path: Path, size: int) -> bool:
+    return png_is_complete(np.fromfile(path, dtype=np.uint8))
 
+
+def jpeg_complete(path: Path, size: int) -> bool:
+    return _head(path, 2) == b"\xff\xd8" and _tail(path, 64).rstrip(b"\0")[-2:] == b"\xff\xd9"
+
+
+def gif_complete(path: Path, size: int) -> bool:
+    return _tail(path, 1) == b"\x3b"
+
+
+def webp_complete(path: Path, size: int) -> bool:
+    return struct.unpack("<4sI4s", _head(path, 12))[1] + 8 <= size
+
+
+def bmp_complete(path: Path, size: int) -> bool:
+    return struct.unpack("<2sI", _head(path, 6))[1] <= size

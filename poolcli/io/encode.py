@@ -12,9 +12,10 @@ import numpy as np
 from PIL import Image
 
 from ..backends import opencv
+from ..core import formats
 from ..errors import OutputError, param
 from .chatter import quiet_decoders
-from .formats import NUMERIC_KINDS, OPENCV_SUFFIXES, PILLOW_PNG, UINT8_CHANNELS
+from .formats import NUMERIC_KINDS, PILLOW_PNG
 
 
 def encode_image(
@@ -28,15 +29,16 @@ def encode_image(
     bgr: bool,
 ) -> bytes:
     """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix."""
+    record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
-    _check_side_limit(path, array, fmt)
+    _check_side_limit(path, array, record)
     if normalize == "minmax":
         array = minmax_to_uint8(array)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * np.uint8(255)
-    array, by_opencv = _encodable(path, array, fmt)
+    array, by_opencv = _encodable(path, array, record)
     if icc is not None and not (
-        array.dtype in (np.uint8, np.uint16) and fmt not in ("BMP", "GIF") and _icc_matches(icc, array.shape[2])
+        array.dtype in (np.uint8, np.uint16) and "icc" in record.metadata and _icc_matches(icc, array.shape[2])
     ):
         icc = None
     if fmt == "TIFF" and by_opencv and icc is not None:  # OpenCV's TIFF has no place for a profile
@@ -46,49 +48,44 @@ def encode_image(
     return _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc)
 
 
-_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535, "PNG": 2**31 - 1, "BMP": 2**31 - 1}
-
-"""The widest and tallest image each format holds (libjpeg's limit, WebP's 14 bits, GIF's 16)."""
-
-
-def _check_side_limit(path: Path, array: np.ndarray, fmt: str) -> None:
+def _check_side_limit(path: Path, array: np.ndarray, record: formats.Format) -> None:
     height, width = array.shape[:2]
-    limit = _MAX_SIDE.get(fmt)
+    limit = record.max_side
     if limit is not None and max(width, height) > limit:
         raise OutputError(
-            f"{path}: {fmt} holds images up to {limit:,} pixels a side, not {width}x{height};"
+            f"{path}: {record.name} holds images up to {limit:,} pixels a side, not {width}x{height};"
             " save as .tiff, .png or .npy"
         )
 
 
-def _encodable(path: Path, array: np.ndarray, fmt: str) -> tuple[np.ndarray, bool]:
-    """``array`` as ``fmt`` stores it and whether OpenCV encodes it (else Pillow), or an
-    OutputError when ``fmt`` cannot hold it exactly."""
-    channels, dtype = array.shape[2], array.dtype
+def _encodable(path: Path, array: np.ndarray, record: formats.Format) -> tuple[np.ndarray, bool]:
+    """``array`` as the format stores it and whether OpenCV encodes it (else Pillow), or an
+    OutputError when the format cannot hold it exactly (its record's channel counts say what it holds)."""
+    channels, dtype, fmt = array.shape[2], array.dtype, record.name
     if dtype == np.uint8:
-        if channels not in UINT8_CHANNELS[fmt]:
-            allowed = " or ".join(str(c) for c in UINT8_CHANNELS[fmt])
+        if channels not in record.uint8_channels:
+            allowed = " or ".join(str(c) for c in record.uint8_channels)
             raise OutputError(
                 f"{path}: {fmt} keeps {allowed} channel(s), not {channels}; save as .png or .tiff"
             )
         return array, channels != 2 and _opencv_encodes(fmt, array.shape[0] * array.shape[1])
-    if dtype == np.uint16 and fmt in ("PNG", "TIFF"):
-        if channels in (1, 3, 4):
+    if dtype == np.uint16 and record.uint16_channels:
+        if channels in record.uint16_channels:
             return array, fmt == "PNG" or channels > 1
         raise OutputError(
             f"{path}: 16-bit {fmt} with {channels} channels is not supported;"
             f" save as .npy, or pass {param('dtype')} uint8"
         )
-    if dtype.kind == "f" and fmt == "TIFF":
+    if dtype.kind == "f" and record.float_channels:
         array = array.astype(np.float32) if dtype.itemsize < 4 else array
-        if channels in (1, 3, 4):
+        if channels in record.float_channels:
             return array, not (array.dtype == np.float32 and channels == 1)
         raise OutputError(
-            f"{path}: float TIFF with {channels} channels is not supported; save as .npy"
+            f"{path}: float {fmt} with {channels} channels is not supported; save as .npy"
         )
-    if dtype.kind in "iu" and fmt == "TIFF" and channels == 1 and _fits_int32(array):
+    if dtype.kind in "iu" and channels in record.int32_channels and _fits_int32(array):
         return array.astype(np.int32), False
-    raise OutputError(f"{path}: {_cannot_hold(fmt, dtype, channels)}")
+    raise OutputError(f"{path}: {_cannot_hold(record, dtype, channels)}")
 
 
 PNG_OPENCV_PIXELS = 1 << 19
@@ -105,13 +102,14 @@ def _opencv_encodes(fmt: str, pixels: int) -> bool:
     return fmt == "PNG" and pixels >= PNG_OPENCV_PIXELS
 
 
-def _cannot_hold(fmt: str, dtype: np.dtype, channels: int) -> str:
+def _cannot_hold(record: formats.Format, dtype: np.dtype, channels: int) -> str:
+    fmt = record.name
     if dtype.kind == "f":
         return (
             f"{fmt} cannot hold {dtype} values; save as .tiff or .npy,"
             f" or pass {param('normalize')} minmax or {param('dtype')} uint8"
         )
-    if fmt in ("PNG", "TIFF"):
+    if record.uint16_channels:  # more than 8 bits, but not these
         return (
             f"{fmt} cannot hold {channels}-channel {dtype} values; save as .npy,"
             f" or pass {param('dtype')} uint8 or {param('normalize')} minmax"
@@ -183,7 +181,7 @@ def _opencv_bytes(path: Path, array: np.ndarray, fmt: str, quality: int, icc: by
                   cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
     try:
         with quiet_decoders():
-            ok, encoded = cv2.imencode(OPENCV_SUFFIXES[fmt], array, params)
+            ok, encoded = cv2.imencode(formats.by_name(fmt).extension, array, params)
     except cv2.error:
         ok = False
     if not ok:

@@ -1,4 +1,5 @@
-"""Formats, layouts and budgets: which suffix is which format, how arrays are laid out, `Loaded`."""
+"""Formats, layouts and budgets: which suffix is which format (the table is core/formats.py), the requests its
+reader and writer get, how arrays are laid out, `Loaded`."""
 
 from __future__ import annotations
 
@@ -11,39 +12,67 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError, PoolError, param
-
-IMAGE_FORMATS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-    ".gif": "GIF",
-    ".webp": "WEBP",
-}
-
-ARRAY_FORMATS = {".npy": "NPY", ".npz": "NPZ"}
-
-SUFFIXES = (*IMAGE_FORMATS, *ARRAY_FORMATS)
-
-_SIGNATURES = (  # how each format's bytes begin: for data that comes without a file name (stdin)
-    (b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tiff"), (b"MM\x00*", ".tiff"),
-    (b"II+\x00", ".tiff"), (b"MM\x00+", ".tiff"), (b"GIF8", ".gif"), (b"BM", ".bmp"), (b"\x93NUMPY", ".npy"),
-    (b"PK\x03\x04", ".npz"),
-)
+from ..core import formats
+from ..errors import InputError, OutputError, PoolError, param
 
 
 def sniff_suffix(data: bytes) -> str | None:
-    """The extension of the format ``data`` is in, from its first bytes; None if unknown.
+    """The extension of the format ``data`` is in, from its first bytes (the signatures of
+    :mod:`poolcli.core.formats`); None if unknown.
 
     >>> sniff_suffix(b"\\x89PNG\\r\\n\\x1a\\n..."), sniff_suffix(b"RIFF1234WEBPVP8 "), sniff_suffix(b"hello")
     ('.png', '.webp', None)
     """
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    return next((suffix for signature, suffix in _SIGNATURES if data.startswith(signature)), None)
+    record = formats.sniff(data)
+    return None if record is None else record.extension
+
+
+def format_for(path: Path, error: type[PoolError]) -> formats.Format:
+    """The format ``path``'s suffix names, or ``error`` saying which suffixes there are."""
+    suffix = path.suffix.lower()
+    record = formats.by_suffix(suffix)
+    if record is None:
+        known = ", ".join(formats.read_suffixes())
+        raise error(f"{path}: unknown extension {suffix or '(none)'!r}; use one of {known}")
+    return record
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """What :func:`load` hands a format's reader: the format and the caller's limits."""
+
+    format: formats.Format
+    max_pixels: int | None
+    max_bytes: int | None  # what compressed data may inflate to, resolved by decoded_limit
+    channel_order: str
+    page: int
+
+
+@dataclass(frozen=True, eq=False)
+class WriteRequest:
+    """What :func:`save` hands a format's writer: the format, the data and the options."""
+
+    format: formats.Format
+    array: np.ndarray | None
+    key_arrays: dict[str, np.ndarray] | None
+    normalize: str | None
+    icc: bytes | None
+    quality: int
+    bgr: bool
+
+    def single_array(self, path: Path) -> np.ndarray:
+        """The one array to write (``array``, or the only one of ``key_arrays``); an OutputError otherwise."""
+        if self.array is not None or not self.key_arrays:
+            return self.required(path)
+        if len(self.key_arrays) == 1:
+            return np.asanyarray(next(iter(self.key_arrays.values())))
+        keys = ", ".join(self.key_arrays)
+        raise OutputError(f"{path}: {len(self.key_arrays)} arrays ({keys}) need one file; save as .npz")
+
+    def required(self, path: Path) -> np.ndarray:
+        if self.array is None:
+            raise OutputError(f"{path}: nothing to write; pass an array")
+        return np.asanyarray(self.array)
 
 
 DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS
@@ -76,17 +105,6 @@ _GUESSED_LAYOUTS = {1: "l", 2: "hw", 3: "chw", 4: "nchw", 5: "ncdhw"}
 # faster still but 10% bigger than Pillow's. Pillow writes what OpenCV cannot (gray + alpha)
 # with the same zlib settings.
 PILLOW_PNG = {"compress_level": 1, "compress_type": zlib.Z_RLE}
-
-OPENCV_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tiff"}
-
-UINT8_CHANNELS = {  # channel counts each format keeps exactly, for uint8 arrays
-    "PNG": (1, 2, 3, 4),
-    "TIFF": (1, 2, 3, 4),
-    "WEBP": (1, 2, 3, 4),
-    "JPEG": (1, 3),
-    "BMP": (1, 3),
-    "GIF": (1, 3, 4),  # colour is quantised to a 256-colour palette: lossy, as GIF is
-}
 
 NUMERIC_KINDS = "biuf"
 

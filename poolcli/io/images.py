@@ -12,16 +12,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..backends import opencv
+from ..core import formats
 from ..errors import InputError
 from .chatter import Chatter, quiet_decoders
 from .checks import check_page, check_pixels, orient
 from .encode import swap_red_blue
-from .formats import IMAGE_FORMATS, Loaded, input_errors, one_line
+from .formats import Loaded, ReadRequest, input_errors, one_line
 from .png import PlainHeader, check_png_data, plain_png, png_is_complete
 from .tiff import load_tiff
-
-# The Pillow plugins poolcli lets near its inputs (JPEG also opens MPO, multi-picture JPEG).
-_PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "DIB", "GIF", "WEBP")
 
 # Pillow modes turned into the mode whose array poolcli returns (P is decided per file).
 _MODE_CONVERSIONS = {
@@ -43,8 +41,12 @@ _ORIENTATION = 0x0112  # the EXIF tag
 _FROM_PILLOW_LIMIT = threading.Lock()
 
 
-def load_image(path: Path, max_pixels: int | None, channel_order: str, page: int) -> Loaded:
-    expected = IMAGE_FORMATS[path.suffix.lower()]
+def read_image(path: Path, request: ReadRequest) -> Loaded:
+    """An image through tifffile, OpenCV or Pillow, whichever the format and the file call for."""
+    return load_image(path, request.format.name, request.max_pixels, request.channel_order, request.page)
+
+
+def load_image(path: Path, expected: str, max_pixels: int | None, channel_order: str, page: int) -> Loaded:
     data = None
     if expected == "TIFF":
         tiff = load_tiff(path, max_pixels, page)
@@ -165,7 +167,7 @@ def _open_lazily(path: Path) -> Image.Image:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(path, formats=_PILLOW_FORMATS)
+            return Image.open(path, formats=formats.pillow_decoders())
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 

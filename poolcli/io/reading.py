@@ -1,4 +1,4 @@
-"""`load`: one door for every input, the format chosen from the content and the suffix."""
+"""`load`: one door for every input, the reader chosen by the suffix in the table of formats (core/formats.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import os
 import stat
 from pathlib import Path
 
+from ..core import formats
 from ..errors import InputError, PoolError
-from .arrays import load_npy, load_npz
-from .formats import CHANNEL_ORDERS, DEFAULT_MAX_PIXELS, IMAGE_FORMATS, SUFFIXES, Loaded, decoded_limit
-from .images import load_image
+from .formats import CHANNEL_ORDERS, DEFAULT_MAX_PIXELS, Loaded, ReadRequest, decoded_limit, format_for
 
 
 def load(
@@ -20,7 +19,7 @@ def load(
     channel_order: str = "rgb",
     page: int = 0,
 ) -> Loaded:
-    """Read an image, ``.npy`` or ``.npz`` file.
+    """Read an image, ``.npy`` or ``.npz`` file (or one of any format in :data:`poolcli.core.formats.FORMATS`).
 
     Images are always H x W x C. Pillow modes map to arrays as follows:
     L, LA, RGB, RGBA -> uint8 with 1, 2, 3, 4 channels; 1 (bilevel) -> uint8 0/255
@@ -62,16 +61,9 @@ def load(
     if isinstance(page, bool) or not isinstance(page, int) or page < 0:
         raise PoolError(f"page {page!r} must be an integer >= 0; use 0 for the first page")
     _check_input_file(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return load_npy(path)
-    if suffix == ".npz":
-        return load_npz(path, decoded_limit(max_pixels, max_bytes))
-    if suffix in IMAGE_FORMATS:
-        return load_image(path, max_pixels, channel_order, page)
-    raise InputError(
-        f"{path}: unknown extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}"
-    )
+    record = format_for(path, InputError)
+    request = ReadRequest(record, max_pixels, decoded_limit(max_pixels, max_bytes), channel_order, page)
+    return formats.resolve(record.reader)(path, request)
 
 
 def _check_input_file(path: Path) -> None:

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
+from ..core import formats
 from ..core.choices import JPEG_QUALITY
 from ..errors import OutputError
 from .atomic import atomic_output, check_output
 from .encode import encode_image, rgb_array
-from .formats import ARRAY_FORMATS, CHANNEL_ORDERS, IMAGE_FORMATS, SUFFIXES, Loaded
+from .formats import CHANNEL_ORDERS, Loaded, WriteRequest, format_for
 
 
 def save(
@@ -73,58 +74,54 @@ def save(
     array([[  0,  64, 128, 191, 255]], dtype=uint8)
     """
     path = Path(path)
-    output_format = _output_format(path, normalize, quality, channel_order)
+    record, writer = _output_format(path, normalize, quality, channel_order)
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs)
-    bgr = channel_order == "bgr"
-    if output_format == "NPZ":
-        arrays = key_arrays if key_arrays is not None else {"array": _required(path, array)}
-        for key, value in arrays.items():
-            _check_savable(f"{path} (key {key!r})", np.asanyarray(value))
-        write = _npz_writer({key: rgb_array(value, bgr) for key, value in arrays.items()})
-    elif output_format == "NPY":
-        array = _single_array(path, array, key_arrays)
-        _check_savable(str(path), array)
-        write = _npy_writer(rgb_array(array, bgr))
-    else:
-        icc = like.icc_profile if like is not None else None
-        write = _bytes_writer(encode_image(path, _single_array(path, array, key_arrays), output_format,
-                                           normalize=normalize, icc=icc, quality=quality, bgr=bgr))
+    icc = like.icc_profile if like is not None else None
+    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr")
+    write = formats.resolve(writer)(path, request)
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         write(file)
     return path
 
 
-def _output_format(path: Path, normalize: str | None, quality: int, channel_order: str) -> str:
-    """The format the suffix names, once every option is known good; an OutputError otherwise."""
-    suffix = path.suffix.lower()
-    output_format = IMAGE_FORMATS.get(suffix) or ARRAY_FORMATS.get(suffix)
-    if output_format is None:
-        raise OutputError(f"{path}: unknown extension {suffix or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
+def _output_format(
+    path: Path, normalize: str | None, quality: int, channel_order: str
+) -> tuple[formats.Format, str | Callable[..., Any]]:
+    """The format the suffix names and its writer, once every option is known good; an OutputError otherwise."""
+    output_format = format_for(path, OutputError)
+    writer = output_format.writer
+    if writer is None:
+        raise OutputError(f"{path}: poolcli reads {output_format.name} but does not write it;"
+                          f" use one of {', '.join(formats.written_suffixes().values())}")
     if normalize not in (None, "minmax"):
         raise OutputError(f"{path}: normalize {normalize!r} is unknown; use 'minmax' or None")
     if not 1 <= quality <= 100:
         raise OutputError(f"{path}: quality {quality} is out of range; use 1..100")
     if channel_order not in CHANNEL_ORDERS:
         raise OutputError(f"{path}: channel_order {channel_order!r} is unknown; use 'rgb' or 'bgr'")
-    return output_format
+    return output_format, writer
 
 
-def _required(path: Path, array: np.ndarray | None) -> np.ndarray:
-    if array is None:
-        raise OutputError(f"{path}: nothing to write; pass an array")
-    return np.asanyarray(array)
+def image_writer(path: Path, request: WriteRequest):
+    """The writer of every image format: `encode_image` (OpenCV, Pillow or tifffile) makes the bytes now."""
+    data = encode_image(path, request.single_array(path), request.format.name, normalize=request.normalize,
+                        icc=request.icc, quality=request.quality, bgr=request.bgr)
+    return _bytes_writer(data)
 
 
-def _single_array(
-    path: Path, array: np.ndarray | None, key_arrays: dict[str, np.ndarray] | None
-) -> np.ndarray:
-    if array is not None or not key_arrays:
-        return _required(path, array)
-    if len(key_arrays) == 1:
-        return np.asanyarray(next(iter(key_arrays.values())))
-    keys = ", ".join(key_arrays)
-    raise OutputError(f"{path}: {len(key_arrays)} arrays ({keys}) need one file; save as .npz")
+def npy_writer(path: Path, request: WriteRequest):
+    array = request.single_array(path)
+    _check_savable(str(path), array)
+    return _npy_writer(rgb_array(array, request.bgr))
+
+
+def npz_writer(path: Path, request: WriteRequest):
+    """``key_arrays`` under their keys, or ``array`` under "array"."""
+    arrays = request.key_arrays if request.key_arrays is not None else {"array": request.required(path)}
+    for key, value in arrays.items():
+        _check_savable(f"{path} (key {key!r})", np.asanyarray(value))
+    return _npz_writer({key: rgb_array(value, request.bgr) for key, value in arrays.items()})
 
 
 def _check_savable(where: str, array: np.ndarray) -> None:
