@@ -72,7 +72,7 @@ def test_a_task_run_again_rewrites_both_of_its_own_outputs(tmp_path):
 
 
 USER_FILES = ("notes.tmp", "out.png.tmp", ".out.png.tmp", ".out.png.mine.tmp", ".out.png.backup-2024.tmp",
-              ".other.png.abcd1234.tmp")
+              ".other.png.abcd1234.tmp", ".out.png.k3_x9q0z.tmp", ".other.png.poolcli-abcd1234.tmp")
 
 
 def _users_files(folder: Path) -> None:
@@ -82,7 +82,8 @@ def _users_files(folder: Path) -> None:
 
 def test_the_sweep_removes_poolcli_temporaries_and_nothing_of_the_users(tmp_path):
     _users_files(tmp_path)
-    ours = [tmp_path / ".out.png.k3_x9q0z.tmp", tmp_path / ".out_compare.png.abcdefgh.tmp"]
+    ours = [tmp_path / (io.temporary_prefix(tmp_path / "out.png") + "k3_x9q0z.tmp"),
+            tmp_path / (io.temporary_prefix(tmp_path / "out_compare.png") + "abcdefgh.scratch.tmp")]
     for path in ours:
         path.write_bytes(b"killed mid-write")
     sweep(Job(tmp_path / "in.png", tmp_path / "out.png", tmp_path / "out_compare.png"))
@@ -168,7 +169,8 @@ def test_a_cluster_run_sweeps_killed_writes_of_files_it_finished_and_keeps_the_u
         _png(src / "sub" / f"out{i}.png")
     (out / "sub").mkdir(parents=True)
     _users_files(out / "sub")
-    killed = [out / "sub" / ".out0.png.q1w2e3r4.tmp", out / "sub" / ".out2.png.zx_cv9bn.tmp"]
+    killed = [out / "sub" / (io.temporary_prefix(out / "sub" / name) + random + ".tmp")
+              for name, random in (("out0.png", "q1w2e3r4"), ("out2.png", "zx_cv9bn"))]
     for path in killed:
         path.write_bytes(b"left by a worker killed mid-write")
     assert main(["batch", str(src), "-d", str(out), "--scheduler", cluster.scheduler_address, "--quiet"]) == 0
@@ -183,8 +185,8 @@ def test_the_scheduler_address_may_come_from_the_environment(tmp_path, cluster, 
     from poolcli.stream import cluster as on_cluster
 
     monkeypatch.setattr(on_cluster, "CONNECT_SECONDS", 1)
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")  # nobody there
-    assert main(["batch", str(src), "-d", str(tmp_path / "out")]) == 2
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")  # nobody there: a failure, not a usage error
+    assert main(["batch", str(src), "-d", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "--scheduler" in err and "tcp://127.0.0.1:9" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
