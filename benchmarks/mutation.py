@@ -198,7 +198,7 @@ MUTANTS = [
            'OTHER_AXES = {0: (), 1: (("c", "channel"),), 2: (("c", "channel"), ("t", "time"))}',
            "#28 NGFF: t and c axes named in the wrong order", BIGDATA),
     Mutant("poolcli/stream/stores.py",
-           '        "type": NGFF_TYPES[pyramid.mode],',
+           '        "type": MODES[pyramid.mode].ngff,',
            '        "type": pyramid.mode,',
            "#28 NGFF: the multiscales type is poolcli's mode name, not NGFF's", BIGDATA),
     Mutant("poolcli/stream/stores.py",

@@ -26,6 +26,7 @@ from ..core.choices import (
     NAN_POLICIES,
     PAD_MODES,
 )
+from ..core.modes import described, names
 from ..errors import Interrupted, PoolError, signals_interrupt
 from ..version import __version__
 from .terminal import report_failure
@@ -37,7 +38,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     name="poolcli",
-    help="Pool, downsample and inspect pooling of images and feature maps (max, min, avg, sum, l2, lp, median).",
+    help=f"Pool, downsample and inspect pooling of images and feature maps ({', '.join(MODES)}).",
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,  # Click's plain help: wraps to the terminal, no cut choices, no <bool> metavars
@@ -149,7 +150,7 @@ def refuse_inputs(outputs, inputs) -> None:
 # ------------------------------------------------------------------ shared pooling options
 
 
-ModeOption = Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode: {'|'.join(MODES)}.")]
+ModeOption = Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode: {described()}.")]
 WindowOption = Annotated[str, typer.Option("-k", "--window", help='Window: "2", "2,3" or "2x3".')]
 StrideOption = Annotated[str | None, typer.Option("-s", "--stride", help="Stride, same forms (default: the window).")]
 PaddingOption = Annotated[str, typer.Option(
@@ -157,8 +158,8 @@ PaddingOption = Annotated[str, typer.Option(
 DilationOption = Annotated[str, typer.Option("--dilation", help="Dilation, same forms as the window.")]
 CeilOption = Annotated[bool, typer.Option("--ceil-mode", help="Round the output size up (PyTorch's ceil_mode).")]
 ExcludePadOption = Annotated[bool, typer.Option(
-    "--exclude-pad", help="avg/l2: divide by the real cells only (count_include_pad=False).")]
-PowerOption = Annotated[float, typer.Option("--power", help="lp: the norm's p (> 0).")]
+    "--exclude-pad", help=f"{'/'.join(names(divisor=True))}: divide by the real cells only (count_include_pad=False).")]
+PowerOption = Annotated[float, typer.Option("--power", help=f"{'/'.join(names(power='p'))}: the norm's p (> 0).")]
 PadModeOption = Annotated[str, typer.Option("--pad-mode", help=f"Padding values: {'|'.join(PAD_MODES)}.")]
 NanOption = Annotated[str, typer.Option("--nan", help=f"NaN handling: {'|'.join(NAN_POLICIES)}.")]
 AxesOption = Annotated[str | None, typer.Option("--axes", help='Axes to pool in .npy inputs, e.g. "0,1".')]
@@ -178,7 +179,8 @@ NormalizeOption = Annotated[str | None, typer.Option(
     "--normalize", help="minmax: map float results to 0..255 to save them as 8-bit images.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 AlphaOption = Annotated[str, typer.Option(
-    "--alpha", help="Images with alpha: premultiplied (avg/sum/l2/lp weigh colour by alpha) or straight.")]
+    "--alpha", help=f"Images with alpha: premultiplied ({'/'.join(names(mixes=True))} weigh colour by alpha)"
+    " or straight.")]
 PageOption = Annotated[int, typer.Option("--page", help="Multi-page TIFF or animation: the page to read, from 0.")]
 QualityOption = Annotated[int, typer.Option(
     "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]

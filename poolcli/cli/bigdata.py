@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..core.choices import DTYPE_CHOICES, MODES
+from ..core.modes import described, names, spoken
 from ..errors import PoolError
 from .app import (
     EXIT_OK,
@@ -148,15 +149,16 @@ def pyramid_command(
     output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.zarr|OUT.tif",
                                          help="OME-Zarr store (.zarr) or pyramidal tiled BigTIFF (.tif).",
                                          show_default=False)],
-    mode: Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode of every level: {'|'.join(MODES)} "
-                                      "(max, min or median for labels and masks).")] = "avg",
+    mode: Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode of every level: {described()}; "
+                                      f"{spoken(names(mixes=False))} for labels and masks.")] = "avg",
     levels: Annotated[int | None, typer.Option("--levels", help="Reduced levels (2x, 4x, ...).",
                                                show_default=False)] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="Without --levels: halve until the longest side is "
                                           "at most this.")] = 512,
     axes: AxesOption = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Levels' dtype: auto (the input's; sum and lp their "
-                                       "natural one)|keep|float32|float64|uint8|uint16.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="Levels' dtype: auto (the input's; "
+                                       f"{spoken(names(grows=True), 'and')} their natural one)"
+                                       "|keep|float32|float64|uint8|uint16.")] = "auto",
     nan: NanOption = "propagate",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     *,

@@ -5,9 +5,9 @@ start-up reads them without importing the engine.
 ('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median')
 """
 
-from .modes import NAMES
+from .modes import names
 
-MODES = NAMES  # one record each in modes.py
+MODES = names()  # one record each in modes.py
 PAD_MODES = ("zeros", "edge", "reflect")
 NAN_POLICIES = ("propagate", "omit")
 BACKENDS = ("auto", "numpy", "cupy")

@@ -1,20 +1,21 @@
-"""One record per pooling mode: what the engine, the kernels, the dtypes, the figures and the
-command line need to know of it, in one table (no NumPy: the command line's start-up reads it).
+"""One record per pooling mode: what the engine, the kernels, the dtypes, the figures, the
+pyramids, the inspector and the command line need to know of it, in one table (no NumPy: the
+command line's start-up reads it). Every other layer derives its per-mode knowledge from here.
 
->>> MODES["l2"].divisor, MODES["max"].routes, MODES["sum"].output
-(True, True, 'sum')
->>> NAMES
+>>> MODES["l2"].divisor, MODES["max"].routes, MODES["sum"].output, MODES["avg"].ngff
+(True, True, 'sum', 'mean')
+>>> names()
 ('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median')
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 
 @dataclass(frozen=True)
 class Mode:
-    """How one mode pools (docs/semantics.md, section 3)."""
+    """How one mode pools (docs/semantics.md, section 3), and how the other layers name it."""
 
     name: str
     reducer: str  # "extreme" (max/min), "sum" (a sum of x, x^2 or |x|^p, then a divisor or root), "median"
@@ -26,26 +27,55 @@ class Mode:
     mixes: bool  # mixes values, so an image's colour is weighted by its alpha
     grows: bool  # a result can exceed the input's range (an integer output may clip)
     fused: bool  # the CUDA kernels fuse it
+    _: KW_ONLY
+    summary: str  # a short phrase for the command line's help: "max (summary)"
+    formula: str  # the inspector's readout: how a window's result follows from its taps ("{p}": the p used)
+    ngff: str  # the "type" an OME-Zarr pyramid's multiscales metadata records
     power: str | None = None  # the sum family: None sums x, "2" sums x^2, "p" sums |x|^p (then a root)
     keeps: str | None = None  # the extremes: the "largest" or the "smallest" value wins
 
 
 MODES = {mode.name: mode for mode in (
-    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="largest"),
-    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="smallest"),
-    Mode("avg", "sum", "zeros", True, "float", False, False, True, False, True),
-    Mode("sum", "sum", "zeros", False, "sum", False, False, True, True, True),
-    Mode("l2", "sum", "zeros", True, "float", False, False, True, False, True, power="2"),
-    Mode("lp", "sum", "zeros", False, "float", False, False, True, True, True, power="p"),
-    Mode("median", "median", "ignored", False, "same", True, False, False, False, False),
+    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="largest",
+         summary="the largest value", formula="largest tap", ngff="max"),
+    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="smallest",
+         summary="the smallest value", formula="smallest tap", ngff="min"),
+    Mode("avg", "sum", "zeros", True, "float", False, False, True, False, True,
+         summary="the mean", formula="sum / divisor", ngff="mean"),
+    Mode("sum", "sum", "zeros", False, "sum", False, False, True, True, True,
+         summary="the total", formula="sum", ngff="sum"),
+    Mode("l2", "sum", "zeros", True, "float", False, False, True, False, True, power="2",
+         summary="the root mean square", formula="sqrt(sum of squares / divisor)", ngff="l2"),
+    Mode("lp", "sum", "zeros", False, "float", False, False, True, True, True, power="p",
+         summary="the p-norm", formula="(sum of |x|^p)^(1/p), p = {p}", ngff="lp"),
+    Mode("median", "median", "ignored", False, "same", True, False, False, False, False,
+         summary="the middle value", formula="middle tap (mean of two for an even count)", ngff="median"),
 )}
-NAMES = tuple(MODES)
 
 
 def names(**wanted: object) -> tuple[str, ...]:
-    """The modes whose records have every field `wanted` says, in table order.
+    """The modes whose records have every field `wanted` says, in table order (all without `wanted`);
+    read when asked, so a record added to MODES is among them.
 
     >>> names(indices=True), names(divisor=True)
     (('max', 'min'), ('avg', 'l2'))
     """
     return tuple(name for name, mode in MODES.items() if all(getattr(mode, k) == v for k, v in wanted.items()))
+
+
+def spoken(modes: tuple[str, ...], last: str = "or") -> str:
+    """Mode names in a sentence.
+
+    >>> spoken(names(mixes=False)), spoken(names(grows=True), "and"), spoken(("avg",))
+    ('max, min or median', 'sum and lp', 'avg')
+    """
+    return modes[0] if len(modes) == 1 else f"{', '.join(modes[:-1])} {last} {modes[-1]}"
+
+
+def described() -> str:
+    """Every mode with its summary, for the command line's help.
+
+    >>> described().split(", ")[:2]
+    ['max (the largest value)', 'min (the smallest value)']
+    """
+    return ", ".join(f"{name} ({mode.summary})" for name, mode in MODES.items())

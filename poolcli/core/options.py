@@ -11,11 +11,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from ..errors import PoolError, param
-from .modes import MODES, NAMES, names
-
-EXTREME_MODES = names(reducer="extreme")
-
-DIVISOR_MODES = names(divisor=True)
+from .modes import MODES, names, spoken
 
 PAD_MODES = ("zeros", "edge", "reflect")
 
@@ -26,10 +22,16 @@ ACCEPTED_KINDS = "biuf"  # bool, signed, unsigned, float
 INT64_MAX = 2**63 - 1  # every size, position and count of a plan is an int64 in the engine
 
 
-def check_mode(mode: object, allowed: Sequence[str] = NAMES) -> str:
+def check_mode(mode: object, allowed: Sequence[str] | None = None) -> str:
+    allowed = names() if allowed is None else allowed
     if not isinstance(mode, str) or mode.lower() not in allowed:
         raise PoolError(f"{param('mode')} {mode!r} is not known; use one of {', '.join(allowed)}")
     return mode.lower()
+
+
+def quoted(modes: tuple[str, ...]) -> str:
+    """'avg' or 'l2': mode names as a message quotes them."""
+    return spoken(tuple(repr(mode) for mode in modes))
 
 
 def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
@@ -111,14 +113,14 @@ def check_options(
     """Check every keyword that does not depend on the input's shape; return them resolved."""
     mode = check_mode(mode)
     if divisor_override is not None:
-        if mode not in DIVISOR_MODES:
+        if not MODES[mode].divisor:
             raise PoolError(
-                f"{param('divisor_override')} applies to mode 'avg' or 'l2', not {mode!r}; drop it"
+                f"{param('divisor_override')} applies to mode {quoted(names(divisor=True))}, not {mode!r}; drop it"
             )
         divisor_override = check_int("divisor_override", divisor_override, 1)
-    if return_indices and mode not in EXTREME_MODES:
+    if return_indices and not MODES[mode].indices:
         raise PoolError(
-            f"return_indices=True needs mode 'max' or 'min', not {mode!r}; "
+            f"return_indices=True needs mode {quoted(names(indices=True))}, not {mode!r}; "
             "drop return_indices or change the mode"
         )
     return dict(

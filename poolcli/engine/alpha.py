@@ -41,7 +41,7 @@ def pool_premultiplied(image: np.ndarray, dtype: np.dtype | None, **keywords) ->
     alpha = image[..., -1:]
     weights = alpha.astype(np.float64)
     colour_keywords = dict(keywords)
-    if keywords["mode"] in ("avg", "sum"):  # the divisor cancels: a ratio of exact integer sums
+    if keywords["mode"] in names(reducer="sum", power=None):  # avg, sum: the divisor cancels, a ratio of exact sums
         colour_keywords.update(mode="sum", divisor_override=None, count_include_pad=True)
     numerator = pool(image[..., :-1] * weights, **colour_keywords)
     denominator = pool(weights, **colour_keywords)

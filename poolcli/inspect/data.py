@@ -5,7 +5,8 @@ Every number the page prints comes from here: the input's values, each pooled va
 cell receives for dL/dy = 1 (`engine.pool_backward`, for the modes that route), and per
 axis the plan's window, stride, dilation, pads, the divisor counts (`engine.divisors`) and,
 for edge/reflect padding, which input cell each pad cell copies (the plan's source map).
-The page's script only draws, looks values up and walks the plan's geometry.
+The page's script only draws, looks values up and walks the plan's geometry; each mode's words
+(its formula) come from its record in `core.modes`.
 
 Arrays travel as zlib-compressed little-endian bytes in base64, in their own dtype (so a
 float32 result is shown as the float32 the engine returned, an int64 as the exact int64): `encode`.
@@ -330,7 +331,7 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
                            bool(keywords.get("ceil_mode")))
     return dict(
         mode=plan.mode, window=list(settings.window), label=_label(plan), dtype=values.dtype.name,
-        reducer=record.reducer, keeps=record.keeps, power=record.power, routes=record.routes,
+        reducer=record.reducer, keeps=record.keeps, power=record.power, routes=record.routes, formula=record.formula,
         divisor=record.divisor, divisorOverride=plan.divisor_override, countIncludePad=plan.count_include_pad,
         padMode=plan.pad_mode, nanPolicy=plan.nan_policy, p=plan.p, grows=record.grows, axes=axis_data,
         region=dict(y=oy0, x=ox0, h=oy1 - oy0, w=ox1 - ox0), range=list(value_range(values)),

@@ -24,6 +24,7 @@ from pathlib import Path, PurePath
 from urllib.parse import quote
 
 from .. import io
+from ..core.modes import names, spoken
 from ..errors import PoolError, printable
 from ..pipeline import PoolSettings
 from ..version import __version__
@@ -107,7 +108,7 @@ def inspector_html(payload: dict) -> str:
                      f"{exact['x']}..{exact['x'] + exact['w'] - 1} of {size[0]}x{size[1]}; the rest is a preview")
     if payload["kind"] == "image" and "A" in payload["channels"]:
         notes.append("alpha is pooled as a channel of its own, as poolcli.pool does; poolcli pool weighs colour by"
-                     " alpha for avg, sum, l2 and lp")
+                     f" alpha for {spoken(names(mixes=True), 'and')}")
     if payload["channelCount"] > len(payload["channels"]):
         notes.append(f"{len(payload['channels'])} of {payload['channelCount']} channels embedded")
     return document("inspector", payload, VERSION=__version__, TITLE=payload["title"], NOTE="; ".join(notes))

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..core.modes import MODES
 from ..errors import OutputError
 from ..io import atomic_path, scratch
 from ..version import __version__
@@ -42,7 +43,6 @@ from .sources import Source
 NGFF_VERSIONS = {2: "0.4", 3: "0.5"}
 SPATIAL_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 OTHER_AXES = {0: (), 1: (("c", "channel"),), 2: (("t", "time"), ("c", "channel"))}
-NGFF_TYPES = {"avg": "mean", "max": "max", "min": "min", "median": "median", "sum": "sum", "l2": "l2", "lp": "lp"}
 Progress = Callable[[int], None]
 
 
@@ -70,7 +70,7 @@ def multiscales(pyramid: Pyramid, name: str, zarr_format: int) -> dict:
         "name": name,
         "axes": ngff_axes(len(pyramid.shape), pyramid.spatial),
         "datasets": datasets,
-        "type": NGFF_TYPES[pyramid.mode],
+        "type": MODES[pyramid.mode].ngff,
         "metadata": {"method": "poolcli.pool", "version": __version__,
                      "kwargs": {"window": 2, "stride": 2, "mode": pyramid.mode, "nan_policy": pyramid.nan_policy}},
     }

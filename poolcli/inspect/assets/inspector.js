@@ -493,8 +493,7 @@
       }
     }
     if (win.divisorText) lines.push(`<div data-role="divisor" data-value="${win.divisor}">${esc(win.divisorText)}</div>`);
-    const formula = {avg: "sum / divisor", l2: "sqrt(sum of squares / divisor)", lp: `(sum of |x|^p)^(1/p), p = ${panel.p}`,
-      sum: "sum", max: "largest tap", min: "smallest tap", median: "middle tap (mean of two for an even count)"}[panel.mode] || "";
+    const formula = panel.formula.replace("{p}", () => String(panel.p));  // the mode's record (core/modes.py)
     const winnerText = win.winners.length ? win.winners.map((w) => cellName(w.sy, w.sx)).join(" and ") : "";
     readout.innerHTML = `<h3>${esc(panel.label)}: output ${cellName(win.oy, win.ox)}${DATA.channels.length > 1 ? ", " + esc(DATA.channels[view.channel]) : ""}</h3>` +
       `<div class="result">result (engine) = <b data-role="result">${esc(win.result === undefined ? "outside the exact region" : win.resultText)}</b> <span class="muted">${esc(formula)}</span></div>` +
