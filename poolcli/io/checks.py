@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,7 +15,7 @@ from ..errors import InputError, param
 _FROM_PILLOW_LIMIT = threading.Lock()
 
 
-def open_lazily(source: Path | BinaryIO, formats: Sequence[str]) -> Image.Image:
+def open_lazily(source: Path | BinaryIO, formats: tuple[str, ...]) -> Image.Image:
     """Pillow's lazy open (header only) of one of `formats`, with Pillow's own bomb limit
     lifted for the call.
 
