@@ -414,7 +414,7 @@ def test_forged_codec_header_is_refused_before_decoding(forged_tiffs, tmp_path, 
     assert len(lines) == 1, lines
 
 
-HONEST_CODECS = ("jpeg tiles", "jpeg strips", "jpeg tables", "png", "webp", "jpeg2000")
+HONEST_CODECS = ("jpeg tiles", "jpeg tile past the edges", "jpeg strips", "jpeg tables", "png", "webp", "jpeg2000")
 
 
 @pytest.fixture(scope="module")
@@ -424,6 +424,7 @@ def honest_codec_tiffs(tmp_path_factory) -> dict[str, Path]:
     smooth = (np.add.outer(np.arange(100) * 3, np.arange(90) * 5) % 251).astype(np.uint8)
     paths = {name: folder / f"{name.replace(' ', '_')}.tif" for name in HONEST_CODECS}
     tifffile.imwrite(paths["jpeg tiles"], smooth, tile=(32, 48), compression="jpeg")  # edge tiles padded
+    tifffile.imwrite(paths["jpeg tile past the edges"], smooth, tile=(128, 128), compression="jpeg")
     tifffile.imwrite(paths["jpeg strips"], smooth, rowsperstrip=24, compression="jpeg")  # the last: 4 rows
     Image.fromarray(smooth).save(paths["jpeg tables"], compression="jpeg", strip_size=90 * 24)  # libtiff's
     tifffile.imwrite(paths["png"], noise, tile=(32, 32), compression="png")

@@ -94,7 +94,7 @@ def _image_codec(size: int, rows: int) -> int:
 
 # Image codecs decode a segment to the size their own header claims, whatever the TIFF's tags say:
 # the header is read (by Pillow, without decoding) and checked against the segment before any
-# decode. Per compression: the Pillow format, and how to find the header in a segment's bytes.
+# decode. Per compression: the format whose header is read.
 _JPEG_CODES = (6, 7, 33007, 34892)  # old-style JPEG, JPEG, ALT_JPEG, lossy DNG JPEG (tifffile's JPEG set)
 _HEADERS: dict[int, str] = {
     **dict.fromkeys(_JPEG_CODES, "JPEG"),
@@ -137,7 +137,7 @@ class Segments:
         claimed = _claimed_size(kind, page, data)
         if claimed is None:
             raise InputError(f"{where}: its {kind} header cannot be read; the file is corrupt; re-export it")
-        rows = min(self.rows, int(page.imagelength))
+        rows = self.rows if self.kind == "tile" else min(self.rows, int(page.imagelength))  # tiles are padded
         if claimed[0] > self.columns or claimed[1] > rows or claimed[2] > self.samples:
             raise InputError(f"{where}: its {kind} header claims {claimed[0]}x{claimed[1]} pixels of {claimed[2]}"
                              f" sample(s), more than the {self.kind}'s {self.columns}x{rows} of {self.samples};"
