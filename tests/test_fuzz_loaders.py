@@ -705,12 +705,13 @@ def test_info_on_mutants_in_a_subprocess(tmp_path):
 # ------------------------------------------------------------------ TIFF tiles and strips, streamed
 #
 # The streamed reader (`poolcli.stream.open_source`, which `pool` uses for big inputs and `pyramid`
-# always) on tiled and striped TIFFs of every common compression whose segments are cut, flipped,
-# moved out of the file or given lying byte counts: each case reads the page in bands (as pooling
-# does) and must give exactly tifffile's whole-page read of the same file and `io.load`'s pixels,
-# or one InputError line naming the file, as `io.load` does.
+# always) on tiled and striped TIFFs of every common compression (JPEG too, whose SOF is checked
+# against the segment before decoding) whose segments are cut, flipped, moved out of the file or
+# given lying byte counts: each case reads the page in bands (as pooling does) and must give exactly
+# tifffile's whole-page read of the same file and `io.load`'s pixels, or one InputError line naming
+# the file, as `io.load` does.
 
-STREAM_COMPRESSIONS = (None, "zlib", "lzw", "packbits", "zstd")
+STREAM_COMPRESSIONS = (None, "zlib", "lzw", "packbits", "zstd", "jpeg")
 
 
 def _stream_original(tiled: bool, compression: str | None) -> bytes:

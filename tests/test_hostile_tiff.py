@@ -9,13 +9,16 @@ value (tags overwritten in place, bytes cut or scrambled). Each command is a rea
 
 from __future__ import annotations
 
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import hostile
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 from test_hostile import assert_bounded, assert_one_error_line, temporaries
 
 from poolcli import io, pool
@@ -314,3 +317,130 @@ def test_a_stack_is_refused_and_an_image_with_reduced_pages_streams_page_0(tmp_p
         writer.write(IMAGE[::2, ::2], tile=(16, 16), compression="zlib", subfiletype=1)
     with open_source(reduced) as source:
         np.testing.assert_array_equal(source.read((slice(None),)), IMAGE)
+
+
+# ------------------------------------------------------------------ image codecs: a segment's own header
+
+
+def forge(path: Path, index: int, find: bytes, at: int, value: bytes, *, crc_from: int | None = None) -> Path:
+    """Overwrite bytes `at` past the first `find` in segment `index` of page 0 with `value` (and,
+    for a PNG chunk, its CRC over the bytes from `crc_from` past `find`)."""
+    (offsets, counts), data = segment_table(path), bytearray(path.read_bytes())
+    start = data.index(find, offsets[index], offsets[index] + counts[index]) + at
+    data[start: start + len(value)] = value
+    if crc_from is not None:  # PNG: the chunk's CRC follows its 13 bytes of IHDR data
+        body = start - at + crc_from
+        data[body + 17: body + 21] = zlib.crc32(bytes(data[body: body + 17])).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def jpeg_tile(folder: Path) -> Path:
+    """JPEG tiles of 32x32; tile 1's SOF claims 65500x65500 (4 GB decoded from 1 KB)."""
+    path = folder / "jpeg_tile.tif"
+    tifffile.imwrite(path, IMAGE, tile=(32, 32), compression="jpeg")
+    return forge(path, 1, b"\xff\xc0", 5, struct.pack(">HH", 65500, 65500))
+
+
+def jpeg_strip(folder: Path) -> Path:
+    """JPEG strips of 16 rows; strip 2's SOF claims 16000x16000 (256 MB: tifffile once cut it to the
+    strip's shape and pooled it)."""
+    path = folder / "jpeg_strip.tif"
+    tifffile.imwrite(path, IMAGE, rowsperstrip=16, compression="jpeg")
+    return forge(path, 2, b"\xff\xc0", 5, struct.pack(">HH", 16000, 16000))
+
+
+def jpeg_tables_strip(folder: Path) -> Path:
+    """JPEG strips as libtiff writes them (abbreviated: the tables in JPEGTables, each strip SOF and
+    SOS only); the last strip's SOF claims 65500 rows."""
+    path = folder / "jpeg_tables_strip.tif"
+    Image.fromarray(IMAGE).save(path, compression="jpeg", strip_size=64 * 24)
+    return forge(path, 2, b"\xff\xc0", 5, struct.pack(">H", 65500))
+
+
+def png_tile(folder: Path) -> Path:
+    """PNG tiles of 32x32; tile 3's IHDR claims 65500x65500 (its CRC made right)."""
+    path = folder / "png_tile.tif"
+    tifffile.imwrite(path, IMAGE, tile=(32, 32), compression="png")
+    return forge(path, 3, b"IHDR", 4, struct.pack(">II", 65500, 65500), crc_from=0)
+
+
+def webp_tile(folder: Path) -> Path:
+    """Lossless WebP tiles of 32x32 RGB; tile 0's VP8L header claims 16384x16384 (its most)."""
+    path = folder / "webp_tile.tif"
+    tifffile.imwrite(path, np.stack([IMAGE] * 3, axis=-1), tile=(32, 32), compression="webp",
+                     compressionargs={"lossless": True}, photometric="rgb")
+    bits = 16383 | 16383 << 14 | 1 << 28  # width - 1, height - 1, alpha used, version 0
+    return forge(path, 0, b"VP8L", 9, bits.to_bytes(4, "little"))
+
+
+def jpeg2000_tile(folder: Path) -> Path:
+    """JPEG 2000 tiles of 32x32; tile 2's SIZ claims a 65500x65500 image in one tile."""
+    path = folder / "jpeg2000_tile.tif"
+    tifffile.imwrite(path, IMAGE, tile=(32, 32), compression="jpeg2000")
+    return forge(path, 2, b"\xff\x4f\xff\x51", 8, struct.pack(">6I", 65500, 65500, 0, 0, 65500, 65500))
+
+
+FORGED = {generate.__name__: generate for generate in (
+    jpeg_tile, jpeg_strip, jpeg_tables_strip, png_tile, webp_tile, jpeg2000_tile)}
+FORGED_SEGMENT = {"jpeg_tile": "tile 1", "jpeg_strip": "strip 2", "jpeg_tables_strip": "strip 2",
+                  "png_tile": "tile 3", "webp_tile": "tile 0", "jpeg2000_tile": "tile 2"}
+
+
+@pytest.fixture(scope="module")
+def forged_tiffs(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("forged")
+    return {name: generate(folder) for name, generate in FORGED.items()}
+
+
+@pytest.mark.parametrize("name", list(FORGED))
+def test_forged_codec_header_is_refused_before_decoding(forged_tiffs, tmp_path, name):
+    """A segment whose own header claims more pixels than the segment holds (the codec would decode
+    that size, whatever the tags say) is refused in memory, streamed and by `pyramid`: one line
+    naming the file, page and segment, in seconds, within 250 MB."""
+    path = forged_tiffs[name]
+    runs = {
+        "in memory": ("pool", path, "-o", tmp_path / "memory" / "out.npy"),
+        "streamed": ("pool", path, "-o", tmp_path / "streamed" / "out.npy", "--memory", "16MB"),
+        "streamed zarr": ("pool", path, "-o", tmp_path / "zarr" / "out.zarr"),
+        "pyramid": ("pyramid", path, "-o", tmp_path / "pyramid" / "out.zarr", "--min-size", "8"),
+    }
+    lines = set()
+    for args in runs.values():
+        args[3].parent.mkdir()
+        result = hostile.run(*args)
+        lines.add(check_refused(result, path, args[3].parent, f"page 0: {FORGED_SEGMENT[name]}", "header claims"))
+        assert result.seconds < 5 and result.rss_mb < 250, result
+    assert len(lines) == 1, lines
+
+
+HONEST_CODECS = ("jpeg tiles", "jpeg tile past the edges", "jpeg strips", "jpeg tables", "png", "webp", "jpeg2000")
+
+
+@pytest.fixture(scope="module")
+def honest_codec_tiffs(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("honest")
+    noise = np.random.default_rng(7).integers(0, 256, (100, 90), np.uint8)
+    smooth = (np.add.outer(np.arange(100) * 3, np.arange(90) * 5) % 251).astype(np.uint8)
+    paths = {name: folder / f"{name.replace(' ', '_')}.tif" for name in HONEST_CODECS}
+    tifffile.imwrite(paths["jpeg tiles"], smooth, tile=(32, 48), compression="jpeg")  # edge tiles padded
+    tifffile.imwrite(paths["jpeg tile past the edges"], smooth, tile=(128, 128), compression="jpeg")
+    tifffile.imwrite(paths["jpeg strips"], smooth, rowsperstrip=24, compression="jpeg")  # the last: 4 rows
+    Image.fromarray(smooth).save(paths["jpeg tables"], compression="jpeg", strip_size=90 * 24)  # libtiff's
+    tifffile.imwrite(paths["png"], noise, tile=(32, 32), compression="png")
+    tifffile.imwrite(paths["webp"], np.stack([noise] * 3, -1), tile=(32, 32), compression="webp", photometric="rgb")
+    tifffile.imwrite(paths["jpeg2000"], noise, rowsperstrip=24, compression="jpeg2000")
+    return paths
+
+
+@pytest.mark.parametrize("name", HONEST_CODECS)
+def test_honest_image_codec_tiffs_pool_tifffiles_pixels_in_memory_and_streamed(honest_codec_tiffs, tmp_path, name):
+    """Tiles and strips whose headers claim their own size (or fewer rows: a short last strip) pool
+    exactly tifffile's pixels, in memory and streamed."""
+    path = honest_codec_tiffs[name]
+    streamed = hostile.run("pool", path, "-o", tmp_path / "streamed.npy", "--memory", "16MB", "-m", "avg")
+    memory = hostile.run("pool", path, "-o", tmp_path / "memory.npy", "-m", "avg")
+    assert streamed.code == memory.code == 0 and streamed.err_lines == memory.err_lines == [], (streamed, memory)
+    assert_same_pixels(tmp_path / "streamed.npy", tmp_path / "memory.npy")
+    expected = pool(tifffile.imread(path), 2, mode="avg", axes=(0, 1))
+    np.testing.assert_array_equal(np.load(tmp_path / "memory.npy").reshape(expected.shape), expected)

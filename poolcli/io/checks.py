@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+from PIL import Image
 
 from ..errors import InputError, param
+
+_FROM_PILLOW_LIMIT = threading.Lock()
+
+
+def open_lazily(source: Path | BinaryIO, formats: tuple[str, ...]) -> Image.Image:
+    """Pillow's lazy open (header only) of one of `formats`, with Pillow's own bomb limit
+    lifted for the call.
+
+    poolcli checks the size itself, against the caller's limit, right after; the
+    lock keeps concurrent loads from restoring Pillow's global limit wrongly.
+    """
+    with _FROM_PILLOW_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(source, formats=formats)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def check_page(path: Path, page: int, count: int) -> None:

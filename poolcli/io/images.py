@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import threading
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..backends import opencv
 from ..core import formats
 from ..errors import InputError
 from .chatter import Chatter, quiet_decoders
-from .checks import check_page, check_pixels, orient
+from .checks import check_page, check_pixels, open_lazily, orient
 from .encode import swap_red_blue
 from .formats import Loaded, ReadRequest, input_errors, one_line
 from .png import PlainHeader, check_png_data, plain_png, png_is_complete
@@ -37,9 +36,6 @@ _MODE_CONVERSIONS = {
 _PNG_WIDE_COLOUR = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}  # PNG colour type -> mode
 
 _ORIENTATION = 0x0112  # the EXIF tag
-
-_FROM_PILLOW_LIMIT = threading.Lock()
-
 
 def read_image(path: Path, request: ReadRequest) -> Loaded:
     """An image through tifffile, OpenCV or Pillow, whichever the format and the file call for."""
@@ -63,7 +59,7 @@ def load_image(path: Path, expected: str, max_pixels: int | None, channel_order:
             return plain
     try:
         with quiet_decoders():
-            image = _open_lazily(path)
+            image = open_lazily(path, formats.pillow_decoders())
     except UnidentifiedImageError:
         raise InputError(
             f"{path}: is not an image Pillow can identify (expected {expected});"
@@ -155,21 +151,6 @@ def _check_jpeg_intact(path: Path, data: np.ndarray) -> None:
     with quiet_decoders() as chatter, contextlib.suppress(cv2.error):
         cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8 | cv2.IMREAD_IGNORE_ORIENTATION)
     _refuse_corrupt_jpeg(path, chatter)
-
-
-def _open_lazily(path: Path) -> Image.Image:
-    """Pillow's lazy open (header only), with Pillow's own bomb limit lifted for the call.
-
-    poolcli checks the size itself, against the caller's limit, right after; the
-    lock keeps concurrent loads from restoring Pillow's global limit wrongly.
-    """
-    with _FROM_PILLOW_LIMIT:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            return Image.open(path, formats=formats.pillow_decoders())
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _wide_colour_mode(path: Path, image: Image.Image) -> str | None:

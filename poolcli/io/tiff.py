@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from ..errors import InputError, param
 from .chatter import quiet_decoders
-from .checks import check_page, check_pixels, hwc_samples, orient
+from .checks import check_page, check_pixels, hwc_samples, open_lazily, orient
 from .formats import NUMERIC_KINDS, Loaded, input_errors
 
 _TIFF_MODES = {  # (dtype, channels) -> the Pillow-style mode name poolcli reports
@@ -45,6 +46,7 @@ def load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
         if most is not None and segments.decoded > most:
             raise InputError(f"{path}: page {page}: each of its {segments.kind}s decodes to {segments.decoded:,}"
                              f" bytes, more than the limit; pass {param('max_pixels')} 0 if you trust this file")
+        check_headers(path, chosen, segments, tiff.filehandle)
         array = hwc_samples(chosen.asarray(), chosen.shape, chosen.axes)
         orientation = int(chosen.tags.valueof(274, default=1) or 1)
         icc = chosen.tags.valueof(34675)
@@ -85,9 +87,22 @@ _WORST_CASES = {
 _PADDED_SEGMENT_BYTES = 1 << 26  # a segment may pad a small page (a 512x512 tile of a 100x100 page) up to this
 
 
-def _other_codec(size: int, rows: int) -> int:
-    """Image codecs (JPEG, PNG, WebP, ...) and the rest: twice the decoded bytes and a header."""
+def _image_codec(size: int, rows: int) -> int:
+    """Image codecs (JPEG, PNG, WebP, JPEG 2000): twice the decoded bytes and a header."""
     return 2 * size + 65536
+
+
+# Image codecs decode a segment to the size their own header claims, whatever the TIFF's tags say:
+# the header is read (by Pillow, without decoding) and checked against the segment before any
+# decode. Per compression: the format whose header is read.
+_JPEG_CODES = (6, 7, 33007, 34892)  # old-style JPEG, JPEG, ALT_JPEG, lossy DNG JPEG (tifffile's JPEG set)
+_HEADERS: dict[int, str] = {
+    **dict.fromkeys(_JPEG_CODES, "JPEG"),
+    34933: "PNG",
+    **dict.fromkeys((34927, 50001), "WEBP"),
+    **dict.fromkeys((33003, 33004, 33005, 34712), "JPEG2000"),
+}
+_J2K_CODESTREAM = b"\xff\x4f\xff\x51"  # SOC then SIZ: what OpenJPEG decodes, in a JP2 box or bare
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,24 @@ class Segments:
             return self.decoded
         down = math.ceil(int(page.imagelength) / self.rows)
         return min(self.rows, int(page.imagelength) - index % down * self.rows) * self.row_bytes
+
+    def check_header(self, path: Path, page, index: int, data: bytes | None) -> None:
+        """Refuse segment `index` (its encoded `data`) of an image codec whose own header claims more
+        columns, rows or samples than the segment holds: the codec would decode that size, whatever
+        the tags say. Smaller is accepted, as libtiff accepts it (the last strip of a JPEG page
+        may claim RowsPerStrip rows, or only the rows left). Other compressions pass."""
+        kind = _HEADERS.get(int(page.compression))
+        if kind is None or not data:
+            return
+        where = f"{path}: page {page.index}: {self.kind} {index}"
+        claimed = _claimed_size(kind, page, data)
+        if claimed is None:
+            raise InputError(f"{where}: its {kind} header cannot be read; the file is corrupt; re-export it")
+        rows = self.rows if self.kind == "tile" else min(self.rows, int(page.imagelength))  # tiles are padded
+        if claimed[0] > self.columns or claimed[1] > rows or claimed[2] > self.samples:
+            raise InputError(f"{where}: its {kind} header claims {claimed[0]}x{claimed[1]} pixels of {claimed[2]}"
+                             f" sample(s), more than the {self.kind}'s {self.columns}x{rows} of {self.samples};"
+                             " the file is corrupt or forged; re-export it")
 
 
 def check_segments(path: Path, page, file_size: int) -> Segments:
@@ -135,7 +168,7 @@ def check_segments(path: Path, page, file_size: int) -> Segments:
     if len(offsets) < segments.count or len(counts) < segments.count:
         raise InputError(f"{where}: its {segments.kind} table lists {min(len(offsets), len(counts))} of its"
                          f" {segments.count} {segments.kind}s; the file is corrupt; re-export it")
-    worst = _WORST_CASES.get(int(page.compression), _other_codec)
+    worst = _codec_bound(where, page, segments.kind)
     for index in range(segments.count):
         offset, count = int(offsets[index]), int(counts[index])
         label = f"{where}: {segments.kind} {index}"
@@ -155,6 +188,52 @@ def check_segments(path: Path, page, file_size: int) -> Segments:
     return segments
 
 
+def check_headers(path: Path, page, segments: Segments, handle) -> None:
+    """`Segments.check_header` over every segment of `page` (read from `handle`, a tifffile
+    FileHandle, a bounded buffer at a time), before the page is decoded whole."""
+    if int(page.compression) not in _HEADERS:
+        return
+    for data, index in handle.read_segments(page.dataoffsets, page.databytecounts, buffersize=1 << 26):
+        segments.check_header(path, page, index, data)
+
+
+def _claimed_size(kind: str, page, data: bytes) -> tuple[int, int, int] | None:
+    """Columns, rows and samples the header of one image-codec segment claims (Pillow reads the
+    header only); None where Pillow finds none. A JPEG segment may lean on the page's JPEGTables
+    (an abbreviated stream): the tables go before it, as libjpeg reads them."""
+    if kind == "JPEG" and page.jpegtables is not None and data[:2] == b"\xff\xd8":
+        data = bytes(page.jpegtables[:-2]) + bytes(data[2:])  # tables without their EOI, tile without its SOI
+    if kind == "JPEG2000":
+        start = bytes(data).find(_J2K_CODESTREAM)
+        if start < 0:
+            return None
+        data = data[start:]
+    if kind == "WEBP":
+        return _webp_size(bytes(data[:30]))
+    try:
+        with open_lazily(io.BytesIO(data), (kind,)) as image:
+            return image.size[0], image.size[1], len(image.getbands())
+    except Exception:  # Pillow raises many kinds for a header it cannot parse
+        return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int, int] | None:
+    """Columns, rows and samples of a WebP's canvas, from its first chunk's header. Read here, not
+    by Pillow: Pillow's open allocates the canvas the header claims (libwebp's animation decoder)."""
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk, body = head[12:16], head[20:]
+    if chunk == b"VP8X":  # flags, 3 reserved bytes, then 24-bit width - 1 and height - 1
+        size = int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1
+        return (*size, 4 if body[0] & 0x10 else 3)
+    if chunk == b"VP8L" and body[0] == 0x2F:  # signature, then 14-bit width - 1, height - 1, alpha
+        bits = int.from_bytes(body[1:5], "little")
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1, 4 if bits >> 28 & 1 else 3
+    if chunk == b"VP8 " and body[3:6] == b"\x9d\x01\x2a":  # frame tag, start code, 14-bit width and height
+        return int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF, 3
+    return None
+
+
 def _segment_shape(where: str, page) -> Segments:
     _, depth, length, width, samples = (int(n) for n in page.shaped)
     planes = int(page.shaped[0])
@@ -171,6 +250,20 @@ def _segment_shape(where: str, page) -> Segments:
     count = planes * math.ceil(depth / deep) * math.ceil(length / rows) * math.ceil(width / columns)
     row_bytes = math.ceil(columns * samples * int(page.bitspersample) / 8)
     return Segments(kind, rows, columns, samples, count, deep * rows * row_bytes, row_bytes)
+
+
+def _codec_bound(where: str, page, kind: str):
+    """The worst case of the page's compression; an InputError for an image codec whose segment
+    headers poolcli cannot read (JPEG XL, JPEG XR, LERC, ...): each would decode to whatever size
+    its header claims."""
+    code = int(page.compression)
+    if code in _WORST_CASES:
+        return _WORST_CASES[code]
+    if code in _HEADERS:
+        return _image_codec
+    raise InputError(f"{where}: its {kind}s are compressed with {_compression_name(page)}, which decodes to"
+                     " whatever size its own header claims, a header poolcli cannot check before decoding;"
+                     " re-save it with zlib, zstd, LZW, JPEG, PNG, WebP or JPEG 2000 compression")
 
 
 def _compression_name(page) -> str:

@@ -8,7 +8,9 @@ every segment inside the file, holding no more bytes than its compression can ta
 size. Uncompressed segments are read in pieces (the rows a read needs, straight from the file);
 a compressed one is decoded whole, with tifffile's bound of its exact size, once: the segments a
 read leaves half used are kept for the next read, down the page. `check_memory` refuses, from
-the sizes alone, a page whose one segment would not fit the memory budget. Any failure is one
+the sizes alone, a page whose one segment would not fit the memory budget; an image codec's
+segment (JPEG, PNG, WebP, JPEG 2000) is decoded only once its own header is checked against the
+segment's size (`Segments.check_header`). Any failure is one
 InputError naming the file, the page and the segment.
 """
 
@@ -170,6 +172,7 @@ class TiffSegments:
         if data is None:
             rows = self.table.stored(self.page, index) // self.table.row_bytes
             return np.zeros((rows, self.segment[1], int(self.page.shaped[4])), self.dtype)
+        self.table.check_header(self.path, self.page, index, data)
         try:
             segment, _, _ = self.page.decode(data, index, jpegtables=self.page.jpegtables)
         except Exception as error:  # tifffile and imagecodecs raise many kinds for corrupt data
