@@ -276,15 +276,26 @@ def _remove_unless_locked(path: Path) -> None:
 
 @contextlib.contextmanager
 def _locked_temporary(path: Path, folder: bool, suffix: str | None = None) -> Iterator[Path]:
-    """`_temporary`, held under an exclusive lock until the block ends: a sweep leaves it alone."""
-    made = _temporary(path, folder, suffix)
-    descriptor = os.open(made, os.O_RDONLY)
+    """`_temporary`, held under an exclusive lock until the block ends: a sweep leaves it alone.
+    Made with signals held, and removed on any failure, so an interrupt that lands between its
+    creation and the caller's own clean-up cannot leave it behind."""
+    made: Path | None = None
+    descriptor: int | None = None
     try:
+        with _signals_held():  # one held back arrives as the block ends: inside the try
+            made = _temporary(path, folder, suffix)
+            descriptor = os.open(made, os.O_RDONLY)
         if fcntl is not None:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield made
+    except BaseException:
+        if made is not None:
+            with _signals_held():
+                _remove(made)
+        raise
     finally:
-        os.close(descriptor)
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 @contextlib.contextmanager
