@@ -73,8 +73,9 @@ def unknown_suffixes(folder: Path) -> str:
     odd = folder / "odd.xyz"
     odd.write_bytes(b"data")
     lines = []
+    npy = folder / "in.npy"
     for action in (lambda: stream.open_source(odd).__enter__(),
-                   lambda: stream.pool_to(stream.open_source(folder / "in.npy").__enter__(), odd, {"window": (2,)}, None)):
+                   lambda: stream.pool_to(stream.open_source(npy).__enter__(), odd, {"window": (2,)}, None)):
         try:
             action()
             lines.append("no error")

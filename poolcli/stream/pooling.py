@@ -25,7 +25,8 @@ from ..engine import pool
 from ..engine.bands import Band, bands, explicit_keywords
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param
-from .sources import DEFAULT_MEMORY, Source
+from .budget import DEFAULT_MEMORY
+from .sources import Source
 
 Progress = Callable[[int], None]  # told how many more input bytes are done
 
