@@ -41,6 +41,11 @@ class Budget:
         return self.memory - self.bands - self.gathering
 
     @property
+    def chunk_reads(self) -> int:
+        """The most one Zarr chunk read (its file and its decoded values at once) may take."""
+        return self.memory // 2
+
+    @property
     def segment(self) -> int:
         """The most one TIFF tile or strip may decode to."""
         return self.memory // SEGMENT_SHARE
