@@ -5,7 +5,8 @@ decoded one by one), and TIFF/BigTIFF (tiles or strips decoded on demand); `pool
 one block at a time into `.npy`, `.zarr` or a tiled BigTIFF with the bits of pooling the
 whole array in memory; `build_pyramid` writes
 every level of a 2x pyramid in one pass over the input, each level the once-rounded pooling
-of level 0, as OME-Zarr or as a pyramidal TIFF. Peak memory follows `memory`, not the input.
+of level 0, as OME-Zarr or as a pyramidal TIFF. Peak memory follows `memory`, not the input,
+shared as `Budget` says. Each store is a record of `stores.STORES` (one module each in `stores/`).
 """
 
 from __future__ import annotations

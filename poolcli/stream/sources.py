@@ -23,7 +23,7 @@ class Source:
     path: Path
     array: Any  # NpyFile, zarr.Array or an ndarray: anything sliced into NumPy arrays
     kind: str  # "array" (.npy, Zarr) or "image" (TIFF)
-    format: str  # "NPY", "ZARR" or "TIFF"
+    format: str  # its store's name (stores.STORES): "NPY", "ZARR", "TIFF"
     chunks: tuple[int, ...]  # the store's chunk shape (the whole shape for .npy)
     dataset: str = ""  # the array's path inside a Zarr group
     order: tuple[int, ...] | None = None  # a planar TIFF's (S, Y, X) seen as (Y, X, S)
