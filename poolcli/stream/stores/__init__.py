@@ -56,6 +56,7 @@ DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this stor
 
 
 def by_suffix(path: Path) -> Store | None:
+    """The store whose suffixes hold `path`'s (None where none does)."""
     suffix = path.suffix.lower()
     return next((store for store in STORES.values() if suffix in store.suffixes), None)
 
@@ -88,11 +89,8 @@ def output_store(path: Path) -> Store:
 
 
 def sink_suffixes() -> tuple[str, ...]:
+    """Every registered store's suffixes."""
     return tuple(suffix for store in STORES.values() for suffix in store.suffixes)
-
-
-def store_suffixes(name: str) -> tuple[str, ...]:
-    return STORES[name].suffixes
 
 
 @contextlib.contextmanager
