@@ -271,9 +271,9 @@ def streams(source: Path, target: Path, big: BigData) -> bool:
     """Whether a file is pooled block by block: Zarr in or out, or an .npy or TIFF input whose
     data would take more than the memory budget, written to .npy or TIFF (the same bits
     either way; formats the streaming engine does not write are pooled in memory)."""
-    if stream.is_big_input(source) or target.suffix.lower() in stream.ZARR_SUFFIXES:
+    if stream.is_big_input(source) or stream.streamed_only(target):
         return True
-    if target.suffix.lower() not in (".npy", *stream.TIFF_SUFFIXES):
+    if not stream.writes(target):
         return False
     return _data_bytes(source) * stream.pooling.working_factor(np.dtype(np.uint8)) > big.memory
 

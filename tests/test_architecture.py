@@ -183,3 +183,57 @@ def test_the_option_names_and_the_table_of_formats_load_without_numpy():
             " print(sorted(m for m in ('numpy', 'PIL', 'cv2') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+STORE_MODULES = {"stream.stores.npy", "stream.stores.zarr", "stream.stores.tiff"}
+STORE_SUFFIXES = {".npy", ".zarr", ".zarr2", ".zarr3", ".ome.zarr", ".tif", ".tiff", ".btf", ".tf8"}
+
+
+def test_a_store_is_one_module_of_stream_stores_and_one_registry_line():
+    """stream/stores/: each store module is imported by the registry (stores/__init__.py) and, for
+    Zarr's chunk-file copies, by the cluster path; nothing else reaches a store but through the table."""
+    from poolcli.stream import stores
+
+    modules = {name for name in graph() if name.startswith("stream.stores.")}
+    assert modules == STORE_MODULES, "a new store module needs its line here and in stores/__init__.py"
+    for name, imports in graph().items():
+        reached = imports & STORE_MODULES
+        allowed = name.startswith("stream.stores") or (name == "stream.cluster" and reached <= {"stream.stores.zarr"})
+        assert not reached or allowed, f"poolcli.{name} imports {sorted(reached)}: ask stream.stores' table instead"
+    assert {store.name for store in stores.STORES.values()} >= {"NPY", "ZARR", "TIFF"}
+    for store in stores.STORES.values():
+        assert store.suffixes and all(s == s.lower() and s.startswith(".") for s in store.suffixes), store.name
+        assert callable(store.open_source) and callable(store.open_sink), store.name
+
+
+def test_only_stream_stores_knows_a_store_by_its_suffix():
+    """Outside stream/stores/, streaming and the big-data options compare no path with a store's
+    suffix: they ask the table (messages may still name the suffixes)."""
+    offenders = []
+    paths = [p for p in (PACKAGE / "stream").glob("*.py")] + [PACKAGE / "cli" / "bigdata.py"]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            compared = (isinstance(node, ast.Compare) and node.comparators) or \
+                (isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("endswith", "removesuffix"))
+            if compared:
+                literals = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                offenders += [f"{path.name}:{node.lineno}: {s!r}" for s in literals if s in STORE_SUFFIXES]
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple) and any(
+                    isinstance(c, ast.Constant) and c.value in STORE_SUFFIXES for c in node.value.elts):
+                offenders.append(f"{path.name}:{node.lineno}: a table of suffixes")
+    assert not offenders, "store suffixes outside stream/stores/ (use the Store table):\n" + "\n".join(offenders)
+
+
+def test_the_memory_budget_is_split_in_one_place():
+    """stream/budget.py's Budget holds every share of `memory` (a fixed fraction): no other streaming
+    module divides it by a constant (rows from a working factor are the bands' own arithmetic)."""
+    offenders = []
+    for path in [*(PACKAGE / "stream").rglob("*.py")]:
+        if path.name == "budget.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv) and \
+                    isinstance(node.left, ast.Name) and node.left.id == "memory" and \
+                    isinstance(node.right, ast.Constant | ast.BinOp):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not offenders, "memory split outside stream/budget.py (add a Budget share):\n" + "\n".join(offenders)

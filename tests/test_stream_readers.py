@@ -304,7 +304,7 @@ def test_a_zarr_inputs_level_0_is_its_chunk_files_copied(tmp_path, fmt):
 def test_an_interrupted_pyramid_stops_its_copy_and_leaves_nothing(tmp_path, monkeypatch):
     """Ctrl-C while level 0 is being copied on its thread: the copy stops between two files, and
     neither the store nor its temporary folder is left."""
-    import poolcli.stream.stores as stores
+    import poolcli.stream.stores.zarr as stores
 
     x = np.random.default_rng(0).integers(1, 256, (8, 64, 64), dtype=np.uint8)
     zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(1, 8, 8), dtype=x.dtype,

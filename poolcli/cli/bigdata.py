@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..core.choices import DTYPE_CHOICES, MODES
+from ..core.choices import COMPRESSIONS, DTYPE_CHOICES, MODES
 from ..core.modes import described, names, spoken
 from ..errors import PoolError
 from .app import (
@@ -33,8 +33,6 @@ from .terminal import say
 
 if TYPE_CHECKING:
     from ..pipeline import BigData
-
-COMPRESSIONS = ("zstd", "lz4", "zlib", "none")
 
 MemoryOption = Annotated[str, typer.Option(
     "--memory", metavar="SIZE", help="Memory budget for inputs too big to load (.npy, Zarr, TIFF): they are pooled "

@@ -13,6 +13,7 @@ NAN_POLICIES = ("propagate", "omit")
 BACKENDS = ("auto", "numpy", "cupy")
 DTYPE_CHOICES = ("auto", "keep", "float32", "float64", "uint8", "uint16")
 ALPHA_CHOICES = ("premultiplied", "straight")
+COMPRESSIONS = ("zstd", "lz4", "zlib", "none")  # of streamed outputs; each store says which it takes
 # The names `--format` takes: formats.written_suffixes(), one record per format in formats.py.
 
 JPEG_QUALITY = 90

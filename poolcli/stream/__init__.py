@@ -5,7 +5,8 @@ decoded one by one), and TIFF/BigTIFF (tiles or strips decoded on demand); `pool
 one block at a time into `.npy`, `.zarr` or a tiled BigTIFF with the bits of pooling the
 whole array in memory; `build_pyramid` writes
 every level of a 2x pyramid in one pass over the input, each level the once-rounded pooling
-of level 0, as OME-Zarr or as a pyramidal TIFF. Peak memory follows `memory`, not the input.
+of level 0, as OME-Zarr or as a pyramidal TIFF. Peak memory follows `memory`, not the input,
+shared as `Budget` says. Each store is a record of `stores.STORES` (one module each in `stores/`).
 """
 
 from __future__ import annotations
@@ -14,25 +15,43 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.choices import COMPRESSIONS
 from ..errors import OutputError
+from .budget import DEFAULT_MEMORY, Budget
 from .heap import tune_malloc
-from .pooling import DEFAULT_MEMORY, Progress, output_dtype, stream_pool, streamed_plan
+from .pooling import Progress, output_dtype, stream_pool, streamed_plan
 from .pyramid import DEFAULT_MIN_SIZE, Pyramid, check_memory, level_count
-from .sinks import COMPRESSIONS, SINK_SUFFIXES, StoreOptions, open_sink, sink_format
-from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, is_big_input, open_source
-from .stores import write_ome_zarr, write_pyramid_tiff
+from .sinks import StoreOptions
+from .sources import Source
+from .stores import (
+    STORES,
+    Store,
+    by_suffix,
+    is_big_input,
+    open_sink,
+    open_source,
+    output_store,
+    register,
+    sink_suffixes,
+)
 
 DEFAULT_STORE = StoreOptions()
+ZARR_SUFFIXES = STORES["ZARR"].suffixes
+TIFF_SUFFIXES = STORES["TIFF"].suffixes
+SINK_SUFFIXES = sink_suffixes()  # of the stores registered with poolcli itself
 
 __all__ = [
     "COMPRESSIONS",
     "DEFAULT_MEMORY",
+    "STORES",
     "DEFAULT_MIN_SIZE",
     "SINK_SUFFIXES",
     "TIFF_SUFFIXES",
     "ZARR_SUFFIXES",
+    "Budget",
     "Pyramid",
     "Source",
+    "Store",
     "StoreOptions",
     "build_pyramid",
     "is_big_input",
@@ -41,6 +60,9 @@ __all__ = [
     "open_source",
     "pyramid_format",
     "pool_to",
+    "register",
+    "streamed_only",
+    "writes",
 ]
 
 
@@ -55,19 +77,31 @@ def pool_to(source: Source, target: Path | str, keywords: dict, dtype: np.dtype 
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
     with open_sink(target, plan.out_shape, dtype_out, spatial=plan.pooled_axes, options=options,
                    overwrite=overwrite, inputs=(source.path,)) as sink:
-        room = memory // 6  # for gathering whole chunk rows of the output, and as much for Zarr's
-        writer = sink.writer(plan.sliding[0].axis, room)  # copies of them and their encoded chunks
-        stream_pool(source, writer, keywords, dtype, memory - (0 if writer.direct else 2 * room), progress)
+        budget = Budget(memory)
+        writer = sink.writer(plan.sliding[0].axis, budget.output_rows)
+        stream_pool(source, writer, keywords, dtype, budget.pooling(writer.direct), progress)
         writer.flush()
     return plan.out_shape, dtype_out
 
 
 def pyramid_format(target: Path) -> str:
-    """"ZARR" or "TIFF": the formats a pyramid is written in (an OutputError for others)."""
-    kind = sink_format(target)
-    if kind == "NPY":
+    """The store a pyramid is written in, "ZARR" or "TIFF" (an OutputError for a store without a
+    pyramid writer)."""
+    store = output_store(target)
+    if store.write_pyramid is None:
         raise OutputError(f"{target}: a pyramid has several levels; write .zarr (OME-Zarr) or .tif")
-    return kind
+    return store.name
+
+
+def streamed_only(path: Path) -> bool:
+    """Whether `path` names a folder store (Zarr), read and written only by streaming."""
+    store = by_suffix(path)
+    return store is not None and store.folder
+
+
+def writes(path: Path) -> bool:
+    """Whether a store writes `path` (by its suffix)."""
+    return by_suffix(path) is not None
 
 
 def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memory: int = DEFAULT_MEMORY,
@@ -77,6 +111,8 @@ def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memor
     options.check()
     source.check_memory(memory)
     target = Path(target)
-    writer = write_pyramid_tiff if pyramid_format(target) == "TIFF" else write_ome_zarr
-    check_memory(source, pyramid, memory // 2)  # refused from sizes, before anything is written
-    return writer(source, pyramid, target, options, memory, overwrite=overwrite, progress=progress)
+    writer = STORES[pyramid_format(target)].write_pyramid
+    assert writer is not None  # pyramid_format refuses a store without one
+    budget = Budget(memory)
+    check_memory(source, pyramid, budget.bands)  # refused from sizes, before anything is written
+    return writer(source, pyramid, target, options, budget, overwrite=overwrite, progress=progress)

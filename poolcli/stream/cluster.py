@@ -31,9 +31,10 @@ from ..io import atomic_path
 from .chunkfiles import ChunkFiles, chunk_files, writable
 from .npyfile import NpyFile
 from .pyramid import Pyramid, Scratch, band_levels, from_sums, nests, sum_dtype
-from .sinks import StoreOptions, create_zarr_array
-from .sources import TIFF_SUFFIXES, ZARR_SUFFIXES, Source, open_source
-from .stores import copy_chunk_files, copy_level0, level0_origin, multiscales, storage_order
+from .sinks import StoreOptions
+from .sources import Source
+from .stores import STORES, by_suffix, input_store, open_source
+from .stores.zarr import copy_chunk_files, copy_level0, create_zarr_array, level0_origin, multiscales, storage_order
 
 CONNECT_SECONDS = 10
 TILE_BYTES = 16 << 20  # level-0 bytes a pyramid task reads, about
@@ -46,13 +47,17 @@ def lazy_input(path: Path, dataset: str | None = None):
 
     with open_source(path, dataset) as source:
         shape, dtype, chunks, name, order = source.shape, source.dtype, source.chunks, source.dataset, source.order
-    if path.is_dir() or path.suffix.lower() in ZARR_SUFFIXES:
+    if _is_zarr_input(path):
         return da.from_zarr(str(path), component=name or None)
     if order is not None:
         chunks = tuple(chunks[a] for a in order)
     chunks = tuple(min(n, max(c, READ_CHUNK)) if axis >= len(shape) - 2 else 1
                    for axis, (n, c) in enumerate(zip(shape, chunks, strict=True)))
     return _file_array(path, dataset, shape, dtype, chunks)
+
+
+def _is_zarr_input(path: Path) -> bool:
+    return input_store(path).name == "ZARR"
 
 
 def _file_array(path: Path, dataset: str | None, shape, dtype: np.dtype, chunks: tuple[int, ...]):
@@ -76,7 +81,7 @@ def _file_array(path: Path, dataset: str | None, shape, dtype: np.dtype, chunks:
 
 def _read_block(path: str, dataset: str | None, slices: tuple) -> np.ndarray:
     """On a worker: one block of an .npy, Zarr or TIFF input."""
-    if path.lower().endswith(".npy"):
+    if input_store(Path(path)).name == "NPY":
         array = NpyFile.open(Path(path))
         try:
             return array[slices]
@@ -213,9 +218,9 @@ def check_shared(client, source: Path, out_dir: Path) -> None:
 
 
 def check_cluster_paths(source: Path, target: Path) -> None:
-    if not (source.is_dir() or source.suffix.lower() in (*ZARR_SUFFIXES, ".npy", *TIFF_SUFFIXES)):
+    if not (source.is_dir() or by_suffix(source) is not None):
         raise OutputError(f"{source}: on a cluster, inputs are Zarr, .npy or TIFF; pool it without a scheduler")
-    if target.suffix.lower() not in ZARR_SUFFIXES:
+    if by_suffix(target) is not STORES["ZARR"]:
         raise OutputError(f"{target}: on a cluster the workers write Zarr; use a .zarr output")
 
 
@@ -339,7 +344,7 @@ def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str,
 def _opened(source: str, dataset: str | None):
     """On a worker: a Zarr input's array, opened once per process (None for other inputs)."""
     path = Path(source)
-    if not (path.is_dir() or path.suffix.lower() in ZARR_SUFFIXES):
+    if not _is_zarr_input(path):
         return None
     with open_source(path, dataset) as opened:
         return _NativeReads(opened)
@@ -370,7 +375,7 @@ _THREADS = threading.local()
 def _level0_files(source: str, dataset: str | None) -> ChunkFiles | None:
     """A Zarr input's chunk files (None for other inputs and layouts), looked up once per process."""
     path = Path(source)
-    if not (path.is_dir() or path.suffix.lower() in ZARR_SUFFIXES):
+    if not _is_zarr_input(path):
         return None
     with open_source(path, dataset) as opened:
         if isinstance(opened.array, ChunkFiles):

@@ -25,7 +25,8 @@ from ..engine import pool
 from ..engine.bands import Band, bands, explicit_keywords
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param
-from .sources import DEFAULT_MEMORY, Source
+from .budget import DEFAULT_MEMORY, Budget
+from .sources import Source
 
 Progress = Callable[[int], None]  # told how many more input bytes are done
 
@@ -93,7 +94,7 @@ def check_chunk_room(source: Source, memory: int) -> None:
     if source.format != "ZARR":
         return
     chunk = math.prod(source.chunks) * source.dtype.itemsize
-    if 2 * chunk > memory // 2:
+    if 2 * chunk > Budget(memory).chunk_reads:
         raise PoolError(f"{source.path}: one chunk {'x'.join(map(str, source.chunks))} holds {size_text(chunk)}, and"
                         f" reading it needs about {size_text(2 * chunk)}, more than half of {param('memory')}"
                         f" {size_text(memory)}; raise {param('memory')} to {size_text(4 * chunk)} or more, or"

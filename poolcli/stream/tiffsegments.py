@@ -28,14 +28,13 @@ from ..errors import InputError, param
 from ..io.chatter import quiet_logs
 from ..io.formats import one_line
 from ..io.tiff import Segments
+from .budget import SEGMENT_SHARE, Budget
 from .chunkfiles import full_index
 
 # The stored axes of a series read this way, as positions in tifffile's normalised page shape
 # (separate samples, depth, length, width, contiguous samples).
 LAYOUTS = {"YX": (2, 3), "YXS": (2, 3, 4), "SYX": (0, 2, 3)}
 
-SEGMENT_SHARE = 8  # a segment decoded whole may take this fraction of the memory budget (it is held
-# with its encoded bytes, a copy, and the segments kept for the next read, beside the blocks)
 
 
 @dataclass
@@ -87,7 +86,7 @@ class TiffSegments:
     def check_memory(self, memory: int) -> None:
         """Refuse, from its sizes, a page whose one segment (decoded whole) would not fit `memory`;
         keep what reads hold for the next one within it."""
-        most = memory // SEGMENT_SHARE
+        most = Budget(memory).segment
         if not self.raw and self.table.decoded > most:
             kind, need = self.table.kind, self.table.decoded * SEGMENT_SHARE
             rows, columns = self.segment

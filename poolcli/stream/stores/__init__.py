@@ -1,0 +1,110 @@
+"""The stores streaming reads and writes, one record each: a `Store` names its suffixes, opens
+a source and a sink, writes a pyramid (or has no pyramid writer) and says which compressions
+its outputs take. Streaming, pyramids, the cluster path, `info` and the command line read
+this table; one module (`npy`, `zarr`, `tiff`) and one `register` line add a store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError, OutputError
+from ..sinks import Sink, StoreOptions
+from ..sources import Source
+from . import npy, tiff, zarr
+
+SourceOpener = Callable[[Path, "str | None"], contextlib.AbstractContextManager[Source]]
+SinkOpener = Callable[..., contextlib.AbstractContextManager[Sink]]  # (target, shape, dtype, *, spatial, options,
+# overwrite, inputs)
+PyramidWriter = Callable[..., list]  # (source, pyramid, target, options, budget, *, overwrite, progress)
+
+
+@dataclass(frozen=True)
+class Store:
+    """One store: how its paths are named, read, written and pyramided."""
+
+    name: str  # the Source's `format` (what `info` prints), e.g. "ZARR"
+    suffixes: tuple[str, ...]  # lower case, with the dot
+    open_source: SourceOpener
+    open_sink: SinkOpener
+    write_pyramid: PyramidWriter | None = None  # None: a pyramid is refused (it has one level)
+    compressions: tuple[str, ...] = ()  # the `compression` names its outputs take
+    folder: bool = False  # a folder: read and written only by streaming, whatever its size
+    recognises: Callable[[Path], bool] | None = None  # a folder of this store without its suffix
+
+
+STORES: dict[str, Store] = {}
+
+
+def register(store: Store) -> Store:
+    """Add (or replace) `store` in the table every reader of stores consults."""
+    STORES[store.name] = store
+    return store
+
+
+register(Store("NPY", (".npy",), npy.open_source, npy.open_sink))
+register(Store("ZARR", zarr.SUFFIXES, zarr.open_source, zarr.open_sink, zarr.write_ome_zarr, zarr.COMPRESSIONS,
+               folder=True, recognises=zarr.is_zarr))
+register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS))
+DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this store (and refused by it)
+
+
+def by_suffix(path: Path) -> Store | None:
+    """The store whose suffixes hold `path`'s (None where none does)."""
+    suffix = path.suffix.lower()
+    return next((store for store in STORES.values() if suffix in store.suffixes), None)
+
+
+def is_big_input(path: Path) -> bool:
+    """Whether `path` is read by streaming in any case: a folder store (Zarr)."""
+    store = by_suffix(path)
+    if store is not None and store.folder:
+        return True
+    return path.is_dir() and any(s.recognises(path) for s in STORES.values() if s.recognises is not None)
+
+
+def input_store(path: Path) -> Store:
+    """The store that reads `path`; an InputError naming it where none does."""
+    store = by_suffix(path)
+    if path.is_dir() and (store is None or not store.folder):
+        store = next((s for s in STORES.values() if s.recognises is not None and s.recognises(path)),
+                     STORES[DEFAULT_FOLDER])
+    if store is None:
+        raise InputError(f"{path}: big inputs are .npy, Zarr (.zarr) or TIFF; convert it, or pool it in memory")
+    return store
+
+
+def output_store(path: Path) -> Store:
+    """The store that writes `path`; an OutputError naming it where none does."""
+    store = by_suffix(path)
+    if store is None:
+        raise OutputError(f"{path}: big outputs are .npy, .zarr or .tif/.tiff; use one of those extensions")
+    return store
+
+
+def sink_suffixes() -> tuple[str, ...]:
+    """Every registered store's suffixes."""
+    return tuple(suffix for store in STORES.values() for suffix in store.suffixes)
+
+
+@contextlib.contextmanager
+def open_source(path: Path | str, dataset: str | None = None) -> Iterator[Source]:
+    """The input at `path`, opened for reading blocks by its store; an InputError naming it and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    with input_store(path).open_source(path, dataset) as source:
+        yield source
+
+
+def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial: tuple[int, ...],
+              options: StoreOptions, overwrite: bool, inputs: tuple[Path, ...]) -> Any:
+    """A sink for an output of `shape` and `dtype` that becomes `target` when the block ends."""
+    return output_store(target).open_sink(target, shape, dtype, spatial=spatial, options=options,
+                                          overwrite=overwrite, inputs=inputs)
