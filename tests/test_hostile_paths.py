@@ -331,8 +331,12 @@ def test_ctrl_c_during_a_pyramid_leaves_nothing(tmp_path, pyramid_input, way, mo
     if left:  # published before the signal came: whole
         levels = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
         assert [levels[str(k)].shape for k in range(4)] == [(4096 >> k, 4096 >> k) for k in range(4)]
-    if interrupted and code == 130:
-        lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if interrupted and code == 130 and not lines:
+        # The signal came after the command returned, as the interpreter shut down (Python puts back
+        # the default action then): the run had finished, so its whole output must be there.
+        assert left == ["out.zarr"], (code, left, stderr)
+    elif interrupted and code == 130:
         assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in stderr, stderr
     else:  # it finished just before the signal
         assert code == 0 and left == ["out.zarr"], (code, left, stderr)
