@@ -6,8 +6,9 @@ import dataclasses
 import time
 from pathlib import Path
 
+from .. import stream
 from ..errors import PoolError, param
-from ..pipeline import FileResult, PoolSettings, pool_file
+from ..pipeline import FileResult, PoolSettings, pool_file, streams
 from .options import BatchOptions, Job
 
 
@@ -15,9 +16,12 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
     """Load, pool and save one input as `poolcli pool` does; every failure becomes a failed record."""
     started = time.perf_counter()
     source, target = job.source, job.target
+    big = options.big_data()
     try:
+        if streams(source, target, big):
+            stream.tune_malloc()  # as `poolcli pool` does before streaming: freed blocks are kept, not returned
         result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, inputs=(source,),
-                           channel_order="bgr", durable=False)  # synced all at once when the batch ends
+                           channel_order="bgr", durable=False, big=big)  # synced all at once when the batch ends
         if job.compare is not None:
             from ..figures import write_side_by_side
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..core import formats
 from ..errors import PoolError, param
-from ..pipeline import FileResult
+from ..pipeline import BigData, FileResult
+from ..stream import DEFAULT_MEMORY
 
 
 def output_formats() -> dict[str, str | None]:
@@ -63,6 +64,11 @@ class BatchOptions:
     overwrite: bool = False
     compare_dir: Path | None = None
     scheduler: str | None = None  # a Dask distributed scheduler's address: the files are pooled there
+    memory: int = DEFAULT_MEMORY  # each file's budget: a bigger .npy or TIFF input is pooled block by block
+
+    def big_data(self) -> BigData:
+        """How a file too big for `memory` is pooled: as `poolcli pool` pools it."""
+        return BigData(memory=self.memory)
 
     def check(self) -> None:
         """Raise PoolError for a bad option (a usage error).

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 COMPRESSIONS = ("zstd", "lz4", "zlib", "none")
 
+MEMORY_FLOOR = 16 * 10**6  # the smallest --memory the streaming engine pools in
+DEFAULT_MEMORY = "512MB"  # stream.DEFAULT_MEMORY, as --memory shows it
+
 MemoryOption = Annotated[str, typer.Option(
     "--memory", metavar="SIZE", help="Memory budget for inputs too big to load (.npy, Zarr, TIFF): they are pooled "
     "block by block within it, e.g. 512MB, 2GB.")]
@@ -53,7 +56,7 @@ SchedulerOption = Annotated[str | None, typer.Option(
 
 
 STORE_OPTIONS = {
-    "memory": (MemoryOption, "512MB"),
+    "memory": (MemoryOption, DEFAULT_MEMORY),
     "dataset": (DatasetOption, None),
     "compression": (CompressionOption, "zstd"),
     "chunk": (ChunkOption, 1024),
@@ -85,14 +88,20 @@ def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zar
     from ..pipeline import BigData
     from ..stream import StoreOptions
 
-    budget = parse_size(memory, "--memory")
-    if budget < 16 * 10**6:
-        raise UsageProblem(f"--memory {memory} is too small to pool in; give at least 16MB")
+    budget = memory_budget(memory)
     if zarr_format not in (2, 3):
         raise UsageProblem(f"--zarr-format {zarr_format} is not known; use 2 or 3")
     store = StoreOptions(compression=choice("--compression", compression, COMPRESSIONS), chunk=chunk,
                          zarr_format=zarr_format)
     return BigData(memory=budget, dataset=dataset, store=store)
+
+
+def memory_budget(memory: str) -> int:
+    """--memory in bytes (a UsageProblem for a bad size or one too small to pool in)."""
+    budget = parse_size(memory, "--memory")
+    if budget < MEMORY_FLOOR:
+        raise UsageProblem(f"--memory {memory} is too small to pool in; give at least 16MB")
+    return budget
 
 
 def checked_scheduler(address: str | None) -> str | None:
