@@ -22,9 +22,9 @@ import pytest
 from PIL import Image
 
 from poolcli import batch, io, pool
+from poolcli.app.settings import PoolSettings
 from poolcli.batch import workers
 from poolcli.cli import main
-from poolcli.pipeline import PoolSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -591,7 +591,7 @@ AFTER_LOADS = textwrap.dedent("""
     import sys
     from pathlib import Path
     from poolcli import batch, io
-    from poolcli.pipeline import PoolSettings
+    from poolcli.app.settings import PoolSettings
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
     for path in sorted(src.iterdir()):  # this process decodes and encodes before it forks workers
         for order in io.CHANNEL_ORDERS:

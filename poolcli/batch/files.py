@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 from .. import stream
+from ..app.memory import pool_file
+from ..app.settings import FileResult, PoolSettings
+from ..app.streamed import streams
 from ..errors import PoolError, param
-from ..pipeline import FileResult, PoolSettings, pool_file, streams
 from .options import BatchOptions, Job
 
 
@@ -23,7 +25,7 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
         result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, inputs=(source,),
                            channel_order="bgr", durable=False, big=big)  # synced all at once when the batch ends
         if job.compare is not None:
-            from ..figures import write_side_by_side
+            from ..app.figures import write_side_by_side
 
             write_side_by_side(source, target, job.compare, settings, overwrite=options.overwrite or job.replace)
         size = target.stat().st_size

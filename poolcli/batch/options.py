@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..app.settings import BigData, FileResult
 from ..core import formats
 from ..errors import PoolError, param
-from ..pipeline import BigData, FileResult
 from ..stream import DEFAULT_MEMORY
 
 

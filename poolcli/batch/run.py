@@ -12,8 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import io
+from ..app.settings import FileResult, PoolSettings, settings_summary
 from ..errors import Interrupted, PoolError, param, signals_interrupt
-from ..pipeline import FileResult, PoolSettings, settings_summary
 from ..stream.cluster import check_shared, connect
 from .cluster import ClusterPool
 from .files import failed_result, process_file

@@ -30,9 +30,9 @@ from .bigdata import DEFAULT_MEMORY, MemoryOption, SchedulerOption, checked_sche
 from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
+    from ..app.settings import FileResult, PoolSettings
     from ..batch import Batch, BatchSummary
     from ..inspect.gallery import Gallery
-    from ..pipeline import FileResult, PoolSettings
 
 @app.command("batch", cls=PlainCommand)
 @with_pool_options

@@ -31,7 +31,7 @@ from .app import (
 from .terminal import say
 
 if TYPE_CHECKING:
-    from ..pipeline import BigData
+    from ..app.settings import BigData
 
 COMPRESSIONS = ("zstd", "lz4", "zlib", "none")
 
@@ -84,8 +84,8 @@ def with_store_options(command):
 
 
 def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int) -> "BigData":
-    """The big-data options as the pipeline's `BigData` (a UsageProblem for a bad value)."""
-    from ..pipeline import BigData
+    """The big-data options as the application's `BigData` (a UsageProblem for a bad value)."""
+    from ..app.settings import BigData
     from ..stream import StoreOptions
 
     budget = memory_budget(memory)
@@ -277,7 +277,7 @@ def with_progress(source: Path, target: Path, big: "BigData") -> Iterator["BigDa
     """`big` with a progress bar where `source` is pooled block by block (none otherwise)."""
     import dataclasses
 
-    from ..pipeline import streams
+    from ..app.streamed import streams
 
     if not streams(source, target, big):
         yield big

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
+from ..app.settings import PoolSettings, keywords_for
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
 from ..engine import output_shape, pool, pool_backward
@@ -41,7 +42,6 @@ from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param, printable
-from ..pipeline import PoolSettings, keywords_for
 from ..viz import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR, VIRIDIS, image_range, value_range
 
 EXACT_PIXELS = 1024 * 1024  # inputs larger than this (per plane) show an overview and one exact region

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from .. import io
+from ..app.settings import FileResult, PoolSettings
 from ..errors import PoolError, param, printable, render
-from ..pipeline import FileResult, PoolSettings
 from ..viz import apply_colormap, image_range, value_range
 from .page import PAGE_SUFFIXES, document, local_href, write_inspector, write_page
 

@@ -24,8 +24,8 @@ from pathlib import Path, PurePath
 from urllib.parse import quote
 
 from .. import io
+from ..app.settings import PoolSettings
 from ..errors import PoolError, printable
-from ..pipeline import PoolSettings
 from ..version import __version__
 from .data import build_payload
 
