@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +20,20 @@ from ..errors import PoolError, param
 from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, keywords_for, output_dtype, settings_summary
 from .streamed import pool_streamed, streams
 
+OnArrays = Callable[[io.Loaded, dict[str, np.ndarray]], None]
+
 
 def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
               inputs: tuple[Path, ...] = (), channel_order: str = "rgb", durable: bool = True,
-              big: BigData | None = None) -> FileResult:
+              big: BigData | None = None, on_arrays: OnArrays | None = None) -> FileResult:
     """Load `source`, pool it, save to `target` atomically. Raises PoolError subclasses.
 
     `channel_order="bgr"` lets plain colour JPEG and PNG images stay in OpenCV's order
     from decoder to encoder (see `io.load`), saving two copies; the pixels written are
     the same. It applies only when H and W alone are pooled, so no channel meets another.
     With `big`, inputs that `streams` names are pooled block by block in its memory budget.
+    `on_arrays(loaded, results)` is given what was pooled in memory once it is saved (never
+    for an input pooled block by block), while the arrays are still held.
     """
     if big is not None and (big.client is not None or streams(source, target, big)):
         return pool_streamed(source, target, settings, big, overwrite=overwrite)
@@ -47,6 +52,8 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
             io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
                     normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order,
                     durable=durable)
+        if on_arrays is not None:
+            on_arrays(loaded, results)
     except MemoryError:
         raise PoolError(f"{source}: not enough memory to pool {_size_text(loaded)}; free memory, use fewer"
                         f" {param('jobs')}, or pool a smaller file") from None

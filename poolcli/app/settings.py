@@ -133,9 +133,12 @@ class FileResult:
     parameters: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     output_bytes: int = 0
+    card: dict | None = None  # batch --html-report: the gallery card's pictures, made where the file was pooled
 
     def to_json(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        record.pop("card")
+        return record
 
 
 @dataclass(frozen=True)

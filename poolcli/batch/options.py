@@ -7,11 +7,15 @@ import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..app.settings import BigData, FileResult
 from ..core import formats
 from ..errors import PoolError, param
 from ..stream import DEFAULT_MEMORY
+
+if TYPE_CHECKING:
+    from ..inspect.gallery import CardPictures
 
 
 def output_formats() -> dict[str, str | None]:
@@ -132,6 +136,8 @@ class Job:
     target: Path
     compare: Path | None
     replace: bool = False  # --skip-existing found an output missing, empty or cut: pool it again, replacing the others
+    number: int = 0  # the input's number in the walk (its gallery pictures' names)
+    pictures: CardPictures | None = None  # --html-report: make the card's pictures from the arrays pooled
 
     def outputs(self) -> tuple[Path, ...]:
         return (self.target,) if self.compare is None else (self.target, self.compare)

@@ -8,6 +8,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import io
 from ..app.settings import FileResult
@@ -17,6 +18,9 @@ from .files import failed_result
 from .options import BatchOptions, Job, output_formats
 from .paths import is_inside, real_folder, resolved
 from .report import check_report_path
+
+if TYPE_CHECKING:
+    from ..inspect.gallery import CardPictures
 
 
 class Placement:
@@ -57,11 +61,12 @@ class Placement:
             raise PoolError(f"{param('report')} {path} exists;"
                             f" pass {param('overwrite')} to replace it, or choose another name")
 
-    def jobs(self, inputs: Iterable[Path]) -> Iterator[Job | FileResult]:
-        """A job per input, or at once its record when it is skipped or cannot be written."""
+    def jobs(self, inputs: Iterable[Path], pictures: CardPictures | None = None) -> Iterator[Job | FileResult]:
+        """A job per input (numbered in the walk's order; with the gallery's `pictures`), or at once its
+        record when it is skipped or cannot be written."""
         folders: dict[Path, str | None] = {}  # output folder -> why it cannot be written, or None
         claimed: dict[Path, Path] = {}  # outputs of the current folder (inputs come a folder's files together)
-        for relative in inputs:
+        for number, relative in enumerate(inputs):
             source, target = self.source / relative, self.target_for(relative)
             if claimed and next(iter(claimed)).parent != target.parent:
                 claimed.clear()
@@ -70,7 +75,7 @@ class Placement:
                                     f"{claimed[target]}; use {param('output_format')} same or rename one of them")
                 continue
             claimed[target] = source
-            job = Job(source, target, self.compare_for(relative))
+            job = Job(source, target, self.compare_for(relative), number=number, pictures=pictures)
             problem = self._problem(job, folders)
             if problem is not None:
                 yield failed_result(source, target, f"{source}: {problem}")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import io
 from ..app.settings import FileResult, PoolSettings, settings_summary
@@ -23,6 +24,9 @@ from .paths import sweep
 from .placement import Placement
 from .report import Report
 from .workers import WorkerPool, signals_ignored
+
+if TYPE_CHECKING:
+    from ..inspect.gallery import CardPictures
 
 
 class Batch:
@@ -52,6 +56,7 @@ class Batch:
         self.placement = Placement(self.source, root, self.out_dir, options)
         self.discovery = Discovery(self.source, root, self.placement.trees(), options)
         self._current: Job | None = None  # the file being pooled in this process (--jobs 1)
+        self.pictures: CardPictures | None = None  # a gallery's: each file's pictures made where it is pooled
 
     def inputs(self) -> Iterator[Path]:
         """The inputs' paths relative to SRC, lazily (`Discovery.inputs`)."""
@@ -85,7 +90,8 @@ class Batch:
         return client
 
     def _jobs(self) -> Iterator[Job | FileResult]:
-        return self.placement.jobs(self.inputs())
+        # on a cluster the gallery's folder may be out of the workers' sight: the pictures are made here
+        return self.placement.jobs(self.inputs(), self.pictures if self.options.scheduler is None else None)
 
     # ------------------------------------------------------------------ running
 

@@ -89,6 +89,7 @@ def batch_command(
         if report is not None:
             runner.check_report(report)
         gallery = _gallery(runner, html_report, inspect, overwrite)
+        runner.pictures = None if gallery is None else gallery.pictures
     except PoolError as error:
         raise UsageProblem(error.template) from None
     if options.scheduler is not None:
