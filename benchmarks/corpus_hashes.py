@@ -62,7 +62,9 @@ def digest(path: Path) -> str:
 
 def main() -> None:
     from poolcli import io
-    from poolcli.pipeline import PoolSettings, describe_file, pool_file
+    from poolcli.app.describe import describe_file
+    from poolcli.app.memory import pool_file
+    from poolcli.app.settings import PoolSettings
 
     settings = PoolSettings(mode="avg", window=(2,))
     with tempfile.TemporaryDirectory() as temporary:

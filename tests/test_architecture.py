@@ -5,8 +5,9 @@ function) points down the layer order or within a layer, and no import cycle exi
     1 core/                             option names, the tables of modes and formats, the checks, the plan, dtypes
     2 backends/                         the NumPy/CuPy seam, OpenCV, the CUDA kernels
     3 engine/, io/, viz/                the pooling math; files; drawing
-    4 pipeline, stream/                 one file through: load, pool, save; inputs of any size
-    5 figures, batch/, inspect/         figures of a file; many files; the HTML inspector and gallery
+    4 app/, stream/                     one file through: settings, in memory, streamed, described, its figures;
+                                        inputs of any size
+    5 batch/, inspect/                  many files; the HTML inspector and gallery
     6 cli/                              parse, call, print
     7 poolcli (the package's public face), __main__
 """
@@ -25,8 +26,8 @@ LAYERS = {
     "core": 1,
     "backends": 2,
     "engine": 3, "io": 3, "viz": 3,
-    "pipeline": 4, "stream": 4,
-    "figures": 5, "batch": 5, "inspect": 5,
+    "app": 4, "stream": 4,
+    "batch": 5, "inspect": 5,
     "cli": 6,
     "": 7, "__main__": 7,
 }
@@ -237,3 +238,14 @@ def test_the_memory_budget_is_split_in_one_place():
                     isinstance(node.right, ast.Constant | ast.BinOp):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert not offenders, "memory split outside stream/budget.py (add a Budget share):\n" + "\n".join(offenders)
+
+
+APP_ORDER = ("settings", "streamed", "memory", "describe", "figures")  # each imports only those before it
+
+
+def test_the_app_modules_import_down_their_order():
+    edges = graph()
+    assert {name for name in edges if name.startswith("app.")} == {f"app.{name}" for name in APP_ORDER}
+    for index, name in enumerate(APP_ORDER):
+        inside = {target.removeprefix("app.") for target in edges[f"app.{name}"] if target.startswith("app.")}
+        assert inside <= set(APP_ORDER[:index]), f"poolcli.app.{name} imports {sorted(inside)}: keep {APP_ORDER}"

@@ -22,9 +22,9 @@ import pytest
 from PIL import Image
 
 from poolcli import batch, io, pool
+from poolcli.app.settings import PoolSettings
 from poolcli.batch import workers
 from poolcli.cli import main
-from poolcli.pipeline import PoolSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -591,7 +591,7 @@ AFTER_LOADS = textwrap.dedent("""
     import sys
     from pathlib import Path
     from poolcli import batch, io
-    from poolcli.pipeline import PoolSettings
+    from poolcli.app.settings import PoolSettings
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
     for path in sorted(src.iterdir()):  # this process decodes and encodes before it forks workers
         for order in io.CHANNEL_ORDERS:
@@ -635,3 +635,39 @@ def test_workers_send_back_small_records_not_arrays(tmp_path, monkeypatch):
         summary = runner.run(on_result=lambda record, _: records.append(record))
     assert summary.done == 2 and [r.output_shape for r in records] == [[4, 500, 500]] * 2
     assert len(received) == 2 and max(received) < 2000, received
+
+
+# ------------------------------------------------------------------ the gallery's pictures
+
+
+def test_gallery_pictures_come_from_the_arrays_pooled_each_input_decoded_once(tmp_path, capsys, monkeypatch):
+    """batch --html-report --inspect: each input is decoded once (its output never read back), and the
+    thumbnails made from the arrays in memory are those of the files: colour in RGB order (a JPEG is
+    decoded in OpenCV's BGR order and pooled so), a float map in viridis."""
+    from poolcli.inspect.gallery import thumbnail
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(src / "colour.jpg")
+    Image.fromarray(rng.integers(0, 256, (30, 20, 4), dtype=np.uint8)).save(src / "sub" / "alpha.png")
+    np.save(src / "sub" / "map.npy", rng.random((3, 16, 12)).astype(np.float32))
+    real_load, loads = io.load, []
+
+    def counted(path, **keywords):
+        loads.append(Path(path).name)
+        return real_load(path, **keywords)
+
+    monkeypatch.setattr(io, "load", counted)
+    code, _, err = run(capsys, src, "-d", tmp_path / "out", "-j", "1", "--quiet", "-m", "avg", "-f", "npy",
+                       "--html-report", tmp_path / "g.html", "--inspect")  # .npy outputs: the bits pooled
+    assert code == 0 and err == "", err
+    assert sorted(loads) == ["alpha.png", "colour.jpg", "map.npy"]
+    folder = tmp_path / "g_files"
+    assert len(list(folder.iterdir())) == 9  # per input: two thumbnails and a page
+    for number, name in enumerate(["colour.jpg", "sub/alpha.png", "sub/map.npy"]):
+        for side, path in (("in", src / name), ("out", tmp_path / "out" / Path(name).with_suffix(".npy"))):
+            loaded = real_load(path)
+            wanted = thumbnail(next(iter(loaded.arrays.values())), loaded.kind)
+            assert np.array_equal(real_load(folder / f"thumb_{number}_{side}.png").array, wanted), (name, side)
+        assert (folder / f"inspect_{number}.html").stat().st_size > 0

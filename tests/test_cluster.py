@@ -162,9 +162,9 @@ def test_a_task_run_again_rewrites_what_its_first_run_wrote(tmp_path):
     runs again and must write the file again, while a file that was there before the run stays refused."""
     import time
 
+    from poolcli.app.settings import PoolSettings
     from poolcli.batch.cluster import again_safe
     from poolcli.batch.options import BatchOptions, Job
-    from poolcli.pipeline import PoolSettings
 
     src = _inputs(tmp_path / "src", 2)
     source = next(src.rglob("*.png"))

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from poolcli import io, pool, pool_backward, viz
+from poolcli.app.figures import compare_figure, gradient_figure, plane_view, side_by_side_figure
+from poolcli.app.settings import PoolSettings
 from poolcli.cli import main
 from poolcli.errors import PoolError
-from poolcli.figures import compare_figure, gradient_figure, plane_view, side_by_side_figure
-from poolcli.pipeline import PoolSettings
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

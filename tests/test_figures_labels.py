@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from poolcli import io, pool
+from poolcli.app.figures import compare_figure, gradient_figure, side_by_side_figure
+from poolcli.app.settings import PoolSettings as Settings
 from poolcli.cli import main
-from poolcli.figures import compare_figure, gradient_figure, side_by_side_figure
-from poolcli.pipeline import PoolSettings as Settings
 
 ROUTING_LEGEND = ("windows routing gradient here:", "1", "2", "3 or more",
                   "dimmed: no window routes gradient to the pixel (dL/dx = 0)")

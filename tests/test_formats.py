@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from poolcli import io
+from poolcli.app.settings import PoolSettings
 from poolcli.batch import Batch, BatchOptions
 from poolcli.cli import main
 from poolcli.core import formats
 from poolcli.errors import InputError, OutputError
-from poolcli.pipeline import PoolSettings
 
 # ------------------------------------------------------------------ a test-only format and its codec
 

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from poolcli import io
+from poolcli.app.settings import PoolSettings
 from poolcli.batch.cluster import again_safe
 from poolcli.batch.options import BatchOptions, Job
 from poolcli.batch.paths import sweep
 from poolcli.cli import main
-from poolcli.pipeline import PoolSettings
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (40, 30, 3), dtype=np.uint8)

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import hostile
 import numpy as np
 import pytest
 import tifffile
@@ -427,3 +428,59 @@ def test_a_dask_array_of_unknown_chunk_sizes_is_a_clear_pool_error():
         with pytest.raises(PoolError, match=r"compute_chunk_sizes\(\)"):
             attempt()
     np.testing.assert_array_equal(pool(unknown.compute_chunk_sizes(), 2).compute(), pool(x, 2))
+
+
+# ------------------------------------------------------------------ batch --memory
+
+
+def _sparse_npy(path: Path, rows: int, columns: int = 4000) -> Path:
+    """A float32 .npy whose data is a hole in the file (zeros): big to read, small on disk."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, columns))
+    array[-1, -3:] = (1.0, 2.0, 3.0)
+    array.flush()
+    del array
+    return path
+
+
+def test_batch_memory_pools_a_big_npy_as_pool_does_bit_for_bit(tmp_path):
+    """A .npy over batch's --memory is streamed like pool's: the same bytes, in memory or streamed."""
+    src = tmp_path / "src"
+    src.mkdir()
+    source = _sparse_npy(src / "big.npy", 1500)  # 24 MB: more than a 16MB budget holds
+    ramp = src / "ramp.npy"
+    np.save(ramp, np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7))
+    options = ["-m", "avg", "-k", "3", "--memory", "16MB"]
+    assert main(["batch", str(src), "-d", str(tmp_path / "out"), "-j", "1", "--quiet", *options]) == 0
+    assert main(["pool", str(source), "-o", str(tmp_path / "pooled.npy"), *options]) == 0
+    assert main(["pool", str(ramp), "-o", str(tmp_path / "ramp.npy"), *options]) == 0
+    assert (tmp_path / "out" / "big.npy").read_bytes() == (tmp_path / "pooled.npy").read_bytes()
+    assert (tmp_path / "out" / "ramp.npy").read_bytes() == (tmp_path / "ramp.npy").read_bytes()
+    whole = pool(np.load(source), window=3, mode="avg")
+    assert np.array_equal(np.load(tmp_path / "out" / "big.npy"), whole)
+
+
+def test_batch_refuses_a_memory_budget_too_small_to_pool_in(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    assert main(["batch", str(tmp_path / "src"), "-d", str(tmp_path / "out"), "--memory", "1MB"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory 1MB is too small" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_batch_memory_keeps_a_big_npy_within_the_budget(tmp_path):
+    """A 160 MB .npy among small files, batch --memory 64MB: the run's peak (RSS of the child; --jobs 1
+    pools in it, so its peak is the file's) stays within the budget above a batch of small files."""
+    src, small = tmp_path / "src", tmp_path / "small"
+    src.mkdir()
+    small.mkdir()
+    _sparse_npy(src / "big.npy", 10_000)
+    for folder in (src, small):
+        for index in range(3):
+            np.save(folder / f"small{index}.npy", np.ones((64, 64), np.float32))
+    arguments = ("-m", "avg", "-k", "3", "-j", "1", "--quiet", "--memory", "64MB")
+    run = hostile.run("batch", src, "-d", tmp_path / "out", *arguments, memory=None, timeout=120)
+    assert run.code == 0, run
+    baseline = hostile.run("batch", small, "-d", tmp_path / "out-small", *arguments, memory=None)
+    assert baseline.code == 0, baseline
+    assert run.rss_mb - baseline.rss_mb < 64, (run.rss_mb, baseline.rss_mb)
+    assert np.load(tmp_path / "out" / "big.npy", mmap_mode="r").shape == (3333, 1333)

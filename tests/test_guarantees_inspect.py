@@ -14,9 +14,9 @@ import pytest
 import test_inspect
 
 from poolcli import pool, pool_backward
+from poolcli.app.settings import PoolSettings
 from poolcli.cli import main
 from poolcli.inspect import build_payload
-from poolcli.pipeline import PoolSettings
 
 browser, open_page = test_inspect.browser, test_inspect.open_page  # the headless Chromium fixtures
 

@@ -23,9 +23,9 @@ import pytest
 from PIL import Image
 from test_inspect import browser, open_page  # noqa: F401 -- the Chromium fixtures
 
+from poolcli.app.settings import FileResult, PoolSettings
 from poolcli.inspect import write_inspector
 from poolcli.inspect.gallery import Gallery
-from poolcli.pipeline import FileResult, PoolSettings
 
 GALLERY_READY = "() => window.poolGallery && window.poolGallery.ready"  # a function: CSP forbids eval
 PWNED = "window.__pwned"  # what every injected payload below tries to set

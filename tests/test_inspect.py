@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from poolcli import PoolError, pool, pool_backward
+from poolcli.app.settings import PoolSettings
 from poolcli.cli import app
 from poolcli.inspect import build_payload, write_inspector
-from poolcli.pipeline import PoolSettings
 
 CHROMIUM = os.environ.get("POOLCLI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 READY = "() => window.poolInspector && window.poolInspector.ready"  # a function: the pages' CSP forbids eval

@@ -24,9 +24,9 @@ import test_inspect
 import zarr
 from test_inspect import hover
 
+from poolcli.app.settings import PoolSettings
 from poolcli.core.modes import MODES, Mode
 from poolcli.inspect import write_inspector
-from poolcli.pipeline import PoolSettings
 
 browser, open_page = test_inspect.browser, test_inspect.open_page  # the fixtures of a real Chromium
 

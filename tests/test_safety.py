@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli import io, pipeline
+from poolcli import io
+from poolcli.app import memory
 from poolcli.cli import main
 from poolcli.errors import InputError, OutputError
 from poolcli.io import atomic
@@ -129,7 +130,7 @@ def test_an_unexpected_error_fails_its_input_only(tmp_path, capsys, monkeypatch)
             raise RuntimeError("decoder\nexploded")
         return real_load(path, **keywords)
 
-    monkeypatch.setattr(pipeline.io, "load", load)
+    monkeypatch.setattr(memory.io, "load", load)
     code, out, err = run(capsys, "pool", GRAY, PHOTO, "-d", tmp_path)
     line = one_error_line(err)
     assert code == 1 and "camera.png" in line and "RuntimeError" in line
@@ -140,7 +141,7 @@ def test_out_of_memory_names_the_input_and_the_fix(tmp_path, capsys, monkeypatch
     def pool_arrays(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(pipeline, "pool_arrays", pool_arrays)
+    monkeypatch.setattr(memory, "pool_arrays", pool_arrays)
     code, _, err = run(capsys, "pool", GRAY, "-d", tmp_path)
     line = one_error_line(err)
     assert code == 1 and "not enough memory" in line and "(512, 512, 1) uint8" in line

@@ -15,7 +15,7 @@ folders are never entered, a symlinked file counts only when it resolves inside 
 and OUT (and the compare folder) are never read as inputs when they lie inside SRC.
 
 Outputs: OUT/<relative path> with the input's stem and the suffix of `output_format`.
-Each file goes through `pipeline.pool_file`, as in `poolcli pool`: the same decoders,
+Each file goes through `app.memory.pool_file`, as in `poolcli pool`: the same decoders,
 engine and encoders (io/ decides them all). Batch only asks for `channel_order="bgr"`,
 so plain colour JPEG and PNG stay in OpenCV's channel order from decoder to encoder.
 """

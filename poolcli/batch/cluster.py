@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from ..pipeline import FileResult, PoolSettings
+from ..app.settings import FileResult, PoolSettings
 from ..stream.cluster import worker_count
 from .files import failed_result, process_file
 from .options import IN_FLIGHT_PER_WORKER, BatchOptions, Job

@@ -6,8 +6,13 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
+
+from .. import io, stream
+from ..app.memory import pool_file
+from ..app.settings import FileResult, PoolSettings
+from ..app.streamed import streams
 from ..errors import PoolError, param
-from ..pipeline import FileResult, PoolSettings, pool_file
 from .options import BatchOptions, Job
 
 
@@ -15,11 +20,22 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
     """Load, pool and save one input as `poolcli pool` does; every failure becomes a failed record."""
     started = time.perf_counter()
     source, target = job.source, job.target
+    big = options.big_data()
+    card: dict = {}  # the gallery card's pictures (--html-report), made while pool_file holds the arrays
+
+    def pictures(loaded: io.Loaded, results: dict[str, np.ndarray]) -> None:
+        card.update(_card(job, settings, (loaded, results)))
+
     try:
+        if streams(source, target, big):
+            stream.tune_malloc()  # as `poolcli pool` does before streaming: freed blocks are kept, not returned
         result = pool_file(source, target, settings, overwrite=options.overwrite or job.replace, inputs=(source,),
-                           channel_order="bgr", durable=False)  # synced all at once when the batch ends
+                           channel_order="bgr", durable=False, big=big,  # synced all at once when the batch ends
+                           on_arrays=None if job.pictures is None else pictures)
+        if job.pictures is not None and not card:  # pooled block by block: the pictures read the files
+            card.update(_card(job, settings))
         if job.compare is not None:
-            from ..figures import write_side_by_side
+            from ..app.figures import write_side_by_side
 
             write_side_by_side(source, target, job.compare, settings, overwrite=options.overwrite or job.replace)
         size = target.stat().st_size
@@ -33,7 +49,14 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
         return failed_result(source, target, f"{source}: unexpected {type(error).__name__}: {reason}", started)
     # the parameters are the report header's, once: the record stays small on its way back
     return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 6), output_bytes=size,
-                               parameters={})
+                               parameters={}, card=card or None)
+
+
+def _card(job: Job, settings: PoolSettings, held: tuple[io.Loaded, dict[str, np.ndarray]] | None = None) -> dict:
+    from ..inspect.gallery import card_pictures
+
+    assert job.pictures is not None
+    return card_pictures(job.pictures, job.number, job.source, job.target, settings, held)
 
 
 def failed_result(source: Path, target: Path | None, message: str, started: float | None = None) -> FileResult:

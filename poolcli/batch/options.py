@@ -7,10 +7,15 @@ import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..app.settings import BigData, FileResult
 from ..core import formats
 from ..errors import PoolError, param
-from ..pipeline import FileResult
+from ..stream import DEFAULT_MEMORY
+
+if TYPE_CHECKING:
+    from ..inspect.gallery import CardPictures
 
 
 def output_formats() -> dict[str, str | None]:
@@ -63,6 +68,11 @@ class BatchOptions:
     overwrite: bool = False
     compare_dir: Path | None = None
     scheduler: str | None = None  # a Dask distributed scheduler's address: the files are pooled there
+    memory: int = DEFAULT_MEMORY  # each file's budget: a bigger .npy or TIFF input is pooled block by block
+
+    def big_data(self) -> BigData:
+        """How a file too big for `memory` is pooled: as `poolcli pool` pools it."""
+        return BigData(memory=self.memory)
 
     def check(self) -> None:
         """Raise PoolError for a bad option (a usage error).
@@ -126,6 +136,8 @@ class Job:
     target: Path
     compare: Path | None
     replace: bool = False  # --skip-existing found an output missing, empty or cut: pool it again, replacing the others
+    number: int = 0  # the input's number in the walk (its gallery pictures' names)
+    pictures: CardPictures | None = None  # --html-report: make the card's pictures from the arrays pooled
 
     def outputs(self) -> tuple[Path, ...]:
         return (self.target,) if self.compare is None else (self.target, self.compare)

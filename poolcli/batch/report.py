@@ -8,8 +8,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..app.settings import FileResult
 from ..errors import OutputError, PoolError, param, render
-from ..pipeline import FileResult
 from .options import REPORT_SUFFIXES, BatchSummary
 
 

@@ -1,36 +1,32 @@
-"""`Batch`: the inputs found lazily, targets checked, files pooled in order or on workers, results in order."""
+"""`Batch`: a run of SRC into OUT. What is pooled is `discovery`'s, where it goes `placement`'s; here the
+files are pooled in order, on workers or on a cluster, and the run is stopped cleanly."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import io
-from ..errors import Interrupted, PoolError, param, signals_interrupt
-from ..pipeline import FileResult, PoolSettings, settings_summary
+from ..app.settings import FileResult, PoolSettings, settings_summary
+from ..errors import Interrupted, signals_interrupt
 from ..stream.cluster import check_shared, connect
 from .cluster import ClusterPool
-from .files import failed_result, process_file
-from .options import (
-    PARALLEL_BYTES,
-    STOP_SIGNALS,
-    BatchOptions,
-    BatchSummary,
-    Job,
-    OnResult,
-    OnStart,
-    input_suffixes,
-    output_formats,
-)
-from .paths import is_inside, real_folder, resolved, right_match, sweep
-from .report import Report, check_report_path
+from .discovery import Discovery, input_bytes, source_root
+from .files import process_file
+from .options import PARALLEL_BYTES, STOP_SIGNALS, BatchOptions, BatchSummary, Job, OnResult, OnStart
+from .paths import sweep
+from .placement import Placement
+from .report import Report
 from .workers import WorkerPool, signals_ignored
+
+if TYPE_CHECKING:
+    from ..inspect.gallery import CardPictures
 
 
 class Batch:
@@ -56,52 +52,15 @@ class Batch:
         options.check()
         self.source, self.out_dir, self.settings, self.options = Path(source), Path(out_dir), settings, options
         self._client = None  # a Dask distributed client (connect_cluster)
-        if not self.source.is_dir():
-            what = "does not exist" if not self.source.exists() else "is not a folder"
-            raise PoolError(f"SRC {source} {what}; give the folder of inputs")
-        self._root = resolved(self.source)
-        self._out_root = real_folder(self.out_dir, param("out_dir"))
-        if self._out_root == self._root:
-            raise PoolError(f"{param('out_dir')} {out_dir} is SRC itself; write the outputs to another folder")
-        compare = options.compare_dir
-        self._compare_root = None if compare is None else real_folder(compare, param("compare_dir"))
-        if self._compare_root == self._root:
-            raise PoolError(f"{param('compare_dir')} {options.compare_dir} is SRC itself;"
-                            f" write the figures to another folder")
-        self._excluded = {p for p in (self._out_root, self._compare_root) if p is not None}
-        self._suffix = output_formats()[options.output_format]
-        self._input_suffixes = input_suffixes()  # every format's, as the table holds them when the run starts
+        root = source_root(self.source)
+        self.placement = Placement(self.source, root, self.out_dir, options)
+        self.discovery = Discovery(self.source, root, self.placement.trees(), options)
         self._current: Job | None = None  # the file being pooled in this process (--jobs 1)
-
-    # ------------------------------------------------------------------ discovery
+        self.pictures: CardPictures | None = None  # a gallery's: each file's pictures made where it is pooled
 
     def inputs(self) -> Iterator[Path]:
-        """The inputs' paths relative to SRC, lazily, depth first, sorted by name in each folder."""
-        folders = [Path()]
-        while folders:
-            relative = folders.pop()
-            try:
-                with os.scandir(self.source / relative) as scan:
-                    entries = sorted(scan, key=lambda entry: entry.name)
-            except OSError:
-                continue  # a folder that vanished or cannot be read: nothing to pool there
-            subfolders = []
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                path = relative / entry.name
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if resolved(entry.path) not in self._excluded:
-                            subfolders.append(path)
-                        continue
-                    found = self._is_input(entry, path)
-                except OSError:  # it vanished or cannot be examined: not an input
-                    continue
-                if found:
-                    yield path
-            if self.options.recursive:
-                folders.extend(reversed(subfolders))
+        """The inputs' paths relative to SRC, lazily (`Discovery.inputs`)."""
+        return self.discovery.inputs()
 
     def count(self) -> int:
         """How many inputs `inputs()` finds now (a walk of names only)."""
@@ -109,25 +68,14 @@ class Batch:
 
     def input_bytes(self, limit: int) -> int:
         """The inputs' total size, counted up to `limit` (a stat per file, stopping there)."""
-        total = 0
-        for relative in self.inputs():
-            with contextlib.suppress(OSError):
-                total += (self.source / relative).stat().st_size
-            if total >= limit:
-                break
-        return total
+        return input_bytes(self.inputs(), self.source, limit)
 
-    def _is_input(self, entry: os.DirEntry, relative: Path) -> bool:
-        if self.options.patterns:
-            text = relative.as_posix().lower()
-            if not any(right_match(text, pattern.lower()) for pattern in self.options.patterns):
-                return False
-        elif not entry.name.lower().endswith(self._input_suffixes):
-            return False
-        if not entry.is_symlink():
-            return entry.is_file(follow_symlinks=False)
-        real = resolved(entry.path)  # a link counts only when it lands on a file inside SRC, not in OUT
-        return real.is_file() and is_inside(real, self._root) and not any(is_inside(real, p) for p in self._excluded)
+    def target_for(self, relative: Path) -> Path:
+        return self.placement.target_for(relative)
+
+    def check_report(self, path: Path) -> None:
+        """PoolError unless the report may be written to `path` (`Placement.check_report`)."""
+        self.placement.check_report(path, self.discovery)
 
     def connect_cluster(self):
         """Connect to --scheduler's cluster and check that every worker sees SRC and OUT (a
@@ -141,73 +89,9 @@ class Batch:
         self._client = client
         return client
 
-    def check_report(self, path: Path) -> None:
-        """PoolError unless the report may be written to `path`: a .json or .csv name in an
-        existing folder that batch does not read, not there already unless --overwrite."""
-        check_report_path(path)
-        folder = resolved(path.parent)
-        if is_inside(folder, self._root) and not any(is_inside(folder, p) for p in self._excluded):
-            raise PoolError(f"{param('report')} {path} lies inside SRC {self.source};"
-                            f" write it outside SRC or inside OUT")
-        if os.path.lexists(path) and not self.options.overwrite:
-            raise PoolError(f"{param('report')} {path} exists;"
-                            f" pass {param('overwrite')} to replace it, or choose another name")
-
-    def target_for(self, relative: Path) -> Path:
-        suffix = self._suffix or relative.suffix
-        return self.out_dir / relative.parent / (relative.stem + suffix)
-
-    def _compare_for(self, relative: Path) -> Path | None:
-        folder = self.options.compare_dir
-        return None if folder is None else folder / relative.parent / f"{relative.stem}_compare.png"
-
     def _jobs(self) -> Iterator[Job | FileResult]:
-        """A job per input, or at once its record when it is skipped or cannot be written."""
-        folders: dict[Path, str | None] = {}  # output folder -> why it cannot be written, or None
-        claimed: dict[Path, Path] = {}  # outputs of the current folder (inputs() yields a folder's files together)
-        for relative in self.inputs():
-            source, target = self.source / relative, self.target_for(relative)
-            if claimed and next(iter(claimed)).parent != target.parent:
-                claimed.clear()
-            if target in claimed:
-                yield failed_result(source, target, f"{source}: its output {target} is also the output of "
-                              f"{claimed[target]}; use {param('output_format')} same or rename one of them")
-                continue
-            claimed[target] = source
-            job = Job(source, target, self._compare_for(relative))
-            problem = None
-            for output, given, real in ((target, self.out_dir, self._out_root),
-                                        (job.compare, self.options.compare_dir, self._compare_root)):
-                if output is not None and given is not None and real is not None and problem is None:
-                    if output.parent not in folders:
-                        folders[output.parent] = self._output_folder_problem(output.parent, given, real)
-                    problem = folders[output.parent]
-            if problem is not None:
-                yield failed_result(source, target, f"{source}: {problem}")
-            elif self.options.skip_existing and any(os.path.lexists(path) for path in job.outputs()):
-                if all(io.is_complete(path) for path in job.outputs()):
-                    yield FileResult(str(source), str(target), status="skipped", error="output exists")
-                else:  # one missing (a run killed between them), empty or cut short: not done, so done again
-                    yield dataclasses.replace(job, replace=True)
-            else:
-                yield job
-
-    def _output_folder_problem(self, folder: Path, given: Path, real: Path) -> str | None:
-        """Create `folder` below `given` one level at a time, refusing symlinks that lead out of it
-        and, when SRC lies inside OUT, folders inside SRC (their outputs would become inputs)."""
-        current = given
-        try:
-            for part in folder.relative_to(given).parts:
-                current = current / part
-                if not current.is_dir():
-                    current.mkdir(exist_ok=True)
-                if not is_inside(resolved(current), real):
-                    return f"output folder {current} leads outside {given} through a symlink; remove the link"
-        except OSError as error:
-            return f"cannot create the output folder {current} ({error.strerror}); check the permissions"
-        if is_inside(resolved(folder), self._root) and not is_inside(real, self._root):
-            return f"output folder {folder} lies inside SRC {self.source}; choose an output folder outside SRC"
-        return None
+        # on a cluster the gallery's folder may be out of the workers' sight: the pictures are made here
+        return self.placement.jobs(self.inputs(), self.pictures if self.options.scheduler is None else None)
 
     # ------------------------------------------------------------------ running
 

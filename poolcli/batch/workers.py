@@ -12,8 +12,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing import connection
 
+from ..app.settings import FileResult, PoolSettings
 from ..backends import opencv
-from ..pipeline import FileResult, PoolSettings
 from .files import failed_result, process_file
 from .options import IN_FLIGHT_PER_WORKER, STOP_GRACE_SECONDS, STOP_SIGNALS, BatchOptions, Job
 from .paths import sweep

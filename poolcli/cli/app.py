@@ -32,7 +32,7 @@ from ..version import __version__
 from .terminal import report_failure
 
 if TYPE_CHECKING:
-    from ..pipeline import PoolSettings
+    from ..app.settings import PoolSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -211,8 +211,8 @@ POOL_OPTIONS = {
 
 def settings_from_options(options: dict) -> "PoolSettings":
     """The command line's pooling options as validated `PoolSettings` (UsageProblem if bad)."""
+    from ..app.settings import PoolSettings
     from ..io import DEFAULT_MAX_PIXELS
-    from ..pipeline import PoolSettings
 
     max_pixels = options["max_pixels"]
     settings = PoolSettings(

@@ -26,13 +26,13 @@ from .app import (
     app,
     with_pool_options,
 )
-from .bigdata import SchedulerOption, checked_scheduler
+from .bigdata import DEFAULT_MEMORY, MemoryOption, SchedulerOption, checked_scheduler, memory_budget
 from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
+    from ..app.settings import FileResult, PoolSettings
     from ..batch import Batch, BatchSummary
     from ..inspect.gallery import Gallery
-    from ..pipeline import FileResult, PoolSettings
 
 @app.command("batch", cls=PlainCommand)
 @with_pool_options
@@ -66,6 +66,7 @@ def batch_command(
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,
     scheduler: SchedulerOption = None,
+    memory: MemoryOption = DEFAULT_MEMORY,
     html_report: Annotated[Path | None, typer.Option(
         "--html-report", metavar="FILE.html", help="Write a gallery of the run (thumbnails, shapes, time, failures) "
         "to this page; its pictures go to FILE_files/.", show_default=False)] = None,
@@ -81,12 +82,14 @@ def batch_command(
     settings = dataclasses.replace(settings, quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
-                           overwrite=overwrite, compare_dir=compare_dir, scheduler=checked_scheduler(scheduler))
+                           overwrite=overwrite, compare_dir=compare_dir, scheduler=checked_scheduler(scheduler),
+                           memory=memory_budget(memory))
     try:
         runner = Batch(source, out_dir, settings, options)
         if report is not None:
             runner.check_report(report)
         gallery = _gallery(runner, html_report, inspect, overwrite)
+        runner.pictures = None if gallery is None else gallery.pictures
     except PoolError as error:
         raise UsageProblem(error.template) from None
     if options.scheduler is not None:

@@ -16,9 +16,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ..app.settings import FileResult
 from ..batch import BatchSummary
 from ..errors import printable
-from ..pipeline import FileResult
 from .terminal import console, flagged, report_failure, report_warning, say
 
 

@@ -32,7 +32,10 @@ from .app import (
 from .terminal import say
 
 if TYPE_CHECKING:
-    from ..pipeline import BigData
+    from ..app.settings import BigData
+
+MEMORY_FLOOR = 16 * 10**6  # the smallest --memory the streaming engine pools in
+DEFAULT_MEMORY = "512MB"  # stream.DEFAULT_MEMORY, as --memory shows it
 
 MemoryOption = Annotated[str, typer.Option(
     "--memory", metavar="SIZE", help="Memory budget for inputs too big to load (.npy, Zarr, TIFF): they are pooled "
@@ -52,7 +55,7 @@ SchedulerOption = Annotated[str | None, typer.Option(
 
 
 STORE_OPTIONS = {
-    "memory": (MemoryOption, "512MB"),
+    "memory": (MemoryOption, DEFAULT_MEMORY),
     "dataset": (DatasetOption, None),
     "compression": (CompressionOption, "zstd"),
     "chunk": (ChunkOption, 1024),
@@ -80,18 +83,24 @@ def with_store_options(command):
 
 
 def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int) -> "BigData":
-    """The big-data options as the pipeline's `BigData` (a UsageProblem for a bad value)."""
-    from ..pipeline import BigData
+    """The big-data options as the application's `BigData` (a UsageProblem for a bad value)."""
+    from ..app.settings import BigData
     from ..stream import StoreOptions
 
-    budget = parse_size(memory, "--memory")
-    if budget < 16 * 10**6:
-        raise UsageProblem(f"--memory {memory} is too small to pool in; give at least 16MB")
+    budget = memory_budget(memory)
     if zarr_format not in (2, 3):
         raise UsageProblem(f"--zarr-format {zarr_format} is not known; use 2 or 3")
     store = StoreOptions(compression=choice("--compression", compression, COMPRESSIONS), chunk=chunk,
                          zarr_format=zarr_format)
     return BigData(memory=budget, dataset=dataset, store=store)
+
+
+def memory_budget(memory: str) -> int:
+    """--memory in bytes (a UsageProblem for a bad size or one too small to pool in)."""
+    budget = parse_size(memory, "--memory")
+    if budget < MEMORY_FLOOR:
+        raise UsageProblem(f"--memory {memory} is too small to pool in; give at least 16MB")
+    return budget
 
 
 def checked_scheduler(address: str | None) -> str | None:
@@ -268,7 +277,7 @@ def with_progress(source: Path, target: Path, big: "BigData") -> Iterator["BigDa
     """`big` with a progress bar where `source` is pooled block by block (none otherwise)."""
     import dataclasses
 
-    from ..pipeline import streams
+    from ..app.streamed import streams
 
     if not streams(source, target, big):
         yield big

@@ -1,5 +1,5 @@
 """`poolcli pool`, `info`, `compare` and `grad`: parse, call the library, print. No array math,
-no file formats: those are in pipeline.py, figures.py and io/.
+no file formats: those are in app/ and io/.
 """
 
 import contextlib
@@ -33,7 +33,7 @@ from .bigdata import DatasetOption, cluster_client, with_progress, with_store_op
 from .terminal import console, flagged, report_failure, report_warning, say
 
 if TYPE_CHECKING:
-    from ..pipeline import BigData, FileResult, PoolSettings
+    from ..app.settings import BigData, FileResult, PoolSettings
 
 
 @app.command("pool", cls=PlainCommand)
@@ -63,7 +63,8 @@ def pool_command(
 ):
     """Pool each INPUT and save the result. Inputs too big for --memory (.npy, Zarr, TIFF) are
     pooled block by block into .npy, .zarr or tiled .tif, with the same bits."""
-    from ..pipeline import FileResult, pool_file
+    from ..app.memory import pool_file
+    from ..app.settings import FileResult
 
     settings = dataclasses.replace(settings, quality=quality)
     names = written_suffixes()
@@ -179,7 +180,7 @@ def info_command(
     settings: "PoolSettings",
 ):
     """Describe INPUT and what pooling would do to it, without writing anything."""
-    from ..pipeline import describe_file
+    from ..app.describe import describe_file
 
     description = describe_file(input, settings, dataset)
     if as_json:
@@ -213,7 +214,7 @@ def compare_command(
     settings: "PoolSettings",
 ):
     """Draw INPUT beside its pooled results, one cell per (mode, window), upscaled to the same size."""
-    from ..figures import MONTAGE_SCALES, write_compare
+    from ..app.figures import MONTAGE_SCALES, write_compare
 
     given = {name for name in ("mode", "window", "channel", "scale") if _given(ctx, name)}
     _refuse_conflicts(given, modes, windows, montage)
@@ -270,7 +271,7 @@ def grad_command(
     settings: "PoolSettings",
 ):
     """Show the backward pass: which inputs receive gradient (max/min) or with what weight."""
-    from ..figures import write_gradient
+    from ..app.figures import write_gradient
 
     written = write_gradient(input, output, settings, channel=channel, overwrite=overwrite)
     say(f"{input} -> {written}  (dL/dx of {settings.label()} for dL/dy = 1)")
@@ -306,7 +307,7 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
             make_folder(out_dir, param("out_dir"))
         except PoolError as error:
             raise UsageProblem(error.template) from None
-    from ..pipeline import default_output
+    from ..app.settings import default_output
 
     return [default_output(source, settings, out_dir, suffix) for source in inputs]
 
@@ -344,7 +345,7 @@ def _refuse_collisions(inputs: list[Path], targets: list[Path], figures: list[Pa
 
 def _write_compare(source: Path, target: Path, figure: Path, settings: "PoolSettings", overwrite: bool,
                    inputs: tuple[Path, ...]) -> None:
-    from ..figures import write_side_by_side
+    from ..app.figures import write_side_by_side
 
     write_side_by_side(source, target, figure, settings, overwrite=overwrite, inputs=inputs)
 

@@ -16,7 +16,7 @@ from .commands import checked_variant
 from .terminal import say
 
 if TYPE_CHECKING:
-    from ..pipeline import PoolSettings
+    from ..app.settings import PoolSettings
 
 
 @app.command("inspect", cls=PlainCommand)

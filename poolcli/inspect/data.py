@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
+from ..app.settings import PoolSettings, keywords_for
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
 from ..engine import output_shape, pool, pool_backward
@@ -42,7 +43,6 @@ from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param, printable
-from ..pipeline import PoolSettings, keywords_for
 from ..viz import NAN_COLOR, NEGINF_COLOR, POSINF_COLOR, VIRIDIS, image_range, value_range
 
 EXACT_PIXELS = 1024 * 1024  # inputs larger than this (per plane) show an overview and one exact region
@@ -101,10 +101,11 @@ def planes(array: np.ndarray, pooled_axes: tuple[int, ...]) -> np.ndarray:
 
 def build_payload(source: Path, settings: PoolSettings, modes: list[str], windows: list[tuple[int, ...]], *,
                   channels: list[int] | None = None, region: tuple[int, int, int, int] | None = None,
-                  exact_pixels: int = EXACT_PIXELS, band_bytes: int = BAND_BYTES) -> dict:
+                  exact_pixels: int = EXACT_PIXELS, band_bytes: int = BAND_BYTES,
+                  loaded: io.Loaded | None = None) -> dict:
     """The page's data for `source` pooled with `settings` once per (mode, window); a large input is
-    read in bands of about `band_bytes`."""
-    loaded, array = _one_array(source, settings)
+    read in bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is."""
+    loaded, array = _one_array(source, settings, loaded)
     variants = [replace(settings, mode=mode, window=window) for mode in modes for window in windows]
     keywords = [keywords_for(v, loaded, array) for v in variants]
     plans = [plan_pool(array.shape, **k) for k in keywords]
@@ -180,9 +181,11 @@ def _along(axes: tuple[int, ...], along: tuple[int, int] | None, across: tuple[i
     return (along, across) if len(axes) == 2 else (None, along)
 
 
-def _one_array(source: Path, settings: PoolSettings) -> tuple[io.Loaded, np.ndarray]:
-    """The input's one array of real numbers (a PoolError for several, or for other dtypes)."""
-    loaded = io.load(source, **settings.load_options())
+def _one_array(source: Path, settings: PoolSettings, loaded: io.Loaded | None) -> tuple[io.Loaded, np.ndarray]:
+    """The input's one array of real numbers (a PoolError for several, or for other dtypes), decoded
+    unless it is given."""
+    if loaded is None:
+        loaded = io.load(source, **settings.load_options())
     if len(loaded.arrays) != 1:
         raise PoolError(f"{source}: holds {len(loaded.arrays)} arrays; the inspector shows one, save it as .npy")
     array = np.asarray(next(iter(loaded.arrays.values())))

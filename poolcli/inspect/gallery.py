@@ -19,14 +19,17 @@ import math
 import os
 import stat
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import io
+from ..app.settings import FileResult, PoolSettings
+from ..core import formats
 from ..errors import PoolError, param, printable, render
-from ..pipeline import FileResult, PoolSettings
+from ..io.encode import rgb_array
 from ..viz import apply_colormap, image_range, value_range
 from .page import PAGE_SUFFIXES, document, local_href, write_inspector, write_page
 
@@ -103,6 +106,52 @@ def thumbnail(array: np.ndarray, kind: str, side: int = THUMBNAIL_SIDE) -> np.nd
     return apply_colormap(small[..., 0], lo, hi)
 
 
+@dataclass(frozen=True)
+class CardPictures:
+    """Where the pictures of a gallery's cards go: its picture folder (`real`: where it led when it was
+    checked before the run), and whether each card gets an inspector page too. Sent with each file to
+    the process that pools it, which makes them from the arrays it holds (`card_pictures`)."""
+
+    folder: Path
+    real: str
+    inspect: bool = False
+    overwrite: bool = False
+
+
+def card_pictures(pictures: CardPictures, number: int, source: Path, target: Path, settings: PoolSettings,
+                  held: tuple[io.Loaded, Mapping[str, np.ndarray]] | None = None) -> dict:
+    """The card of input `number`: thumbnails of its input and output and its inspector page, made from
+    `held` (the input as decoded, the results as pooled: no file read again) or else from the files;
+    what cannot be made is the card's note (a message template), never raised."""
+    card: dict[str, Any] = dict(thumbs=[None, None], page=None, note=None)
+    try:
+        loaded, output, output_kind = _from_files(source, target, settings) if held is None else _rgb(*held, target)
+        card["thumbs"] = [_thumb(pictures, number, "in", next(iter(loaded.arrays.values())), loaded.kind, source,
+                                 target), _thumb(pictures, number, "out", output, output_kind, source, target)]
+        if pictures.inspect:
+            card["page"] = _page(pictures, number, source, loaded, settings)
+    except Exception as error:  # noqa: BLE001 -- one card's pictures never stop the run (its note says why)
+        card["note"] = (error.template if isinstance(error, PoolError) else
+                        f"{error.strerror or error}" if isinstance(error, OSError) else
+                        f"no pictures ({type(error).__name__}: {error})")
+    return card
+
+
+def _from_files(source: Path, target: Path, settings: PoolSettings) -> tuple[io.Loaded, np.ndarray, str]:
+    """The input and the output read back: the input, the output's first array, the output's kind."""
+    loaded, output = (io.load(path, **settings.load_options()) for path in (source, target))
+    return loaded, next(iter(output.arrays.values())), output.kind
+
+
+def _rgb(loaded: io.Loaded, results: Mapping[str, np.ndarray], target: Path) -> tuple[io.Loaded, np.ndarray, str]:
+    """`_from_files`'s answer from the arrays in memory: in RGB order where batch kept OpenCV's BGR."""
+    bgr = loaded.channel_order == "bgr"
+    if bgr:
+        loaded = replace(loaded, arrays={k: rgb_array(v, True) for k, v in loaded.arrays.items()}, channel_order="rgb")
+    output = rgb_array(next(iter(results.values())), bgr)
+    return loaded, output, "image" if formats.is_image_suffix(target.suffix) else "array"
+
+
 class Gallery:
     """The gallery of one run, filled record by record."""
 
@@ -111,24 +160,21 @@ class Gallery:
         self.path, self.source, self.settings = Path(path), Path(source), settings
         self.inspect, self.overwrite, self._names = inspect, overwrite, names
         self.folder = sidecar(self.path)
-        self._real_folder = os.path.realpath(self.folder)  # as checked before the run
+        self.pictures = CardPictures(self.folder, os.path.realpath(self.folder), inspect, overwrite)  # as checked
         self.entries: list[dict] = []
 
     def add(self, record: FileResult) -> None:
-        """One file's card; a thumbnail or page that cannot be made is noted on the card, never raised."""
-        index = len(self.entries)
+        """One file's card, with the pictures the record brings (`card_pictures`)."""
         entry = self._entry(record)
         self.entries.append(entry)
         if record.status != "done":
             return
-        try:
-            entry["thumbs"] = [self._thumb(record, "in", index), self._thumb(record, "out", index)]
-            if self.inspect:
-                entry["page"] = self._page(Path(record.input), index)
-        except Exception as error:  # noqa: BLE001 -- one card's pictures never stop the run (its note says why)
-            entry["note"] = self._text(error.template if isinstance(error, PoolError) else
-                                       f"{error.strerror or error}" if isinstance(error, OSError) else
-                                       f"no pictures ({type(error).__name__}: {error})")
+        card = record.card  # made where the file was pooled; else (a cluster's run) from the files, here
+        if card is None:
+            card = card_pictures(self.pictures, len(self.entries) - 1, Path(record.input), Path(record.output or ""),
+                                 self.settings)
+        entry["thumbs"], entry["page"] = card["thumbs"], card["page"]
+        entry["note"] = None if card["note"] is None else self._text(card["note"])
 
     def finish(self, summary: dict, title: str = "") -> Path:
         title = title or f"poolcli batch {self.source}"
@@ -157,37 +203,33 @@ class Gallery:
             return None
         return local_href(os.path.relpath(os.path.abspath(name), os.path.abspath(self.path.parent)))
 
-    def _pictures(self) -> Path:
-        """The picture folder, made on first use and checked before every picture: still the real folder
-        checked before the run, not a symbolic link put there since."""
-        with contextlib.suppress(FileExistsError):
-            self.folder.mkdir()
-        mode = os.lstat(self.folder).st_mode
-        if not stat.S_ISDIR(mode) or os.path.realpath(self.folder) != self._real_folder:
-            raise PoolError(f"{self.folder}: is no longer the picture folder checked before the run"
-                            " (a link or a file now); no pictures written")
-        return self.folder
 
-    def _thumb(self, record: FileResult, side: str, index: int) -> str | None:
-        path = Path(record.input if side == "in" else record.output or "")
-        loaded = io.load(path, **self.settings.load_options())
-        picture = thumbnail(next(iter(loaded.arrays.values())), loaded.kind)
-        if picture is None:
-            return None
-        target = self._pictures() / f"thumb_{index}_{side}.png"  # the card's number: no two cards share a name
-        io.save(target, picture, overwrite=self.overwrite, inputs=_files_of(record))
-        return local_href(f"{self.folder.name}/{target.name}")
-
-    def _page(self, path: Path, index: int) -> str:
-        target = self._pictures() / f"inspect_{index}.html"
-        write_inspector(path, target, self.settings, [self.settings.mode], [self.settings.window],
-                        overwrite=self.overwrite)
-        return local_href(f"{self.folder.name}/{target.name}")
+def _picture_folder(pictures: CardPictures) -> Path:
+    """The picture folder, made on first use and checked before every picture: still the real folder
+    checked before the run, not a symbolic link put there since."""
+    with contextlib.suppress(FileExistsError):
+        pictures.folder.mkdir()
+    mode = os.lstat(pictures.folder).st_mode
+    if not stat.S_ISDIR(mode) or os.path.realpath(pictures.folder) != pictures.real:
+        raise PoolError(f"{pictures.folder}: is no longer the picture folder checked before the run"
+                        " (a link or a file now); no pictures written")
+    return pictures.folder
 
 
-def _files_of(record: FileResult) -> tuple[str, ...]:
-    """The files a card's pictures must never be written onto: its input and its output."""
-    return tuple(name for name in (record.input, record.output) if name)
+def _thumb(pictures: CardPictures, number: int, side: str, array: np.ndarray, kind: str, *inputs: Path) -> str | None:
+    picture = thumbnail(array, kind)
+    if picture is None:
+        return None
+    target = _picture_folder(pictures) / f"thumb_{number}_{side}.png"  # the input's number: no two cards share it
+    io.save(target, picture, overwrite=pictures.overwrite, inputs=inputs)
+    return local_href(f"{pictures.folder.name}/{target.name}")
+
+
+def _page(pictures: CardPictures, number: int, source: Path, loaded: io.Loaded, settings: PoolSettings) -> str:
+    target = _picture_folder(pictures) / f"inspect_{number}.html"
+    write_inspector(source, target, settings, [settings.mode], [settings.window], overwrite=pictures.overwrite,
+                    loaded=loaded)
+    return local_href(f"{pictures.folder.name}/{target.name}")
 
 
 def _shown_shape(shape: list[int] | dict) -> list[int] | dict:

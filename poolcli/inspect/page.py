@@ -24,9 +24,9 @@ from pathlib import Path, PurePath
 from urllib.parse import quote
 
 from .. import io
+from ..app.settings import PoolSettings
 from ..core.modes import names, spoken
 from ..errors import PoolError, printable
-from ..pipeline import PoolSettings
 from ..version import __version__
 from .data import build_payload
 
@@ -127,9 +127,11 @@ def write_page(target: Path, text: str, *, overwrite: bool, inputs: tuple[Path, 
 
 def write_inspector(source: Path, target: Path, settings: PoolSettings, modes: list[str],
                     windows: list[tuple[int, ...]], *, channels: list[int] | None = None,
-                    region: tuple[int, int, int, int] | None = None, overwrite: bool = False) -> Path:
-    """Pool `source` once per (mode, window) and write the inspector page to `target`."""
+                    region: tuple[int, int, int, int] | None = None, overwrite: bool = False,
+                    loaded: io.Loaded | None = None) -> Path:
+    """Pool `source` once per (mode, window) and write the inspector page to `target` (from `loaded`,
+    the input as decoded in RGB order, where it is in memory already)."""
     check_page_target(target)
     io.check_output(target, overwrite=overwrite, inputs=(source,))
-    payload = build_payload(source, settings, modes, windows, channels=channels, region=region)
+    payload = build_payload(source, settings, modes, windows, channels=channels, region=region, loaded=loaded)
     return write_page(target, inspector_html(payload), overwrite=overwrite, inputs=(source,))

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io, viz
-from .core.geometry import PoolPlan, plan_pool
-from .core.modes import MODES
-from .engine import pool, pool_backward
-from .errors import PoolError, param
-from .pipeline import PoolSettings, keywords_for
+from .. import io, viz
+from ..core.geometry import PoolPlan, plan_pool
+from ..core.modes import MODES
+from ..engine import pool, pool_backward
+from ..errors import PoolError, param
+from .settings import PoolSettings, keywords_for
 
 FIGURE_SUFFIXES = (".png",)
 RAW_GRADIENT_SUFFIXES = (".npy",)

@@ -1,0 +1,235 @@
+"""What to do to each input, in library terms: `PoolSettings` (the command-line choices, checked
+once without an input), `BigData` (how inputs too big for memory are pooled), `FileResult` (what
+happened to one input), and what the settings make of one array (its pooled axes, `pool`'s
+keywords, its output dtype). Nothing here reads a file or prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import io, stream
+from ..core import formats
+from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES
+from ..core.geometry import check_windows
+from ..core.options import check_options, resolve_axes
+from ..errors import PoolError, param
+
+IMAGE_AXES = (0, 1)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """What to do to each input, as the command line gave it (validated by `check`)."""
+
+    mode: str = "max"
+    window: tuple[int, ...] = (2,)
+    stride: tuple[int, ...] | None = None
+    padding: tuple[int, ...] | str = (0,)
+    dilation: tuple[int, ...] = (1,)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    p: float = 2.0
+    pad_mode: str = "zeros"
+    nan_policy: str = "propagate"
+    axes: tuple[int, ...] | None = None
+    layout: str | None = None
+    dtype: str = "auto"
+    backend: str = "numpy"
+    normalize: str | None = None
+    max_pixels: int | None = io.DEFAULT_MAX_PIXELS
+    max_bytes: int | None = None  # what compressed inputs may inflate to; None: io.decoded_limit
+    quality: int = io.JPEG_QUALITY  # of JPEG outputs
+
+    page: int = 0  # of a multi-page TIFF or an animation
+    alpha: str = "premultiplied"  # how avg, sum, l2 and lp weigh colour in images with alpha
+
+    def load_options(self) -> dict:
+        """The keywords of `io.load`: the page, and the limits on what one input may cost to decode."""
+        return dict(max_pixels=self.max_pixels, max_bytes=self.max_bytes, page=self.page)
+
+    def check(self) -> None:
+        """Raise PoolError for anything wrong regardless of the input (a usage error)."""
+        if self.dtype not in DTYPE_CHOICES:
+            raise PoolError(f"{param('dtype')} {self.dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)}")
+        if not 1 <= self.quality <= 100:
+            raise PoolError(f"{param('quality')} {self.quality} is out of range;"
+                            f" use 1..100 (default {io.JPEG_QUALITY})")
+        if self.axes is not None and self.layout is not None:
+            raise PoolError(f"{param('axes')} and {param('layout')} both choose the pooled axes; give only one")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise PoolError(f"{param('max_pixels')} {self.max_pixels} must be >= 0; use 0 for no limit")
+        if self.alpha not in ALPHA_CHOICES:
+            raise PoolError(f"{param('alpha')} {self.alpha!r} is not known; use one of {', '.join(ALPHA_CHOICES)}")
+        if self.page < 0:
+            raise PoolError(f"{param('page')} {self.page} must be >= 0; pages count from 0")
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise PoolError(f"{param('max_bytes')} {self.max_bytes} must be >= 1; use a size such as 2GB")
+        count = self._implied_axis_count()
+        ndim = max(count, max((abs(a) + 1 for a in self.axes or ()), default=0))
+        keywords = self.pool_keywords(count, ndim, axes=self.axes)
+        check_options(**{k: v for k, v in keywords.items() if k in OPTION_KEYWORDS})
+        check_windows(keywords["window"], keywords["stride"], keywords["padding"], keywords["dilation"], count)
+        if self.axes is not None:
+            resolve_axes(ndim, keywords["window"], self.axes)
+
+    def _implied_axis_count(self) -> int:
+        """How many axes the options pool, as far as they tell without an input."""
+        if self.axes is not None:
+            return len(self.axes)
+        if self.layout is not None:
+            return len(io.pooled_axes_for_layout(self.layout, len(self.layout)))
+        explicit = max(len(self.window), len(self.stride or ()), len(self.dilation))
+        if explicit > 1:
+            return explicit
+        if not isinstance(self.padding, str) and len(self.padding) in (3, 6):
+            return 3
+        return 2
+
+    def label(self) -> str:
+        """'max 2' or 'l2 2x3': the mode and window, as figures and messages show them."""
+        return f"{self.mode} {'x'.join(str(k) for k in self.window)}"
+
+    def name_part(self) -> str:
+        """'max_2' or 'l2_2x3': the mode and window, as output file names use them."""
+        return self.label().replace(" ", "_")
+
+    def pool_keywords(self, count: int, ndim: int, axes: tuple[int, ...] | None) -> dict:
+        """The keywords of `poolcli.pool` for `count` pooled axes of an `ndim`-d array."""
+        return dict(
+            window=_fit(self.window, count, f"{param('window')}"),
+            stride=None if self.stride is None else _fit(self.stride, count, f"{param('stride')}"),
+            padding=_padding_for(self.padding, count),
+            dilation=_fit(self.dilation, count, f"{param('dilation')}"),
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+            p=self.p,
+            pad_mode=self.pad_mode,
+            nan_policy=self.nan_policy,
+            mode=self.mode,
+            axes=axes,
+        )
+
+
+@dataclass
+class FileResult:
+    """What happened to one input: the JSON record of `--json`, and the record batch workers
+    send back (small: shapes and names, never arrays) and its report writes."""
+
+    input: str
+    output: str | None
+    status: str = "done"  # done | skipped | failed
+    input_shape: list[int] | dict = field(default_factory=list)
+    output_shape: list[int] | dict = field(default_factory=list)
+    dtype: str = ""
+    output_dtype: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+    parameters: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    output_bytes: int = 0
+    card: dict | None = None  # batch --html-report: the gallery card's pictures, made where the file was pooled
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record.pop("card")
+        return record
+
+
+@dataclass(frozen=True)
+class BigData:
+    """How inputs too big for memory are pooled: the memory budget, the array of a Zarr
+    group, how outputs are stored, and who hears of the progress (input bytes done)."""
+
+    memory: int = stream.DEFAULT_MEMORY
+    dataset: str | None = None
+    store: stream.StoreOptions = stream.DEFAULT_STORE
+    progress: Callable[[int], None] | None = None
+    client: Any = None  # a Dask distributed client (--scheduler): inputs are pooled on its cluster
+
+
+def pooled_axes(settings: PoolSettings, kind: str, ndim: int) -> tuple[int, ...] | None:
+    """Which axes to pool: H and W for images, else --axes, --layout or the API default."""
+    if kind == "image":
+        if settings.axes is not None:
+            return tuple(settings.axes)
+        if settings.layout is not None:
+            return io.pooled_axes_for_layout(settings.layout, ndim)
+        return IMAGE_AXES
+    if settings.layout is not None:
+        return io.pooled_axes_for_layout(settings.layout, ndim)
+    return settings.axes
+
+
+def keywords_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
+    """`pool`'s keywords for one array of a loaded input."""
+    return keywords_for_kind(settings, loaded.kind, array.ndim)
+
+
+def keywords_for_kind(settings: PoolSettings, kind: str, ndim: int) -> dict:
+    """`pool`'s keywords for an `ndim`-d array of `kind` ("image" or an array kind)."""
+    axes = pooled_axes(settings, kind, ndim)
+    if axes is not None:
+        count = len(axes)
+    elif len(settings.window) > 1:
+        count = len(settings.window)
+    else:
+        count = min(2, ndim)
+    return settings.pool_keywords(count, ndim, axes)
+
+
+def output_dtype(settings: PoolSettings, kind: str, dtype: np.dtype, target: Path) -> np.dtype | None:
+    """'auto' keeps an image's dtype when the output is an image too (unless --normalize
+    maps the natural values to 8 bits itself); else the natural dtype of docs/semantics.md."""
+    if settings.dtype == "keep":
+        return dtype
+    if settings.dtype == "auto":
+        keeps_image = kind == "image" and formats.is_image_suffix(target.suffix)
+        return dtype if keeps_image and settings.normalize is None else None
+    return np.dtype(settings.dtype)
+
+
+def default_output(source: Path, settings: PoolSettings, folder: Path | None = None, suffix: str | None = None) -> Path:
+    """`{stem}_{mode}_{window}{ext}` in `folder` (default: beside the input)."""
+    folder = source.parent if folder is None else folder
+    return folder / f"{source.stem}_{settings.name_part()}{suffix or source.suffix}"
+
+
+def settings_summary(settings: PoolSettings) -> dict:
+    summary = asdict(settings)
+    summary.pop("max_pixels", None)
+    summary.pop("max_bytes", None)
+    return summary
+
+
+OPTION_KEYWORDS = ("mode", "count_include_pad", "p", "pad_mode", "nan_policy", "ceil_mode")
+
+
+def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:
+    """One value for every axis, or exactly one per pooled axis."""
+    if len(values) == 1:
+        return values[0]
+    if len(values) != count:
+        raise PoolError(f"{option} has {len(values)} values for {count} pooled axes; give 1 or {count}")
+    return tuple(values)
+
+
+def _padding_for(padding: tuple[int, ...] | str, count: int):
+    """'1' (all), one per axis, or lo,hi per axis ('top,bottom,left,right' for images)."""
+    if isinstance(padding, str):
+        return padding
+    if len(padding) == 1:
+        return padding[0]
+    if len(padding) == count:
+        return tuple(padding)
+    if len(padding) == 2 * count:
+        return tuple(zip(padding[::2], padding[1::2]))
+    raise PoolError(
+        f"{param('padding')} has {len(padding)} values for {count} pooled axes; give 1, {count} "
+        f"or {2 * count} (lo,hi per axis, e.g. top,bottom,left,right)"
+    )
