@@ -407,8 +407,10 @@ def test_ctrl_c_while_replacing_a_store_keeps_the_old_one_whole(tmp_path, pyrami
         if interrupted:
             os.kill(process.pid, signal.SIGINT)
         code, _, _, _ = hostile.finish(process, 30)
+        err.seek(0)
+        stopped_in_time = bool(err.read().strip())  # else the signal came as a finished run shut down
     assert temporaries(tmp_path) == []
-    if interrupted and code == 130:
+    if interrupted and code == 130 and stopped_in_time:
         assert tree(tmp_path / "out.zarr") == before, "the old store was changed by an interrupted replacement"
-    else:
-        assert code == 0 and zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["3"].shape == (512, 512)
+    else:  # finished before the signal (exit 0), or as it shut down (Python's default action then)
+        assert code in (0, 130) and zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["3"].shape == (512, 512)
