@@ -72,7 +72,8 @@ def test_a_task_run_again_rewrites_both_of_its_own_outputs(tmp_path):
 
 
 USER_FILES = ("notes.tmp", "out.png.tmp", ".out.png.tmp", ".out.png.mine.tmp", ".out.png.backup-2024.tmp",
-              ".other.png.abcd1234.tmp", ".out.png.k3_x9q0z.tmp", ".other.png.poolcli-abcd1234.tmp")
+              ".other.png.abcd1234.tmp", ".out.png.k3_x9q0z.tmp", ".other.png.poolcli-abcd1234.tmp",
+              ".out.png.poolcli-mine.tmp", ".out.png.poolcli-2024-backup.tmp")
 
 
 def _users_files(folder: Path) -> None:

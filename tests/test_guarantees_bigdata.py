@@ -330,6 +330,19 @@ def test_a_new_store_gets_the_umasks_permissions_not_a_private_folders(tmp_path)
     assert (tmp_path / "o.zarr").stat().st_mode & 0o777 == 0o777 & ~mask
 
 
+def test_a_store_is_built_where_cluster_workers_of_other_users_can_reach_it(tmp_path):
+    """The hidden scratch folder a store is built in takes the umask's permissions, not mkdtemp's
+    private 0700 (workers of a cluster, other users, write the store's chunks through it)."""
+    from poolcli import io
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    with io.atomic_path(tmp_path / "o.zarr", folder=True) as store:
+        scratch = store.parent
+        assert scratch != tmp_path and scratch.name.startswith(".o.zarr.poolcli-")
+        assert scratch.stat().st_mode & 0o777 == 0o777 & ~mask
+
+
 def test_a_store_that_appears_during_the_run_is_not_replaced(tmp_path):
     x = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
     target = tmp_path / "out.zarr"
