@@ -300,12 +300,10 @@ def check_storage_files(array, folder: Path, path: Path, index: tuple) -> None:
     for coords in itertools.product(*spans):
         key = array.metadata.encode_chunk_key(coords)
         try:
-            opened = open_regular(folder, key)
+            check_regular(folder, key)
         except NotRegular as error:
             raise InputError(f"{path}: chunk {key!r} {error}; the store is damaged: rewrite that chunk, or delete"
                              " its file to read the fill value") from None
-        if opened is not None:
-            os.close(opened[0])
 
 
 def full_index(index: tuple, ndim: int) -> tuple:
@@ -321,6 +319,13 @@ FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIF
 
 class NotRegular(ValueError):
     """A path in a store that is not a regular file reached without a symbolic link (the message says what it is)."""
+
+
+def check_regular(folder: Path, key: str) -> None:
+    """NotRegular unless the file at `key` below `folder` is a regular file or missing (`open_regular`)."""
+    opened = open_regular(folder, key)
+    if opened is not None:
+        os.close(opened[0])
 
 
 def open_regular(folder: Path, key: str) -> tuple[int, int] | None:

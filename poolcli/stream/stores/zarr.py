@@ -29,7 +29,7 @@ from ...errors import InputError, OutputError, param
 from ...io import atomic_path
 from ...version import __version__
 from ..budget import Budget
-from ..chunkfiles import ChunkFiles, NotRegular, check_storage_files, chunk_files, open_regular, writable
+from ..chunkfiles import ChunkFiles, NotRegular, check_regular, check_storage_files, chunk_files, writable
 from ..pyramid import Pyramid, build
 from ..sinks import AlignedWriter, Sink, StoreOptions
 from ..sources import Source
@@ -348,12 +348,10 @@ def _check_metadata_files(path: Path, folder: Path) -> None:
     missing (`open_regular`): a FIFO would hold zarr forever, a link would read another file."""
     for name in ZARR_METADATA_FILES:
         try:
-            opened = open_regular(folder, name)
+            check_regular(folder, name)
         except NotRegular as error:
             raise InputError(f"{path}: {os.fsdecode(folder.relative_to(path) / name)} {error}; the store is"
                              " damaged") from None
-        if opened is not None:
-            os.close(opened[0])
 
 
 def _array_names(path: Path, group) -> list[str]:
