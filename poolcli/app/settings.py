@@ -80,6 +80,15 @@ class PoolSettings:
         object.__setattr__(checked, "_checked_options", spec.options())
         return checked
 
+    def but(self, **changes: Any) -> PoolSettings:
+        """The settings with `changes` (as `dataclasses.replace`), still checked where `check` made
+        them and no option of the pooling changes (`quality`, say)."""
+        changed = replace(self, **changes)
+        checked = getattr(self, "_checked_options", None)
+        if checked is not None and not SPEC_FIELDS & changes.keys():
+            object.__setattr__(changed, "_checked_options", checked)
+        return changed
+
     def _implied_axis_count(self) -> int:
         """How many axes the options pool, as far as they tell without an input."""
         if self.axes is not None:
@@ -207,6 +216,10 @@ def settings_summary(settings: PoolSettings) -> dict:
     summary.pop("max_pixels", None)
     summary.pop("max_bytes", None)
     return summary
+
+
+SPEC_FIELDS = {"mode", "window", "stride", "padding", "dilation", "ceil_mode", "count_include_pad", "p", "pad_mode",
+               "nan_policy", "axes", "layout"}  # what `pool_spec` and `check`'s count read
 
 
 def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:
