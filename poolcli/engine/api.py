@@ -73,7 +73,7 @@ def pool_with(spec: PoolSpec, x):
     if lazy:
         if plan.return_indices:
             raise PoolError("return_indices is not offered for Dask arrays; pool a NumPy or CuPy array")
-        return lazy_pool(x, plan, bool(spec.ceil_mode), plan.dtype, pool)
+        return lazy_pool(x, plan, spec, pool_with)
     return forward_pass(xp, x, plan, plan.dtype, plan.return_indices)
 
 
@@ -129,7 +129,7 @@ def backward_with(spec: PoolSpec, grad_output, x):
         if grad_shape != plan.out_shape:
             raise PoolError(f"grad_output has shape {tuple(grad_output.shape)} but pooling gives {plan.out_shape};"
                             " pass the gradient of the pooled output")
-        return lazy_backward(grad_output, x, plan, bool(spec.ceil_mode), pool_backward, output_shape)
+        return lazy_backward(grad_output, x, plan, spec, backward_with)
     xp, x = _checked_input(x)
     plan = spec.plan(x.shape)
     grad = _native(xp.asarray(grad_output))

@@ -23,8 +23,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..core.geometry import AxisGeometry, PoolPlan
-from ..core.spec import spec_of_plan
+from ..core.geometry import AxisGeometry
 from .shortcuts import BUDGETS
 
 
@@ -83,11 +82,3 @@ def band(geometry: AxisGeometry, o0: int, o1: int, pad_mode: str) -> Band:
     if pad_lo and pad_mode == "reflect":
         stop = max(stop, min(n, lo + 1))  # the mirrored rows 1 .. lo
     return Band(out=slice(o0, o1), read=slice(start, stop), pads=(pad_lo, hi if last else 0), skip=o0 - first)
-
-
-def explicit_keywords(plan: PoolPlan, ceil_mode: bool) -> dict:
-    """The plan's geometry as explicit keywords of `pool` (`core/spec.spec_of_plan`), for the
-    Dask graphs, whose blocks call the public keyword functions."""
-    keywords = spec_of_plan(plan, ceil_mode).keywords()
-    del keywords["dtype"], keywords["return_indices"]
-    return keywords

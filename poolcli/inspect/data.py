@@ -38,7 +38,7 @@ from ..app.settings import PoolSettings, spec_for
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
 from ..core.spec import PoolSpec, spec_of_plan
-from ..engine import output_shape, pool, pool_backward, pool_with
+from ..engine import backward_with, pool, pool_with
 from ..engine.bands import band, bands, fewest_rows
 from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
@@ -302,7 +302,7 @@ def _routing(array: np.ndarray, plan: PoolPlan, spec: PoolSpec, axes: tuple[int,
     windows that reach the region only (memory of the region, not of a large input)."""
     rows, cols = exact
     ranges = {axes[-1]: cols} if len(axes) == 1 else {axes[0]: rows, axes[1]: cols}
-    grad = region_backward(array, plan, spec.ceil_mode, ranges, pool_backward, output_shape)
+    grad = region_backward(array, plan, spec, ranges, backward_with)
     return _cut(grad, axes, chosen, None, None)
 
 
