@@ -40,6 +40,7 @@ def digests(path: Path) -> list[str]:
 
 def main() -> None:
     from poolcli import stream
+    from poolcli.core.spec import PoolSpec
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -52,7 +53,7 @@ def main() -> None:
                     try:
                         with stream.open_source(source_path) as source:
                             if action == "pool":
-                                stream.pool_to(source, target, {"mode": "avg", "window": (3, 2)}, None,
+                                stream.pool_to(source, target, PoolSpec((3, 2), mode="avg"), None,
                                                memory=MEMORY, options=options)
                             else:
                                 pyramid = stream.Pyramid(source.shape, (0, 1), 3, mode="avg")
@@ -69,13 +70,14 @@ def main() -> None:
 def unknown_suffixes(folder: Path) -> str:
     """What streaming says of a suffix no store has, as input and as output."""
     from poolcli import stream
+    from poolcli.core.spec import PoolSpec
 
     odd = folder / "odd.xyz"
     odd.write_bytes(b"data")
     lines = []
     npy = folder / "in.npy"
     for action in (lambda: stream.open_source(odd).__enter__(),
-                   lambda: stream.pool_to(stream.open_source(npy).__enter__(), odd, {"window": (2,)}, None)):
+                   lambda: stream.pool_to(stream.open_source(npy).__enter__(), odd, PoolSpec((2,)), None)):
         try:
             action()
             lines.append("no error")

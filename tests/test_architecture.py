@@ -249,3 +249,93 @@ def test_the_app_modules_import_down_their_order():
     for index, name in enumerate(APP_ORDER):
         inside = {target.removeprefix("app.") for target in edges[f"app.{name}"] if target.startswith("app.")}
         assert inside <= set(APP_ORDER[:index]), f"poolcli.app.{name} imports {sorted(inside)}: keep {APP_ORDER}"
+
+
+# docs/architecture.md, checked against the tree: every file, folder, module and name it cites exists.
+DOC = PACKAGE.parent / "docs" / "architecture.md"
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def _cited(text: str) -> list[str]:
+    """The backticked names of `text`, a call's arguments cut off (`Budget(memory)` is `Budget`)."""
+    return [re.sub(r"\(.*$", "", token).strip() for token in re.findall(r"`([^`\n]+)`", text)]
+
+
+def _defined_names(paths) -> set[str]:
+    names = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(target.id for target in targets if isinstance(target, ast.Name))
+    return names
+
+
+def _modules_named(name: str) -> list[str]:
+    """Every poolcli module whose dotted name ends with `name` (`reading` is io.reading)."""
+    return [module for module in MODULES if module == name or module.endswith("." + name)]
+
+
+MODULES = [module_name(path) for path in PACKAGE.rglob("*.py")]
+
+
+def _resolves(dotted: str) -> bool:
+    """`core/geometry.plan_pool`, `io.load`, `stores.STORES`: a module, then an attribute of it."""
+    import importlib
+    parts = dotted.replace("/", ".").split(".")
+    for cut in range(len(parts), 0, -1):
+        for module in _modules_named(".".join(parts[:cut])):
+            value = importlib.import_module(f"poolcli.{module}".rstrip("."))
+            try:
+                for attribute in parts[cut:]:
+                    value = getattr(value, attribute)
+            except AttributeError:
+                continue
+            return True
+    return False
+
+
+def _path_exists(token: str) -> bool:
+    relative = token.split(":")[0].strip()
+    roots = [PACKAGE.parent, PACKAGE, *(path for path in PACKAGE.rglob("*") if path.is_dir())]
+    return any((root / relative).exists() for root in roots)
+
+
+def test_every_file_the_architecture_page_names_exists():
+    tokens = _cited(DOC.read_text())
+    paths = [token for token in tokens if re.fullmatch(r"([\w.]+/)*[\w.]+\.py(: \w+)?|([\w.]+/)+", token)]
+    assert paths and not [token for token in paths if not _path_exists(token)], \
+        f"docs/architecture.md names missing files: {[t for t in paths if not _path_exists(t)]}"
+    functions = [token.replace(".py: ", ".").replace("/__init__.", ".") for token in paths if ": " in token]
+    missing = [token for token in functions if not _resolves(token)]
+    assert functions and not missing, f"docs/architecture.md names functions its files lack: {missing}"
+
+
+def test_every_module_and_name_the_architecture_page_cites_exists():
+    tokens = _cited(DOC.read_text())
+    dotted = [token for token in tokens if re.fullmatch(r"\w+(/\w+)*(\.\w+)+", token)
+              and not token.endswith(".py") and _modules_named(
+        token.replace("/", ".").split(".")[0])]
+    defined = _defined_names(PACKAGE.rglob("*.py"))
+    named = [token for token in tokens
+             if IDENTIFIER.fullmatch(token) and ("_" in token.strip("_") or token[0].isupper())]
+    missing = [token for token in dotted if not _resolves(token)]
+    missing += [token for token in tokens if re.fullmatch(r"[A-Z]\w*\.\w+", token)  # PoolSpec.check
+                if not {*token.split(".")} <= defined]
+    missing += [token for token in named if token not in defined and not _modules_named(token)]
+    assert dotted and named and not missing, f"docs/architecture.md cites names the code lacks: {missing}"
+
+
+def test_every_module_the_table_of_layers_lists_exists():
+    rows = [line.split("|")[2:4] for line in DOC.read_text().splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == 11
+    for packages, knows in rows:
+        folders = [PACKAGE / token.rstrip("/") for token in _cited(packages) if token != "poolcli"]
+        files = [path for folder in folders for path in
+                 ([folder.with_suffix(".py")] if folder.with_suffix(".py").exists() else folder.rglob("*.py"))]
+        modules = {path.stem for path in files} | {path.name for folder in folders for path in folder.rglob("*")}
+        names = modules | _defined_names(files)
+        missing = [token for token in _cited(knows) if IDENTIFIER.fullmatch(token) and token not in names]
+        assert not missing, f"docs/architecture.md's row {packages.strip()} lists what it lacks: {missing}"

@@ -397,3 +397,28 @@ def test_info_guesses_each_npz_array_layout(tmp_path, capsys):
     assert code == 0, err
     layouts = {key: array["layout"] for key, array in json.loads(out)["arrays"].items()}
     assert layouts == {"volume": "nchw", "plane": "hw"}
+
+
+def test_the_shape_free_checks_run_once_per_command(tmp_path, capsys, monkeypatch):
+    """The pooling options are checked once without an input (a usage error there), and each input
+    then only against its shape: in memory, in a .npz of several arrays, or streamed from a store."""
+    import zarr
+
+    from poolcli.core import geometry, options, spec
+
+    calls = []
+
+    def counted(**keywords):
+        calls.append(keywords)
+        return options.check_options(**keywords)
+
+    monkeypatch.setattr(spec, "check_options", counted)
+    monkeypatch.setattr(geometry, "check_options", counted)
+    np.savez(tmp_path / "pair.npz", a=np.arange(16.0).reshape(4, 4), b=np.ones((6, 6)))
+    zarr.create_array(store=str(tmp_path / "store.zarr"), shape=(8, 8), dtype="f4", chunks=(4, 4))[:] = 1
+    inputs = [GRAY, SERIES, tmp_path / "pair.npz", tmp_path / "store.zarr"]
+    code, _, err = run(capsys, "pool", *inputs, "-d", tmp_path / "out", "-m", "avg", "-k", "2", "--ceil-mode")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{p.stem}_avg_2{p.suffix}" for p in inputs)
+    assert len(calls) == 1, calls

@@ -9,7 +9,7 @@ from block_cases import DTYPES, MODES, pooled_shapes, values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poolcli import PoolError, adaptive_pool, output_shape, pool, pool_backward
+from poolcli import PoolError, adaptive_pool, pool, pool_backward
 from poolcli.engine.lazy import graph_size
 
 
@@ -112,6 +112,8 @@ def test_the_backward_pass_of_a_region_is_its_rows_of_the_whole(case, data):
     """The inspector's routing of a region of a large input: only the windows that reach it, the
     whole backward pass's values there (edge and reflect pads folded in)."""
     from poolcli.core.geometry import plan_pool
+    from poolcli.core.spec import PoolSpec
+    from poolcli.engine import backward_with
     from poolcli.engine.lazy import region_backward
 
     shape, _, keywords, _, seed = case
@@ -126,6 +128,6 @@ def test_the_backward_pass_of_a_region_is_its_rows_of_the_whole(case, data):
     for axis in plan.pooled_axes:
         start = data.draw(st.integers(0, shape[axis] - 1))
         ranges[axis] = (start, data.draw(st.integers(start + 1, shape[axis])))
-    got = region_backward(x, plan, keywords["ceil_mode"], ranges, pool_backward, output_shape)
+    got = region_backward(x, plan, PoolSpec(**keywords), ranges, backward_with)
     cut = tuple(slice(*ranges[a]) if a in ranges else slice(None) for a in range(x.ndim))
     np.testing.assert_array_equal(got, whole[cut])

@@ -17,6 +17,7 @@ import zarr
 
 from poolcli import adaptive_pool, pool, pool_backward
 from poolcli.cli import main
+from poolcli.core.spec import PoolSpec
 from poolcli.errors import OutputError, PoolError
 from poolcli.stream import Pyramid, StoreOptions, build_pyramid, open_source, pool_to
 from poolcli.stream.pooling import stream_pool
@@ -42,7 +43,8 @@ def _recorded(x: np.ndarray) -> tuple[Source, Reads]:
 
 def _streamed(source: Source, keywords: dict, memory: int) -> np.ndarray:
     found = {}
-    stream_pool(source, lambda index, block: found.setdefault(index[-1].start, block), keywords, None, memory=memory)
+    stream_pool(source, lambda index, block: found.setdefault(index[-1].start, block), PoolSpec(**keywords), None,
+                memory=memory)
     return np.concatenate([found[k] for k in sorted(found)])
 
 
@@ -224,7 +226,7 @@ def test_tiff_output_of_a_stream_is_tiled_bigtiff_with_the_bits(tmp_path):
     x = np.random.default_rng(7).integers(0, 60000, (300, 200), dtype=np.uint16)
     np.save(tmp_path / "a.npy", x)
     with open_source(tmp_path / "a.npy") as source:
-        pool_to(source, tmp_path / "s.tif", dict(window=2, mode="avg"), np.dtype(np.uint16), memory=20_000)
+        pool_to(source, tmp_path / "s.tif", PoolSpec(2, mode="avg"), np.dtype(np.uint16), memory=20_000)
     with tifffile.TiffFile(tmp_path / "s.tif") as tiff:
         assert tiff.is_bigtiff and tiff.pages.first.is_tiled
         np.testing.assert_array_equal(tiff.asarray(), pool(x, 2, mode="avg", dtype=np.uint16))
@@ -352,7 +354,7 @@ def test_a_store_that_appears_during_the_run_is_not_replaced(tmp_path):
         (target / "theirs").write_text("someone else's")
 
     with pytest.raises(OutputError, match="exists"):
-        pool_to(_recorded(x)[0], target, dict(window=2, mode="max"), None, memory=8000, progress=someone_else)
+        pool_to(_recorded(x)[0], target, PoolSpec(2, mode="max"), None, memory=8000, progress=someone_else)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
     assert [p.name for p in target.iterdir()] == ["theirs"]
 

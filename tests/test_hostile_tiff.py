@@ -22,6 +22,7 @@ from PIL import Image
 from test_hostile import assert_bounded, assert_one_error_line, temporaries
 
 from poolcli import io, pool
+from poolcli.core.spec import PoolSpec
 from poolcli.errors import InputError
 from poolcli.stream import open_source, pool_to
 from poolcli.stream.tiffsegments import TiffSegments
@@ -237,7 +238,7 @@ def test_compressed_tiles_taller_than_a_block_are_decoded_once(tmp_path, monkeyp
     original = TiffSegments._decode
     monkeypatch.setattr(TiffSegments, "_decode", lambda self, data, i: decoded.append(i) or original(self, data, i))
     with open_source(path) as source:
-        pool_to(source, tmp_path / "out.npy", dict(window=(3, 3), stride=(2, 2), mode="max", axes=(0, 1)), None,
+        pool_to(source, tmp_path / "out.npy", PoolSpec((3, 3), (2, 2), mode="max", axes=(0, 1)), None,
                 memory=16 * 10**6 // 8)  # bands of about 40 rows: each tile row spans several
     assert sorted(decoded) == list(range(5 * 3)), decoded
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), pool(x, 3, stride=2, mode="max"))
@@ -290,10 +291,10 @@ def test_segment_refusal_follows_the_memory_budget(tmp_path):
     tifffile.imwrite(path, x, tile=(1024, 1024), compression="zlib")
     keywords = dict(window=(2, 2), mode="avg", axes=(0, 1))
     with open_source(path) as source, pytest.raises(InputError, match=r"memory 4MB .*memory 9MB or more"):
-        pool_to(source, tmp_path / "small.npy", keywords, None, memory=4 * 10**6)
+        pool_to(source, tmp_path / "small.npy", PoolSpec(**keywords), None, memory=4 * 10**6)
     assert not (tmp_path / "small.npy").exists()
     with open_source(path) as source:
-        pool_to(source, tmp_path / "out.npy", keywords, None, memory=16 * 10**6)
+        pool_to(source, tmp_path / "out.npy", PoolSpec(**keywords), None, memory=16 * 10**6)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), pool(x, 2, mode="avg"))
 
 

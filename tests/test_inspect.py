@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from poolcli import PoolError, pool, pool_backward
 from poolcli.app.settings import PoolSettings
 from poolcli.cli import app
+from poolcli.engine import pool_with
 from poolcli.inspect import build_payload, write_inspector
 
 CHROMIUM = os.environ.get("POOLCLI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -453,7 +454,7 @@ def test_any_series_region_pooled_band_by_band_is_pooled_whole(tmp_path, data):
     region = (0, start, 1, data.draw(st.integers(1, n - start)))
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     try:
-        pool(x, **chosen.pool_keywords(1, 1, (0,)))
+        pool_with(chosen.pool_spec(1, 1, (0,)), x)
     except PoolError:
         return
     payload = banded_is_whole(tmp_path / "x.npy", x, chosen, [chosen.mode], region, band_bytes=1)
@@ -483,12 +484,12 @@ def assert_preview(entry: dict | None, plane: np.ndarray, axes: tuple[int, ...],
 def assert_panel_is_the_whole(panel: dict, x: np.ndarray, settings: PoolSettings, axes: tuple[int, ...]) -> None:
     """A panel's values, winners and preview are `pool` of the whole input; its divisors and pad sources
     those of the whole input's plan."""
-    from poolcli.core.geometry import plan_pool, with_materialised_padding
+    from poolcli.core.geometry import with_materialised_padding
     from poolcli.engine.divisors import divisor_counts
 
-    keywords = settings.pool_keywords(len(axes), x.ndim, axes)
+    spec = settings.pool_spec(len(axes), x.ndim, axes)
     picks = settings.mode in ("max", "min")
-    y, idx = pool(x, return_indices=True, **keywords) if picks else (pool(x, **keywords), None)
+    y, idx = pool_with(spec.but(return_indices=True), x) if picks else (pool_with(spec, x), None)
     r = panel["region"]
     cut = (slice(None),) * (x.ndim - 2) + (slice(r["y"], r["y"] + r["h"]),) if len(axes) == 2 else ()
     cut += (slice(r["x"], r["x"] + r["w"]),)
@@ -498,7 +499,7 @@ def assert_panel_is_the_whole(panel: dict, x: np.ndarray, settings: PoolSettings
     if idx is not None:
         np.testing.assert_array_equal(decoded(panel["indices"]).reshape(idx[cut].shape), idx[cut])
     assert_preview(panel["overview"], y, axes, panel["overview"]["range"] if panel["overview"] else [])
-    plan = plan_pool(x.shape, **keywords)
+    plan = spec.plan(x.shape)
     padded = with_materialised_padding(plan) if plan.pad_mode != "zeros" else plan
     counts = divisor_counts(padded)
     for a, (g, shown) in enumerate(zip(padded.sliding, panel["axes"])):

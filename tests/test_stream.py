@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from poolcli import pool
 from poolcli.cli import main
+from poolcli.core.spec import PoolSpec
 from poolcli.engine.bands import bands
 from poolcli.errors import PoolError
 from poolcli.stream import Pyramid, StoreOptions, build_pyramid, level_count, open_source, pool_to
@@ -31,7 +32,7 @@ def in_memory(x: np.ndarray) -> Source:
 
 
 def streamed(source: Source, keywords: dict, memory: int, dtype=None) -> np.ndarray:
-    plan = streamed_plan(source.shape, keywords)
+    plan = streamed_plan(source.shape, PoolSpec(**keywords))
     out = np.full(plan.out_shape, 99, dtype=output_dtype(source.dtype, keywords["mode"], dtype))
     seen = np.zeros(plan.out_shape, dtype=np.int8)
 
@@ -39,7 +40,7 @@ def streamed(source: Source, keywords: dict, memory: int, dtype=None) -> np.ndar
         out[index] = block
         seen[index] += 1
 
-    stream_pool(source, write, keywords, dtype, memory=memory)
+    stream_pool(source, write, PoolSpec(**keywords), dtype, memory=memory)
     assert (seen == 1).all(), "every output is written exactly once"
     return out
 
@@ -73,7 +74,7 @@ def test_bands_cover_each_output_once_with_halos_and_cut_rest():
     band's windows inside the rows it reads, and a short rest joined to the band before."""
     x = np.arange(50.0)
     keywords = dict(window=5, stride=3, padding=2, dilation=2, ceil_mode=True, mode="avg")
-    geometry = streamed_plan(x.shape, keywords).sliding[0]
+    geometry = streamed_plan(x.shape, PoolSpec(**keywords)).sliding[0]
     found = list(bands(geometry, rows=4, pad_mode="zeros"))
     assert [o for band in found for o in range(band.out.start, band.out.stop)] == list(range(geometry.out))
     assert all(band.rows >= 4 for band in found) and len(found) == geometry.out // 4
@@ -106,7 +107,7 @@ def test_pool_to_each_output_format(tmp_path, suffix):
     x = values(rng, (70, 45, 3), np.uint8)
     keywords = dict(window=2, mode="avg", axes=(0, 1))
     target = tmp_path / f"out{suffix}"
-    shape, dtype = pool_to(in_memory(x), target, keywords, np.dtype(np.uint8), memory=20_000,
+    shape, dtype = pool_to(in_memory(x), target, PoolSpec(**keywords), np.dtype(np.uint8), memory=20_000,
                            options=StoreOptions(chunk=16))
     expected = pool(x, **keywords, dtype=np.uint8)
     read = {".zarr": lambda p: zarr.open_array(str(p), mode="r")[:], ".npy": np.load, ".tif": tifffile.imread}
@@ -126,9 +127,9 @@ def test_an_interrupted_store_leaves_nothing_under_its_name(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pool_to(in_memory(x), target, dict(window=2, mode="max"), None, memory=8000, progress=stop)
+        pool_to(in_memory(x), target, PoolSpec(2, mode="max"), None, memory=8000, progress=stop)
     assert list(tmp_path.iterdir()) == []  # neither the store nor its temporary folder
-    pool_to(in_memory(x), target, dict(window=2, mode="max"), None, memory=8000)  # a rerun starts clean
+    pool_to(in_memory(x), target, PoolSpec(2, mode="max"), None, memory=8000)  # a rerun starts clean
     np.testing.assert_array_equal(zarr.open_array(str(target))[:], pool(x, 2))
 
 

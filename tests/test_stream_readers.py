@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poolcli import engine, pool
+from poolcli.core.spec import PoolSpec
 from poolcli.stream import Pyramid, StoreOptions, build_pyramid, open_source, pool_to, tune_malloc
 from poolcli.stream.chunkfiles import ChunkFiles, chunk_files
 from poolcli.stream.pyramid import Scratch, build, halve
@@ -267,7 +268,7 @@ def test_outputs_with_chunk_files_on_and_off_are_the_same(tmp_path, fmt):
         with engine.fast_paths(chunk_files=on), open_source(tmp_path / "x.npy") as source:
             options = StoreOptions(chunk=32, zarr_format=fmt)
             build_pyramid(source, tmp_path / f"p{on}.zarr", Pyramid(x.shape, (1, 2), 3), memory=60_000, options=options)
-            pool_to(source, tmp_path / f"o{on}.zarr", dict(window=3, stride=2, mode="avg", axes=(1, 2)), None,
+            pool_to(source, tmp_path / f"o{on}.zarr", PoolSpec(3, 2, mode="avg", axes=(1, 2)), None,
                     memory=60_000, options=options)
         group = zarr.open_group(str(tmp_path / f"p{on}.zarr"), mode="r")
         results.append(([group[str(k)][...] for k in range(4)], zarr.open_array(str(tmp_path / f"o{on}.zarr"))[...],

@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import io, stream
-from ..core.geometry import plan_pool
 from ..core.values import finite_range, special_counts
-from ..engine import output_shape
-from .settings import PoolSettings, keywords_for, keywords_for_kind, settings_summary
+from .settings import PoolSettings, settings_summary, spec_for, spec_for_kind
 
 
 def describe_file(source: Path, settings: PoolSettings, dataset: str | None = None) -> dict:
@@ -38,18 +36,16 @@ def describe_file(source: Path, settings: PoolSettings, dataset: str | None = No
 
 def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -> dict:
     with stream.open_source(source, dataset) as data:
-        keywords = keywords_for_kind(settings, data.kind, len(data.shape))
+        plan = spec_for_kind(settings, data.kind, len(data.shape)).plan(data.shape)
         array = dict(shape=list(data.shape), dtype=str(data.dtype), layout=io.guess_layout(len(data.shape)),
                      chunks=list(data.chunks), min=None, max=None, nan=None, posinf=None, neginf=None,
-                     output_shape=list(output_shape(data.shape, **keywords)),
-                     axes=_axes_rows(plan_pool(data.shape, **keywords)))
+                     output_shape=list(plan.out_shape), axes=_axes_rows(plan))
         return dict(input=str(source), format=data.format, kind=data.kind, source_mode=None, frames=1, page=0,
                     dataset=data.dataset, arrays={"array": array}, parameters=settings_summary(settings))
 
 
 def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
-    keywords = keywords_for(settings, loaded, array)
-    plan = plan_pool(array.shape, **keywords)
+    plan = spec_for(settings, loaded, array).plan(array.shape)
     finite = finite_range(array) or (None, None)
     return dict(
         shape=list(array.shape),
@@ -58,7 +54,7 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
         min=finite[0],
         max=finite[1],
         **special_counts(array),
-        output_shape=list(output_shape(array.shape, **keywords)),
+        output_shape=list(plan.out_shape),
         axes=_axes_rows(plan),
     )
 

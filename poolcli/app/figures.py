@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import io, viz
-from ..core.geometry import PoolPlan, plan_pool
+from ..core.geometry import PoolPlan
 from ..core.modes import MODES
-from ..engine import pool, pool_backward
+from ..core.spec import PoolSpec
+from ..engine import backward_with, pool_with
 from ..errors import PoolError, param
-from .settings import PoolSettings, keywords_for
+from .settings import PoolSettings, spec_for
 
 FIGURE_SUFFIXES = (".png",)
 RAW_GRADIENT_SUFFIXES = (".npy",)
@@ -57,10 +58,10 @@ def _channel_note(array: np.ndarray, pooled_axes: tuple[int, ...], channel: int)
     return f", channel {channel} of {count}" if count > 1 else ""
 
 
-def _plan(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[dict, PoolPlan]:
-    """The engine's keywords for `array` and the plan they resolve to."""
-    keywords = keywords_for(settings, loaded, array)
-    return keywords, plan_pool(array.shape, **keywords)
+def _plan(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[PoolSpec, PoolPlan]:
+    """The `PoolSpec` of `array` and the plan it resolves to."""
+    spec = spec_for(settings, loaded, array)
+    return spec, spec.plan(array.shape)
 
 
 def _resolved_axes(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> tuple[int, ...]:
@@ -113,12 +114,12 @@ def _display_scale(plan: PoolPlan) -> tuple[float, str]:
     return 1.0 / taps, f" (shown / {taps} taps)"
 
 
-def _geometry(plan: PoolPlan, keywords: dict) -> dict:
+def _geometry(plan: PoolPlan, spec: PoolSpec) -> dict:
     """The label's extras beyond mode, window and stride, as the plan resolved them."""
     extras: dict[str, object] = {}
     pads = [(g.pad_lo, g.pad_hi) for g in plan.sliding]
     if any(lo or hi for lo, hi in pads):
-        if keywords["padding"] == "same":
+        if spec.padding == "same":
             extras["p"] = "same"
         elif all(lo == hi for lo, hi in pads):
             extras["p"] = _compact(lo for lo, _ in pads)
@@ -130,7 +131,7 @@ def _geometry(plan: PoolPlan, keywords: dict) -> dict:
             extras["exclude_pad"] = True
     if any(g.dilation != 1 for g in plan.sliding):
         extras["d"] = _compact(g.dilation for g in plan.sliding)
-    if keywords["ceil_mode"]:
+    if spec.ceil_mode:
         extras["ceil"] = True
     if MODES[plan.mode].power == "p":
         extras["power"] = f"{plan.p:g}"
@@ -139,21 +140,21 @@ def _geometry(plan: PoolPlan, keywords: dict) -> dict:
     return extras
 
 
-def _label(plan: PoolPlan, keywords: dict) -> str:
+def _label(plan: PoolPlan, spec: PoolSpec) -> str:
     """'l2 k=2x3 s=2x3 -> 8x64x42': mode and window apart, the real stride, the output shape."""
     return viz.cell_label(plan.mode, _compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding),
-                          plan.out_shape, **_geometry(plan, keywords))
+                          plan.out_shape, **_geometry(plan, spec))
 
 
 def _pooled(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray):
     """(pooled array on the display scale, its label, its plan) of one setting."""
-    keywords, plan = _plan(settings, loaded, array)
+    spec, plan = _plan(settings, loaded, array)
     with np.errstate(all="ignore"):
-        pooled = pool(array, **keywords)
+        pooled = pool_with(spec, array)
         scale, note = _display_scale(plan)
         if scale != 1.0:
             pooled = pooled * scale
-    return pooled, _label(plan, keywords) + note, plan
+    return pooled, _label(plan, spec) + note, plan
 
 
 def _samples(array: np.ndarray) -> str:
@@ -269,17 +270,17 @@ def input_gradient(source: Path, settings: PoolSettings) -> tuple[io.Loaded, np.
     """(loaded input, array, dL/dx for dL/dy = 1): which inputs each output draws on."""
     loaded = io.load(source, **settings.load_options())
     array = _only_array(loaded)
-    keywords, plan = _plan(settings, loaded, array)
+    spec, plan = _plan(settings, loaded, array)
     with np.errstate(all="ignore"):
-        grad = pool_backward(np.ones(plan.out_shape), array, **keywords)
+        grad = backward_with(spec, np.ones(plan.out_shape), array)
     return loaded, array, grad
 
 
 def gradient_figure(source: Path, settings: PoolSettings, *, channel: int = 0) -> viz.Figure:
     """The gradient picture of `grad`: a routing or weight map, or a series over its gradient."""
     loaded, array, grad = input_gradient(source, settings)
-    keywords, plan = _plan(settings, loaded, array)
-    geometry = "".join(f" {name}={value}" for name, value in _geometry(plan, keywords).items())
+    spec, plan = _plan(settings, loaded, array)
+    geometry = "".join(f" {name}={value}" for name, value in _geometry(plan, spec).items())
     label = (f"{plan.mode} k={_compact(g.window for g in plan.sliding)} s={_compact(g.stride for g in plan.sliding)}"
              f"{geometry}: dL/dx for dL/dy = 1")
     if loaded.kind == "image":
@@ -316,9 +317,9 @@ def side_by_side_figure(source: Path, output: Path, settings: PoolSettings) -> v
     before = io.load(source, **settings.load_options())
     after = io.load(output, max_pixels=None)
     original, result = _only_array(before), _only_array(after)
-    keywords, plan = _plan(settings, before, original)
+    spec, plan = _plan(settings, before, original)
     windows, strides = _compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding)
-    label = viz.cell_label(plan.mode, windows, strides, result.shape, **_geometry(plan, keywords))
+    label = viz.cell_label(plan.mode, windows, strides, result.shape, **_geometry(plan, spec))
     if before.kind == "image":
         return viz.side_by_side(original, result, labels=(f"input {'x'.join(map(str, original.shape))}", label))
     axes = plan.pooled_axes

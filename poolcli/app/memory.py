@@ -14,10 +14,11 @@ from .. import io
 from ..backends import to_device, to_numpy
 from ..core import formats
 from ..core.modes import MODES
-from ..engine import pool
+from ..core.spec import PoolSpec
+from ..engine import pool_with
 from ..engine.alpha import pool_premultiplied, weights_by_alpha
 from ..errors import PoolError, param
-from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, keywords_for, output_dtype, settings_summary
+from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for
 from .streamed import pool_streamed, streams
 
 OnArrays = Callable[[io.Loaded, dict[str, np.ndarray]], None]
@@ -77,15 +78,15 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
     for key, array in loaded.arrays.items():
         where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
         try:
-            keywords = keywords_for(settings, loaded, array)
+            spec = spec_for(settings, loaded, array)
             dtype = output_dtype(settings, loaded.kind, array.dtype, target)
-            if _premultiplied(settings, loaded, array, keywords):
-                pooled, natural = pool_premultiplied(np.asarray(array), dtype, **keywords)
+            if _premultiplied(settings, loaded, array, spec):
+                pooled, natural = pool_premultiplied(np.asarray(array), dtype, spec)
                 clipped = _outside(natural, dtype)
             else:
                 device_array = to_device(np.asarray(array), settings.backend)
-                pooled = pool(device_array, dtype=dtype, **keywords)
-                clipped = _clipped_count(device_array, dtype, keywords)
+                pooled = pool_with(spec.but(dtype=dtype), device_array)
+                clipped = _clipped_count(device_array, dtype, spec)
         except PoolError as error:
             raise PoolError(f"{where}: {error}") from error
         results[key] = to_numpy(pooled)
@@ -94,17 +95,17 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
     return results, warnings
 
 
-def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, keywords: dict) -> bool:
+def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, spec: PoolSpec) -> bool:
     """Colour weighted by alpha: images with alpha, pooled over H and W by a mixing mode."""
-    return (loaded.kind == "image" and tuple(keywords["axes"] or ()) == IMAGE_AXES
+    return (loaded.kind == "image" and tuple(spec.axes or ()) == IMAGE_AXES
             and weights_by_alpha(settings.mode, array.shape[-1], loaded.source_mode, settings.alpha))
 
 
-def _clipped_count(array, dtype: np.dtype | None, keywords: dict) -> int:
+def _clipped_count(array, dtype: np.dtype | None, spec: PoolSpec) -> int:
     """How many values of the natural result lie outside integer `dtype` (and were clipped)."""
-    if dtype is None or dtype.kind not in "iu" or not _may_saturate(keywords["mode"], array.dtype, dtype):
+    if dtype is None or dtype.kind not in "iu" or not _may_saturate(spec.mode, array.dtype, dtype):
         return 0
-    return _outside(to_numpy(pool(array, **keywords)), dtype)
+    return _outside(to_numpy(pool_with(spec, array)), dtype)
 
 
 def _outside(natural: np.ndarray, dtype: np.dtype | None) -> int:

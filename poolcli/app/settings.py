@@ -1,13 +1,13 @@
 """What to do to each input, in library terms: `PoolSettings` (the command-line choices, checked
 once without an input), `BigData` (how inputs too big for memory are pooled), `FileResult` (what
 happened to one input), and what the settings make of one array (its pooled axes, `pool`'s
-keywords, its output dtype). Nothing here reads a file or prints.
+`PoolSpec`, its output dtype). Nothing here reads a file or prints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,8 @@ import numpy as np
 from .. import io, stream
 from ..core import formats
 from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES
-from ..core.geometry import check_windows
-from ..core.options import check_options, resolve_axes
+from ..core.options import resolve_axes
+from ..core.spec import PoolSpec
 from ..errors import PoolError, param
 
 IMAGE_AXES = (0, 1)
@@ -53,8 +53,9 @@ class PoolSettings:
         """The keywords of `io.load`: the page, and the limits on what one input may cost to decode."""
         return dict(max_pixels=self.max_pixels, max_bytes=self.max_bytes, page=self.page)
 
-    def check(self) -> None:
-        """Raise PoolError for anything wrong regardless of the input (a usage error)."""
+    def check(self) -> PoolSettings:
+        """Raise PoolError for anything wrong regardless of the input (a usage error); the settings,
+        their pooling options checked once (every `pool_spec` then gives a checked `PoolSpec`)."""
         if self.dtype not in DTYPE_CHOICES:
             raise PoolError(f"{param('dtype')} {self.dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)}")
         if not 1 <= self.quality <= 100:
@@ -72,11 +73,21 @@ class PoolSettings:
             raise PoolError(f"{param('max_bytes')} {self.max_bytes} must be >= 1; use a size such as 2GB")
         count = self._implied_axis_count()
         ndim = max(count, max((abs(a) + 1 for a in self.axes or ()), default=0))
-        keywords = self.pool_keywords(count, ndim, axes=self.axes)
-        check_options(**{k: v for k, v in keywords.items() if k in OPTION_KEYWORDS})
-        check_windows(keywords["window"], keywords["stride"], keywords["padding"], keywords["dilation"], count)
+        spec = self.pool_spec(count, ndim, axes=self.axes).check(count)
         if self.axes is not None:
-            resolve_axes(ndim, keywords["window"], self.axes)
+            resolve_axes(ndim, spec.window, self.axes)
+        checked = replace(self)  # replace() makes unchecked copies: a changed option is checked again
+        object.__setattr__(checked, "_checked_options", spec.options())
+        return checked
+
+    def but(self, **changes: Any) -> PoolSettings:
+        """The settings with `changes` (as `dataclasses.replace`), still checked where `check` made
+        them and no option of the pooling changes (`quality`, say)."""
+        changed = replace(self, **changes)
+        checked = getattr(self, "_checked_options", None)
+        if checked is not None and not SPEC_FIELDS & changes.keys():
+            object.__setattr__(changed, "_checked_options", checked)
+        return changed
 
     def _implied_axis_count(self) -> int:
         """How many axes the options pool, as far as they tell without an input."""
@@ -99,20 +110,20 @@ class PoolSettings:
         """'max_2' or 'l2_2x3': the mode and window, as output file names use them."""
         return self.label().replace(" ", "_")
 
-    def pool_keywords(self, count: int, ndim: int, axes: tuple[int, ...] | None) -> dict:
-        """The keywords of `poolcli.pool` for `count` pooled axes of an `ndim`-d array."""
-        return dict(
+    def pool_spec(self, count: int, ndim: int, axes: tuple[int, ...] | None) -> PoolSpec:
+        """The `PoolSpec` for `count` pooled axes of an `ndim`-d array (checked if `check` made
+        these settings: only the shape's checks are left)."""
+        checked = getattr(self, "_checked_options", None)
+        options = checked or dict(ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad, p=self.p,
+                                  pad_mode=self.pad_mode, nan_policy=self.nan_policy, mode=self.mode)
+        return PoolSpec(
             window=_fit(self.window, count, f"{param('window')}"),
             stride=None if self.stride is None else _fit(self.stride, count, f"{param('stride')}"),
             padding=_padding_for(self.padding, count),
             dilation=_fit(self.dilation, count, f"{param('dilation')}"),
-            ceil_mode=self.ceil_mode,
-            count_include_pad=self.count_include_pad,
-            p=self.p,
-            pad_mode=self.pad_mode,
-            nan_policy=self.nan_policy,
-            mode=self.mode,
             axes=axes,
+            checked=checked is not None,
+            **options,
         )
 
 
@@ -166,13 +177,13 @@ def pooled_axes(settings: PoolSettings, kind: str, ndim: int) -> tuple[int, ...]
     return settings.axes
 
 
-def keywords_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
-    """`pool`'s keywords for one array of a loaded input."""
-    return keywords_for_kind(settings, loaded.kind, array.ndim)
+def spec_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> PoolSpec:
+    """The `PoolSpec` of one array of a loaded input."""
+    return spec_for_kind(settings, loaded.kind, array.ndim)
 
 
-def keywords_for_kind(settings: PoolSettings, kind: str, ndim: int) -> dict:
-    """`pool`'s keywords for an `ndim`-d array of `kind` ("image" or an array kind)."""
+def spec_for_kind(settings: PoolSettings, kind: str, ndim: int) -> PoolSpec:
+    """The `PoolSpec` of an `ndim`-d array of `kind` ("image" or an array kind)."""
     axes = pooled_axes(settings, kind, ndim)
     if axes is not None:
         count = len(axes)
@@ -180,7 +191,7 @@ def keywords_for_kind(settings: PoolSettings, kind: str, ndim: int) -> dict:
         count = len(settings.window)
     else:
         count = min(2, ndim)
-    return settings.pool_keywords(count, ndim, axes)
+    return settings.pool_spec(count, ndim, axes)
 
 
 def output_dtype(settings: PoolSettings, kind: str, dtype: np.dtype, target: Path) -> np.dtype | None:
@@ -207,7 +218,8 @@ def settings_summary(settings: PoolSettings) -> dict:
     return summary
 
 
-OPTION_KEYWORDS = ("mode", "count_include_pad", "p", "pad_mode", "nan_policy", "ceil_mode")
+SPEC_FIELDS = {"mode", "window", "stride", "padding", "dilation", "ceil_mode", "count_include_pad", "p", "pad_mode",
+               "nan_policy", "axes", "layout"}  # what `pool_spec` and `check`'s count read
 
 
 def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:

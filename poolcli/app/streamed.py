@@ -11,8 +11,9 @@ import numpy as np
 
 from .. import io, stream
 from ..core.modes import MODES
+from ..core.spec import PoolSpec
 from ..errors import PoolError, param
-from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, keywords_for_kind, output_dtype, settings_summary
+from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for_kind
 
 
 def streams(source: Path, target: Path, big: BigData) -> bool:
@@ -50,28 +51,28 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
         raise PoolError(f"{source}: {param('normalize')} needs the whole result in memory; leave it out for"
                         " inputs this big, or write a float .tif/.zarr")
     with stream.open_source(source, big.dataset) as data:
-        keywords = keywords_for_kind(settings, data.kind, len(data.shape))
+        spec = spec_for_kind(settings, data.kind, len(data.shape))
         if data.kind == "image" and MODES[settings.mode].mixes and data.shape[-1] == 4 \
-                and settings.alpha == "premultiplied" and tuple(keywords["axes"] or ()) == IMAGE_AXES:
+                and settings.alpha == "premultiplied" and tuple(spec.axes or ()) == IMAGE_AXES:
             raise PoolError(f"{source}: colour weighted by alpha is pooled in memory only; pass {param('alpha')}"
                             " straight, or pool a smaller image")
         dtype = output_dtype(settings, data.kind, data.dtype, target)
         if big.client is not None:
-            shape, dtype_out = _on_cluster(source, target, keywords, dtype, big, overwrite)
+            shape, dtype_out = _on_cluster(source, target, spec, dtype, big, overwrite)
         else:
-            shape, dtype_out = stream.pool_to(data, target, keywords, dtype, memory=big.memory, options=big.store,
+            shape, dtype_out = stream.pool_to(data, target, spec, dtype, memory=big.memory, options=big.store,
                                               overwrite=overwrite, progress=big.progress)
         return FileResult(input=str(source), output=str(target), input_shape=list(data.shape),
                           output_shape=list(shape), dtype=str(data.dtype), output_dtype=str(dtype_out),
                           seconds=round(time.perf_counter() - started, 6), parameters=settings_summary(settings))
 
 
-def _on_cluster(source: Path, target: Path, keywords: dict, dtype: np.dtype | None, big: BigData,
+def _on_cluster(source: Path, target: Path, spec: PoolSpec, dtype: np.dtype | None, big: BigData,
                 overwrite: bool) -> tuple:
     """Pool on the cluster of `big.client`: the workers read the input and write the Zarr output."""
     from ..stream import cluster
 
     cluster.check_cluster_paths(source, target)
     cluster.check_shared(big.client, source, target.parent)
-    return cluster.pool_on_cluster(big.client, source, target, keywords, dtype, options=big.store,
+    return cluster.pool_on_cluster(big.client, source, target, spec, dtype, options=big.store,
                                    overwrite=overwrite, dataset=big.dataset)

@@ -237,10 +237,9 @@ def settings_from_options(options: dict) -> "PoolSettings":
         alpha=choice("--alpha", options["alpha"], ALPHA_CHOICES),
     )
     try:
-        settings.check()
+        return settings.check()
     except PoolError as error:
         raise UsageProblem(error.template) from None
-    return settings
 
 
 def _resolve_backend(choice: str) -> str:

@@ -7,7 +7,6 @@ every file done or skipped, 1 any file failed, 2 bad usage, 128 + N stopped by s
 """
 
 import contextlib
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -79,7 +78,7 @@ def batch_command(
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
     from ..batch import Batch, BatchOptions
 
-    settings = dataclasses.replace(settings, quality=quality)
+    settings = settings.but(quality=quality)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
                            overwrite=overwrite, compare_dir=compare_dir, scheduler=checked_scheduler(scheduler),

@@ -66,7 +66,7 @@ def pool_command(
     from ..app.memory import pool_file
     from ..app.settings import FileResult
 
-    settings = dataclasses.replace(settings, quality=quality)
+    settings = settings.but(quality=quality)
     names = written_suffixes()
     suffix = None if output_format is None else names[choice("--format", output_format, names)]
     with contextlib.ExitStack() as stack:

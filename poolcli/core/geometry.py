@@ -18,6 +18,7 @@ from ..errors import PoolError, param
 from .options import (
     INT64_MAX,
     ceil_div,
+    check_dtype,
     check_int,
     check_options,
     is_sequence,
@@ -320,15 +321,18 @@ def plan_pool(
     padding: object = 0,
     dilation: object = 1,
     axes: object = None,
+    checked: bool = False,
     **options,
 ) -> PoolPlan:
-    """Validate everything, once, into the plan (geometry and options alike)."""
-    options = check_options(**options)
+    """Validate everything, once, into the plan (geometry and options alike). `checked`: the
+    options already passed `check_options` (a checked `core/spec.PoolSpec`'s), so only the
+    shape's checks and the dtype's resolution run."""
+    options = {**options, "dtype": check_dtype(options.get("dtype"))} if checked else check_options(**options)
     pooled = resolve_axes(len(shape), window, axes)
-    checked = check_windows(window, stride, padding, dilation, len(pooled), pooled)
+    windows = check_windows(window, stride, padding, dilation, len(pooled), pooled)
     geometries = [
         make_axis(a, shape[a], k, s, d, pad, options["ceil_mode"], shape)
-        for a, k, s, d, pad in zip(pooled, checked.windows, checked.strides, checked.dilations, checked.pads)
+        for a, k, s, d, pad in zip(pooled, windows.windows, windows.strides, windows.dilations, windows.pads)
     ]
     plan = PoolPlan(
         shape=tuple(shape),

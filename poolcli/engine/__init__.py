@@ -18,7 +18,7 @@ window's sum, and where not even 64 bits do (64-bit inputs with large values), i
 
 from __future__ import annotations
 
-from .api import adaptive_pool, output_shape, pool, pool_backward, unpool
+from .api import adaptive_pool, backward_with, output_shape, pool, pool_backward, pool_with, unpool
 from .forward import OPENCV_AREA_CHANNELS
 from .shortcuts import BUDGETS, FAST_PATHS, Budgets, FastPaths, fast_paths, ieee_quiet
 from .slabs import run_chunked, worker_threads
@@ -36,12 +36,14 @@ __all__ = [
     "MAX_WIDE_TAPS",
     "OPENCV_AREA_CHANNELS",
     "adaptive_pool",
+    "backward_with",
     "fast_paths",
     "ieee_quiet",
     "integer_sums_fit",
     "output_shape",
     "pool",
     "pool_backward",
+    "pool_with",
     "run_chunked",
     "unpool",
     "worker_threads",

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.modes import names
-from .api import pool
+from ..core.spec import PoolSpec
+from .api import pool_with
 
 MIXING_MODES = names(mixes=True)
 
@@ -26,7 +27,7 @@ def weights_by_alpha(mode: str, channels: int, source_mode: str | None, alpha: s
     return alpha == "premultiplied" and mode in MIXING_MODES and has_alpha
 
 
-def pool_premultiplied(image: np.ndarray, dtype: np.dtype | None, **keywords) -> tuple[np.ndarray, np.ndarray]:
+def pool_premultiplied(image: np.ndarray, dtype: np.dtype | None, spec: PoolSpec) -> tuple[np.ndarray, np.ndarray]:
     """(result in `dtype`, the natural result) of pooling an H x W x C image whose last
     channel is alpha, colour weighted by alpha. The alpha channel is pooled as any channel
     is; the colour of avg and sum is the exact ratio sum(c*a) / sum(a) (one rounding), that
@@ -35,21 +36,21 @@ def pool_premultiplied(image: np.ndarray, dtype: np.dtype | None, **keywords) ->
     alpha is all 0 is 0.
 
     >>> edge = np.array([[[255, 255], [0, 0]]], np.uint8)  # gray + alpha: white, then transparent
-    >>> pool_premultiplied(edge, np.dtype(np.uint8), window=(1, 2), axes=(0, 1), mode="avg")[0].tolist()
+    >>> pool_premultiplied(edge, np.dtype(np.uint8), PoolSpec((1, 2), axes=(0, 1), mode="avg"))[0].tolist()
     [[[255, 128]]]
     """
     alpha = image[..., -1:]
     weights = alpha.astype(np.float64)
-    colour_keywords = dict(keywords)
-    if keywords["mode"] in names(reducer="sum", power=None):  # avg, sum: the divisor cancels, a ratio of exact sums
-        colour_keywords.update(mode="sum", divisor_override=None, count_include_pad=True)
-    numerator = pool(image[..., :-1] * weights, **colour_keywords)
-    denominator = pool(weights, **colour_keywords)
+    colour_spec = spec
+    if spec.mode in names(reducer="sum", power=None):  # avg, sum: the divisor cancels, a ratio of exact sums
+        colour_spec = spec.but(mode="sum", divisor_override=None, count_include_pad=True)
+    numerator = pool_with(colour_spec, image[..., :-1] * weights)
+    denominator = pool_with(colour_spec, weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         colour = np.where(denominator > 0, numerator / denominator, 0.0)
-    natural = np.concatenate([colour, pool(alpha, **keywords)], axis=-1)
+    natural = np.concatenate([colour, pool_with(spec, alpha)], axis=-1)
     if dtype is None or dtype.kind == "f":
         return natural.astype(dtype or np.float64, copy=False), natural
     info = np.iinfo(dtype)
     rounded = np.clip(np.floor(colour + 0.5), info.min, info.max).astype(dtype)
-    return np.concatenate([rounded, pool(alpha, dtype=dtype, **keywords)], axis=-1), natural
+    return np.concatenate([rounded, pool_with(spec.but(dtype=dtype), alpha)], axis=-1), natural

@@ -1,4 +1,5 @@
-"""The engine's public entry points: `pool`, `adaptive_pool`, `pool_backward`, `unpool`, `output_shape`."""
+"""The engine's public entry points: `pool`, `adaptive_pool`, `pool_backward`, `unpool`, `output_shape`; and
+`pool_with`, `backward_with`: the same with the options as one `core/spec.PoolSpec` (poolcli's own callers)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import math
 from typing import Any
 
 from ..backends import as_array
-from ..core.geometry import plan_adaptive, plan_pool
+from ..core.geometry import plan_adaptive
 from ..core.options import check_input_dtype, resolve_axes
+from ..core.spec import PoolSpec
 from ..errors import PoolError
 from .backward import backward_pass
 from .forward import forward_pass
@@ -58,19 +60,20 @@ def pool(
     >>> y.tolist(), idx.tolist()
     ([3, 3, 3, 5, 5], [1, 1, 3, 4, 4])
     """
+    return pool_with(PoolSpec(window, stride, padding, dilation, axes, mode, ceil_mode, count_include_pad,
+                              divisor_override, p, pad_mode, nan_policy, dtype, return_indices), x)
+
+
+def pool_with(spec: PoolSpec, x):
+    """`pool` with its keywords as one `PoolSpec`: the engine's door for poolcli's own callers."""
     lazy = is_dask_array(x)
     if not lazy:
         xp, x = _checked_input(x)
-    plan = plan_pool(
-        known_shape(x) if lazy else x.shape, window, stride, padding=padding, dilation=dilation, axes=axes, mode=mode,
-        count_include_pad=count_include_pad, divisor_override=divisor_override, p=p,
-        pad_mode=pad_mode, nan_policy=nan_policy, ceil_mode=ceil_mode,
-        return_indices=return_indices, dtype=dtype,
-    )
+    plan = spec.plan(known_shape(x) if lazy else x.shape)
     if lazy:
-        if return_indices:
+        if plan.return_indices:
             raise PoolError("return_indices is not offered for Dask arrays; pool a NumPy or CuPy array")
-        return lazy_pool(x, plan, bool(ceil_mode), plan.dtype, pool)
+        return lazy_pool(x, plan, spec, pool_with)
     return forward_pass(xp, x, plan, plan.dtype, plan.return_indices)
 
 
@@ -111,19 +114,24 @@ def pool_backward(grad_output, x, window, stride=None, **keywords):
     """
     keywords.pop("return_indices", None)
     keywords.pop("dtype", None)
+    return backward_with(PoolSpec(window, stride, **keywords), grad_output, x)
+
+
+def backward_with(spec: PoolSpec, grad_output, x):
+    """`pool_backward` with its keywords as one `PoolSpec` (its dtype and return_indices unused)."""
+    spec = spec.but(dtype=None, return_indices=False)
     if is_dask_array(x) or is_dask_array(grad_output):
         import dask.array as da
 
         x = da.asarray(x)
-        plan = plan_pool(known_shape(x), window, stride, **keywords)
+        plan = spec.plan(known_shape(x))
         grad_shape = known_shape(grad_output) if is_dask_array(grad_output) else tuple(grad_output.shape)
         if grad_shape != plan.out_shape:
             raise PoolError(f"grad_output has shape {tuple(grad_output.shape)} but pooling gives {plan.out_shape};"
                             " pass the gradient of the pooled output")
-        return lazy_backward(grad_output, x, plan, bool(keywords.get("ceil_mode", False)), pool_backward,
-                             output_shape)
+        return lazy_backward(grad_output, x, plan, spec, backward_with)
     xp, x = _checked_input(x)
-    plan = plan_pool(x.shape, window, stride, **keywords)
+    plan = spec.plan(x.shape)
     grad = _native(xp.asarray(grad_output))
     if grad.dtype.kind not in "biuf":
         raise PoolError(f"grad_output dtype {grad.dtype} is not a real number type; "
@@ -185,7 +193,7 @@ def output_shape(shape, window, stride=None, **keywords):
     """
     keywords.pop("return_indices", None)
     keywords.pop("dtype", None)
-    return plan_pool(tuple(int(n) for n in shape), window, stride, **keywords).out_shape
+    return PoolSpec(window, stride, **keywords).plan(tuple(int(n) for n in shape)).out_shape
 
 
 def _checked_input(x) -> tuple[Any, Any]:

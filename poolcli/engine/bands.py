@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..core.geometry import AxisGeometry, PoolPlan
+from ..core.geometry import AxisGeometry
 from .shortcuts import BUDGETS
 
 
@@ -82,16 +82,3 @@ def band(geometry: AxisGeometry, o0: int, o1: int, pad_mode: str) -> Band:
     if pad_lo and pad_mode == "reflect":
         stop = max(stop, min(n, lo + 1))  # the mirrored rows 1 .. lo
     return Band(out=slice(o0, o1), read=slice(start, stop), pads=(pad_lo, hi if last else 0), skip=o0 - first)
-
-
-OPTION_KEYS = ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy")
-
-
-def explicit_keywords(plan: PoolPlan, ceil_mode: bool) -> dict:
-    """The plan's geometry as explicit keywords of `pool` (resolved pads: 'same' included), so a
-    band pools with the whole array's geometry and only its own pads on the banded axes."""
-    axes = plan.sliding
-    return dict(window=tuple(g.window for g in axes), stride=tuple(g.stride for g in axes),
-                dilation=tuple(g.dilation for g in axes), padding=[(g.pad_lo, g.pad_hi) for g in axes],
-                axes=tuple(g.axis for g in axes), ceil_mode=ceil_mode,
-                **{key: getattr(plan, key) for key in OPTION_KEYS})

@@ -25,8 +25,9 @@ import numpy as np
 from ..core.dtypes import natural_dtype
 from ..core.geometry import AxisGeometry, PoolPlan
 from ..core.modes import MODES
+from ..core.spec import PoolSpec, spec_of_plan
 from ..errors import PoolError
-from .bands import Band, band, explicit_keywords, fewest_rows
+from .bands import Band, band, fewest_rows
 from .sums import magnitudes_of_whole
 
 
@@ -82,8 +83,9 @@ def known_shape(x) -> tuple[int, ...]:
     return tuple(int(n) for n in x.shape)
 
 
-def lazy_pool(x, plan: PoolPlan, ceil_mode: bool, dtype: np.dtype | None, pool: Callable):
-    """The lazy pooling of Dask array `x` by `plan` (sliding windows), `pool` pooling each block."""
+def lazy_pool(x, plan: PoolPlan, spec: PoolSpec, pool: Callable):
+    """The lazy pooling of Dask array `x` by `plan` (sliding windows, of `spec`), `pool` (`pool_with`)
+    pooling each block."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
@@ -91,13 +93,13 @@ def lazy_pool(x, plan: PoolPlan, ceil_mode: bool, dtype: np.dtype | None, pool: 
     if len(plan.sliding) != len(plan.axes):
         raise PoolError("adaptive pooling of Dask arrays is not offered; pool a NumPy array, or rechunk and"
                         " map adaptive_pool over blocks yourself")
-    keywords = explicit_keywords(plan, ceil_mode)
+    whole, dtype = spec_of_plan(plan, spec.ceil_mode), plan.dtype
     by_axis = {g.axis: pieces(g, x.chunks[g.axis], plan.pad_mode) for g in plan.sliding}
     out_dtype = np.dtype(dtype) if dtype is not None else natural_dtype(np.dtype(x.dtype), plan.mode)
-    name = "poolcli-pool-" + tokenize(x, keywords, str(out_dtype))
+    name = "poolcli-pool-" + tokenize(x, whole.keywords(), str(out_dtype))
     magnitudes, extra = _magnitudes(x, plan)
     reads, cuts = _per_axis(x, by_axis)
-    layer = _layer(name, x.name, reads, cuts, (keywords, dtype, pool, magnitudes))
+    layer = _layer(name, x.name, reads, cuts, (whole, dtype, pool, magnitudes))
     graph = HighLevelGraph.from_collections(name, cast(Any, layer), dependencies=[x, *extra])
     chunks = tuple(tuple(p.band.rows for p in by_axis[axis]) if axis in by_axis else x.chunks[axis]
                    for axis in range(x.ndim))
@@ -169,27 +171,27 @@ def _covering(bounds: list[int], start: int, stop: int) -> range:
     return range(bisect.bisect_right(bounds, start) - 1, bisect.bisect_left(bounds, stop))
 
 
-def lazy_backward(grad, x, plan: PoolPlan, ceil_mode: bool, backward: Callable, output_shape: Callable):
+def lazy_backward(grad, x, plan: PoolPlan, spec: PoolSpec, backward: Callable):
     """dL/dx of Dask array `x`, one task per input chunk: the windows that reach into the chunk
     (their x rows and their gradient) pooled backward as the whole array is, the chunk's rows kept."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    keywords = explicit_keywords(plan, ceil_mode)
+    whole = spec_of_plan(plan, spec.ceil_mode)
     pooled = {g.axis for g in plan.sliding}
     grad = da.asarray(grad)
     grad = grad.rechunk({axis: x.chunks[axis] for axis in range(x.ndim) if axis not in pooled})
     by_axis = {g.axis: slabs(g, x.chunks[g.axis], grad.chunks[g.axis], plan.pad_mode) for g in plan.sliding}
     work = np.dtype(x.dtype) if np.dtype(x.dtype).kind == "f" else np.dtype(np.float64)
-    name = "poolcli-backward-" + tokenize(grad, x, keywords)
+    name = "poolcli-backward-" + tokenize(grad, x, whole.keywords())
     layer = {}
     for index in itertools.product(*(range(len(c)) for c in x.chunks)):
         parts = [by_axis[axis][i] if axis in by_axis else i for axis, i in enumerate(index)]
         layer[(name, *index)] = (_backward_block, _chunk_keys(x.name, parts, "x"), _chunk_keys(grad.name, parts, "g"),
                                  _grids(parts, "x"), _grids(parts, "g"), _slab_cuts(parts),
-                                 tuple(x.chunks[a][i] for a, i in enumerate(index)), keywords, backward,
-                                 output_shape, str(work))
+                                 tuple(x.chunks[a][i] for a, i in enumerate(index)), whole, backward,
+                                 str(work))
     graph = HighLevelGraph.from_collections(name, cast(Any, layer), dependencies=[x, grad])
     return da.Array(graph, name, x.chunks, meta=np.empty((0,) * x.ndim, work))
 
@@ -222,21 +224,21 @@ def _slab_cuts(parts: list) -> tuple:
     return tuple(cuts)
 
 
-def _backward_block(x_chunks, grad_chunks, x_grid, grad_grid, cuts, shape, keywords, backward, output_shape, work):
-    """dL/dx of one chunk (of `shape`): pool backward the x rows and gradient of the windows that
-    reach into it, keep its rows."""
+def _backward_block(x_chunks, grad_chunks, x_grid, grad_grid, cuts, shape, whole: PoolSpec, backward, work):
+    """dL/dx of one chunk (of `shape`): pool backward (`backward_with`) the x rows and gradient of the
+    windows that reach into it, keep its rows."""
     if any(c is not None and c[0] == "zero" for c in cuts):  # no window reaches these cells
         return np.zeros(shape, dtype=work)
     x_block, grad_block = _joined(x_chunks, x_grid), _joined(grad_chunks, grad_grid)
     x_rows = x_block[tuple(slice(None) if c is None else slice(c[1], c[2]) for c in cuts)]
-    padding = list(keywords["padding"])
-    for slot, axis in enumerate(keywords["axes"]):
+    padding = list(whole.padding)
+    for slot, axis in enumerate(whole.axes):
         padding[slot] = cuts[axis][3]
-    band_keywords = {**keywords, "padding": padding}
-    full = np.zeros(output_shape(x_rows.shape, **band_keywords), dtype=grad_block.dtype)
+    band_spec = whole.but(padding=padding)
+    full = np.zeros(band_spec.plan(x_rows.shape).out_shape, dtype=grad_block.dtype)
     ours = tuple(slice(None) if c is None else slice(c[4], c[4] + c[5]) for c in cuts)
     full[ours] = grad_block[tuple(slice(None) if c is None else slice(c[6], c[6] + c[5]) for c in cuts)]
-    gx = backward(full, x_rows, **band_keywords)
+    gx = backward(band_spec, full, x_rows)
     out = np.zeros(shape, dtype=gx.dtype)
     source, target = [], []
     for a, c in enumerate(cuts):
@@ -251,12 +253,12 @@ def _backward_block(x_chunks, grad_chunks, x_grid, grad_grid, cuts, shape, keywo
     return out
 
 
-def region_backward(x: np.ndarray, plan: PoolPlan, ceil_mode: bool, ranges: dict[int, tuple[int, int]],
-                    backward: Callable, output_shape: Callable) -> np.ndarray:
+def region_backward(x: np.ndarray, plan: PoolPlan, spec: PoolSpec, ranges: dict[int, tuple[int, int]],
+                    backward: Callable) -> np.ndarray:
     """dL/dx for dL/dy = 1 over a region of `x` only ((start, stop) per pooled axis in `ranges`,
     whole elsewhere), from the windows that reach into it: the rows of the whole backward pass,
     in memory bounded by the region and its halo, not by `x`."""
-    keywords = explicit_keywords(plan, ceil_mode)
+    whole = spec_of_plan(plan, spec.ceil_mode)
     parts: list = []
     for axis, n in enumerate(x.shape):
         geometry = next((g for g in plan.sliding if g.axis == axis), None)
@@ -270,8 +272,8 @@ def region_backward(x: np.ndarray, plan: PoolPlan, ceil_mode: bool, ranges: dict
     shape = tuple(ranges.get(a, (0, n))[1] - ranges.get(a, (0, n))[0] for a, n in enumerate(x.shape))
     work = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     ones = np.broadcast_to(np.ones((), dtype=work), plan.out_shape)
-    return _backward_block([x], [ones], (1,) * x.ndim, (1,) * x.ndim, _slab_cuts(parts), shape, keywords, backward,
-                           output_shape, str(work))
+    return _backward_block([x], [ones], (1,) * x.ndim, (1,) * x.ndim, _slab_cuts(parts), shape, whole, backward,
+                           str(work))
 
 
 def lazy_adaptive(x, plan: PoolPlan, adaptive: Callable):
@@ -320,14 +322,14 @@ def _magnitudes(x, plan: PoolPlan):
     return [smallest.__dask_keys__(), largest.__dask_keys__()], [smallest, largest]  # a list: dask fills in keys
 
 
-def _pool_block(chunks: list, grid: tuple, cuts: tuple, keywords: dict, dtype, pool: Callable, magnitudes):
+def _pool_block(chunks: list, grid: tuple, cuts: tuple, whole: PoolSpec, dtype, pool: Callable, magnitudes):
     """Join the input chunks (a flat list, row-major over `grid`), take the rows the band reads,
     pool with its pads, cut its outputs."""
     block = _joined(chunks, grid)
     read = tuple(slice(c[0], c[1]) if c is not None else slice(None) for c in cuts)
     block = block[read]
-    padding = list(keywords["padding"])
-    for slot, axis in enumerate(keywords["axes"]):
+    padding = list(whole.padding)
+    for slot, axis in enumerate(whole.axes):
         if cuts[axis] is not None:
             padding[slot] = cuts[axis][2]
     scaling: contextlib.AbstractContextManager = contextlib.nullcontext()
@@ -335,7 +337,7 @@ def _pool_block(chunks: list, grid: tuple, cuts: tuple, keywords: dict, dtype, p
         smallest, largest = (float(np.ravel(np.asarray(m, dtype=float))[0]) for m in magnitudes)
         scaling = magnitudes_of_whole((smallest, largest) if largest > 0 else None)
     with scaling:
-        pooled = pool(block, **{**keywords, "padding": padding}, dtype=dtype)
+        pooled = pool(whole.but(padding=padding, dtype=dtype), block)
     keep = tuple(slice(c[3], c[3] + c[4]) if c is not None else slice(None) for c in cuts)
     return pooled[keep]
 

@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from ..app.settings import PoolSettings, keywords_for
+from ..app.settings import PoolSettings, spec_for
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
-from ..engine import output_shape, pool, pool_backward
-from ..engine.bands import band, bands, explicit_keywords, fewest_rows
+from ..core.spec import PoolSpec, spec_of_plan
+from ..engine import backward_with, pool, pool_with
+from ..engine.bands import band, bands, fewest_rows
 from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
@@ -107,8 +108,8 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     read in bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is."""
     loaded, array = _one_array(source, settings, loaded)
     variants = [replace(settings, mode=mode, window=window) for mode in modes for window in windows]
-    keywords = [keywords_for(v, loaded, array) for v in variants]
-    plans = [plan_pool(array.shape, **k) for k in keywords]
+    specs = [spec_for(v, loaded, array) for v in variants]
+    plans = [spec.plan(array.shape) for spec in specs]
     axes = _shown_axes(source, plans)
     count = int(math.prod(n for a, n in enumerate(array.shape) if a not in axes))
     chosen = _chosen_channels(channels, count, loaded.kind)
@@ -123,8 +124,8 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     extremes = _extremes(array, axes, list(range(count)) if is_image else chosen, band_bytes)
     lo, hi = image_range(extremes) if is_image else value_range(extremes)
     shown_range = None if whole else (lo, hi)
-    panels = [_panel(array, axes, chosen, variant, kw, plan, span, (rows, cols), shown_range, band_bytes)
-              for variant, kw, plan, span in zip(variants, keywords, plans, spans)]
+    panels = [_panel(array, axes, chosen, variant, spec, plan, span, (rows, cols), shown_range, band_bytes)
+              for variant, spec, plan, span in zip(variants, specs, plans, spans)]
     payload = dict(
         title=printable(source.name), kind="series" if len(axes) == 1 else ("image" if is_image else "map"),
         shape=list(array.shape), dtype=array.dtype.name, pooledAxes=list(axes), size=list(size),
@@ -295,13 +296,13 @@ def _cut(values: np.ndarray, axes: tuple[int, ...], chosen: list[int], rows: tup
     return grid if len(axes) == 2 else grid[:, None, :]
 
 
-def _routing(array: np.ndarray, plan: PoolPlan, keywords: dict, axes: tuple[int, ...], chosen: list[int],
+def _routing(array: np.ndarray, plan: PoolPlan, spec: PoolSpec, axes: tuple[int, ...], chosen: list[int],
              exact: tuple) -> np.ndarray:
     """What `pool_backward` of ones routes to each cell of the exact region, computed from the
     windows that reach the region only (memory of the region, not of a large input)."""
     rows, cols = exact
     ranges = {axes[-1]: cols} if len(axes) == 1 else {axes[0]: rows, axes[1]: cols}
-    grad = region_backward(array, plan, bool(keywords.get("ceil_mode")), ranges, pool_backward, output_shape)
+    grad = region_backward(array, plan, spec, ranges, backward_with)
     return _cut(grad, axes, chosen, None, None)
 
 
@@ -313,7 +314,7 @@ def _spans(plan: PoolPlan, shown: Region) -> list[tuple[int, int, int, int]]:
     return spans + [_outputs_over(g, lo, length) for g, (lo, length) in zip(geometries, ranges)]
 
 
-def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: PoolPlan, spans, exact,
+def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: PoolPlan, spans, exact,
            preview_range: tuple[float, float] | None, band_bytes: int) -> dict:
     """One pooled result: its geometry, and its values, winners and routing over the exact region (with
     a preview of the whole, on `preview_range` or its own for a mode whose results grow, when one is asked)."""
@@ -321,7 +322,7 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
     (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
     out_size = (plan.out_shape[axes[0]] if len(axes) == 2 else 1, plan.out_shape[axes[-1]])
     steps = None if preview_range is None else _preview_steps(out_size)
-    pooled = _pooled(array, axes, chosen, plan, bool(keywords.get("ceil_mode")), spans, steps, band_bytes)
+    pooled = _pooled(array, axes, chosen, plan, spec.ceil_mode, spans, steps, band_bytes)
     values = pooled.values
     overview = None
     if preview_range is not None and steps is not None and pooled.means is not None:
@@ -329,9 +330,9 @@ def _panel(array, axes, chosen, settings: PoolSettings, keywords: dict, plan: Po
     grad = None
     if record.routes:
         with np.errstate(all="ignore"):
-            grad = _narrow(_routing(array, plan, keywords, axes, chosen, exact))
+            grad = _narrow(_routing(array, plan, spec, axes, chosen, exact))
     axis_data = _axis_data(plan, record.divisor, [(lo, hi) for lo, hi, _, _ in spans][-len(plan.sliding):],
-                           bool(keywords.get("ceil_mode")))
+                           spec.ceil_mode)
     return dict(
         mode=plan.mode, window=list(settings.window), label=_label(plan), dtype=values.dtype.name,
         reducer=record.reducer, keeps=record.keeps, power=record.power, routes=record.routes, formula=record.formula,
@@ -359,7 +360,7 @@ def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: 
     at once, in the memory of one band), keeping the outputs `spans` draws (their winners as flat
     indices into the whole plane) and, given preview `steps`, the block means of every output."""
     geometry, record = plan.sliding[0], MODES[plan.mode]
-    keywords = explicit_keywords(plan, ceil_mode)
+    whole = spec_of_plan(plan, ceil_mode)
     (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
     along, across = ((oy0, oy1), (ox0, ox1)) if len(axes) == 2 else ((ox0, ox1), None)
     grid_axis = 3 - len(axes)  # the first pooled axis in a (planes, rows, columns) grid
@@ -370,8 +371,8 @@ def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: 
     with np.errstate(all="ignore"), _whole_magnitudes(array, axes, plan, band_bytes):
         for piece in bands(geometry, rows, plan.pad_mode):
             block = array[(slice(None),) * geometry.axis + (piece.read,)]
-            result = pool(block, **{**keywords, "padding": [piece.pads, *keywords["padding"][1:]]},
-                          return_indices=record.indices)
+            result = pool_with(whole.but(padding=[piece.pads, *whole.padding[1:]], return_indices=record.indices),
+                               block)
             pooled, winners = result if record.indices else (result, None)
             own = (slice(None),) * geometry.axis + (slice(piece.skip, piece.skip + piece.rows),)
             lo, hi = max(along[0], piece.out.start), min(along[1], piece.out.stop)

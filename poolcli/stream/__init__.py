@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.choices import COMPRESSIONS
+from ..core.spec import PoolSpec
 from ..errors import OutputError
 from .budget import DEFAULT_MEMORY, Budget
 from .heap import tune_malloc
@@ -66,20 +67,20 @@ __all__ = [
 ]
 
 
-def pool_to(source: Source, target: Path | str, keywords: dict, dtype: np.dtype | None, *, memory: int = DEFAULT_MEMORY,
+def pool_to(source: Source, target: Path | str, spec: PoolSpec, dtype: np.dtype | None, *, memory: int = DEFAULT_MEMORY,
             options: StoreOptions = DEFAULT_STORE, overwrite: bool = False,
             progress: Progress | None = None) -> tuple[tuple[int, ...], np.dtype]:
     """Pool `source` into `target` (.npy, .zarr, .tif), block by block; the output's shape and dtype."""
     options.check()
     source.check_memory(memory)
     target = Path(target)
-    plan = streamed_plan(source.shape, keywords)
+    plan = streamed_plan(source.shape, spec)
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
     with open_sink(target, plan.out_shape, dtype_out, spatial=plan.pooled_axes, options=options,
                    overwrite=overwrite, inputs=(source.path,)) as sink:
         budget = Budget(memory)
         writer = sink.writer(plan.sliding[0].axis, budget.output_rows)
-        stream_pool(source, writer, keywords, dtype, budget.pooling(writer.direct), progress)
+        stream_pool(source, writer, spec, dtype, budget.pooling(writer.direct), progress)
         writer.flush()
     return plan.out_shape, dtype_out
 

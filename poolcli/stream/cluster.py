@@ -25,7 +25,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..engine import pool
+from ..core.spec import PoolSpec
+from ..engine import pool, pool_with
 from ..errors import OutputError, PoolError, param
 from ..io import atomic_path
 from .chunkfiles import ChunkFiles, chunk_files, writable
@@ -230,13 +231,13 @@ def regular(array, side: int):
     return array if even else array.rechunk(tuple(min(n, side) for n in array.shape))
 
 
-def pool_on_cluster(client, source: Path, target: Path, keywords: dict, dtype: np.dtype | None, *,
+def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: np.dtype | None, *,
                     options: StoreOptions, overwrite: bool, dataset: str | None = None) -> tuple:
     """Pool `source` into the Zarr store `target` on the cluster of `client`; the output's shape and dtype."""
     import dask.array as da
 
     check_cluster_paths(source, target)
-    result = regular(pool(lazy_input(source, dataset), **keywords, dtype=dtype), options.chunk)
+    result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
         array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options)
         client.gather(client.compute(da.store(result, array, lock=False, compute=False)))
@@ -256,7 +257,7 @@ def pyramid_levels(x, pyramid: Pyramid) -> list:
             level = carried.map_blocks(functools.partial(from_sums, pyramid), np.dtype(x.dtype), k,
                                        dtype=pyramid.level_dtype(np.dtype(x.dtype), k))
         else:
-            level = pool(x, dtype=pyramid.dtype, **pyramid.keywords(k))
+            level = pool_with(pyramid.spec(k), x)
         levels.append(level)
     return levels
 

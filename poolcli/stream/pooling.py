@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.dtypes import natural_dtype
-from ..core.geometry import AxisGeometry, PoolPlan, plan_pool
+from ..core.geometry import AxisGeometry, PoolPlan
 from ..core.modes import MODES
-from ..engine import pool
-from ..engine.bands import Band, bands, explicit_keywords
+from ..core.spec import PoolSpec, spec_of_plan
+from ..engine import pool_with
+from ..engine.bands import Band, bands
 from ..engine.sums import finite_magnitudes, magnitudes_of_whole
 from ..errors import PoolError, param
 from .budget import DEFAULT_MEMORY, Budget
@@ -46,11 +47,11 @@ def working_factor(dtype: np.dtype) -> int:
     return 4 + 16 // max(dtype.itemsize, 1)
 
 
-def streamed_plan(shape: tuple[int, ...], keywords: dict) -> PoolPlan:
+def streamed_plan(shape: tuple[int, ...], spec: PoolSpec) -> PoolPlan:
     """The whole input's plan (every option checked once); sliding windows only."""
-    if keywords.get("return_indices"):
+    if spec.return_indices:
         raise PoolError(f"{param('return_indices')} is not offered for streamed pooling; pool in memory")
-    plan = plan_pool(shape, **keywords)
+    plan = spec.plan(shape)
     if len(plan.sliding) != len(plan.axes):
         raise PoolError("adaptive pooling is not streamed; pool the input in memory")
     return plan
@@ -120,12 +121,13 @@ def _outer_ranges(leading: tuple[int, ...], group: int) -> Iterator[tuple]:
             yield (*(slice(i, i + 1) for i in prefix), slice(start, min(start + group, leading[-1])))
 
 
-def pool_block(block: np.ndarray, keywords: dict, band_axis_slot: int, band: Band, dtype: np.dtype | None):
-    """Pool one block read for `band` and cut the band's own rows out of the result."""
-    padding = list(keywords["padding"])
+def pool_block(block: np.ndarray, spec: PoolSpec, band_axis_slot: int, band: Band, dtype: np.dtype | None):
+    """Pool one block read for `band` (`spec`: the whole input's, `core/spec.spec_of_plan`) and
+    cut the band's own rows out of the result."""
+    padding = list(spec.padding)
     padding[band_axis_slot] = band.pads
-    pooled = pool(block, **{**keywords, "padding": padding}, dtype=dtype)
-    axis = keywords["axes"][band_axis_slot]
+    pooled = pool_with(spec.but(padding=padding, dtype=dtype), block)
+    axis = spec.axes[band_axis_slot]
     cut = (slice(None),) * axis + (slice(band.skip, band.skip + band.rows),)
     return pooled[cut]
 
@@ -145,12 +147,12 @@ def whole_magnitudes(source: Source, plan: PoolPlan, memory: int) -> tuple[float
     return (min(f[0] for f in found), max(f[1] for f in found)) if found else None
 
 
-def stream_pool(source: Source, write: Callable[[tuple, np.ndarray], None], keywords: dict,
+def stream_pool(source: Source, write: Callable[[tuple, np.ndarray], None], spec: PoolSpec,
                 dtype: np.dtype | None, memory: int = DEFAULT_MEMORY, progress: Progress | None = None) -> None:
     """Pool `source` block by block into `write(index, values)`; reads overlap pooling and writing."""
-    plan = streamed_plan(source.shape, keywords)
+    plan = streamed_plan(source.shape, spec)
     check_chunk_room(source, memory)
-    explicit = explicit_keywords(plan, bool(keywords.get("ceil_mode", False)))
+    explicit = spec_of_plan(plan, spec.ceil_mode)
     scaled: contextlib.AbstractContextManager = contextlib.nullcontext()
     if MODES[plan.mode].power == "p" and plan.p > 2:
         scaled = magnitudes_of_whole(whole_magnitudes(source, plan, memory))

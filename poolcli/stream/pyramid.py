@@ -28,7 +28,8 @@ import numpy as np
 
 from ..core.dtypes import finalize, natural_dtype
 from ..core.modes import MODES
-from ..engine import FAST_PATHS, pool
+from ..core.spec import PoolSpec
+from ..engine import FAST_PATHS, pool, pool_with
 from ..engine.bands import fewest_rows
 from ..errors import PoolError, param
 from .pooling import check_chunk_room, size_text
@@ -60,9 +61,10 @@ class Pyramid:
             return source
         return self.dtype if self.dtype is not None else natural_dtype(source, self.mode)
 
-    def keywords(self, k: int) -> dict:
-        """`pool`'s keywords for level k straight from level 0."""
-        return dict(window=2 ** k, stride=2 ** k, axes=self.spatial, mode=self.mode, nan_policy=self.nan_policy)
+    def spec(self, k: int) -> PoolSpec:
+        """The `PoolSpec` of level k straight from level 0."""
+        return PoolSpec(window=2 ** k, stride=2 ** k, axes=self.spatial, mode=self.mode, nan_policy=self.nan_policy,
+                        dtype=self.dtype)
 
 
 def level_count(shape: tuple[int, ...], spatial: tuple[int, ...], levels: int | None,
@@ -240,7 +242,7 @@ def _empty(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
 
 
 def _direct(pyramid: Pyramid, band: np.ndarray, k: int) -> np.ndarray:
-    return pool(band, dtype=pyramid.dtype, **pyramid.keywords(k))
+    return pool_with(pyramid.spec(k), band)
 
 
 def from_sums(pyramid: Pyramid, sums: np.ndarray, source: np.dtype, k: int,
