@@ -288,10 +288,12 @@ PYRAMID_WAYS = {  # how its levels are written: chunk files straight, or through
     "chunk-files": ["--chunk", "64"],
     "zarr-writes": ["--chunk", "100", "--zarr-format", "3"],
 }
+LONG_RUN = {"many-chunk-files": ["--chunk", "32"]}  # about four times as long: for tests that need the run alive
 
 
 def start_pyramid(source: Path, folder: Path, way: str, err) -> subprocess.Popen:
-    return hostile.start("pyramid", source, "-o", folder / "out.zarr", "--levels", "3", *PYRAMID_WAYS[way],
+    way_args = {**PYRAMID_WAYS, **LONG_RUN}[way]
+    return hostile.start("pyramid", source, "-o", folder / "out.zarr", "--levels", "3", *way_args,
                          memory=None, stdout=subprocess.DEVNULL, stderr=err)
 
 
@@ -351,9 +353,10 @@ def test_ctrl_c_during_a_pyramid_leaves_nothing_again_and_again(tmp_path, pyrami
 
 def test_a_killed_pyramids_scratch_is_swept_by_the_next_run_and_nothing_else(tmp_path, pyramid_input):
     with open(tmp_path / "stderr", "w+b") as err:
-        process = start_pyramid(pyramid_input, tmp_path, "chunk-files", err)
+        process = start_pyramid(pyramid_input, tmp_path, "many-chunk-files", err)
         assert wait_for_scratch(process, tmp_path), "the run ended before it wrote anything"
-        time.sleep(0.2)
+        time.sleep(0.05)
+        assert running(process), "the run ended before it was killed; make it longer"
         os.killpg(process.pid, signal.SIGKILL)
         hostile.finish(process, 10)
     left = temporaries(tmp_path)
@@ -377,7 +380,7 @@ def test_a_live_runs_scratch_is_never_swept(tmp_path, pyramid_input):
     from poolcli import io
 
     with open(tmp_path / "stderr", "w+b") as err:
-        first = start_pyramid(pyramid_input, tmp_path, "chunk-files", err)
+        first = start_pyramid(pyramid_input, tmp_path, "many-chunk-files", err)
         assert wait_for_scratch(first, tmp_path), "the run ended before it wrote anything"
         scratch = temporaries(tmp_path)
         io.sweep_temporaries(tmp_path / "out.zarr", min_age=0)  # no age limit: only its lock protects it
