@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.calibration import Calibration
 from ..core.choices import COMPRESSIONS
 from ..errors import OutputError, param
 from .npyfile import NpyFile
@@ -36,6 +37,7 @@ class StoreOptions:
     level: int | None = None  # None: LEVELS[compression]
     chunk: int = CHUNK
     zarr_format: int = 2
+    calibration: Calibration | None = None  # the output's axes and physical sizes, recorded by its writer
 
     @property
     def chosen_level(self) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.calibration import Calibration
 from .tiffsegments import TiffSegments
 
 
@@ -28,6 +29,7 @@ class Source:
     dataset: str = ""  # the array's path inside a Zarr group
     order: tuple[int, ...] | None = None  # a planar TIFF's (S, Y, X) seen as (Y, X, S)
     zarr_format: int | None = None  # a Zarr input's format
+    calibration: Calibration | None = None  # its axes and physical sizes, where its metadata says
 
     @property
     def shape(self) -> tuple[int, ...]:
