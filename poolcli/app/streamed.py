@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io, stream
+from .. import stream
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..errors import PoolError, param
@@ -17,30 +17,14 @@ from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtyp
 
 
 def streams(source: Path, target: Path, big: BigData) -> bool:
-    """Whether a file is pooled block by block: Zarr in or out, or an .npy or TIFF input whose
-    data would take more than the memory budget, written to .npy or TIFF (the same bits
-    either way; formats the streaming engine does not write are pooled in memory)."""
-    if stream.is_big_input(source) or stream.streamed_only(target):
+    """Whether a file is pooled block by block: a folder store (Zarr) in or out, a store no image
+    or array format reads, or an input whose data would take more than the memory budget,
+    written to a store (the same bits either way; formats no store writes are pooled in memory)."""
+    if stream.is_big_input(source) or stream.streamed_only(target) or stream.store_only(source):
         return True
     if not stream.writes(target):
         return False
-    return _data_bytes(source) * stream.pooling.working_factor(np.dtype(np.uint8)) > big.memory
-
-
-def _data_bytes(source: Path) -> int:
-    """The decoded size of an .npy or TIFF input, from its header (0 for other files)."""
-    suffix = source.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(source, mmap_mode="r", allow_pickle=False).nbytes
-        if suffix in stream.TIFF_SUFFIXES:
-            import tifffile
-
-            with io.quiet_logs(), tifffile.TiffFile(source) as tiff:  # the first page only: listing pages costs time
-                return int(tiff.pages.first.nbytes)
-    except Exception:  # not readable as such: the in-memory reader says why, in its words
-        return 0
-    return 0
+    return stream.decoded_bytes(source) * stream.pooling.working_factor(np.dtype(np.uint8)) > big.memory
 
 
 def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigData, *,
