@@ -5,6 +5,7 @@ command line and streaming code as .npy, Zarr and TIFF."""
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +201,24 @@ def test_store_messages_name_the_registered_stores(tmp_path, rawf_store, values,
     assert err.count("\n") == 1 and "p.rawf" in err
     proposed = err.split("; write ", 1)[1]
     assert ".zarr" in proposed and ".tif" in proposed and ".rawf" not in proposed and ".npy" not in proposed
+
+
+def test_the_inspector_and_compare_show_a_registered_store(tmp_path, raw_store, values, capsys):
+    write_raw(tmp_path / "in.raws", values)
+    assert main(["inspect", str(tmp_path / "in.raws"), "-o", str(tmp_path / "page.html"), "-m", "max"]) == 0
+    text = (tmp_path / "page.html").read_text()
+    found = re.search(r'<script type="application/json" id="poolcli-data">(.*?)</script>', text, re.S)
+    assert found is not None
+    payload = json.loads(found.group(1))
+    assert (payload["title"], payload["shape"], payload["dtype"]) == ("in.raws", [90, 70], "uint16")
+    assert main(["compare", str(tmp_path / "in.raws"), "-o", str(tmp_path / "grid.png"), "--modes", "max,avg"]) == 0
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().err == ""
+
+
+def test_the_inspector_refuses_a_store_too_big_to_show_whole(tmp_path, raw_store, values, capsys):
+    write_raw(tmp_path / "in.raws", values)
+    assert main(["inspect", str(tmp_path / "in.raws"), "-o", str(tmp_path / "page.html"), "--max-pixels", "250"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in.raws" in err and "--max-pixels 3150" in err
+    assert not (tmp_path / "page.html").exists()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import stream
+from .. import io, stream
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
-from ..errors import PoolError, param
+from ..errors import InputError, PoolError, param
 from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for_kind
 
 
@@ -25,6 +25,30 @@ def streams(source: Path, target: Path, big: BigData) -> bool:
     if not stream.writes(target):
         return False
     return stream.decoded_bytes(source) * stream.pooling.working_factor(np.dtype(np.uint8)) > big.memory
+
+
+def load_input(source: Path, settings: PoolSettings, dataset: str | None = None) -> io.Loaded:
+    """The input as the figures and the inspector show it, whole: a file through `io.load`, a
+    store (a Zarr store, a file only a store reads) read whole through its source, refused from
+    its header when it would decode to more than the settings' decoding limit."""
+    if not (stream.is_big_input(source) or stream.store_only(source)):
+        return io.load(source, **settings.load_options())
+    limit = io.decoded_limit(settings.max_pixels, settings.max_bytes)
+    with stream.open_source(source, dataset) as data:
+        if limit is not None and data.nbytes > limit:
+            raise InputError(f"{source}: its {data.nbytes:,} bytes exceed the {limit:,} read whole; pass"
+                             f" {_raised_limit(settings, data.nbytes)} if this machine holds it, or pool it first")
+        array = data.read(tuple(slice(None) for _ in data.shape))
+    layout = "hwc" if data.kind == "image" else io.guess_layout(array.ndim)
+    return io.Loaded({"array": array}, data.kind, layout, data.format, None, 1, source)
+
+
+def _raised_limit(settings: PoolSettings, nbytes: int) -> str:
+    """The option and value that let `nbytes` be decoded: max_bytes where it is set, else max_pixels
+    (4 bytes a pixel)."""
+    if settings.max_bytes is not None:
+        return f"{param('max_bytes')} {nbytes}"
+    return f"{param('max_pixels')} {-(-nbytes // 4)}"
 
 
 def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigData, *,
