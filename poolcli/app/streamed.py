@@ -32,7 +32,8 @@ def _data_bytes(source: Path) -> int:
     suffix = source.suffix.lower()
     try:
         if suffix == ".npy":
-            return np.load(source, mmap_mode="r", allow_pickle=False).nbytes
+            with open(source, "rb") as file:
+                return io.npy_header(file).nbytes
         if suffix in stream.TIFF_SUFFIXES:
             import tifffile
 

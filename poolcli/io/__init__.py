@@ -36,6 +36,7 @@ Writing (:func:`save`)
 from __future__ import annotations
 
 from ..core.choices import JPEG_QUALITY
+from .arrays import npy_header
 from .atomic import (
     TEMPORARY_SUFFIX,
     atomic_output,
@@ -93,6 +94,7 @@ __all__ = [
     "load",
     "make_folder",
     "minmax_to_uint8",
+    "npy_header",
     "pooled_axes_for_layout",
     "quiet_logs",
     "save",
