@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -42,3 +43,130 @@ def test_json_of_a_failed_input_on_stdout_mode_goes_to_stderr(tmp_path):
     assert done.returncode == 1 and done.stdout == b""
     lines = done.stderr.decode().splitlines()
     assert lines[0].startswith("poolcli: error:") and json.loads(lines[1])["status"] == "failed"
+
+
+# ------------------------------------------------------------------ EXIF, XMP, ICC and resolution kept
+
+PHOTO = SAMPLES / "astronaut.jpg"
+MAKE, ORIENTATION, X_RESOLUTION, Y_RESOLUTION, GPS = 0x010F, 0x0112, 0x011A, 0x011B, 0x8825
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"'
+       b' xmlns:dc="http://purl.org/dc/elements/1.1/" dc:creator="poolcli test"/></rdf:RDF></x:xmpmeta>')
+
+
+def camera_exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[MAKE] = "Canon"
+    exif[ORIENTATION] = orientation
+    exif[X_RESOLUTION], exif[Y_RESOLUTION], exif[0x0128] = 300.0, 300.0, 2
+    exif.get_ifd(GPS)[2] = (48.0, 51.0, 29.0)  # latitude
+    return exif
+
+
+def photo_file(folder: Path, suffix: str, *, orientation: int = 6, size: tuple[int, int] = (96, 64),
+               xmp: bool = True) -> Path:
+    """A photo as cameras and editors write it: EXIF (camera, GPS, orientation), XMP, ICC, 300 dpi."""
+    pixels = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    icc = Image.open(PHOTO).info["icc_profile"]
+    path = folder / f"photo{suffix}"
+    options = dict(exif=camera_exif(orientation), dpi=(300, 300), icc_profile=icc)
+    if xmp and suffix == ".png":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+        options["pnginfo"] = info
+    elif xmp:
+        options["xmp"] = XMP
+    Image.fromarray(pixels).save(path, **options)
+    return path
+
+
+def xmp_of(image: Image.Image) -> bytes | None:
+    value = image.info.get("xmp", image.info.get("XML:com.adobe.xmp"))
+    return value.encode() if isinstance(value, str) else value
+
+
+KEEPS = {  # output suffix -> what the format has a place for
+    ".jpg": {"exif", "xmp", "icc", "dpi"},
+    ".png": {"exif", "xmp", "icc", "dpi"},
+    ".webp": {"exif", "xmp", "icc"},
+    ".tif": {"exif", "icc", "dpi"},
+}
+
+
+def check_kept(out: Path, keeps: set[str], dpi: tuple[float, float] = (150.0, 150.0)) -> None:
+    image = Image.open(out)
+    image.load()
+    exif = image.getexif()
+    if "exif" in keeps:
+        assert exif.get(MAKE) == "Canon" and exif.get_ifd(GPS).get(2) == (48.0, 51.0, 29.0), dict(exif)
+        assert exif.get(ORIENTATION, 1) == 1, "the orientation was applied: it must read 1 now"
+        assert (float(exif[X_RESOLUTION]), float(exif[Y_RESOLUTION])) == pytest.approx(dpi, rel=1e-6)
+    if "xmp" in keeps:
+        xmp = xmp_of(image)
+        assert xmp is not None and b'dc:creator="poolcli test"' in xmp and b'tiff:Orientation="1"' in xmp, xmp
+    if "icc" in keeps:
+        assert image.info.get("icc_profile") == Image.open(PHOTO).info["icc_profile"]
+    if "dpi" in keeps:
+        assert image.info["dpi"] == pytest.approx(dpi, abs=0.02)
+
+
+@pytest.mark.parametrize("source", [".jpg", ".png"])
+@pytest.mark.parametrize("target", list(KEEPS))
+def test_outputs_keep_exif_xmp_icc_and_the_physical_size(tmp_path, source, target):
+    path = photo_file(tmp_path, source)
+    out = tmp_path / f"out{target}"
+    done = poolcli("pool", path, "-o", out, "-m", "avg", "-k", "2")
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size == (32, 48)  # turned upright (orientation 6), then halved
+    check_kept(out, KEEPS[target])
+
+
+def test_resolution_follows_the_stride_of_each_axis(tmp_path):
+    """300 dpi pooled with strides 3 (x) and 2 (y): 100 and 150 dpi, the same inches."""
+    path = photo_file(tmp_path, ".jpg", orientation=1)
+    out = tmp_path / "out.png"
+    done = poolcli("pool", path, "-o", out, "-m", "max", "-k", "2x3")
+    assert done.returncode == 0, done.stderr
+    check_kept(out, {"exif", "dpi"}, dpi=(100.0, 150.0))
+
+
+@pytest.mark.parametrize("target", list(KEEPS))
+def test_strip_drops_everything(tmp_path, target):
+    path = photo_file(tmp_path, ".jpg")
+    out = tmp_path / f"out{target}"
+    done = poolcli("pool", path, "-o", out, "--strip")
+    assert done.returncode == 0, done.stderr
+    image = Image.open(out)
+    image.load()
+    assert image.getexif().get(MAKE) is None and not image.getexif().get_ifd(GPS)
+    assert xmp_of(image) is None and image.info.get("icc_profile") is None
+    assert image.info.get("dpi", (1, 1))[0] in (1, 72)  # a writer's default, not the photo's
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_the_fast_decoders_read_the_metadata_too(tmp_path, suffix):
+    """Upright JPEG and PNG files are decoded by OpenCV once it is loaded: their metadata still comes along."""
+    from poolcli import io
+    from poolcli.backends import opencv
+
+    opencv.cv2()  # loaded: OpenCV decodes every plain JPEG and PNG
+    path = photo_file(tmp_path, suffix, orientation=1, xmp=False)
+    if suffix == ".png":  # OpenCV takes PNGs without eXIf: resolution and profile only
+        Image.open(path).save(path, dpi=(300, 300), icc_profile=Image.open(path).info["icc_profile"])
+    loaded = io.load(path)
+    assert loaded.metadata is not None and loaded.metadata.dpi == pytest.approx((300, 300), abs=0.01)
+    assert (loaded.metadata.exif is not None) == (suffix == ".jpg")
+    out = io.save(tmp_path / f"out{suffix}", loaded.array[::2, ::2], like=loaded,
+                  metadata=loaded.metadata.pooled(2, 2))
+    check_kept(out, {"icc", "dpi"} | ({"exif"} if suffix == ".jpg" else set()))
+
+
+def test_batch_keeps_the_metadata(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    photo_file(source, ".jpg")
+    done = poolcli("batch", source, "-d", tmp_path / "out", "-m", "avg", "--jobs", "1", "--quiet")
+    assert done.returncode == 0, done.stderr
+    check_kept(tmp_path / "out" / "photo.jpg", KEEPS[".jpg"])

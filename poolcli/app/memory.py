@@ -50,9 +50,10 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
             io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
                     channel_order=loaded.channel_order, durable=durable)
         else:
-            io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
-                    normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order,
-                    durable=durable)
+            io.save(target, next(iter(results.values())), like=None if settings.strip else loaded,
+                    metadata=None if settings.strip else pooled_metadata(settings, loaded),
+                    overwrite=overwrite, inputs=inputs, normalize=settings.normalize, quality=settings.quality,
+                    channel_order=loaded.channel_order, durable=durable)
         if on_arrays is not None:
             on_arrays(loaded, results)
     except MemoryError:
@@ -93,6 +94,20 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
         if clipped:
             warnings.append(_saturation_warning(where, clipped, results[key]))
     return results, warnings
+
+
+def pooled_metadata(settings: PoolSettings, loaded: io.Loaded) -> io.ImageMetadata | None:
+    """The input's EXIF, XMP and resolution as the output keeps them: the resolution divided by the
+    strides of H and W, so the physical size stays (io/metadata.py); None without metadata, none
+    kept when H and W are not the axes pooled."""
+    if loaded.metadata is None:
+        return None
+    array = loaded.array
+    plan = spec_for(settings, loaded, array).plan(array.shape)
+    strides = {axis.axis: axis.stride for axis in plan.sliding}
+    if loaded.kind != "image" or set(strides) != set(IMAGE_AXES):
+        return io.ImageMetadata()
+    return loaded.metadata.pooled(stride_x=strides[1], stride_y=strides[0])
 
 
 def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, spec: PoolSpec) -> bool:

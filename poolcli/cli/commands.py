@@ -21,6 +21,7 @@ from .app import (
     EXIT_OK,
     PlainCommand,
     QualityOption,
+    StripOption,
     UsageProblem,
     app,
     choice,
@@ -51,11 +52,13 @@ def pool_command(
         "-f", "--format", help=f"Output format: {'|'.join(written_suffixes())} (default: the extension of -o, "
         "else the input's).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per input on stdout (on stderr when -o - writes the image there).")] = False,
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="Also write the input and its output side by side to this PNG (with several inputs: "
         "a folder, one DIR/{stem}_compare.png each).")] = None,
     quality: QualityOption = JPEG_QUALITY,
+    strip: StripOption = False,
     *,
     settings: "PoolSettings",
     big: "BigData",
@@ -66,7 +69,7 @@ def pool_command(
     from ..app.memory import pool_file
     from ..app.settings import FileResult
 
-    settings = settings.but(quality=quality)
+    settings = settings.but(quality=quality, strip=strip)
     names = written_suffixes()
     suffix = None if output_format is None else names[choice("--format", output_format, names)]
     with contextlib.ExitStack() as stack:
@@ -95,12 +98,13 @@ def pool_command(
                     traceback.print_exc()
                 report_failure(message)
                 if as_json:
-                    _print_json(FileResult(str(source), str(target), status="failed", error=flagged(message)))
+                    _print_json(FileResult(str(source), str(target), status="failed", error=flagged(message)),
+                                to_stderr=streams.to_stdout)
                 continue
             for warning in result.warnings:
                 report_warning(warning)
             if as_json:
-                _print_json(result)
+                _print_json(result, to_stderr=streams.to_stdout)
             elif not streams.to_stdout:
                 say(f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}")
     return EXIT_FAILED if failures else EXIT_OK
@@ -279,10 +283,10 @@ def grad_command(
 
 
 def checked_variant(settings: "PoolSettings", mode: str, window: tuple[int, ...]) -> None:
-    """A usage error unless (mode, window) may pool; checked here once, and kept by `settings` for the
-    figure or page that asks for the same variant (`PoolSettings.variant`)."""
+    from dataclasses import replace
+
     try:
-        settings.variant(mode, window)
+        replace(settings, mode=mode, window=window).check()
     except PoolError as error:
         raise UsageProblem(error.template) from None
 
@@ -350,8 +354,9 @@ def _write_compare(source: Path, target: Path, figure: Path, settings: "PoolSett
     write_side_by_side(source, target, figure, settings, overwrite=overwrite, inputs=inputs)
 
 
-def _print_json(result: "FileResult") -> None:
-    typer.echo(json.dumps(result.to_json()))
+def _print_json(result: "FileResult", *, to_stderr: bool = False) -> None:
+    """One JSON record; on stderr when stdout carries the image (`-o -`), so the image stays whole."""
+    typer.echo(json.dumps(result.to_json()), err=to_stderr)
 
 
 def _shape_text(shape) -> str:

@@ -38,7 +38,7 @@ from ..app.settings import PoolSettings, spec_for
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
 from ..core.spec import PoolSpec, spec_of_plan
-from ..engine import backward_with, pool_with
+from ..engine import backward_with, pool, pool_with
 from ..engine.bands import band, bands, fewest_rows
 from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
@@ -107,7 +107,7 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     """The page's data for `source` pooled with `settings` once per (mode, window); a large input is
     read in bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is."""
     loaded, array = _one_array(source, settings, loaded)
-    variants = [settings.variant(mode, window) for mode in modes for window in windows]
+    variants = [replace(settings, mode=mode, window=window) for mode in modes for window in windows]
     specs = [spec_for(v, loaded, array) for v in variants]
     plans = [spec.plan(array.shape) for spec in specs]
     axes = _shown_axes(source, plans)
@@ -437,9 +437,9 @@ def _divisors(plan: PoolPlan, g: AxisGeometry, first: int, stop: int, ceil_mode:
     band pools and divides as the whole does), so the work is the band's, not the axis's."""
     last = stop == g.out or (stop - 1) * g.stride - g.pad_lo + g.span > g.size  # reads the high padding
     piece = band(g, first, g.out if last else stop, plan.pad_mode)
-    part = PoolSpec(g.window, g.stride, padding=[piece.pads], dilation=g.dilation, ceil_mode=ceil_mode,
-                    count_include_pad=plan.count_include_pad, pad_mode=plan.pad_mode,
-                    checked=True).plan((piece.read.stop - piece.read.start,))  # the plan's options: checked
+    part = plan_pool((piece.read.stop - piece.read.start,), g.window, g.stride, padding=[piece.pads],
+                     dilation=g.dilation, ceil_mode=ceil_mode, count_include_pad=plan.count_include_pad,
+                     pad_mode=plan.pad_mode)
     counts = divisor_counts(with_materialised_padding(part) if plan.pad_mode != "zeros" else part)[0]
     return np.asarray(counts[piece.skip:piece.skip + stop - first]).astype(int).tolist()
 
@@ -514,8 +514,7 @@ def _preview_steps(size: tuple[int, int]) -> tuple[int, int]:
 def _block_means(grid: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
     """The means of `steps` blocks of (planes, rows, columns) `grid` (partial blocks at its ends)."""
     with np.errstate(all="ignore"):
-        return pool_with(PoolSpec(steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False,
-                                  checked=True), grid)
+        return pool(grid, steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False)
 
 
 def _preview(small: np.ndarray, steps: tuple[int, int], shown: tuple[float, float]) -> dict:

@@ -66,6 +66,7 @@ from .formats import (
     sniff_suffix,
 )
 from .images import MAX_JPEG_SCANS
+from .metadata import ImageMetadata
 from .png import MAX_ICC_BYTES
 from .reading import load
 from .writing import save
@@ -74,6 +75,7 @@ __all__ = [
     "atomic_path",
     "CHANNEL_ORDERS",
     "DEFAULT_MAX_PIXELS",
+    "ImageMetadata",
     "JPEG_QUALITY",
     "LAYOUT_AXES",
     "Loaded",

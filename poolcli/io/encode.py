@@ -16,6 +16,7 @@ from ..core import formats
 from ..errors import OutputError, param
 from .chatter import quiet_decoders
 from .formats import NUMERIC_KINDS, PILLOW_PNG
+from .metadata import ImageMetadata, pillow_options, png_chunk, with_jpeg_metadata, with_png_metadata
 
 
 def encode_image(
@@ -27,8 +28,10 @@ def encode_image(
     icc: bytes | None,
     quality: int,
     bgr: bool,
+    metadata: ImageMetadata | None = None,
 ) -> bytes:
-    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix."""
+    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix; with
+    ``metadata`` (EXIF, XMP, resolution) where the format has a place for it (io/metadata.py)."""
     record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, record)
@@ -41,11 +44,18 @@ def encode_image(
         array.dtype in (np.uint8, np.uint16) and "icc" in record.metadata and _icc_matches(icc, array.shape[2])
     ):
         icc = None
-    if fmt == "TIFF" and by_opencv and icc is not None:  # OpenCV's TIFF has no place for a profile
-        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc)
+    metadata = metadata or ImageMetadata()
+    if fmt == "TIFF" and by_opencv and (icc is not None or metadata.dpi is not None):  # OpenCV's TIFF has no place
+        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, metadata.dpi)
     if by_opencv:  # OpenCV encodes BGR(A)
-        return _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
-    return _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc)
+        data = _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
+    else:
+        data = _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc, metadata)
+    if fmt == "JPEG" and metadata:
+        return with_jpeg_metadata(data, metadata)
+    if fmt == "PNG" and metadata:
+        return with_png_metadata(data, metadata)
+    return data
 
 
 def _check_side_limit(path: Path, array: np.ndarray, record: formats.Format) -> None:
@@ -140,7 +150,7 @@ def _fits_int32(array: np.ndarray) -> bool:
     return array.size == 0 or (int(array.min()) >= info.min and int(array.max()) <= info.max)
 
 
-def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
+def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None, metadata: ImageMetadata) -> bytes:
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     if fmt == "GIF" and array.shape[2] > 1:
         image = image.quantize(256, method=Image.Quantize.FASTOCTREE if array.shape[2] == 4 else
@@ -152,13 +162,14 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
         options = {"lossless": True, "exact": True}
     if icc is not None:
         options["icc_profile"] = icc
+    options.update(pillow_options(fmt, metadata))
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
-def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
-    """A TIFF of a gray, RGB(A) array with its ICC profile, written by tifffile."""
+def _tifffile_bytes(array: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> bytes:
+    """A TIFF of a gray, RGB(A) array with its ICC profile and resolution, written by tifffile."""
     import tifffile
 
     buffer = io.BytesIO()
@@ -166,6 +177,7 @@ def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
     tifffile.imwrite(
         buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
         extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
+        resolution=dpi, resolutionunit="INCH" if dpi is not None else None,
     )
     return buffer.getvalue()
 
@@ -219,8 +231,7 @@ def _jpeg_with_icc(data: bytes, icc: bytes) -> bytes:
 
 def _png_with_icc(data: bytes, icc: bytes) -> bytes:
     """``data`` with an iCCP chunk right after IHDR, as Pillow writes it."""
-    body = b"ICC Profile\0\0" + zlib.compress(icc)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    chunk = png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))
     at = 8 + 8 + 13 + 4  # signature, IHDR length and type, IHDR data, CRC
     return data[:at] + chunk + data[at:]
 
