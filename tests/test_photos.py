@@ -170,3 +170,25 @@ def test_batch_keeps_the_metadata(tmp_path):
     done = poolcli("batch", source, "-d", tmp_path / "out", "-m", "avg", "--jobs", "1", "--quiet")
     assert done.returncode == 0, done.stderr
     check_kept(tmp_path / "out" / "photo.jpg", KEEPS[".jpg"])
+
+
+# ------------------------------------------------------------------ GIF transparency
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_rgba_to_gif_keeps_transparent_pixels_transparent(tmp_path, mode):
+    """A red square in a transparent border: the border stays transparent, the square red."""
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 8:24] = (255, 0, 0, 255)
+    rgba[:8, :, :3] = (0, 0, 255)  # colour under alpha 0: never shown, never opaque
+    source = tmp_path / "sprite.png"
+    Image.fromarray(rgba).save(source)
+    out = tmp_path / "sprite.gif"
+    done = poolcli("pool", source, "-o", out, "-m", mode, "-k", "2")
+    assert done.returncode == 0, done.stderr
+    written = np.asarray(Image.open(out).convert("RGBA"))
+    assert written.shape == (16, 16, 4)
+    border = np.ones((16, 16), bool)
+    border[4:12, 4:12] = False
+    assert (written[border, 3] == 0).all(), "transparent pixels came out opaque"
+    assert (written[4:12, 4:12] == (255, 0, 0, 255)).all()

@@ -152,10 +152,11 @@ def _fits_int32(array: np.ndarray) -> bool:
 
 def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None, metadata: ImageMetadata) -> bytes:
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    if fmt == "GIF" and array.shape[2] > 1:
-        image = image.quantize(256, method=Image.Quantize.FASTOCTREE if array.shape[2] == 4 else
-                               Image.Quantize.MEDIANCUT)
     options: dict[str, object] = {}
+    if fmt == "GIF" and array.shape[2] == 4:
+        image, options["transparency"] = _gif_with_transparency(array)
+    elif fmt == "GIF" and array.shape[2] > 1:
+        image = image.quantize(256, method=Image.Quantize.MEDIANCUT)
     if fmt == "PNG":
         options = dict(PILLOW_PNG)
     elif fmt == "WEBP":
@@ -166,6 +167,28 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None, metadata: Imag
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+GIF_OPAQUE = 128
+
+"""GIF holds one transparent palette index, no partial alpha: pixels of an RGBA image with alpha
+below this become transparent, the others opaque (ImageMagick's threshold)."""
+
+
+def _gif_with_transparency(array: np.ndarray) -> tuple[Image.Image, int]:
+    """An RGBA array as a palette image (255 colours of the opaque pixels) whose index 255 is
+    transparent, and that index."""
+    opaque = array[:, :, 3] >= GIF_OPAQUE
+    rgb = np.ascontiguousarray(array[:, :, :3])
+    if opaque.any():  # the hidden pixels take an opaque one's colour: no palette entry spent on them
+        rgb[~opaque] = rgb[opaque][0]
+    paletted = Image.fromarray(rgb).quantize(255, method=Image.Quantize.MEDIANCUT)
+    indices = np.asarray(paletted).copy()
+    indices[~opaque] = 255
+    palette = (paletted.getpalette() or [])[: 3 * 255]
+    image = Image.fromarray(indices, "P")
+    image.putpalette(palette + [0] * (3 * 256 - len(palette)))
+    return image, 255
 
 
 def _tifffile_bytes(array: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> bytes:

@@ -5,7 +5,8 @@ refused:
 
 - uint8 (and bool, stored as 0/255): PNG, TIFF, WebP (lossless; gray is stored as RGB) with
   1-4 channels; JPEG and BMP with 1 or 3; GIF with 1, 3 or 4 (colour is quantised to one
-  adaptive 256-colour palette, lossy like JPEG; gray is exact).
+  adaptive 256-colour palette, lossy like JPEG; gray is exact; with alpha, pixels below half
+  opacity take the palette's transparent index, the others are opaque).
 - uint16: PNG or TIFF with 1, 3 or 4 channels.
 - float: TIFF only (float16 is widened to float32); 1, 3 or 4 channels.
 - other integers: single-channel TIFF (32-bit signed) when every value fits.
