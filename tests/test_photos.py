@@ -192,3 +192,68 @@ def test_rgba_to_gif_keeps_transparent_pixels_transparent(tmp_path, mode):
     border[4:12, 4:12] = False
     assert (written[border, 3] == 0).all(), "transparent pixels came out opaque"
     assert (written[4:12, 4:12] == (255, 0, 0, 255)).all()
+
+
+# ------------------------------------------------------------------ 16 to 8 bits
+
+GRAY16 = SAMPLES / "coffee_gray16.png"
+
+
+def rounded_half_up(values: np.ndarray) -> np.ndarray:
+    return np.floor(values + 0.5)
+
+
+@pytest.mark.parametrize("mode", ["avg", "max", "median"])
+def test_dtype_uint8_scales_16_bit_images(tmp_path, mode):
+    """v * 255 / 65535 of the exact pooled value, rounded half up once: not a clip to 255."""
+    from poolcli import io, pool
+
+    out = tmp_path / "small.png"
+    done = poolcli("pool", GRAY16, "-o", out, "-m", mode, "--dtype", "uint8")
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    written = io.load(out).array
+    source = io.load(GRAY16).array
+    assert source.dtype == np.uint16 and source.max() > 255
+    exact = pool(source, 2, mode=mode, axes=(0, 1)).astype(np.float64)
+    assert written.dtype == np.uint8
+    np.testing.assert_array_equal(written, rounded_half_up(exact * 255 / 65535))
+    assert (written == 255).mean() < 0.05
+
+
+def test_16_bit_colour_to_jpeg_is_a_usable_image(tmp_path):
+    rows, cols = np.mgrid[0:40, 0:60]
+    rgb16 = np.stack([rows * 1600, cols * 1100, 65535 - rows * cols * 27], axis=-1).astype(np.uint16)  # smooth
+    import cv2
+
+    source = tmp_path / "deep.png"
+    cv2.imwrite(str(source), rgb16[:, :, ::-1])
+    done = poolcli("pool", source, "-o", tmp_path / "small.jpg", "-m", "avg", "--dtype", "uint8")
+    assert done.returncode == 0, done.stderr
+    written = np.asarray(Image.open(tmp_path / "small.jpg")).astype(float)
+    expected = rgb16.reshape(20, 2, 30, 2, 3).mean(axis=(1, 3)) / 257
+    assert np.abs(written - expected).mean() < 3  # JPEG's loss only; a clip would be ~127 off
+
+
+def test_the_jpeg_hint_for_16_bits_names_the_scaling(tmp_path):
+    done = poolcli("pool", GRAY16, "-o", tmp_path / "out.jpg")
+    assert done.returncode == 1
+    assert b"--dtype uint8 (scales 16 to 8 bits)" in done.stderr and done.stderr.count(b"\n") == 1
+
+
+def test_the_hint_for_floats_names_only_normalize(tmp_path):
+    source = tmp_path / "float.tif"
+    import tifffile
+
+    tifffile.imwrite(source, np.random.default_rng(0).random((8, 8), dtype=np.float32))
+    done = poolcli("pool", source, "-o", tmp_path / "out.jpg", "-m", "avg")
+    assert done.returncode == 1 and b"--normalize minmax" in done.stderr
+    assert b"--dtype" not in done.stderr  # a float cast to uint8 makes a black picture
+
+
+def test_arrays_keep_the_plain_cast(tmp_path):
+    """The scaling is for images written as images; .npy to .npy keeps dtype='s round-and-clip."""
+    source = tmp_path / "deep.npy"
+    np.save(source, np.array([[100, 300], [70000 % 65536, 65535]], np.uint16))
+    done = poolcli("pool", source, "-o", tmp_path / "out.npy", "--dtype", "uint8", "-k", "1")
+    assert done.returncode == 0, done.stderr
+    assert np.load(tmp_path / "out.npy").tolist() == [[100, 255], [255, 255]]

@@ -13,6 +13,7 @@ import numpy as np
 from .. import io
 from ..backends import to_device, to_numpy
 from ..core import formats
+from ..core.dtypes import sixteen_to_eight_bits
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..engine import pool_with
@@ -81,6 +82,9 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
         try:
             spec = spec_for(settings, loaded, array)
             dtype = output_dtype(settings, loaded.kind, array.dtype, target)
+            narrowed = narrows_to_8_bits(array.dtype, dtype, target)
+            if narrowed:  # pooled exactly, then scaled once
+                dtype = np.dtype(np.float64)
             if _premultiplied(settings, loaded, array, spec):
                 pooled, natural = pool_premultiplied(np.asarray(array), dtype, spec)
                 clipped = _outside(natural, dtype)
@@ -91,6 +95,9 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
         except PoolError as error:
             raise PoolError(f"{where}: {error}") from error
         results[key] = to_numpy(pooled)
+        if narrowed:
+            clipped = _outside(results[key] / 257.0, np.dtype(np.uint8))  # a sum can pass 65535
+            results[key] = sixteen_to_eight_bits(np, results[key])
         if clipped:
             warnings.append(_saturation_warning(where, clipped, results[key]))
     return results, warnings
@@ -108,6 +115,12 @@ def pooled_metadata(settings: PoolSettings, loaded: io.Loaded) -> io.ImageMetada
     if loaded.kind != "image" or set(strides) != set(IMAGE_AXES):
         return io.ImageMetadata()
     return loaded.metadata.pooled(stride_x=strides[1], stride_y=strides[0])
+
+
+def narrows_to_8_bits(source: np.dtype, requested: np.dtype | None, target: Path) -> bool:
+    """Whether 16-bit values go to an 8-bit image (`--dtype uint8`): scaled, v * 255 / 65535
+    rounded half up (docs/semantics.md), not clipped as a plain cast would."""
+    return source == np.uint16 and requested == np.uint8 and formats.is_image_suffix(target.suffix)
 
 
 def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, spec: PoolSpec) -> bool:

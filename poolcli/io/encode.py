@@ -84,7 +84,7 @@ def _encodable(path: Path, array: np.ndarray, record: formats.Format) -> tuple[n
             return array, fmt == "PNG" or channels > 1
         raise OutputError(
             f"{path}: 16-bit {fmt} with {channels} channels is not supported;"
-            f" save as .npy, or pass {param('dtype')} uint8"
+            f" save as .npy, or pass {param('dtype')} uint8 (scales 16 to 8 bits)"
         )
     if dtype.kind == "f" and record.float_channels:
         array = array.astype(np.float32) if dtype.itemsize < 4 else array
@@ -113,19 +113,20 @@ def _opencv_encodes(fmt: str, pixels: int) -> bool:
 
 
 def _cannot_hold(record: formats.Format, dtype: np.dtype, channels: int) -> str:
+    """Why ``record`` cannot hold these values, and only fixes that give a usable image: 8 bits
+    from 16 by scaling (a ``dtype`` of uint8 does that for 16-bit values, docs/semantics.md), from
+    anything else by ``normalize`` (a plain cast would clip most values)."""
     fmt = record.name
+    eight_bits = f"{param('dtype')} uint8 (scales 16 to 8 bits) or " if dtype == np.uint16 else ""
     if dtype.kind == "f":
-        return (
-            f"{fmt} cannot hold {dtype} values; save as .tiff or .npy,"
-            f" or pass {param('normalize')} minmax or {param('dtype')} uint8"
-        )
+        return f"{fmt} cannot hold {dtype} values; save as .tiff or .npy, or pass {param('normalize')} minmax"
     if record.uint16_channels:  # more than 8 bits, but not these
         return (
             f"{fmt} cannot hold {channels}-channel {dtype} values; save as .npy,"
-            f" or pass {param('dtype')} uint8 or {param('normalize')} minmax"
+            f" or pass {eight_bits}{param('normalize')} minmax"
         )
     return (
-        f"{fmt} holds 8-bit values, not {dtype}; pass {param('dtype')} uint8 or {param('normalize')} minmax,"
+        f"{fmt} holds 8-bit values, not {dtype}; pass {eight_bits}{param('normalize')} minmax,"
         " or save as .png, .tiff or .npy"
     )
 
