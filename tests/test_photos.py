@@ -257,3 +257,47 @@ def test_arrays_keep_the_plain_cast(tmp_path):
     done = poolcli("pool", source, "-o", tmp_path / "out.npy", "--dtype", "uint8", "-k", "1")
     assert done.returncode == 0, done.stderr
     assert np.load(tmp_path / "out.npy").tolist() == [[100, 255], [255, 255]]
+
+
+# ------------------------------------------------------------------ (H, W, C) arrays
+
+
+def photo_npy(folder: Path) -> Path:
+    path = folder / "photo.npy"
+    np.save(path, np.random.default_rng(3).integers(0, 256, (64, 48, 3), dtype=np.uint8))
+    return path
+
+
+def test_pooling_colour_as_width_is_warned_about_with_the_fix(tmp_path):
+    source = photo_npy(tmp_path)
+    done = poolcli("pool", source, "-o", tmp_path / "out.npy")
+    assert done.returncode == 0
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("poolcli: warning:") and str(source) in lines[0], lines
+    assert "(64, 48, 3)" in lines[0] and "--layout hwc" in lines[0]
+    fixed = poolcli("pool", source, "-o", tmp_path / "fixed.npy", "--layout", "hwc", "--overwrite")
+    assert fixed.returncode == 0 and fixed.stderr == b"", fixed.stderr
+    assert np.load(tmp_path / "fixed.npy").shape == (32, 24, 3)
+
+
+@pytest.mark.parametrize("shape", [(16, 32, 32), (8, 16, 10, 10), (64, 48)])
+def test_feature_maps_pool_without_a_warning(tmp_path, shape):
+    source = tmp_path / "maps.npy"
+    np.save(source, np.zeros(shape, np.float32))
+    done = poolcli("pool", source, "-o", tmp_path / "out.npy")
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+
+
+def test_info_says_which_layout_it_assumes_and_why(tmp_path):
+    source = photo_npy(tmp_path)
+    record = json.loads(poolcli("info", source, "--json").stdout)["arrays"]["array"]
+    assert (record["layout"], record["layout_reason"]) == ("chw", "guessed from its 3 axes")
+    assert "--layout hwc" in record["layout_warning"]
+    given = json.loads(poolcli("info", source, "--json", "--layout", "hwc").stdout)["arrays"]["array"]
+    assert (given["layout"], given["layout_reason"], given["layout_warning"]) == ("hwc", "given", None)
+    assert given["output_shape"] == [32, 24, 3]
+    text = poolcli("info", source)
+    assert "layout chw (guessed from its 3 axes)" in text.stdout.decode()
+    assert text.stderr.decode().startswith("poolcli: warning:") and b"--layout hwc" in text.stderr
+    image = json.loads(poolcli("info", GRAY, "--json").stdout)["arrays"]["array"]
+    assert image["layout"] == "hwc" and image["layout_warning"] is None

@@ -19,7 +19,16 @@ from ..core.spec import PoolSpec
 from ..engine import pool_with
 from ..engine.alpha import pool_premultiplied, weights_by_alpha
 from ..errors import PoolError, param
-from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for
+from .settings import (
+    IMAGE_AXES,
+    BigData,
+    FileResult,
+    PoolSettings,
+    layout_doubt,
+    output_dtype,
+    settings_summary,
+    spec_for,
+)
 from .streamed import pool_streamed, streams
 
 OnArrays = Callable[[io.Loaded, dict[str, np.ndarray]], None]
@@ -79,6 +88,9 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
     results, warnings = {}, []
     for key, array in loaded.arrays.items():
         where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
+        doubt = layout_doubt(settings, loaded.kind, array.shape)
+        if doubt is not None:
+            warnings.append(f"{where}: {doubt}")
         try:
             spec = spec_for(settings, loaded, array)
             dtype = output_dtype(settings, loaded.kind, array.dtype, target)

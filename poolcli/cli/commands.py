@@ -187,6 +187,9 @@ def info_command(
     from ..app.describe import describe_file
 
     description = describe_file(input, settings, dataset)
+    for array in description["arrays"].values():
+        if array["layout_warning"] is not None:
+            array["layout_warning"] = flagged(array["layout_warning"])
     if as_json:
         typer.echo(json.dumps(description))
         return EXIT_OK
@@ -381,10 +384,13 @@ def _print_description(description: dict) -> None:
             value_range, specials = f"not read (chunks {tuple(array['chunks'])})", ""
         else:
             specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
-        say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
+        layout = f"{array['layout'] or '-'} ({array['layout_reason']})"
+        say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {layout}  "
             f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
                           f"{axis['padding'][0]}, {axis['padding'][1]}", str(axis["output"]), str(axis["dropped"]))
         console().print(table)
+        if array["layout_warning"] is not None:
+            report_warning(f"{description['input']}: {array['layout_warning']}")
