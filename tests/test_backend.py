@@ -334,6 +334,12 @@ def _representative_sources():
                                             omit=True, divisor="real" if mode != "lp" else "none",
                                             finish="weight", p=2.0 if mode == "lp" else 3.0)
             sources.append(cuda_source.forward_source(spec))
+    for override, dtypes in ((-2, cuda._forward_dtypes(np.dtype("uint8"), "avg", np.dtype("uint8"), True)),
+                             (2**40 + 1, ("float32",) * 3 + ("value",))):  # PyTorch's any non-zero int64
+        src, acc, out, finish = dtypes
+        spec = cuda_source.ForwardSpec("avg", src, acc, out, (regular, regular), divisor="override", override=override,
+                                        finish=finish)
+        sources.append(cuda_source.forward_source(spec))
     for route, local in ((True, "none"), (False, "none"), (False, "l2"), (False, "lp")):
         for work, src in (("float32", "float32"), ("float64", "int16")):
             spec = cuda_source.GatherSpec(route, local, src, work, (regular, wide), inner=not route,
