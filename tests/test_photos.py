@@ -301,3 +301,33 @@ def test_info_says_which_layout_it_assumes_and_why(tmp_path):
     assert text.stderr.decode().startswith("poolcli: warning:") and b"--layout hwc" in text.stderr
     image = json.loads(poolcli("info", GRAY, "--json").stdout)["arrays"]["array"]
     assert image["layout"] == "hwc" and image["layout_warning"] is None
+
+
+# ------------------------------------------------------------------ metadata nobody checked
+
+
+def jpeg_with_exif(folder: Path, name: str, exif: bytes) -> Path:
+    buffer = bytes_io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    segment = b"\xff\xe1" + (2 + 6 + len(exif)).to_bytes(2, "big") + b"Exif\0\0" + exif
+    path = folder / f"{name}.jpg"
+    path.write_bytes(data[:20] + segment + data[20:])
+    return path
+
+
+BROKEN_EXIF = {
+    "too_many_entries": b"MM\0*\0\0\0\x08\xff\xff\x01\x12\0\x03\0\0\0\x01\0\x06\0\0",
+    "ifd_past_the_end": b"II*\0\xff\xff\xff\xff",
+    "not_tiff": b"garbage" * 10,
+    "resolution_past_the_end": b"MM\0*\0\0\0\x08\0\x01\x01\x1a\0\x05\0\0\0\x01\xff\xff\xff\xf0\0\0\0\0",
+}
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+@pytest.mark.parametrize("name", list(BROKEN_EXIF))
+def test_broken_exif_is_carried_or_dropped_quietly(tmp_path, name, suffix):
+    """EXIF that Pillow cannot parse never prints a library warning, whatever the output format."""
+    source = jpeg_with_exif(tmp_path, name, BROKEN_EXIF[name])
+    done = poolcli("pool", source, "-o", tmp_path / f"out{suffix}")
+    assert done.returncode == 0 and done.stderr == b"", done.stderr

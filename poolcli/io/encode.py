@@ -166,7 +166,8 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None, metadata: Imag
         options["icc_profile"] = icc
     options.update(pillow_options(fmt, metadata))
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
+    with quiet_decoders():  # Pillow warns of EXIF it cannot parse (the input's, carried over)
+        image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
