@@ -44,7 +44,7 @@ def encode_image(
         array.dtype in (np.uint8, np.uint16) and "icc" in record.metadata and _icc_matches(icc, array.shape[2])
     ):
         icc = None
-    metadata = metadata or ImageMetadata()
+    metadata = (metadata or ImageMetadata()).kept_by(record.metadata)
     if fmt == "TIFF" and by_opencv and (icc is not None or metadata.dpi is not None):  # OpenCV's TIFF has no place
         return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, metadata.dpi)
     if by_opencv:  # OpenCV encodes BGR(A)
@@ -164,7 +164,8 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None, metadata: Imag
         options = {"lossless": True, "exact": True}
     if icc is not None:
         options["icc_profile"] = icc
-    options.update(pillow_options(fmt, metadata))
+    if fmt not in ("PNG", "JPEG"):  # those two get theirs spliced in, whichever library encodes them
+        options.update(pillow_options(metadata))
     buffer = io.BytesIO()
     with quiet_decoders():  # Pillow warns of EXIF it cannot parse (the input's, carried over)
         image.save(buffer, format=fmt, **options)

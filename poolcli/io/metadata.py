@@ -49,6 +49,11 @@ class ImageMetadata:
     def __bool__(self) -> bool:
         return any(value is not None for value in (self.exif, self.xmp, self.dpi))
 
+    def kept_by(self, carried: tuple[str, ...]) -> ImageMetadata:
+        """What a format that carries ``carried`` (its record's ``metadata``) keeps of this."""
+        return ImageMetadata(self.exif if "exif" in carried else None, self.xmp if "xmp" in carried else None,
+                             self.dpi if "resolution" in carried else None)
+
     def pooled(self, stride_x: int, stride_y: int) -> ImageMetadata:
         """The metadata of the image pooled with these strides: fewer pixels per inch, the same size."""
         dpi = None if self.dpi is None else (self.dpi[0] / stride_x, self.dpi[1] / stride_y)
@@ -189,13 +194,13 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def pillow_options(fmt: str, metadata: ImageMetadata) -> dict[str, object]:
-    """The keywords of Pillow's ``save`` that carry ``metadata`` into format ``fmt`` (WebP, TIFF, BMP)."""
+def pillow_options(metadata: ImageMetadata) -> dict[str, object]:
+    """The keywords of Pillow's ``save`` that carry ``metadata`` (already cut to what the format keeps)."""
     options: dict[str, object] = {}
-    if fmt in ("TIFF", "BMP") and metadata.dpi is not None:
+    if metadata.dpi is not None:
         options["dpi"] = metadata.dpi
-    if fmt in ("WEBP", "TIFF") and metadata.exif is not None:  # TIFF: EXIF's tags join the image's own
+    if metadata.exif is not None:
         options["exif"] = _EXIF_HEADER + metadata.exif
-    if fmt == "WEBP" and metadata.xmp is not None:
+    if metadata.xmp is not None:
         options["xmp"] = metadata.xmp
     return options
