@@ -294,6 +294,28 @@ def npy_shape_lie(folder: Path) -> Path:
     return path
 
 
+def npy_shape_overflow(folder: Path) -> Path:
+    """.npy whose header shape (2**32, 2**32, 2**32) float32 overflows int64 (NumPy's memmap warns
+    "overflow encountered in scalar multiply" on it)."""
+    path = folder / "shape_overflow.npy"
+    path.write_bytes(npy_header((2**32,) * 3, "<f4") + bytes(16))
+    return path
+
+
+def npy_negative_shape(folder: Path) -> Path:
+    """.npy whose header declares a negative length, (-1, 4) uint8."""
+    path = folder / "negative_shape.npy"
+    path.write_bytes(npy_header((-1, 4)) + bytes(16))
+    return path
+
+
+def npz_shape_overflow(folder: Path) -> Path:
+    """.npz member whose header shape (2**40, 2**40) float64 overflows int64."""
+    data = npy_header((2**40, 2**40), "<f8") + bytes(16)
+    path = folder / "shape_overflow.npz"
+    return write_zip(path, [("huge.npy", 0, data, zlib.crc32(data), len(data))])
+
+
 def npy_pickle(folder: Path) -> Path:
     """.npy of an object array (a pickle): loading it with allow_pickle would run code."""
     path = folder / "pickled.npy"
@@ -631,7 +653,8 @@ def run(*args, cwd: Path | None = None, timeout: float = WALL_SECONDS, memory: i
 GENERATORS = (
     png_iccp_bomb, png_ztxt_bomb, png_itxt_bomb, png_huge_dimensions, png_idat_bomb, png_truncated,
     zero_byte_png, npz_bomb_deflate, npz_bomb_bzip2, npz_bomb_lzma, npz_bomb_under_cap, npz_shape_lie,
-    npz_shape_lie_deflated, npy_shape_lie, npy_pickle, npy_big_endian, npy_extremes, tiff_many_pages,
+    npz_shape_lie_deflated, npy_shape_lie, npy_shape_overflow, npy_negative_shape, npz_shape_overflow,
+    npy_pickle, npy_big_endian, npy_extremes, tiff_many_pages,
     tiff_ifd_loop, tiff_ifd_loop_float64, jpeg_many_scans, jpeg_cut_with_eoi, jpeg_garbage_middle,
     gif_huge_screen, gif_many_frames, webp_huge_canvas,
 )

@@ -204,6 +204,19 @@ TARGETED = [
                                                         nan_policy="omit")),
     Case("pool", np.array([NAN, NAN, 2, 4]), dict(window=2, mode="avg", nan_policy="omit")),
     Case("pool", np.array([NAN, 1, 2, 4]), dict(window=2, mode="avg", nan_policy="omit", divisor_override=3)),
+    # PyTorch's divisor_override may be negative: the mean's sign flips, integers still round half up
+    Case("pool", np.arange(1.0, 10).reshape(3, 3),
+         dict(window=3, stride=2, padding=1, mode="avg", divisor_override=-2)),
+    Case("pool", np.array([1, 2, 3, 4, 5, 255, 7, 250], np.uint8), dict(window=2, mode="avg", divisor_override=-2,
+                                                                        dtype="int16")),
+    Case("pool", np.array([1, 2, 3, 4, 5, 255, 7, 250], np.uint8), dict(window=2, mode="avg", divisor_override=-2,
+                                                                        dtype="uint8")),
+    Case("pool", np.array([-3, 2, -5, 4, 7, 1, 0, -8, 3], np.int8), dict(window=3, mode="avg", divisor_override=-4,
+                                                                         dtype="int8")),
+    Case("backward", np.arange(8.0), dict(window=3, stride=2, padding=1, mode="avg", divisor_override=-3), np.ones(4)),
+    Case("pool", np.arange(8.0) * 2.0**70, dict(window=2, mode="avg", divisor_override=2**62 + 1)),  # past a C int
+    Case("pool", np.array([2**40, 3, -5, 2**41], np.int64), dict(window=2, mode="avg", divisor_override=-(2**33),
+                                                                 dtype="int64")),
     Case("pool", np.array([NAN, 1, 2, 4]), dict(window=2, mode="l2", nan_policy="omit")),
     Case("pool", np.array([NAN, NAN, 2, 4]), dict(window=2, mode="sum", nan_policy="omit")),
     Case("backward", np.array([NAN, 1, 2, 4]), dict(window=2, mode="l2", nan_policy="omit"), np.ones(2)),
@@ -321,6 +334,12 @@ def _representative_sources():
                                             omit=True, divisor="real" if mode != "lp" else "none",
                                             finish="weight", p=2.0 if mode == "lp" else 3.0)
             sources.append(cuda_source.forward_source(spec))
+    for override, dtypes in ((-2, cuda._forward_dtypes(np.dtype("uint8"), "avg", np.dtype("uint8"), True)),
+                             (2**40 + 1, ("float32",) * 3 + ("value",))):  # PyTorch's any non-zero int64
+        src, acc, out, finish = dtypes
+        spec = cuda_source.ForwardSpec("avg", src, acc, out, (regular, regular), divisor="override", override=override,
+                                        finish=finish)
+        sources.append(cuda_source.forward_source(spec))
     for route, local in ((True, "none"), (False, "none"), (False, "l2"), (False, "lp")):
         for work, src in (("float32", "float32"), ("float64", "int16")):
             spec = cuda_source.GatherSpec(route, local, src, work, (regular, wide), inner=not route,

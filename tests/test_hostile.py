@@ -59,6 +59,9 @@ CORPUS = {
     "npz_shape_lie": (hostile.npz_shape_lie, BAD),
     "npz_shape_lie_deflated": (hostile.npz_shape_lie_deflated, BAD),
     "npy_shape_lie": (hostile.npy_shape_lie, BAD),
+    "npy_shape_overflow": (hostile.npy_shape_overflow, BAD),
+    "npy_negative_shape": (hostile.npy_negative_shape, BAD),
+    "npz_shape_overflow": (hostile.npz_shape_overflow, BAD),
     "npy_pickle": (hostile.npy_pickle, BAD),
     "npy_big_endian": (hostile.npy_big_endian, OK),
     "npy_extremes": (hostile.npy_extremes, OK),
@@ -603,3 +606,17 @@ def test_corpus_generators_are_small(corpus):
     for name, (path, _) in corpus.items():
         limit = 20 * MiB if name == "tiff_many_pages" else 3 * MiB
         assert path.stat().st_size < limit, (name, path.stat().st_size)
+
+
+@pytest.mark.parametrize("command", [("pool", "-o", "out.zarr"), ("pool", "-o", "out.npy"), ("pyramid", "-o", "p.zarr"),
+                                     ("info",)])
+@pytest.mark.parametrize("generate", [hostile.npy_shape_overflow, hostile.npy_negative_shape])
+def test_impossible_npy_shapes_are_one_line_on_every_path(tmp_path, command, generate):
+    """A header no array can have is refused by the one header check, before NumPy (whose memmap
+    warns of the overflow) or the streaming reader meets it: one line, nothing written."""
+    path = generate(tmp_path)
+    name, *rest = command
+    result = run(name, path, *(str(tmp_path / part) if "." in part else part for part in rest))
+    assert result.code == 1, result
+    assert_one_error_line(result, str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import io, stream
 from ..core.values import finite_range, special_counts
-from .settings import PoolSettings, settings_summary, spec_for, spec_for_kind
+from .settings import PoolSettings, assumed_layout, layout_doubt, settings_summary, spec_for, spec_for_kind
 
 
 def describe_file(source: Path, settings: PoolSettings, dataset: str | None = None) -> dict:
@@ -37,7 +37,9 @@ def describe_file(source: Path, settings: PoolSettings, dataset: str | None = No
 def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -> dict:
     with stream.open_source(source, dataset) as data:
         plan = spec_for_kind(settings, data.kind, len(data.shape)).plan(data.shape)
-        array = dict(shape=list(data.shape), dtype=str(data.dtype), layout=io.guess_layout(len(data.shape)),
+        layout, reason = assumed_layout(settings, data.kind, len(data.shape))
+        array = dict(shape=list(data.shape), dtype=str(data.dtype), layout=layout, layout_reason=reason,
+                     layout_warning=layout_doubt(settings, data.kind, tuple(data.shape)),
                      chunks=list(data.chunks), min=None, max=None, nan=None, posinf=None, neginf=None,
                      output_shape=list(plan.out_shape), axes=_axes_rows(plan))
         return dict(input=str(source), format=data.format, kind=data.kind, source_mode=None, frames=1, page=0,
@@ -47,10 +49,13 @@ def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -
 def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
     plan = spec_for(settings, loaded, array).plan(array.shape)
     finite = finite_range(array) or (None, None)
+    layout, reason = assumed_layout(settings, loaded.kind, array.ndim)
     return dict(
         shape=list(array.shape),
         dtype=str(array.dtype),
-        layout=loaded.layout if loaded.kind != "npz" else io.guess_layout(array.ndim),
+        layout=layout,
+        layout_reason=reason,
+        layout_warning=layout_doubt(settings, loaded.kind, array.shape),
         min=finite[0],
         max=finite[1],
         **special_counts(array),

@@ -13,12 +13,22 @@ import numpy as np
 from .. import io
 from ..backends import to_device, to_numpy
 from ..core import formats
+from ..core.dtypes import sixteen_to_eight_bits
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..engine import pool_with
 from ..engine.alpha import pool_premultiplied, weights_by_alpha
 from ..errors import PoolError, param
-from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for
+from .settings import (
+    IMAGE_AXES,
+    BigData,
+    FileResult,
+    PoolSettings,
+    layout_doubt,
+    output_dtype,
+    settings_summary,
+    spec_for,
+)
 from .streamed import pool_streamed, streams
 
 OnArrays = Callable[[io.Loaded, dict[str, np.ndarray]], None]
@@ -50,9 +60,10 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
             io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
                     channel_order=loaded.channel_order, durable=durable)
         else:
-            io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
-                    normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order,
-                    durable=durable)
+            io.save(target, next(iter(results.values())), like=None if settings.strip else loaded,
+                    metadata=None if settings.strip else pooled_metadata(settings, loaded),
+                    overwrite=overwrite, inputs=inputs, normalize=settings.normalize, quality=settings.quality,
+                    channel_order=loaded.channel_order, durable=durable)
         if on_arrays is not None:
             on_arrays(loaded, results)
     except MemoryError:
@@ -77,9 +88,15 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
     results, warnings = {}, []
     for key, array in loaded.arrays.items():
         where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
+        doubt = layout_doubt(settings, loaded.kind, array.shape)
+        if doubt is not None:
+            warnings.append(f"{where}: {doubt}")
         try:
             spec = spec_for(settings, loaded, array)
             dtype = output_dtype(settings, loaded.kind, array.dtype, target)
+            narrowed = narrows_to_8_bits(array.dtype, dtype, target)
+            if narrowed:  # pooled exactly, then scaled once
+                dtype = np.dtype(np.float64)
             if _premultiplied(settings, loaded, array, spec):
                 pooled, natural = pool_premultiplied(np.asarray(array), dtype, spec)
                 clipped = _outside(natural, dtype)
@@ -90,9 +107,32 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
         except PoolError as error:
             raise PoolError(f"{where}: {error}") from error
         results[key] = to_numpy(pooled)
+        if narrowed:
+            clipped = _outside(results[key] / 257.0, np.dtype(np.uint8))  # a sum can pass 65535
+            results[key] = sixteen_to_eight_bits(np, results[key])
         if clipped:
             warnings.append(_saturation_warning(where, clipped, results[key]))
     return results, warnings
+
+
+def pooled_metadata(settings: PoolSettings, loaded: io.Loaded) -> io.ImageMetadata | None:
+    """The input's EXIF, XMP and resolution as the output keeps them: the resolution divided by the
+    strides of H and W, so the physical size stays (io/metadata.py); None without metadata, none
+    kept when H and W are not the axes pooled."""
+    if loaded.metadata is None:
+        return None
+    array = loaded.array
+    plan = spec_for(settings, loaded, array).plan(array.shape)
+    strides = {axis.axis: axis.stride for axis in plan.sliding}
+    if loaded.kind != "image" or set(strides) != set(IMAGE_AXES):
+        return io.ImageMetadata()
+    return loaded.metadata.pooled(stride_x=strides[1], stride_y=strides[0])
+
+
+def narrows_to_8_bits(source: np.dtype, requested: np.dtype | None, target: Path) -> bool:
+    """Whether 16-bit values go to an 8-bit image (`--dtype uint8`): scaled, v * 255 / 65535
+    rounded half up (docs/semantics.md), not clipped as a plain cast would."""
+    return source == np.uint16 and requested == np.uint8 and formats.is_image_suffix(target.suffix)
 
 
 def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, spec: PoolSpec) -> bool:

@@ -45,6 +45,7 @@ class PoolSettings:
     max_pixels: int | None = io.DEFAULT_MAX_PIXELS
     max_bytes: int | None = None  # what compressed inputs may inflate to; None: io.decoded_limit
     quality: int = io.JPEG_QUALITY  # of JPEG outputs
+    strip: bool = False  # image outputs drop the input's EXIF, XMP, ICC profile and resolution
 
     page: int = 0  # of a multi-page TIFF or an animation
     alpha: str = "premultiplied"  # how avg, sum, l2 and lp weigh colour in images with alpha
@@ -192,6 +193,43 @@ def spec_for_kind(settings: PoolSettings, kind: str, ndim: int) -> PoolSpec:
     else:
         count = min(2, ndim)
     return settings.pool_spec(count, ndim, axes)
+
+
+def assumed_layout(settings: PoolSettings, kind: str, ndim: int) -> tuple[str, str]:
+    """The layout pooling takes an array to have, and why (what `info` reports).
+
+    >>> assumed_layout(PoolSettings(), "npy", 3)
+    ('chw', 'guessed from its 3 axes')
+    """
+    if settings.layout is not None:
+        return settings.layout.lower(), "given"
+    if settings.axes is not None:
+        return "", f"axes {','.join(str(a) for a in settings.axes)} given"
+    if kind == "image":
+        return "hwc", "an image: height, width, channels"
+    return io.guess_layout(ndim), f"guessed from its {ndim} axes"
+
+
+MOST_CHANNELS = 4  # a last axis this short, pooled beside a longer one left alone, looks like colour
+
+
+def layout_doubt(settings: PoolSettings, kind: str, shape: tuple[int, ...]) -> str | None:
+    """A warning where the guessed layout pools what looks like colour: a last axis of 1-4 pooled
+    while a longer axis is not, as in an (H, W, 3) photo saved as .npy, guessed C, H, W; None
+    where the layout was given or nothing looks wrong."""
+    layout, _ = assumed_layout(settings, kind, len(shape))
+    if kind == "image" or settings.layout is not None or settings.axes is not None or "c" not in layout:
+        return None
+    spec = spec_for_kind(settings, kind, len(shape))
+    pooled = resolve_axes(len(shape), spec.window, spec.axes)
+    last = len(shape) - 1
+    left = [shape[axis] for axis in range(len(shape)) if axis not in pooled]
+    if last not in pooled or shape[last] > MOST_CHANNELS or not any(size > shape[last] for size in left):
+        return None
+    channels_last = layout.replace("c", "") + "c"
+    return (f"shape {tuple(shape)} looks like {', '.join(io.LAYOUT_AXES[c] for c in channels_last)}, but its"
+            f" layout is guessed as {layout}, so its last axis ({shape[last]}) is pooled as if spatial; pass"
+            f" {param('layout')} {channels_last} to pool the spatial axes, or {param('layout')} {layout} to keep this")
 
 
 def output_dtype(settings: PoolSettings, kind: str, dtype: np.dtype, target: Path) -> np.dtype | None:

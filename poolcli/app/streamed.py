@@ -13,7 +13,16 @@ from .. import io, stream
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..errors import InputError, PoolError, param
-from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for_kind
+from .settings import (
+    IMAGE_AXES,
+    BigData,
+    FileResult,
+    PoolSettings,
+    layout_doubt,
+    output_dtype,
+    settings_summary,
+    spec_for_kind,
+)
 
 
 def streams(source: Path, target: Path, big: BigData) -> bool:
@@ -72,7 +81,13 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
                                               overwrite=overwrite, progress=big.progress)
         return FileResult(input=str(source), output=str(target), input_shape=list(data.shape),
                           output_shape=list(shape), dtype=str(data.dtype), output_dtype=str(dtype_out),
-                          seconds=round(time.perf_counter() - started, 6), parameters=settings_summary(settings))
+                          seconds=round(time.perf_counter() - started, 6), parameters=settings_summary(settings),
+                          warnings=_doubts(source, settings, data.kind, tuple(data.shape)))
+
+
+def _doubts(source: Path, settings: PoolSettings, kind: str, shape: tuple[int, ...]) -> list[str]:
+    doubt = layout_doubt(settings, kind, shape)
+    return [] if doubt is None else [f"{source}: {doubt}"]
 
 
 def _on_cluster(source: Path, target: Path, spec: PoolSpec, dtype: np.dtype | None, big: BigData,

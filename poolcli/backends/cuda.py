@@ -189,8 +189,10 @@ def _original_indices(cp, indices, padded_plan: PoolPlan, plan: PoolPlan):
     return result
 
 
-def _forward_dtypes(dtype: np.dtype, mode: str, requested: np.dtype | None) -> tuple[str, str, str, str]:
-    """(src, acc, out, finish): what the kernel reads, accumulates in and writes."""
+def _forward_dtypes(dtype: np.dtype, mode: str, requested: np.dtype | None,
+                    negative_divisor: bool = False) -> tuple[str, str, str, str]:
+    """(src, acc, out, finish): what the kernel reads, accumulates in and writes (a mean rounded to
+    integers with a negative divisor_override is negative: signed, whatever the input)."""
     src = "float32" if dtype == np.float16 else dtype.name
     record = MODES[mode]
     if record.reducer == "extreme" or src in FLOATS:
@@ -200,7 +202,8 @@ def _forward_dtypes(dtype: np.dtype, mode: str, requested: np.dtype | None) -> t
         return src, integer, integer, "value"
     if record.power is None:  # avg: exactly rounded where an integer is asked for
         if requested is not None and requested.kind in "iu":
-            return src, integer, integer, "round"
+            rounded = "int64" if negative_divisor else integer
+            return src, rounded, rounded, "round"
         return src, integer, "float64", "value"
     return src, "float64", "float64", "value"
 
@@ -260,7 +263,7 @@ def forward(x, plan: PoolPlan, dtype: np.dtype | None, return_indices: bool, sum
         return None  # 64-bit accumulators would overflow: the engine's exact wide path
     indices = return_indices and MODES[plan.mode].indices
     y, yi = _run_forward(cp, source, padded_plan, indices=indices,
-                         dtypes=_forward_dtypes(x.dtype, plan.mode, dtype))
+                         dtypes=_forward_dtypes(x.dtype, plan.mode, dtype, (plan.divisor_override or 0) < 0))
     y = finalize(cp, y, natural, dtype)
     if not indices:
         return y

@@ -437,8 +437,8 @@ class _ForwardKernel:
             c(f"const {OUT} num = 2 * ({OUT})acc{i} + ({OUT})dc;")
             c(f"const {OUT} den = 2 * ({OUT})dc;")
             c(f"{OUT} val = num / den;")
-            if spec.out != "uint64":
-                c("if (num % den != 0 && num < 0) val -= 1;")
+            if spec.out != "uint64":  # C truncates: floor where num / den < 0 (den < 0 too: a negative override)
+                c("if (num % den != 0 && (num < 0) != (den < 0)) val -= 1;")
             c("y[k] = val;")
         elif spec.finish == "weight":
             self.write_weight(self.sum_value(i))
@@ -451,7 +451,7 @@ class _ForwardKernel:
         """dc: the override, the taps inside the padded input, or the real taps; less NaN cells."""
         c, spec, last = self.c, self.spec, self.last
         if spec.divisor == "override":
-            c(f"int dc = {spec.override};")
+            c(f"long long dc = {spec.override}LL;")  # any non-zero int64, as PyTorch takes
         elif spec.divisor == "padded":
             terms = [self.padded_count(a) for a in range(last)]
             terms.append(self.padded_count(last, f" + {i} * {spec.axes[last].stride}"))

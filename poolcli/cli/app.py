@@ -182,6 +182,8 @@ AlphaOption = Annotated[str, typer.Option(
     "--alpha", help=f"Images with alpha: premultiplied ({'/'.join(names(mixes=True))} weigh colour by alpha)"
     " or straight.")]
 PageOption = Annotated[int, typer.Option("--page", help="Multi-page TIFF or animation: the page to read, from 0.")]
+StripOption = Annotated[bool, typer.Option(
+    "--strip", help="Image outputs drop the input's EXIF, XMP, ICC profile and resolution (kept by default).")]
 QualityOption = Annotated[int, typer.Option(
     "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
 

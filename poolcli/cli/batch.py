@@ -21,6 +21,7 @@ from .app import (
     EXIT_OK,
     PlainCommand,
     QualityOption,
+    StripOption,
     UsageProblem,
     app,
     with_pool_options,
@@ -62,6 +63,7 @@ def batch_command(
     output_format: Annotated[str, typer.Option(
         "-f", "--format", help=f"Output format: same|{'|'.join(written_suffixes())} (same: the input's).")] = "same",
     quality: QualityOption = JPEG_QUALITY,
+    strip: StripOption = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress and no summary: only failures, one line each on stderr.")] = False,
     scheduler: SchedulerOption = None,
@@ -78,7 +80,7 @@ def batch_command(
     """Pool every file under SRC into OUT, in parallel; one bad file never stops the batch."""
     from ..batch import Batch, BatchOptions
 
-    settings = settings.but(quality=quality)
+    settings = settings.but(quality=quality, strip=strip)
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
                            overwrite=overwrite, compare_dir=compare_dir, scheduler=checked_scheduler(scheduler),

@@ -21,6 +21,7 @@ from .app import (
     EXIT_OK,
     PlainCommand,
     QualityOption,
+    StripOption,
     UsageProblem,
     app,
     choice,
@@ -51,11 +52,13 @@ def pool_command(
         "-f", "--format", help=f"Output format: {'|'.join(written_suffixes())} (default: the extension of -o, "
         "else the input's).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per input on stdout (on stderr when -o - writes the image there).")] = False,
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="Also write the input and its output side by side to this PNG (with several inputs: "
         "a folder, one DIR/{stem}_compare.png each).")] = None,
     quality: QualityOption = JPEG_QUALITY,
+    strip: StripOption = False,
     *,
     settings: "PoolSettings",
     big: "BigData",
@@ -66,7 +69,7 @@ def pool_command(
     from ..app.memory import pool_file
     from ..app.settings import FileResult
 
-    settings = settings.but(quality=quality)
+    settings = settings.but(quality=quality, strip=strip)
     names = written_suffixes()
     suffix = None if output_format is None else names[choice("--format", output_format, names)]
     with contextlib.ExitStack() as stack:
@@ -95,12 +98,13 @@ def pool_command(
                     traceback.print_exc()
                 report_failure(message)
                 if as_json:
-                    _print_json(FileResult(str(source), str(target), status="failed", error=flagged(message)))
+                    _print_json(FileResult(str(source), str(target), status="failed", error=flagged(message)),
+                                to_stderr=streams.to_stdout)
                 continue
             for warning in result.warnings:
                 report_warning(warning)
             if as_json:
-                _print_json(result)
+                _print_json(result, to_stderr=streams.to_stdout)
             elif not streams.to_stdout:
                 say(f"{source} -> {target}  {_shape_text(result.input_shape)} -> {_shape_text(result.output_shape)}")
     return EXIT_FAILED if failures else EXIT_OK
@@ -183,6 +187,9 @@ def info_command(
     from ..app.describe import describe_file
 
     description = describe_file(input, settings, dataset)
+    for array in description["arrays"].values():
+        if array["layout_warning"] is not None:
+            array["layout_warning"] = flagged(array["layout_warning"])
     if as_json:
         typer.echo(json.dumps(description))
         return EXIT_OK
@@ -357,8 +364,9 @@ def _write_compare(source: Path, target: Path, figure: Path, settings: "PoolSett
     write_side_by_side(source, target, figure, settings, overwrite=overwrite, inputs=inputs)
 
 
-def _print_json(result: "FileResult") -> None:
-    typer.echo(json.dumps(result.to_json()))
+def _print_json(result: "FileResult", *, to_stderr: bool = False) -> None:
+    """One JSON record; on stderr when stdout carries the image (`-o -`), so the image stays whole."""
+    typer.echo(json.dumps(result.to_json()), err=to_stderr)
 
 
 def _shape_text(shape) -> str:
@@ -383,10 +391,13 @@ def _print_description(description: dict) -> None:
             value_range, specials = f"not read (chunks {tuple(array['chunks'])})", ""
         else:
             specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
-        say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
+        layout = f"{array['layout'] or '-'} ({array['layout_reason']})"
+        say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {layout}  "
             f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
                           f"{axis['padding'][0]}, {axis['padding'][1]}", str(axis["output"]), str(axis["dropped"]))
         console().print(table)
+        if array["layout_warning"] is not None:
+            report_warning(f"{description['input']}: {array['layout_warning']}")

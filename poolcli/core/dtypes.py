@@ -84,3 +84,14 @@ def _int_to_int(xp, y, target: np.dtype):
 
 
 # ================================================================== backward
+
+
+def sixteen_to_eight_bits(xp, y):
+    """16-bit values (any real dtype, 0..65535) on the 8-bit scale: v * 255 / 65535 = v / 257,
+    rounded half up once and clipped to 0..255 (NaN becomes 0), as ImageMagick scales 16 to 8
+    bits; a plain cast would clip every value above 255.
+
+    >>> sixteen_to_eight_bits(np, np.array([0, 128, 129, 32896.0, 65535])).tolist()
+    [0, 0, 1, 128, 255]
+    """
+    return finalize(xp, xp.asarray(y, dtype=np.float64) / 257.0, np.dtype(np.float64), np.dtype(np.uint8))

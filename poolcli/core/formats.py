@@ -61,7 +61,8 @@ class Format:
     float_channels: tuple[int, ...] = ()  # for float images, stored as float32 (none: refused)
     int32_channels: tuple[int, ...] = ()  # for other integers that fit int32
     max_side: int | None = None  # the widest and tallest image it holds; None: no limit of its own
-    metadata: tuple[str, ...] = ()  # what it carries beyond pixels: "icc", "orientation", "pages", "keys"
+    metadata: tuple[str, ...] = ()  # what it carries beyond pixels: "icc", "exif", "xmp", "resolution",
+    # "orientation", "pages", "keys" (an output keeps the input's icc, exif, xmp and resolution where it has them)
     decoders: tuple[str, ...] = ()  # the Pillow plugins allowed to open it
 
     def __post_init__(self) -> None:
@@ -127,21 +128,22 @@ def unregister(name: str) -> None:
 for _record in (
     Format("PNG", "image", (".png",), ".png", _IMAGES, _ENCODE, _COMPLETE + "png_complete",
            begins(b"\x89PNG\r\n\x1a\n"), (1, 2, 3, 4), _COMMON_CHANNELS, max_side=2**31 - 1,
-           metadata=("icc",), decoders=("PNG",)),
+           metadata=("icc", "exif", "xmp", "resolution"), decoders=("PNG",)),
     Format("JPEG", "image", (".jpg", ".jpeg"), ".jpg", _IMAGES, _ENCODE, _COMPLETE + "jpeg_complete",
            begins(b"\xff\xd8\xff"), (1, 3), max_side=65500,  # libjpeg's limit
-           metadata=("icc", "orientation"), decoders=("JPEG",)),  # JPEG also opens MPO, multi-picture JPEG
+           metadata=("icc", "exif", "xmp", "resolution", "orientation"),
+           decoders=("JPEG",)),  # JPEG also opens MPO, multi-picture JPEG
     Format("TIFF", "image", (".tif", ".tiff"), ".tiff", _IMAGES, _ENCODE, _COMPLETE + "tiff_complete",
            _TIFF_SIGNATURES, (1, 2, 3, 4), _COMMON_CHANNELS, _COMMON_CHANNELS, (1,),
-           metadata=("icc", "orientation", "pages"), decoders=("TIFF",)),
+           metadata=("icc", "exif", "resolution", "orientation", "pages"), decoders=("TIFF",)),
     Format("BMP", "image", (".bmp",), ".bmp", _IMAGES, _ENCODE, _COMPLETE + "bmp_complete",
-           begins(b"BM"), (1, 3), max_side=2**31 - 1, decoders=("BMP", "DIB")),
+           begins(b"BM"), (1, 3), max_side=2**31 - 1, metadata=("resolution",), decoders=("BMP", "DIB")),
     Format("GIF", "image", (".gif",), ".gif", _IMAGES, _ENCODE, _COMPLETE + "gif_complete",
            begins(b"GIF8"), (1, 3, 4),  # colour is quantised to a 256-colour palette: lossy, as GIF is
            max_side=65535, metadata=("pages",), decoders=("GIF",)),
     Format("WEBP", "image", (".webp",), ".webp", _IMAGES, _ENCODE, _COMPLETE + "webp_complete",
            (((0, b"RIFF"), (8, b"WEBP")),), (1, 2, 3, 4), max_side=16383,  # 14 bits a side
-           metadata=("icc", "pages"), decoders=("WEBP",)),
+           metadata=("icc", "exif", "xmp", "pages"), decoders=("WEBP",)),
     Format("NPY", "array", (".npy",), ".npy", "poolcli.io.arrays:read_npy", "poolcli.io.writing:npy_writer",
            _COMPLETE + "npy_complete", begins(b"\x93NUMPY")),
     Format("NPZ", "array", (".npz",), ".npz", "poolcli.io.arrays:read_npz", "poolcli.io.writing:npz_writer",

@@ -66,6 +66,23 @@ def check_int(name: str, value: object, minimum: int, maximum: int = INT64_MAX) 
     return value
 
 
+def check_divisor(divisor_override: object, mode: str) -> int:
+    """PyTorch's rule: any non-zero integer divides (a negative one flips the sign of the mean);
+    0 is refused, and so is a negative one where a root follows (l2: the root of a negative mean).
+
+    >>> check_divisor(-2, "avg")
+    -2
+    """
+    value = check_int("divisor_override", divisor_override, -INT64_MAX)
+    if value == 0:
+        raise PoolError(f"{param('divisor_override')} 0 cannot divide; use a non-zero integer (as PyTorch), "
+                        "or None to divide by the window's cell count")
+    if value < 0 and MODES[mode].power is not None:
+        raise PoolError(f"{param('divisor_override')} {value} makes {mode!r}'s mean of squares negative and its root"
+                        f" NaN; use {param('divisor_override')} >= 1 with mode {mode!r}")
+    return value
+
+
 def check_p(p: object) -> float:
     """A finite p > 0 as a float (an int too large for a float is refused, not an OverflowError)."""
     try:
@@ -117,7 +134,7 @@ def check_options(
             raise PoolError(
                 f"{param('divisor_override')} applies to mode {quoted(names(divisor=True))}, not {mode!r}; drop it"
             )
-        divisor_override = check_int("divisor_override", divisor_override, 1)
+        divisor_override = check_divisor(divisor_override, mode)
     if return_indices and not MODES[mode].indices:
         raise PoolError(
             f"return_indices=True needs mode {quoted(names(indices=True))}, not {mode!r}; "

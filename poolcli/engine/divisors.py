@@ -18,8 +18,9 @@ def divisor_counts(plan: PoolPlan) -> list[np.ndarray]:
 
 
 def largest_divisor(plan: PoolPlan) -> int:
+    """The largest |divisor| of any window (a negative override counts by its size)."""
     if plan.divisor_override is not None:
-        return plan.divisor_override
+        return abs(plan.divisor_override)
     return math.prod(int(count.max(initial=1)) for count in divisor_counts(plan))
 
 
@@ -30,6 +31,13 @@ def window_divisor(xp, plan: PoolPlan, work, nan_counts=None):
     if nan_counts is None:
         return divisor
     return xp.maximum(divisor - nan_counts, 1)  # 0 only in all-NaN windows, which become NaN
+
+
+def flips_sign(plan: PoolPlan) -> bool:
+    """Whether a negative divisor_override (PyTorch allows any non-zero one) flips the mean's sign:
+    exact integer paths then divide the negated sum by |divisor|, as floor(S / d + 1/2) =
+    floor(-S / |d| + 1/2)."""
+    return plan.divisor_override is not None and plan.divisor_override < 0
 
 
 def broadcast_counts(xp, plan: PoolPlan, per_axis, dtype):

@@ -13,7 +13,15 @@ from ..core.geometry import (
     PoolPlan,
 )
 from ..core.modes import MODES
-from .divisors import broadcast_counts, divisor_counts, largest_divisor, window_divisor, window_taps, work_dtype
+from .divisors import (
+    broadcast_counts,
+    divisor_counts,
+    flips_sign,
+    largest_divisor,
+    window_divisor,
+    window_taps,
+    work_dtype,
+)
 from .extreme import omit_nans
 from .gather import gather_windows, row_major_blocks
 from .layout import pooled_last, restore_pooled_axes
@@ -142,14 +150,17 @@ def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int):
     """
     per_axis = None if plan.divisor_override is not None else divisor_counts(plan)
     need = 2 * bound + largest_divisor(plan)
-    unsigned = [total.dtype] if total.dtype.kind == "u" else []
+    flip = flips_sign(plan)  # a negative override: -total over |divisor|, in a signed type
+    unsigned = [total.dtype] if total.dtype.kind == "u" and not flip else []
     room = next(np.dtype(t) for t in unsigned + [np.int16, np.int32, np.int64, np.uint64]
                 if np.iinfo(t).max >= need)
     if per_axis is None:
-        divisor = room.type(plan.divisor_override)
+        divisor = room.type(largest_divisor(plan))
     else:
         divisor = broadcast_counts(xp, plan, per_axis, room)
     total = total.astype(room, copy=False)
+    if flip:
+        total = xp.negative(total, out=total)
     doubled = xp.add(total, total, out=total)
     doubled += divisor
     return xp.floor_divide(doubled, 2 * divisor, out=doubled)
@@ -227,7 +238,8 @@ def _exact_bound(xp, a, plan: PoolPlan, rounded: bool) -> int | None:
     else the data's own largest |value| (one pass), so int64 arrays of ordinary values
     keep the fast path.
     """
-    limit = int(np.iinfo(np.uint64 if a.dtype.kind in "ub" else np.int64).max)
+    signed = a.dtype.kind not in "ub" or (rounded and flips_sign(plan))  # a flipped rounded mean negates sums
+    limit = int(np.iinfo(np.int64 if signed else np.uint64).max)
     margin = largest_divisor(plan) if rounded else 0
     bound = _sum_bound(a.dtype, plan)
     if (2 * bound + margin if rounded else bound) <= limit:

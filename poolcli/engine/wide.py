@@ -9,7 +9,7 @@ from ..core.geometry import (
 )
 from ..core.modes import MODES
 from ..errors import PoolError
-from .divisors import broadcast_counts, divisor_counts, window_divisor, window_taps
+from .divisors import broadcast_counts, divisor_counts, flips_sign, largest_divisor, window_divisor, window_taps
 from .taps import reduce_windows
 
 LIMB_BITS = 32
@@ -42,8 +42,10 @@ def wide_sums(xp, a, plan: PoolPlan, target: np.dtype):
     if target.kind == "f":
         mean = limbs_to_float(xp, high, low) / window_divisor(xp, plan, np.dtype(np.float64))
         return mean.astype(target, copy=False)
+    if flips_sign(plan):  # floor(S / d + 1/2) = floor(-S / |d| + 1/2)
+        high, low = carry(xp, -high, -low)
     if plan.divisor_override is not None:
-        divisor = plan.divisor_override
+        divisor = largest_divisor(plan)
     else:
         divisor = broadcast_counts(xp, plan, divisor_counts(plan), int64)
     high, low = _rounded_quotient(xp, high, low, divisor)
@@ -57,7 +59,7 @@ def split_limbs(xp, a):
 
 
 def carry(xp, high, low):
-    """Normalise limbs in place so that 0 <= low < 2**32 (low >= 0 on entry)."""
+    """Normalise limbs in place so that 0 <= low < 2**32 (low > -2**32 on entry: the shift is arithmetic)."""
     high += low >> LIMB_BITS
     low &= LIMB_MASK
     return high, low

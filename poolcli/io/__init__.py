@@ -36,6 +36,7 @@ Writing (:func:`save`)
 from __future__ import annotations
 
 from ..core.choices import JPEG_QUALITY
+from .arrays import npy_header
 from .atomic import (
     TEMPORARY_SUFFIX,
     atomic_output,
@@ -65,6 +66,7 @@ from .formats import (
     sniff_suffix,
 )
 from .images import MAX_JPEG_SCANS
+from .metadata import ImageMetadata
 from .png import MAX_ICC_BYTES
 from .reading import load
 from .writing import save
@@ -73,6 +75,7 @@ __all__ = [
     "atomic_path",
     "CHANNEL_ORDERS",
     "DEFAULT_MAX_PIXELS",
+    "ImageMetadata",
     "JPEG_QUALITY",
     "LAYOUT_AXES",
     "Loaded",
@@ -93,6 +96,7 @@ __all__ = [
     "load",
     "make_folder",
     "minmax_to_uint8",
+    "npy_header",
     "pooled_axes_for_layout",
     "quiet_logs",
     "save",

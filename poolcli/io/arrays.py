@@ -73,14 +73,36 @@ class _NpyHeader:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
+MAX_NPY_BYTES = 2**63 - 1
+
+"""Most bytes a .npy header may declare: NumPy counts an array's size in 64-bit integers, and a
+larger product overflows there (with a RuntimeWarning) before any check could say why."""
+
+
 def npy_header(file: IO[bytes]) -> _NpyHeader:
-    """What a .npy stream declares, read without touching its data."""
+    """What a .npy stream declares, read without touching its data; a ValueError for a shape no
+    array can have (a negative length, more than :data:`MAX_NPY_BYTES` bytes), checked here in
+    Python integers so that no reader after this one meets it.
+
+    >>> import io
+    >>> buffer = io.BytesIO()
+    >>> np.save(buffer, np.zeros((2, 3), np.float32))
+    >>> _ = buffer.seek(0)
+    >>> npy_header(buffer).nbytes
+    24
+    """
     version = np.lib.format.read_magic(file)
     if version == (1, 0):
         shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
     else:
         shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
-    return _NpyHeader(tuple(shape), bool(fortran_order), dtype, file.tell())
+    header = _NpyHeader(tuple(shape), bool(fortran_order), dtype, file.tell())
+    if any(length < 0 for length in header.shape):
+        raise ValueError(f"its header declares a negative length in shape {header.shape}")
+    if header.nbytes > MAX_NPY_BYTES or math.prod(header.shape) > MAX_NPY_BYTES:
+        raise ValueError(f"its header declares a {header.shape} {header.dtype} array of {header.nbytes:,} bytes,"
+                         " more than any array can hold")
+    return header
 
 
 def _check_npy_length(where: str, header: _NpyHeader, length: int) -> None:

@@ -16,6 +16,7 @@ from ..core import formats
 from ..errors import OutputError, param
 from .chatter import quiet_decoders
 from .formats import NUMERIC_KINDS, PILLOW_PNG
+from .metadata import ImageMetadata, pillow_options, png_chunk, with_jpeg_metadata, with_png_metadata
 
 
 def encode_image(
@@ -27,8 +28,10 @@ def encode_image(
     icc: bytes | None,
     quality: int,
     bgr: bool,
+    metadata: ImageMetadata | None = None,
 ) -> bytes:
-    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix."""
+    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix; with
+    ``metadata`` (EXIF, XMP, resolution) where the format has a place for it (io/metadata.py)."""
     record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, record)
@@ -41,11 +44,18 @@ def encode_image(
         array.dtype in (np.uint8, np.uint16) and "icc" in record.metadata and _icc_matches(icc, array.shape[2])
     ):
         icc = None
-    if fmt == "TIFF" and by_opencv and icc is not None:  # OpenCV's TIFF has no place for a profile
-        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc)
+    metadata = (metadata or ImageMetadata()).kept_by(record.metadata)
+    if fmt == "TIFF" and by_opencv and (icc is not None or metadata.dpi is not None):  # OpenCV's TIFF has no place
+        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, metadata.dpi)
     if by_opencv:  # OpenCV encodes BGR(A)
-        return _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
-    return _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc)
+        data = _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
+    else:
+        data = _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc, metadata)
+    if fmt == "JPEG" and metadata:
+        return with_jpeg_metadata(data, metadata)
+    if fmt == "PNG" and metadata:
+        return with_png_metadata(data, metadata)
+    return data
 
 
 def _check_side_limit(path: Path, array: np.ndarray, record: formats.Format) -> None:
@@ -74,7 +84,7 @@ def _encodable(path: Path, array: np.ndarray, record: formats.Format) -> tuple[n
             return array, fmt == "PNG" or channels > 1
         raise OutputError(
             f"{path}: 16-bit {fmt} with {channels} channels is not supported;"
-            f" save as .npy, or pass {param('dtype')} uint8"
+            f" save as .npy, or pass {param('dtype')} uint8 (scales 16 to 8 bits)"
         )
     if dtype.kind == "f" and record.float_channels:
         array = array.astype(np.float32) if dtype.itemsize < 4 else array
@@ -103,19 +113,20 @@ def _opencv_encodes(fmt: str, pixels: int) -> bool:
 
 
 def _cannot_hold(record: formats.Format, dtype: np.dtype, channels: int) -> str:
+    """Why ``record`` cannot hold these values, and only fixes that give a usable image: 8 bits
+    from 16 by scaling (a ``dtype`` of uint8 does that for 16-bit values, docs/semantics.md), from
+    anything else by ``normalize`` (a plain cast would clip most values)."""
     fmt = record.name
+    eight_bits = f"{param('dtype')} uint8 (scales 16 to 8 bits) or " if dtype == np.uint16 else ""
     if dtype.kind == "f":
-        return (
-            f"{fmt} cannot hold {dtype} values; save as .tiff or .npy,"
-            f" or pass {param('normalize')} minmax or {param('dtype')} uint8"
-        )
+        return f"{fmt} cannot hold {dtype} values; save as .tiff or .npy, or pass {param('normalize')} minmax"
     if record.uint16_channels:  # more than 8 bits, but not these
         return (
             f"{fmt} cannot hold {channels}-channel {dtype} values; save as .npy,"
-            f" or pass {param('dtype')} uint8 or {param('normalize')} minmax"
+            f" or pass {eight_bits}{param('normalize')} minmax"
         )
     return (
-        f"{fmt} holds 8-bit values, not {dtype}; pass {param('dtype')} uint8 or {param('normalize')} minmax,"
+        f"{fmt} holds 8-bit values, not {dtype}; pass {eight_bits}{param('normalize')} minmax,"
         " or save as .png, .tiff or .npy"
     )
 
@@ -140,25 +151,51 @@ def _fits_int32(array: np.ndarray) -> bool:
     return array.size == 0 or (int(array.min()) >= info.min and int(array.max()) <= info.max)
 
 
-def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
+def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None, metadata: ImageMetadata) -> bytes:
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    if fmt == "GIF" and array.shape[2] > 1:
-        image = image.quantize(256, method=Image.Quantize.FASTOCTREE if array.shape[2] == 4 else
-                               Image.Quantize.MEDIANCUT)
     options: dict[str, object] = {}
+    if fmt == "GIF" and array.shape[2] == 4:
+        image, options["transparency"] = _gif_with_transparency(array)
+    elif fmt == "GIF" and array.shape[2] > 1:
+        image = image.quantize(256, method=Image.Quantize.MEDIANCUT)
     if fmt == "PNG":
         options = dict(PILLOW_PNG)
     elif fmt == "WEBP":
         options = {"lossless": True, "exact": True}
     if icc is not None:
         options["icc_profile"] = icc
+    if fmt not in ("PNG", "JPEG"):  # those two get theirs spliced in, whichever library encodes them
+        options.update(pillow_options(metadata))
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
+    with quiet_decoders():  # Pillow warns of EXIF it cannot parse (the input's, carried over)
+        image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
-def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
-    """A TIFF of a gray, RGB(A) array with its ICC profile, written by tifffile."""
+GIF_OPAQUE = 128
+
+"""GIF holds one transparent palette index, no partial alpha: pixels of an RGBA image with alpha
+below this become transparent, the others opaque (ImageMagick's threshold)."""
+
+
+def _gif_with_transparency(array: np.ndarray) -> tuple[Image.Image, int]:
+    """An RGBA array as a palette image (255 colours of the opaque pixels) whose index 255 is
+    transparent, and that index."""
+    opaque = array[:, :, 3] >= GIF_OPAQUE
+    rgb = np.ascontiguousarray(array[:, :, :3])
+    if opaque.any():  # the hidden pixels take an opaque one's colour: no palette entry spent on them
+        rgb[~opaque] = rgb[opaque][0]
+    paletted = Image.fromarray(rgb).quantize(255, method=Image.Quantize.MEDIANCUT)
+    indices = np.asarray(paletted).copy()
+    indices[~opaque] = 255
+    palette = (paletted.getpalette() or [])[: 3 * 255]
+    image = Image.fromarray(indices, "P")
+    image.putpalette(palette + [0] * (3 * 256 - len(palette)))
+    return image, 255
+
+
+def _tifffile_bytes(array: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> bytes:
+    """A TIFF of a gray, RGB(A) array with its ICC profile and resolution, written by tifffile."""
     import tifffile
 
     buffer = io.BytesIO()
@@ -166,6 +203,7 @@ def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
     tifffile.imwrite(
         buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
         extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
+        resolution=dpi, resolutionunit="INCH" if dpi is not None else None,
     )
     return buffer.getvalue()
 
@@ -219,8 +257,7 @@ def _jpeg_with_icc(data: bytes, icc: bytes) -> bytes:
 
 def _png_with_icc(data: bytes, icc: bytes) -> bytes:
     """``data`` with an iCCP chunk right after IHDR, as Pillow writes it."""
-    body = b"ICC Profile\0\0" + zlib.compress(icc)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    chunk = png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))
     at = 8 + 8 + 13 + 4  # signature, IHDR length and type, IHDR data, CRC
     return data[:at] + chunk + data[at:]
 

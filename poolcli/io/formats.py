@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..core import formats
 from ..errors import InputError, OutputError, PoolError, param
+from .metadata import ImageMetadata
 
 
 def sniff_suffix(data: bytes) -> str | None:
@@ -59,6 +60,7 @@ class WriteRequest:
     icc: bytes | None
     quality: int
     bgr: bool
+    metadata: ImageMetadata | None = None  # EXIF, XMP, resolution: what an image output keeps
 
     def single_array(self, path: Path) -> np.ndarray:
         """The one array to write (``array``, or the only one of ``key_arrays``); an OutputError otherwise."""
@@ -145,6 +147,7 @@ class Loaded:
     path: Path
     icc_profile: bytes | None = field(default=None, repr=False)
     channel_order: str = "rgb"
+    metadata: ImageMetadata | None = field(default=None, repr=False)  # EXIF, XMP, resolution of an image
 
     @property
     def array(self) -> np.ndarray:

@@ -17,6 +17,7 @@ from .chatter import Chatter, quiet_decoders
 from .checks import check_page, check_pixels, open_lazily, orient
 from .encode import swap_red_blue
 from .formats import Loaded, ReadRequest, input_errors, one_line
+from .metadata import read_metadata
 from .png import PlainHeader, check_png_data, plain_png, png_is_complete
 from .tiff import load_tiff
 
@@ -83,9 +84,11 @@ def load_image(path: Path, expected: str, max_pixels: int | None, channel_order:
         else:
             array, mode = _full_depth_pixels(path, image, wide_mode), wide_mode
         icc = image.info.get("icc_profile")
+        metadata = read_metadata(image)
     if image.format in ("JPEG", "MPO"):
         _check_jpeg_intact(path, _read_bytes(path) if data is None else data)
-    return Loaded({"array": array}, "image", "hwc", image.format or expected, mode, frames, path, icc)
+    return Loaded({"array": array}, "image", "hwc", image.format or expected, mode, frames, path, icc,
+                  metadata=metadata)
 
 
 def _read_bytes(path: Path) -> np.ndarray:
@@ -220,7 +223,7 @@ def _load_plain(
         return None
     if header.mode == "RGBA" and order == "rgb":
         array = swap_red_blue(array)
-    return Loaded({"array": array}, "image", "hwc", fmt, header.mode, 1, path, header.icc, order)
+    return Loaded({"array": array}, "image", "hwc", fmt, header.mode, 1, path, header.icc, order, header.metadata)
 
 
 def _plain_jpeg(data: np.ndarray) -> PlainHeader | None:
@@ -233,7 +236,8 @@ def _plain_jpeg(data: np.ndarray) -> PlainHeader | None:
                     return None
                 if image.getexif().get(_ORIENTATION, 1) != 1:
                     return None
-                return PlainHeader("JPEG", image.mode, image.size, image.info.get("icc_profile"))
+                return PlainHeader("JPEG", image.mode, image.size, image.info.get("icc_profile"),
+                                   read_metadata(image))
     except Exception:  # Pillow's own limit, a broken header: Pillow's full path says why
         return None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .metadata import ImageMetadata, png_dpi
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -24,6 +25,7 @@ class PlainHeader:
     mode: str  # L, RGB or RGBA: what Pillow reports, one letter per channel
     size: tuple[int, int]  # width, height
     icc: bytes | None
+    metadata: ImageMetadata | None = None  # the resolution of a PNG; EXIF, XMP and resolution of a JPEG
 
 
 MAX_ICC_BYTES = 1 << 20
@@ -37,7 +39,7 @@ def plain_png(path: Path, data: np.ndarray) -> PlainHeader | None:
     raw = data.data  # the bytes as a memoryview
     if bytes(raw[:8]) != _PNG_SIGNATURE:
         return None
-    position, mode, size, icc = 8, None, (0, 0), None
+    position, mode, size, icc, dpi = 8, None, (0, 0), None, None
     while position + 12 <= len(raw):
         length, kind = struct.unpack_from(">I4s", raw, position)
         body = position + 8
@@ -54,12 +56,14 @@ def plain_png(path: Path, data: np.ndarray) -> PlainHeader | None:
             keyword = bytes(raw[body:body + min(length, 80)]).split(b"\0", 1)[0]
             if keyword in _PNG_ROTATION_KEYWORDS:
                 return None
+        elif kind == b"pHYs":
+            dpi = png_dpi(bytes(raw[body:body + length]))
         elif kind == b"iCCP":
             icc = _png_icc(path, bytes(raw[body:body + length]))
             if icc is None:
                 return None
         elif kind == b"IEND":
-            return None if mode is None else PlainHeader("PNG", mode, size, icc)
+            return None if mode is None else PlainHeader("PNG", mode, size, icc, dpi and ImageMetadata(dpi=dpi))
         position = body + length + 4
     return None  # no IEND: truncated
 

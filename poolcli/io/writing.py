@@ -5,7 +5,8 @@ refused:
 
 - uint8 (and bool, stored as 0/255): PNG, TIFF, WebP (lossless; gray is stored as RGB) with
   1-4 channels; JPEG and BMP with 1 or 3; GIF with 1, 3 or 4 (colour is quantised to one
-  adaptive 256-colour palette, lossy like JPEG; gray is exact).
+  adaptive 256-colour palette, lossy like JPEG; gray is exact; with alpha, pixels below half
+  opacity take the palette's transparent index, the others are opaque).
 - uint16: PNG or TIFF with 1, 3 or 4 channels.
 - float: TIFF only (float16 is widened to float32); 1, 3 or 4 channels.
 - other integers: single-channel TIFF (32-bit signed) when every value fits.
@@ -31,6 +32,7 @@ from ..errors import OutputError
 from .atomic import atomic_output, check_output
 from .encode import encode_image, rgb_array
 from .formats import CHANNEL_ORDERS, Loaded, WriteRequest, format_for
+from .metadata import ImageMetadata
 
 
 def save(
@@ -45,6 +47,7 @@ def save(
     quality: int = JPEG_QUALITY,
     channel_order: str = "rgb",
     durable: bool = True,
+    metadata: ImageMetadata | None = None,
 ) -> Path:
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
@@ -61,7 +64,9 @@ def save(
     [min, max] to 0..255 over all channels at once, rounding half up; +inf becomes
     255, -inf and NaN become 0, a constant array becomes 0 (see
     :func:`minmax_to_uint8`). ``.npy``/``.npz`` outputs are written unchanged.
-    ``like`` lends its ICC profile to the image when the colour spaces agree.
+    ``like`` lends its ICC profile to the image when the colour spaces agree, and its EXIF, XMP
+    and resolution (``like.metadata``) unless ``metadata`` is given (io/metadata.py: what each
+    format keeps).
     An existing ``path`` is replaced only with ``overwrite=True``; a path that is
     one of ``inputs`` never is.
 
@@ -78,7 +83,9 @@ def save(
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs)
     icc = like.icc_profile if like is not None else None
-    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr")
+    if metadata is None and like is not None:
+        metadata = like.metadata
+    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", metadata)
     write = formats.resolve(writer)(path, request)
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         write(file)
@@ -106,7 +113,7 @@ def _output_format(
 def image_writer(path: Path, request: WriteRequest):
     """The writer of every image format: `encode_image` (OpenCV, Pillow or tifffile) makes the bytes now."""
     data = encode_image(path, request.single_array(path), request.format.name, normalize=request.normalize,
-                        icc=request.icc, quality=request.quality, bgr=request.bgr)
+                        icc=request.icc, quality=request.quality, bgr=request.bgr, metadata=request.metadata)
     return _bytes_writer(data)
 
 

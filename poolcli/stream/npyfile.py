@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io import npy_header
 
 
 class NpyFile:
@@ -27,13 +28,10 @@ class NpyFile:
         """An existing `.npy` for reading; an InputError for a Fortran-order or unreadable one."""
         with open(path, "rb") as file:
             try:
-                version = np.lib.format.read_magic(file)
-                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = reader(file)
+                header = npy_header(file)
             except ValueError as error:
                 raise InputError(f"{path}: not a readable .npy file ({error}); check the file") from None
-            offset = file.tell()
+        shape, fortran, dtype, offset = header.shape, header.fortran_order, header.dtype, header.offset
         if fortran and len(shape) > 1:
             raise InputError(f"{path}: a Fortran-order .npy is not streamed; save it in C order")
         if offset + math.prod(shape) * dtype.itemsize > path.stat().st_size:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from ...io import atomic_path
+from ...io import atomic_path, npy_header
 from ..npyfile import NpyFile
 from ..sinks import Sink, StoreOptions, npy_file
 from ..sources import Source
@@ -36,7 +36,8 @@ def _npy_source(path: Path) -> Source:
 def data_bytes(path: Path) -> int:
     """The array's size from the `.npy` header (0 where the header cannot be read: the reader says why)."""
     try:
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).nbytes)
+        with open(path, "rb") as file:
+            return int(npy_header(file).nbytes)
     except Exception:
         return 0
 
