@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..backends import opencv
 from ..core.geometry import AxisGeometry, PoolPlan
-from . import ranks
+from . import progress, ranks
 from .divisors import window_taps
 from .gather import gather_windows, row_major_blocks
 from .layout import pooled_last, restore_pooled_axes
@@ -58,6 +58,7 @@ def median_pool(xp, a, plan: PoolPlan, original_pooled_shape, requested: np.dtyp
         values, valid, sources = gather_windows(xp, moved[block[:batch]], plan, ranges,
                                                  original_pooled_shape if routes else None)
         median[block], order, count = _median_block(xp, values, valid, plan.nan_policy, float_out)
+        progress.advance(count.size)
         if routes:
             for target, chosen in zip(found or (), (*_middle_sources(xp, order, count, sources), count)):
                 target[block] = chosen
@@ -110,7 +111,9 @@ def _median_blur(a, axes: tuple[AxisGeometry, ...], result_dtype):
     used = a[tuple(slice(0, (g.out - 1) * g.stride + k) for g in axes)]
     blurred = opencv.cv2().medianBlur(np.ascontiguousarray(used), k).reshape(used.shape)
     centres = tuple(slice(k // 2, k // 2 + (g.out - 1) * g.stride + 1, g.stride) for g in axes)
-    return blurred[centres].astype(result_dtype)
+    median = blurred[centres].astype(result_dtype)
+    progress.advance(median.size)
+    return median
 
 
 def _counting_pays(axes: tuple[AxisGeometry, ...], dtype: np.dtype) -> bool:
@@ -157,6 +160,7 @@ def _sorted_windows_median(moved, axes: tuple[AxisGeometry, ...], nan_policy: st
                      for position in _middle_positions(np, count))
         has_nan = None if nans is None else nans[block].any(axis=tuple(range(-m, 0)))
         median[block] = _middle_of(low.astype(moved.dtype), high.astype(moved.dtype), count, has_nan, float_out)
+        progress.advance(count.size)
     return median
 
 

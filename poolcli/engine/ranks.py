@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from ..core.geometry import AxisGeometry
+from . import progress
 from .shortcuts import BUDGETS
 
 TILE_WINDOWS = 4096  # windows per tile at least (fewer Python steps), the tile's region permitting
@@ -37,6 +38,7 @@ def middle_values(moved, axes: tuple[AxisGeometry, ...], out_shape):
         for outs in _tiles(axes):
             key = index + tuple(slice(rows.start, rows.stop) for rows in outs)
             low[key], high[key], count[key], nans[key] = _tile(moved[index], axes, outs)
+            progress.advance(count[key].size)
     return low, high, count, nans
 
 
