@@ -1,10 +1,11 @@
 """`poolcli batch` against a plain Pillow script on a folder of real photos, side by side.
 
-    python benchmarks/batch.py [--kind mixed|jpeg|small] [--count N] [--repeats 3] [--jobs 2] [--corpus DIR]
+    python benchmarks/batch.py [--kind mixed|jpeg|small|tiny] [--count N] [--repeats 3] [--jobs 2] [--corpus DIR]
 
 Builds a corpus (`--kind mixed`: 120 photos, 1200-2400 px on the long side, a third of them
-PNG, some grayscale; `jpeg`: 80 JPEG photos, 1300-2300 px; `small`: 120 small files, 48-320 px,
-JPEG and PNG) in nested folders, from the real photos in samples/ and, when
+PNG, some grayscale; `jpeg`: 80 JPEG photos, 1300-2300 px, `--count 1000` for the issue's
+thousand; `small`: 120 small files, 48-320 px, JPEG and PNG; `tiny`: 2,000 PNGs of 48-320 px, an
+ML dataset's shape) in nested folders, from the real photos in samples/ and, when
 scikit-image is installed, its bundled photos: each is scaled up, cropped, maybe flipped
 and given mild sensor-like noise, so that no file is trivially compressible. Then it
 times, alternating, in the same run and each as a subprocess:
@@ -21,6 +22,7 @@ measured in one run on one machine).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -68,12 +70,14 @@ KINDS = {  # count, long side range, every how many a PNG
     "mixed": (120, (1200, 2400), 3),
     "jpeg": (80, (1300, 2300), 0),
     "small": (120, (48, 320), 2),
+    "tiny": (2000, (48, 320), 1),  # an ML dataset's shape: small PNGs only
 }
 
 
 # ------------------------------------------------------------------ the corpus
 
 
+@functools.cache
 def base_photos() -> list[np.ndarray]:
     """Real photos, as uint8 H x W x 3 (colour) or H x W (gray) arrays."""
     photos = [np.asarray(Image.open(SAMPLES / "astronaut.jpg").convert("RGB")),

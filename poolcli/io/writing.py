@@ -80,7 +80,7 @@ def save(
     icc = like.icc_profile if like is not None else None
     request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr")
     write = formats.resolve(writer)(path, request)
-    with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
+    with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable, checked=True) as file:
         write(file)
     return path
 
