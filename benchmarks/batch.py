@@ -1,6 +1,7 @@
 """`poolcli batch` against a plain Pillow script on a folder of real photos, side by side.
 
-    python benchmarks/batch.py [--kind mixed|jpeg|small|tiny] [--count N] [--repeats 3] [--jobs 2] [--corpus DIR]
+    python benchmarks/batch.py [--kind mixed|jpeg|small|tiny] [--count N] [--repeats 3] [--jobs 2]
+                                [--corpus DIR] [--pillow-only]
 
 Builds a corpus (`--kind mixed`: 120 photos, 1200-2400 px on the long side, a third of them
 PNG, some grayscale; `jpeg`: 80 JPEG photos, 1300-2300 px, `--count 1000` for the issue's
@@ -155,7 +156,7 @@ def mirror_folders(source: Path, target: Path) -> None:
         (target / folder.relative_to(source)).mkdir(parents=True, exist_ok=True)
 
 
-def commands(source: Path, jobs: int, work: Path) -> dict[str, object]:
+def commands(source: Path, jobs: int, work: Path, others: bool = True) -> dict[str, object]:
     script = work / "pillow_reduce.py"
     script.write_text(PILLOW_SCRIPT)
     runs: dict[str, object] = {
@@ -164,6 +165,8 @@ def commands(source: Path, jobs: int, work: Path) -> dict[str, object]:
         "pillow": lambda out: [sys.executable, str(script), str(source), str(out), str(jobs)],
         "pillow 1 proc": lambda out: [sys.executable, str(script), str(source), str(out), "1"],
     }
+    if not others:
+        return runs
     if shutil.which("vips"):
         runs["libvips"] = "vips"
     if shutil.which("mogrify") and _real_imagemagick():
@@ -221,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per tool")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for every tool")
     parser.add_argument("--corpus", type=Path, help="reuse (or build once into) this folder")
+    parser.add_argument("--pillow-only", action="store_true",
+                        help="leave out libvips and ImageMagick (one process per file: slow on many small files)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="poolcli-bench-") as temporary:
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         count, size = tree_bytes(source)
         pngs = sum(1 for _ in source.rglob("*.png"))
         print(f"corpus: {count} files ({pngs} PNG), {size / 1e6:.1f} MB, in {source}")
-        runs = commands(source, args.jobs, work)
+        runs = commands(source, args.jobs, work, others=not args.pillow_only)
         times: dict[str, list[float]] = {name: [] for name in runs}
         sizes: dict[str, int] = {}
         for name, runner in runs.items():  # one untimed warm-up each: imports, page cache

@@ -76,7 +76,7 @@ def _fast_median(a, moved, axes: tuple[AxisGeometry, ...], plan: PoolPlan, out_s
     layout; None where only the general path (each window's stable order) gives its result."""
     if _is_median_blur(a, axes, plan.pooled_axes):
         return _median_blur(a, axes, result_dtype)
-    if not _sorts_values(a):
+    if not _sorts_values(a) or not _padding_is_small(axes):
         return None
     values = moved.view(np.uint8) if a.dtype.kind == "b" else moved
     if _counting_pays(axes, a.dtype):
@@ -85,6 +85,20 @@ def _fast_median(a, moved, axes: tuple[AxisGeometry, ...], plan: PoolPlan, out_s
     else:
         median = _sorted_windows_median(values, axes, plan.nan_policy, out_shape, result_dtype, float_out)
     return restore_pooled_axes(np, median, plan.pooled_axes)
+
+
+def _padding_is_small(axes: tuple[AxisGeometry, ...]) -> bool:
+    """Whether the padding (and ceil-mode overhang) the fast paths materialise stays near the
+    input's size, and windows are not mostly padding; else the general path, which visits
+    only the taps that reach the input (a window of 2**62 over 10 cells)."""
+    padded = math.prod(g.size + g.pad_lo + _overhang(g) for g in axes)
+    return (padded <= 4 * math.prod(g.size for g in axes) + (1 << 20)
+            and math.prod(g.window for g in axes) <= 4 * math.prod(g.most_taps for g in axes) + 64)
+
+
+def _overhang(g: AxisGeometry) -> int:
+    """Cells past the input's end that the last window reaches (padding or ceil mode)."""
+    return max(0, (g.out - 1) * g.stride + g.span - g.size - g.pad_lo)
 
 
 def _sorts_values(a) -> bool:
@@ -139,8 +153,7 @@ def _sorted_windows_median(moved, axes: tuple[AxisGeometry, ...], nan_policy: st
     integers, so they sort last; the windows are strided views, copied a block at a time."""
     m = len(axes)
     floats = moved.dtype.kind == "f"
-    widths = [(0, 0)] * (moved.ndim - m) + [
-        (g.pad_lo, max(0, (g.out - 1) * g.stride + g.span - g.size - g.pad_lo)) for g in axes]
+    widths = [(0, 0)] * (moved.ndim - m) + [(g.pad_lo, _overhang(g)) for g in axes]
     windows = _window_view(np.pad(moved, widths, constant_values=np.nan if floats else np.iinfo(moved.dtype).max),
                            axes)
     nans = None
