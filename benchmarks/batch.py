@@ -1,10 +1,12 @@
 """`poolcli batch` against a plain Pillow script on a folder of real photos, side by side.
 
-    python benchmarks/batch.py [--kind mixed|jpeg|small] [--count N] [--repeats 3] [--jobs 2] [--corpus DIR]
+    python benchmarks/batch.py [--kind mixed|jpeg|small|tiny] [--count N] [--repeats 3] [--jobs 2]
+                                [--corpus DIR] [--pillow-only]
 
 Builds a corpus (`--kind mixed`: 120 photos, 1200-2400 px on the long side, a third of them
-PNG, some grayscale; `jpeg`: 80 JPEG photos, 1300-2300 px; `small`: 120 small files, 48-320 px,
-JPEG and PNG) in nested folders, from the real photos in samples/ and, when
+PNG, some grayscale; `jpeg`: 80 JPEG photos, 1300-2300 px, `--count 1000` for the issue's
+thousand; `small`: 120 small files, 48-320 px, JPEG and PNG; `tiny`: 2,000 PNGs of 48-320 px, an
+ML dataset's shape) in nested folders, from the real photos in samples/ and, when
 scikit-image is installed, its bundled photos: each is scaled up, cropped, maybe flipped
 and given mild sensor-like noise, so that no file is trivially compressible. Then it
 times, alternating, in the same run and each as a subprocess:
@@ -21,6 +23,7 @@ measured in one run on one machine).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -68,12 +71,14 @@ KINDS = {  # count, long side range, every how many a PNG
     "mixed": (120, (1200, 2400), 3),
     "jpeg": (80, (1300, 2300), 0),
     "small": (120, (48, 320), 2),
+    "tiny": (2000, (48, 320), 1),  # an ML dataset's shape: small PNGs only
 }
 
 
 # ------------------------------------------------------------------ the corpus
 
 
+@functools.cache
 def base_photos() -> list[np.ndarray]:
     """Real photos, as uint8 H x W x 3 (colour) or H x W (gray) arrays."""
     photos = [np.asarray(Image.open(SAMPLES / "astronaut.jpg").convert("RGB")),
@@ -151,7 +156,7 @@ def mirror_folders(source: Path, target: Path) -> None:
         (target / folder.relative_to(source)).mkdir(parents=True, exist_ok=True)
 
 
-def commands(source: Path, jobs: int, work: Path) -> dict[str, object]:
+def commands(source: Path, jobs: int, work: Path, others: bool = True) -> dict[str, object]:
     script = work / "pillow_reduce.py"
     script.write_text(PILLOW_SCRIPT)
     runs: dict[str, object] = {
@@ -160,6 +165,8 @@ def commands(source: Path, jobs: int, work: Path) -> dict[str, object]:
         "pillow": lambda out: [sys.executable, str(script), str(source), str(out), str(jobs)],
         "pillow 1 proc": lambda out: [sys.executable, str(script), str(source), str(out), "1"],
     }
+    if not others:
+        return runs
     if shutil.which("vips"):
         runs["libvips"] = "vips"
     if shutil.which("mogrify") and _real_imagemagick():
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per tool")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for every tool")
     parser.add_argument("--corpus", type=Path, help="reuse (or build once into) this folder")
+    parser.add_argument("--pillow-only", action="store_true",
+                        help="leave out libvips and ImageMagick (one process per file: slow on many small files)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="poolcli-bench-") as temporary:
@@ -229,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         count, size = tree_bytes(source)
         pngs = sum(1 for _ in source.rglob("*.png"))
         print(f"corpus: {count} files ({pngs} PNG), {size / 1e6:.1f} MB, in {source}")
-        runs = commands(source, args.jobs, work)
+        runs = commands(source, args.jobs, work, others=not args.pillow_only)
         times: dict[str, list[float]] = {name: [] for name in runs}
         sizes: dict[str, int] = {}
         for name, runner in runs.items():  # one untimed warm-up each: imports, page cache

@@ -533,9 +533,11 @@ def test_small_blocks_really_split_the_work(monkeypatch):
     monkeypatch.setattr(median, "_median_block", lambda *args: calls.append(1) or original(*args))
     monkeypatch.setattr(engine.BUDGETS, "median_block_bytes", 8 * 9 * 8)  # eight 3x3 windows
     x = np.arange(2 * 5 * 6.0).reshape(2, 5, 6)
-    y = pool(x, 3, stride=1, mode="median")
+    with engine.fast_paths(median_values=False, median_counts=False, median_opencv=False):  # the general path
+        y = pool(x, 3, stride=1, mode="median")
     assert len(calls) == 2 * 2  # per batch item, its 3 rows of 4 windows in blocks of 2 rows and 1
     assert y.tolist() == [[[7 + 30 * b + r * 6 + c for c in range(4)] for r in range(3)] for b in range(2)]
+    assert pool(x, 3, stride=1, mode="median").tolist() == y.tolist()  # the fast paths, in the same tiny blocks
 
 
 MEDIAN_UNDER_A_CAP = textwrap.dedent("""

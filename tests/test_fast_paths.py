@@ -34,6 +34,7 @@ def forced_on(monkeypatch):
     monkeypatch.setattr(engine.BUDGETS, "min_parallel_bytes", 0)
     monkeypatch.setattr(engine.BUDGETS, "chunk_bytes", 16)
     monkeypatch.setattr(engine.BUDGETS, "window_wise_ratio", 0)
+    monkeypatch.setattr(engine.BUDGETS, "median_count_taps", 0)
     monkeypatch.setenv("POOLCLI_THREADS", "2")
 
 

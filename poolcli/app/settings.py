@@ -6,6 +6,7 @@ happened to one input), and what the settings make of one array (its pooled axes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -250,6 +251,16 @@ def default_output(source: Path, settings: PoolSettings, folder: Path | None = N
 
 
 def settings_summary(settings: PoolSettings) -> dict:
+    """The settings as a record (without the budgets); the same settings' record is made once
+    (a batch asks for it per file), each caller gets its own copy of the top level."""
+    try:
+        return dict(_summary(settings))
+    except TypeError:  # settings holding an unhashable value: not cached
+        return dict(_summary.__wrapped__(settings))
+
+
+@functools.lru_cache(maxsize=8)
+def _summary(settings: PoolSettings) -> dict:
     summary = asdict(settings)
     summary.pop("max_pixels", None)
     summary.pop("max_bytes", None)

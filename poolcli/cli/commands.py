@@ -32,6 +32,7 @@ from .app import (
 )
 from .bigdata import DatasetOption, cluster_client, with_progress, with_store_options
 from .terminal import console, flagged, report_failure, report_warning, say
+from .working import working_bar
 
 if TYPE_CHECKING:
     from ..app.settings import BigData, FileResult, PoolSettings
@@ -85,7 +86,7 @@ def pool_command(
         failures = 0
         for source, target, figure in zip(inputs, targets, figures):
             try:
-                with with_progress(source, target, big) as streamed:
+                with with_progress(source, target, big) as streamed, working_bar(f"pooling {source.name}"):
                     result = pool_file(source, target, settings, overwrite=overwrite, inputs=tuple(inputs),
                                        big=streamed)
                 if figure is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from ..backends import fused_forward, opencv
 from ..core.dtypes import finalize, natural_dtype
 from ..core.geometry import AxisGeometry, PoolPlan, materialise_padding
 from ..core.modes import MODES
+from . import progress
 from .extreme import arg_extreme, extreme_pool
 from .median import median_pool
 from .shortcuts import BUDGETS, FAST_PATHS, ieee_quiet
@@ -22,6 +24,7 @@ def forward_pass(xp, x, plan: PoolPlan, dtype, return_indices: bool):
     sums_fit = functools.partial(integer_sums_fit, requested=dtype)
     if not scaled and (fused := fused_forward(xp, x, plan, dtype, return_indices, sums_fit)) is not None:
         return fused  # a CuPy array and a fused GPU kernel for this call
+    progress.begin(math.prod(plan.out_shape))
     source, padded_plan = materialise_padding(xp, x, plan)
     natural = natural_dtype(x.dtype, plan.mode)
     if MODES[plan.mode].indices and return_indices:
@@ -91,6 +94,8 @@ def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None, sc
         y = scaled_lp(xp, a, plan)
     else:
         y = sum_family(xp, a, plan, dtype)
+    if reducer != "median":  # the median reports its blocks itself
+        progress.advance(math.prod(plan.out_shape))
     return finalize(xp, y, natural, dtype)
 
 

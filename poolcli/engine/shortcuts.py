@@ -39,6 +39,9 @@ class FastPaths:
     exact_powers: bool = True  # x^2 and |x|^p of integers summed as integers
     window_wise: bool = True  # few huge windows reduced one window at a time
     pairwise_levels: bool = True  # integer pyramid levels by sums/extremes of neighbour pairs, not `pool`
+    median_values: bool = True  # median windows' values sorted in their own dtype, not argsorted in float64
+    median_counts: bool = True  # medians of large overlapping windows by counting ranks (engine/ranks.py)
+    median_opencv: bool = True  # 8-bit medians of odd square windows through OpenCV's medianBlur
     chunk_files: bool = True  # local Zarr inputs read chunk file by chunk file, not through zarr's reads
 
 
@@ -54,6 +57,7 @@ class Budgets:
     window_wise_ratio: int = 4  # an axis with this many times more taps than windows is reduced window by window
     planar_max_trailing: int = 16  # channels-last blocks up to this size are reduced one channel at a time
     median_block_bytes: int = 64 << 20  # gathered taps of one block of windows (8 bytes a tap)
+    median_count_taps: int = 256  # median windows of this many taps or more (x4 for 8/16 bits) are counted, not sorted
 
 
 BUDGETS = Budgets()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +12,7 @@ from ..core.geometry import (
     AxisGeometry,
     PoolPlan,
 )
+from . import progress
 from .layout import index_along
 from .shortcuts import BUDGETS, FAST_PATHS
 
@@ -49,9 +50,23 @@ def run_chunked(xp, a, plan: PoolPlan, compute, dtype: np.dtype):
         source_key, out_key, sub_plan = piece
         out[out_key] = compute(a[source_key], sub_plan)
 
-    for done in executor(worker_threads()).map(run, pieces):
-        del done
+    finish(executor(worker_threads()).submit(run, piece) for piece in pieces)
     return out
+
+
+def finish(futures) -> None:
+    """Wait for every future (re-raising the first failure); interrupted (Ctrl-C), stop the
+    others at their next report of progress and wait for them, so no thread outlives the call."""
+    futures = list(futures)
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        with progress.stopping():
+            for future in futures:
+                future.cancel()
+            wait(futures)
+        raise
 
 
 def _chunks(xp, a, plan: PoolPlan) -> list:

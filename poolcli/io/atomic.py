@@ -90,21 +90,28 @@ def check_apart(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike
     poolcli.errors.OutputError: in.zarr/out.npy: lies inside the input ./in.zarr; poolcli never writes into ...
     """
     target = _real(path)
-    for item in inputs:
+    for item in dict.fromkeys(inputs):  # each input once, however often it is named
         real = _real(item)
         if real == target or _same_file(item, path):
             problem = "is one of the inputs; poolcli never overwrites an input"
-        elif target in real.parents:
+        elif _inside(real, target):
             problem = f"holds the input {item}; poolcli never overwrites an input"
-        elif real in target.parents:
+        elif _inside(target, real):
             problem = f"lies inside the input {item}; poolcli never writes into an input"
         else:
             continue
         raise OutputError(f"{path}: {problem}, even with {param('overwrite')}; choose another output path")
 
 
-def _real(path: str | os.PathLike[str]) -> Path:
-    return Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a symlink loop
+def _real(path: str | os.PathLike[str]) -> str:
+    """The real path, normalised (as text: a batch checks every file, and pathlib's parsing
+    cost more than the check); unlike Path.resolve, never raises on a symlink loop."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _inside(inner: str, outer: str) -> bool:
+    """Whether real path `inner` lies below real path `outer`."""
+    return inner != outer and inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
 def _same_file(one: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
@@ -121,11 +128,14 @@ def atomic_output(
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike[str]] = (),
     durable: bool = True,
+    checked: bool = False,
 ) -> Iterator[IO[bytes]]:
     """Yield a binary file that becomes ``path`` only if the block finishes.
 
-    ``durable=False`` skips the fsync: for a caller that syncs many files at once when it
-    ends (batch) and that tells a file cut by a crash from a complete one (:func:`is_complete`).
+    ``checked=True`` says the caller has just run :func:`check_output` with the same arguments
+    (the check after writing still runs). ``durable=False`` skips the fsync: for a caller that
+    syncs many files at once when it ends (batch) and that tells a file cut by a crash from a
+    complete one (:func:`is_complete`).
     The data goes to ``.<name>.poolcli-<random>.tmp`` in the target folder, is flushed to
     disk (fsync: a crash right after the rename never leaves an empty file under the
     final name), then ``os.replace`` moves it into place. On any failure, KeyboardInterrupt
@@ -141,7 +151,8 @@ def atomic_output(
     """
     path = Path(path)
     inputs = list(inputs)
-    check_output(path, overwrite=overwrite, inputs=inputs)
+    if not checked:
+        check_output(path, overwrite=overwrite, inputs=inputs)
     try:
         descriptor, temporary_name = tempfile.mkstemp(
             dir=path.parent, prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX

@@ -87,7 +87,7 @@ def save(
         metadata = like.metadata
     request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", metadata)
     write = formats.resolve(writer)(path, request)
-    with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
+    with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable, checked=True) as file:
         write(file)
     return path
 
