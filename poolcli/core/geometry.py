@@ -203,6 +203,7 @@ class PoolPlan:
     nan_policy: str = "propagate"
     dtype: np.dtype | None = None  # the requested output dtype
     return_indices: bool = False
+    nodata: int | float | None = None  # the value of missing cells (engine/missing.py)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -338,7 +339,7 @@ def plan_pool(
         shape=tuple(shape),
         axes=tuple(sorted(geometries, key=lambda g: g.axis)),
         **{k: options[k] for k in ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy",
-                                   "dtype", "return_indices")},
+                                   "dtype", "return_indices", "nodata")},
     )
     return _addressable(plan)
 
@@ -360,7 +361,8 @@ def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object = No
                             f"can represent; use output_size <= {INT64_MAX // shape[axis]}")
         geometries.append(_adaptive_axis(axis, shape[axis], out))
     return _addressable(PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)),
-                                 **{k: checked[k] for k in ("mode", "p", "nan_policy", "dtype", "return_indices")}))
+                                 **{k: checked[k] for k in ("mode", "p", "nan_policy", "dtype", "return_indices",
+                                                              "nodata")}))
 
 
 def _addressable(plan: PoolPlan) -> PoolPlan:

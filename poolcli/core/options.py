@@ -109,6 +109,7 @@ def check_options(
     ceil_mode: bool = False,
     return_indices: bool = False,
     dtype: object = None,
+    nodata: object = None,
 ) -> dict:
     """Check every keyword that does not depend on the input's shape; return them resolved."""
     mode = check_mode(mode)
@@ -133,7 +134,50 @@ def check_options(
         ceil_mode=check_flag("ceil_mode", ceil_mode),
         return_indices=check_flag("return_indices", return_indices),
         dtype=check_dtype(dtype),
+        nodata=check_nodata(nodata),
     )
+
+
+def check_nodata(nodata: object) -> int | float | None:
+    """The value that marks missing cells: None, an int, or a float (NaN and infinities too);
+    whether the input's dtype holds it is `nodata_fits`'s question, asked with the input."""
+    if nodata is None:
+        return None
+    if isinstance(nodata, np.generic):
+        nodata = nodata.item()
+    if isinstance(nodata, (bool, np.bool_)) or not isinstance(nodata, numbers.Real):
+        raise PoolError(f"{param('nodata')} {_short(nodata)} must be a number; use e.g. nodata=-9999 or nodata=0")
+    return int(nodata) if isinstance(nodata, numbers.Integral) else float(nodata)
+
+
+def nodata_fits(nodata: int | float, dtype: np.dtype) -> bool:
+    """Whether `dtype` holds `nodata` exactly (NaN: float dtypes only; bool: 0 and 1).
+
+    >>> nodata_fits(-9999, np.dtype(np.uint8)), nodata_fits(255, np.dtype(np.uint8)), nodata_fits(0.5, np.dtype("f2"))
+    (False, True, True)
+    """
+    if dtype.kind == "b":
+        return nodata in (0, 1)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(nodata).is_integer() and info.min <= nodata <= info.max
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return True
+    try:
+        with np.errstate(over="ignore"):
+            held = float(dtype.type(nodata))
+    except OverflowError:  # an int beyond every float
+        return False
+    if isinstance(nodata, float) or not math.isfinite(held):
+        return held == nodata
+    return int(held) == nodata
+
+
+def check_nodata_fits(nodata: int | float | None, dtype: np.dtype) -> None:
+    """Refuse a `nodata` that `dtype` cannot hold (no cell could ever equal it)."""
+    if nodata is not None and not nodata_fits(nodata, dtype):
+        raise PoolError(f"{param('nodata')} {nodata!r} cannot be held by the input's dtype {dtype}; "
+                        f"use a value {dtype} holds, or drop {param('nodata')}")
 
 
 def resolve_axes(ndim: int, window: object, axes: object, name: str = "window") -> tuple[int, ...]:

@@ -33,6 +33,7 @@ class PoolSpec:
     nan_policy: str = "propagate"
     dtype: Any = None
     return_indices: bool = False
+    nodata: int | float | None = None  # cells equal to it are missing (docs/semantics.md, section 3)
     checked: bool = field(default=False, compare=False, repr=False)  # its options passed `check`
 
     def options(self) -> dict:
@@ -69,4 +70,4 @@ def spec_of_plan(plan: PoolPlan, ceil_mode: bool) -> PoolSpec:
                     dilation=tuple(g.dilation for g in axes), padding=[(g.pad_lo, g.pad_hi) for g in axes],
                     axes=tuple(g.axis for g in axes), ceil_mode=ceil_mode, mode=plan.mode,
                     count_include_pad=plan.count_include_pad, divisor_override=plan.divisor_override, p=plan.p,
-                    pad_mode=plan.pad_mode, nan_policy=plan.nan_policy, checked=True)
+                    pad_mode=plan.pad_mode, nan_policy=plan.nan_policy, nodata=plan.nodata, checked=True)
