@@ -179,7 +179,8 @@ def test_a_nodata_that_is_not_a_number_is_refused(bad):
 def test_nodata_that_no_cell_holds_changes_no_bit():
     x = np.random.default_rng(0).normal(size=(9, 11)).astype(np.float32)
     for mode in MODES:
-        assert pool(x, 3, 2, mode=mode, padding=1, nodata=-9999).tobytes() == pool(x, 3, 2, mode=mode, padding=1).tobytes()
+        plain = pool(x, 3, 2, mode=mode, padding=1)
+        assert pool(x, 3, 2, mode=mode, padding=1, nodata=-9999).tobytes() == plain.tobytes()
 
 
 # ---------------------------------------------------------------- twins, streaming, Dask

@@ -16,7 +16,7 @@ import numpy as np
 from .. import io, stream
 from ..core import formats
 from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES
-from ..core.options import resolve_axes
+from ..core.options import check_nodata_fits, nodata_fits, resolve_axes
 from ..core.spec import PoolSpec
 from ..errors import PoolError, param
 
@@ -48,6 +48,7 @@ class PoolSettings:
 
     page: int = 0  # of a multi-page TIFF or an animation
     alpha: str = "premultiplied"  # how avg, sum, l2 and lp weigh colour in images with alpha
+    nodata: int | float | str | None = None  # a number; NODATA_CHOICES; None: what each input declares
 
     def load_options(self) -> dict:
         """The keywords of `io.load`: the page, and the limits on what one input may cost to decode."""
@@ -69,6 +70,9 @@ class PoolSettings:
             raise PoolError(f"{param('alpha')} {self.alpha!r} is not known; use one of {', '.join(ALPHA_CHOICES)}")
         if self.page < 0:
             raise PoolError(f"{param('page')} {self.page} must be >= 0; pages count from 0")
+        if isinstance(self.nodata, str) and self.nodata not in NODATA_CHOICES:
+            raise PoolError(f"{param('nodata')} {self.nodata!r} is not known; use a number or one of"
+                            f" {', '.join(NODATA_CHOICES)}")
         if self.max_bytes is not None and self.max_bytes < 1:
             raise PoolError(f"{param('max_bytes')} {self.max_bytes} must be >= 1; use a size such as 2GB")
         count = self._implied_axis_count()
@@ -115,7 +119,8 @@ class PoolSettings:
         these settings: only the shape's checks are left)."""
         checked = getattr(self, "_checked_options", None)
         options = checked or dict(ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad, p=self.p,
-                                  pad_mode=self.pad_mode, nan_policy=self.nan_policy, mode=self.mode)
+                                  pad_mode=self.pad_mode, nan_policy=self.nan_policy, mode=self.mode,
+                                  nodata=None if isinstance(self.nodata, str) else self.nodata)
         return PoolSpec(
             window=_fit(self.window, count, f"{param('window')}"),
             stride=None if self.stride is None else _fit(self.stride, count, f"{param('stride')}"),
@@ -178,12 +183,33 @@ def pooled_axes(settings: PoolSettings, kind: str, ndim: int) -> tuple[int, ...]
 
 
 def spec_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> PoolSpec:
-    """The `PoolSpec` of one array of a loaded input."""
-    return spec_for_kind(settings, loaded.kind, array.ndim)
+    """The `PoolSpec` of one array of a loaded input (its nodata: `nodata_for`)."""
+    return spec_for_kind(settings, loaded.kind, array.ndim).but(
+        nodata=nodata_for(settings.nodata, array.dtype, loaded.nodata))
+
+
+NODATA_CHOICES = ("fill", "none")  # a Zarr input's fill value; no nodata, whatever the input declares
+
+
+def nodata_for(choice: int | float | str | None, dtype: np.dtype, declared: int | float | None = None,
+               fill_value: int | float | None = None) -> int | float | None:
+    """The nodata of one input of `dtype` by `choice` (`PoolSettings.nodata`): a number, which
+    `dtype` must hold (else a PoolError naming it); None: what the input `declared` (a TIFF's
+    GDAL_NODATA, a Zarr array's "nodata" attribute), used only where `dtype` holds it (a value
+    no cell can hold marks no cell); "fill": a Zarr array's `fill_value` (else what it
+    declared); "none": none."""
+    if choice == "none":
+        return None
+    if isinstance(choice, (int, float)):
+        check_nodata_fits(choice, np.dtype(dtype))
+        return choice
+    found = fill_value if choice == "fill" and fill_value is not None else declared
+    return found if found is not None and nodata_fits(found, np.dtype(dtype)) else None
 
 
 def spec_for_kind(settings: PoolSettings, kind: str, ndim: int) -> PoolSpec:
-    """The `PoolSpec` of an `ndim`-d array of `kind` ("image" or an array kind)."""
+    """The `PoolSpec` of an `ndim`-d array of `kind` ("image" or an array kind); its nodata is
+    the settings' number, if any (`nodata_for` adds what an input declares)."""
     axes = pooled_axes(settings, kind, ndim)
     if axes is not None:
         count = len(axes)
@@ -219,7 +245,7 @@ def settings_summary(settings: PoolSettings) -> dict:
 
 
 SPEC_FIELDS = {"mode", "window", "stride", "padding", "dilation", "ceil_mode", "count_include_pad", "p", "pad_mode",
-               "nan_policy", "axes", "layout"}  # what `pool_spec` and `check`'s count read
+               "nan_policy", "axes", "layout", "nodata"}  # what `pool_spec` and `check`'s count read
 
 
 def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:

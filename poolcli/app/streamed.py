@@ -5,15 +5,26 @@ this path (`streams`), and `pool_streamed`, whose outputs hold the bits of pooli
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import io, stream
+from ..core.dtypes import cast_value, natural_dtype
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..errors import PoolError, param
-from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for_kind
+from .settings import (
+    IMAGE_AXES,
+    BigData,
+    FileResult,
+    PoolSettings,
+    nodata_for,
+    output_dtype,
+    settings_summary,
+    spec_for_kind,
+)
 
 
 def streams(source: Path, target: Path, big: BigData) -> bool:
@@ -51,12 +62,16 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
         raise PoolError(f"{source}: {param('normalize')} needs the whole result in memory; leave it out for"
                         " inputs this big, or write a float .tif/.zarr")
     with stream.open_source(source, big.dataset) as data:
-        spec = spec_for_kind(settings, data.kind, len(data.shape))
+        nodata = nodata_for(settings.nodata, data.dtype, data.nodata, data.fill_value)
+        spec = spec_for_kind(settings, data.kind, len(data.shape)).but(nodata=nodata)
         if data.kind == "image" and MODES[settings.mode].mixes and data.shape[-1] == 4 \
                 and settings.alpha == "premultiplied" and tuple(spec.axes or ()) == IMAGE_AXES:
             raise PoolError(f"{source}: colour weighted by alpha is pooled in memory only; pass {param('alpha')}"
                             " straight, or pool a smaller image")
         dtype = output_dtype(settings, data.kind, data.dtype, target)
+        written = dtype if dtype is not None else natural_dtype(data.dtype, settings.mode)
+        big = replace(big, store=replace(big.store, nodata=None if nodata is None else
+                                         cast_value(nodata, data.dtype, written)))
         if big.client is not None:
             shape, dtype_out = _on_cluster(source, target, spec, dtype, big, overwrite)
         else:

@@ -119,6 +119,27 @@ def parse_padding(text: str) -> tuple[int, ...] | str:
     return parse_ints(text, "--padding")
 
 
+def parse_nodata(text: str | None) -> int | float | str | None:
+    """--nodata: a number ('-9999', '0', 'nan', '1e20'), 'fill' or 'none'; None when not given.
+
+    >>> parse_nodata("-9999"), parse_nodata("NaN"), parse_nodata("fill")
+    (-9999, nan, 'fill')
+    """
+    from ..core.options import nodata_from_text
+
+    if text is None:
+        return None
+    if text.strip().lower() in NODATA_WORDS:
+        return text.strip().lower()
+    value = nodata_from_text(text)
+    if value is None:
+        raise UsageProblem(f"--nodata {text!r} is not a number; use e.g. -9999, 0, nan, fill or none")
+    return value
+
+
+NODATA_WORDS = ("fill", "none")  # app/settings.NODATA_CHOICES
+
+
 def parse_axes(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
@@ -182,6 +203,11 @@ AlphaOption = Annotated[str, typer.Option(
     "--alpha", help=f"Images with alpha: premultiplied ({'/'.join(names(mixes=True))} weigh colour by alpha)"
     " or straight.")]
 PageOption = Annotated[int, typer.Option("--page", help="Multi-page TIFF or animation: the page to read, from 0.")]
+NodataOption = Annotated[str | None, typer.Option(
+    "--nodata", metavar="VALUE", show_default=False,
+    help="Cells equal to VALUE (a number or nan) hold no data: every mode skips them, a window of them alone gives "
+    "VALUE, outputs record it (TIFF GDAL_NODATA, Zarr fill value). Default: what the input declares (GDAL_NODATA, "
+    "a Zarr 'nodata' attribute); fill: a Zarr input's fill value; none: no nodata.")]
 QualityOption = Annotated[int, typer.Option(
     "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
 
@@ -205,6 +231,7 @@ POOL_OPTIONS = {
     "max_decoded": (MaxDecodedOption, None),
     "page": (PageOption, 0),
     "alpha": (AlphaOption, "premultiplied"),
+    "nodata": (NodataOption, None),
     "debug": (DebugOption, False),
 }
 
@@ -235,6 +262,7 @@ def settings_from_options(options: dict) -> "PoolSettings":
         max_bytes=None if options["max_decoded"] is None else parse_size(options["max_decoded"], "--max-decoded"),
         page=options["page"],
         alpha=choice("--alpha", options["alpha"], ALPHA_CHOICES),
+        nodata=parse_nodata(options["nodata"]),
     )
     try:
         return settings.check()

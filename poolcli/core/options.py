@@ -173,6 +173,34 @@ def nodata_fits(nodata: int | float, dtype: np.dtype) -> bool:
     return int(held) == nodata
 
 
+def nodata_text(nodata: int | float) -> str:
+    """A nodata as GDAL writes its GDAL_NODATA tag (ASCII): "-9999", "0.5", "nan", "inf".
+
+    >>> nodata_text(-9999), nodata_text(-9999.0), nodata_text(0.25), nodata_text(float("nan"))
+    ('-9999', '-9999', '0.25', 'nan')
+    """
+    if isinstance(nodata, float) and nodata.is_integer():
+        return str(int(nodata))
+    return str(nodata) if isinstance(nodata, int) or not math.isfinite(nodata) else repr(nodata)
+
+
+def nodata_from_text(text: str) -> int | float | None:
+    """The number a GDAL_NODATA tag (or a command line) holds, None for text that is none.
+
+    >>> nodata_from_text("-9999"), nodata_from_text(" 1e+20 "), nodata_from_text("nan"), nodata_from_text("x")
+    (-9999, 1e+20, nan, None)
+    """
+    text = text.strip().rstrip("\x00").strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def check_nodata_fits(nodata: int | float | None, dtype: np.dtype) -> None:
     """Refuse a `nodata` that `dtype` cannot hold (no cell could ever equal it)."""
     if nodata is not None and not nodata_fits(nodata, dtype):

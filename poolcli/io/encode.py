@@ -27,8 +27,10 @@ def encode_image(
     icc: bytes | None,
     quality: int,
     bgr: bool,
+    nodata: int | float | None = None,
 ) -> bytes:
-    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix."""
+    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix; a TIFF
+    records ``nodata`` in GDAL's GDAL_NODATA tag (other formats have no place for it)."""
     record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, record)
@@ -41,8 +43,8 @@ def encode_image(
         array.dtype in (np.uint8, np.uint16) and "icc" in record.metadata and _icc_matches(icc, array.shape[2])
     ):
         icc = None
-    if fmt == "TIFF" and by_opencv and icc is not None:  # OpenCV's TIFF has no place for a profile
-        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc)
+    if fmt == "TIFF" and ((by_opencv and icc is not None) or nodata is not None):  # OpenCV's and Pillow's
+        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, nodata)  # TIFFs have no place for them
     if by_opencv:  # OpenCV encodes BGR(A)
         return _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
     return _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc)
@@ -157,15 +159,18 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
     return buffer.getvalue()
 
 
-def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
-    """A TIFF of a gray, RGB(A) array with its ICC profile, written by tifffile."""
+def _tifffile_bytes(array: np.ndarray, icc: bytes | None, nodata: int | float | None = None) -> bytes:
+    """A TIFF of a gray, RGB(A) array with its ICC profile and nodata, written by tifffile."""
     import tifffile
+
+    from .tiff import gdal_nodata_tags
 
     buffer = io.BytesIO()
     channels = array.shape[2]
     tifffile.imwrite(
         buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
         extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
+        extratags=gdal_nodata_tags(nodata),
     )
     return buffer.getvalue()
 

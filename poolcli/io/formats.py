@@ -59,6 +59,7 @@ class WriteRequest:
     icc: bytes | None
     quality: int
     bgr: bool
+    nodata: int | float | None = None  # recorded where the format has a place for it (TIFF: GDAL_NODATA)
 
     def single_array(self, path: Path) -> np.ndarray:
         """The one array to write (``array``, or the only one of ``key_arrays``); an OutputError otherwise."""
@@ -145,6 +146,7 @@ class Loaded:
     path: Path
     icc_profile: bytes | None = field(default=None, repr=False)
     channel_order: str = "rgb"
+    nodata: int | float | None = None  # the value the file declares for missing cells (a TIFF's GDAL_NODATA)
 
     @property
     def array(self) -> np.ndarray:

@@ -45,6 +45,7 @@ def save(
     quality: int = JPEG_QUALITY,
     channel_order: str = "rgb",
     durable: bool = True,
+    nodata: int | float | None = None,
 ) -> Path:
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
@@ -61,7 +62,8 @@ def save(
     [min, max] to 0..255 over all channels at once, rounding half up; +inf becomes
     255, -inf and NaN become 0, a constant array becomes 0 (see
     :func:`minmax_to_uint8`). ``.npy``/``.npz`` outputs are written unchanged.
-    ``like`` lends its ICC profile to the image when the colour spaces agree.
+    ``like`` lends its ICC profile to the image when the colour spaces agree. A TIFF records
+    ``nodata`` (the value of cells without data) in its GDAL_NODATA tag, as GDAL does.
     An existing ``path`` is replaced only with ``overwrite=True``; a path that is
     one of ``inputs`` never is.
 
@@ -78,7 +80,7 @@ def save(
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs)
     icc = like.icc_profile if like is not None else None
-    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr")
+    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", nodata)
     write = formats.resolve(writer)(path, request)
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         write(file)
@@ -106,7 +108,7 @@ def _output_format(
 def image_writer(path: Path, request: WriteRequest):
     """The writer of every image format: `encode_image` (OpenCV, Pillow or tifffile) makes the bytes now."""
     data = encode_image(path, request.single_array(path), request.format.name, normalize=request.normalize,
-                        icc=request.icc, quality=request.quality, bgr=request.bgr)
+                        icc=request.icc, quality=request.quality, bgr=request.bgr, nodata=request.nodata)
     return _bytes_writer(data)
 
 
