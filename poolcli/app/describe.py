@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import io, stream
 from ..core.values import finite_range, special_counts
-from .settings import PoolSettings, settings_summary, spec_for, spec_for_kind
+from .settings import PoolSettings, nodata_for, settings_summary, spec_for, spec_for_kind
 
 
 def describe_file(source: Path, settings: PoolSettings, dataset: str | None = None) -> dict:
@@ -36,10 +36,11 @@ def describe_file(source: Path, settings: PoolSettings, dataset: str | None = No
 
 def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -> dict:
     with stream.open_source(source, dataset) as data:
-        plan = spec_for_kind(settings, data.kind, len(data.shape)).plan(data.shape)
+        nodata = nodata_for(settings.nodata, data.dtype, data.nodata, data.fill_value)
+        plan = spec_for_kind(settings, data.kind, len(data.shape)).but(nodata=nodata).plan(data.shape)
         array = dict(shape=list(data.shape), dtype=str(data.dtype), layout=io.guess_layout(len(data.shape)),
                      chunks=list(data.chunks), min=None, max=None, nan=None, posinf=None, neginf=None,
-                     output_shape=list(plan.out_shape), axes=_axes_rows(plan))
+                     nodata=_json_nodata(nodata), output_shape=list(plan.out_shape), axes=_axes_rows(plan))
         return dict(input=str(source), format=data.format, kind=data.kind, source_mode=None, frames=1, page=0,
                     dataset=data.dataset, arrays={"array": array}, parameters=settings_summary(settings))
 
@@ -54,9 +55,15 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
         min=finite[0],
         max=finite[1],
         **special_counts(array),
+        nodata=_json_nodata(plan.nodata),
         output_shape=list(plan.out_shape),
         axes=_axes_rows(plan),
     )
+
+
+def _json_nodata(nodata: int | float | None) -> int | float | str | None:
+    """The nodata pooling would skip, as JSON holds it (NaN as "nan")."""
+    return nodata if nodata is None or np.isfinite(nodata) else str(nodata)
 
 
 def _axes_rows(plan) -> list[dict]:
