@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io, stream
+from ..core.geometry import AxisGeometry
 from ..core.values import finite_range, special_counts
 from .settings import PoolSettings, nodata_for, settings_summary, spec_for, spec_for_kind
 
@@ -67,9 +68,17 @@ def _json_nodata(nodata: int | float | None) -> int | float | str | None:
 
 
 def _axes_rows(plan) -> list[dict]:
-    """Per pooled axis: size, window, stride, dilation, pads, outputs and the cells no window reads."""
+    """Per pooled axis: size, window, stride, dilation, pads, outputs and the cells no window reads
+    (adaptive windows: their sizes as "7-8", their mean stride)."""
     axes = []
-    for g in plan.sliding:
+    for g in plan.axes:
+        if not isinstance(g, AxisGeometry):
+            counts = g.count_real()
+            low, high = int(counts.min()), int(counts.max())
+            axes.append(dict(axis=g.axis, size=g.size, window=low if low == high else f"{low}-{high}",
+                             stride=round(g.size / g.out, 3), dilation=1, padding=[0, 0], output=g.out, dropped=0,
+                             adaptive=True))
+            continue
         covered = (g.out - 1) * g.stride + g.span
         axes.append(dict(
             axis=g.axis,

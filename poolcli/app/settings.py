@@ -16,6 +16,7 @@ import numpy as np
 from .. import io, stream
 from ..core import formats
 from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES
+from ..core.geometry import target_size
 from ..core.options import check_nodata_fits, nodata_fits, resolve_axes
 from ..core.spec import PoolSpec
 from ..errors import PoolError, param
@@ -49,6 +50,8 @@ class PoolSettings:
     page: int = 0  # of a multi-page TIFF or an animation
     alpha: str = "premultiplied"  # how avg, sum, l2 and lp weigh colour in images with alpha
     nodata: int | float | str | None = None  # a number; NODATA_CHOICES; None: what each input declares
+    size: tuple[int | None, ...] | None = None  # target sides of the pooled axes (None: keep the aspect ratio)
+    max_side: int | None = None  # target longest side (never larger than the input's)
 
     def load_options(self) -> dict:
         """The keywords of `io.load`: the page, and the limits on what one input may cost to decode."""
@@ -70,6 +73,7 @@ class PoolSettings:
             raise PoolError(f"{param('alpha')} {self.alpha!r} is not known; use one of {', '.join(ALPHA_CHOICES)}")
         if self.page < 0:
             raise PoolError(f"{param('page')} {self.page} must be >= 0; pages count from 0")
+        self._check_size()
         if isinstance(self.nodata, str) and self.nodata not in NODATA_CHOICES:
             raise PoolError(f"{param('nodata')} {self.nodata!r} is not known; use a number or one of"
                             f" {', '.join(NODATA_CHOICES)}")
@@ -84,6 +88,23 @@ class PoolSettings:
         object.__setattr__(checked, "_checked_options", spec.options())
         return checked
 
+    def _check_size(self) -> None:
+        """The target size: sides >= 1, at least one given, not with --max-side."""
+        if self.size is not None and self.max_side is not None:
+            raise PoolError(f"{param('size')} and {param('max_side')} both set the output size; give only one")
+        if self.max_side is not None and self.max_side < 1:
+            raise PoolError(f"{param('max_side')} {self.max_side} must be >= 1; use e.g. 1024")
+        if self.size is not None:
+            if any(side is not None and side < 1 for side in self.size):
+                raise PoolError(f"{param('size')} sides must be >= 1; use e.g. 512x- or 480x640")
+            if all(side is None for side in self.size):
+                raise PoolError(f"{param('size')} keeps every side; give at least one, e.g. 512x-")
+
+    @property
+    def resizes(self) -> bool:
+        """Whether the settings ask for a target size (adaptive pooling) instead of windows."""
+        return self.size is not None or self.max_side is not None
+
     def but(self, **changes: Any) -> PoolSettings:
         """The settings with `changes` (as `dataclasses.replace`), still checked where `check` made
         them and no option of the pooling changes (`quality`, say)."""
@@ -97,6 +118,8 @@ class PoolSettings:
         """How many axes the options pool, as far as they tell without an input."""
         if self.axes is not None:
             return len(self.axes)
+        if self.size is not None and self.layout is None:
+            return len(self.size)
         if self.layout is not None:
             return len(io.pooled_axes_for_layout(self.layout, len(self.layout)))
         explicit = max(len(self.window), len(self.stride or ()), len(self.dilation))
@@ -107,7 +130,12 @@ class PoolSettings:
         return 2
 
     def label(self) -> str:
-        """'max 2' or 'l2 2x3': the mode and window, as figures and messages show them."""
+        """'max 2' or 'l2 2x3': the mode and window, as figures and messages show them ('avg to 512x-'
+        or 'avg max 1024' for a target size)."""
+        if self.max_side is not None:
+            return f"{self.mode} max {self.max_side}"
+        if self.size is not None:
+            return f"{self.mode} to {'x'.join('-' if side is None else str(side) for side in self.size)}"
         return f"{self.mode} {'x'.join(str(k) for k in self.window)}"
 
     def name_part(self) -> str:
@@ -183,9 +211,22 @@ def pooled_axes(settings: PoolSettings, kind: str, ndim: int) -> tuple[int, ...]
 
 
 def spec_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> PoolSpec:
-    """The `PoolSpec` of one array of a loaded input (its nodata: `nodata_for`)."""
-    return spec_for_kind(settings, loaded.kind, array.ndim).but(
+    """The `PoolSpec` of one array of a loaded input (its nodata: `nodata_for`; a target size:
+    `sized`)."""
+    spec = spec_for_kind(settings, loaded.kind, array.ndim).but(
         nodata=nodata_for(settings.nodata, array.dtype, loaded.nodata))
+    return sized(settings, spec, tuple(array.shape))
+
+
+def sized(settings: PoolSettings, spec: PoolSpec, shape: tuple[int, ...]) -> PoolSpec:
+    """`spec` pooling to the settings' target size (adaptive pooling: `core/geometry.target_size`
+    of the pooled axes' sides), or `spec` itself without one."""
+    if not settings.resizes:
+        return spec
+    count = len(settings.size) if settings.size is not None else None
+    axes = resolve_axes(len(shape), None if count is None else (1,) * count, spec.axes, name="size")
+    sides = tuple(shape[axis] for axis in axes)
+    return spec.but(axes=axes, output_size=target_size(sides, settings.size, settings.max_side))
 
 
 NODATA_CHOICES = ("fill", "none")  # a Zarr input's fill value; no nodata, whatever the input declares
@@ -245,7 +286,8 @@ def settings_summary(settings: PoolSettings) -> dict:
 
 
 SPEC_FIELDS = {"mode", "window", "stride", "padding", "dilation", "ceil_mode", "count_include_pad", "p", "pad_mode",
-               "nan_policy", "axes", "layout", "nodata"}  # what `pool_spec` and `check`'s count read
+               "nan_policy", "axes", "layout", "nodata", "size",
+               "max_side"}  # what `pool_spec` and `check`'s count read
 
 
 def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:

@@ -58,6 +58,9 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
                   overwrite: bool = False) -> FileResult:
     """Pool an input of any size block by block (`stream.pool_to`) into .npy, .zarr or TIFF."""
     started = time.perf_counter()
+    if settings.resizes:
+        raise PoolError(f"{source}: a target size ({param('size')}, {param('max_side')}) is pooled in memory only;"
+                        f" pool it with windows ({param('window')}), or raise {param('memory')}")
     if settings.normalize is not None:
         raise PoolError(f"{source}: {param('normalize')} needs the whole result in memory; leave it out for"
                         " inputs this big, or write a float .tif/.zarr")

@@ -140,6 +140,45 @@ def parse_nodata(text: str | None) -> int | float | str | None:
 NODATA_WORDS = ("fill", "none")  # app/settings.NODATA_CHOICES
 
 
+def parse_target(text: str | None) -> tuple[int | None, ...] | None:
+    """--size: sides separated by x or comma, '-' for a side that keeps the aspect ratio.
+
+    >>> parse_target("512x-"), parse_target("480x640"), parse_target("-,100")
+    ((512, None), (480, 640), (None, 100))
+    """
+    if text is None:
+        return None
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        return tuple(None if part.strip() == "-" else int(part) for part in parts)
+    except ValueError:
+        raise UsageProblem(f"--size {text!r} is not a size; use e.g. 512x384, 512x- or -x384") from None
+
+
+WINDOW_DEFAULTS = {"window": None, "stride": None, "padding": "0", "dilation": "1", "ceil_mode": False}
+
+
+def refuse_windows_with_size(options: dict) -> None:
+    """--size and --max-side choose the windows themselves: -k, -s, -p, --dilation and --ceil-mode
+    with them are a usage error."""
+    if options["size"] is None and options["max_side"] is None:
+        return
+    given = [name for name, default in WINDOW_DEFAULTS.items() if options[name] != default]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        target = "--size" if options["size"] is not None else "--max-side"
+        raise UsageProblem(f"{target} chooses the windows itself (adaptive pooling); drop {flags}")
+
+
+def refuse_size_in_inspector(settings: "PoolSettings", option: str) -> None:
+    """The inspector draws sliding windows tap by tap: a target size (adaptive windows) is a usage
+    error there, with `compare` named as what shows it."""
+    if settings.resizes:
+        target = "--size" if settings.size is not None else "--max-side"
+        raise UsageProblem(f"{option} draws sliding windows; {target} pools with adaptive windows, which compare"
+                           " shows (labelled with their sizes); drop " + target)
+
+
 def parse_axes(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
@@ -172,7 +211,8 @@ def refuse_inputs(outputs, inputs) -> None:
 
 
 ModeOption = Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode: {described()}.")]
-WindowOption = Annotated[str, typer.Option("-k", "--window", help='Window: "2", "2,3" or "2x3".')]
+WindowOption = Annotated[str | None, typer.Option("-k", "--window", show_default=False,
+                                                  help='Window: "2", "2,3" or "2x3" (default 2).')]
 StrideOption = Annotated[str | None, typer.Option("-s", "--stride", help="Stride, same forms (default: the window).")]
 PaddingOption = Annotated[str, typer.Option(
     "-p", "--padding", help='"1", "1,2" (per axis), "top,bottom,left,right", same or valid.')]
@@ -208,12 +248,20 @@ NodataOption = Annotated[str | None, typer.Option(
     help="Cells equal to VALUE (a number or nan) hold no data: every mode skips them, a window of them alone gives "
     "VALUE, outputs record it (TIFF GDAL_NODATA, Zarr fill value). Default: what the input declares (GDAL_NODATA, "
     "a Zarr 'nodata' attribute); fill: a Zarr input's fill value; none: no nodata.")]
+SizeOption = Annotated[str | None, typer.Option(
+    "--size", metavar="HxW", show_default=False,
+    help='Pool to this size instead of by windows: "512x384", or "512x-" / "-x384" to keep the aspect ratio '
+    "(rounded half up); adaptive windows, PyTorch's adaptive pooling, for every mode.")]
+MaxSideOption = Annotated[int | None, typer.Option(
+    "--max-side", metavar="N", show_default=False,
+    help="Pool so the longest side is N, keeping the aspect ratio (adaptive windows); a smaller input stays as it "
+    "is (never enlarged).")]
 QualityOption = Annotated[int, typer.Option(
     "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
 
 POOL_OPTIONS = {
     "mode": (ModeOption, "max"),
-    "window": (WindowOption, "2"),
+    "window": (WindowOption, None),
     "stride": (StrideOption, None),
     "padding": (PaddingOption, "0"),
     "dilation": (DilationOption, "1"),
@@ -232,6 +280,8 @@ POOL_OPTIONS = {
     "page": (PageOption, 0),
     "alpha": (AlphaOption, "premultiplied"),
     "nodata": (NodataOption, None),
+    "size": (SizeOption, None),
+    "max_side": (MaxSideOption, None),
     "debug": (DebugOption, False),
 }
 
@@ -244,7 +294,7 @@ def settings_from_options(options: dict) -> "PoolSettings":
     max_pixels = options["max_pixels"]
     settings = PoolSettings(
         mode=choice("--mode", options["mode"], MODES),
-        window=parse_ints(options["window"], "--window"),
+        window=parse_ints(options["window"] or "2", "--window"),
         stride=None if options["stride"] is None else parse_ints(options["stride"], "--stride"),
         padding=parse_padding(options["padding"]),
         dilation=parse_ints(options["dilation"], "--dilation"),
@@ -263,7 +313,10 @@ def settings_from_options(options: dict) -> "PoolSettings":
         page=options["page"],
         alpha=choice("--alpha", options["alpha"], ALPHA_CHOICES),
         nodata=parse_nodata(options["nodata"]),
+        size=parse_target(options["size"]),
+        max_side=options["max_side"],
     )
+    refuse_windows_with_size(options)
     try:
         return settings.check()
     except PoolError as error:

@@ -365,6 +365,32 @@ def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object = No
                                                               "nodata")}))
 
 
+def target_size(sides: tuple[int, ...], size: tuple[int | None, ...] | None = None,
+                max_side: int | None = None) -> tuple[int, ...]:
+    """The output sides for input `sides`: `size` (None keeps the aspect ratio: that side scaled as the
+    given ones are, rounded half up, at least 1), or the sides scaled so the longest is `max_side`
+    (never up: sides already within it stay). Exact integer arithmetic.
+
+    >>> target_size((480, 640), (240, None)), target_size((480, 640), (None, 100))
+    ((240, 320), (75, 100))
+    >>> target_size((480, 640), max_side=100)
+    (75, 100)
+    >>> target_size((3, 1000), max_side=100), target_size((50, 60), max_side=100), target_size((5, 7), (None, 2))
+    ((1, 100), (50, 60), (1, 2))
+    """
+    if max_side is not None:
+        longest = max(sides)
+        if longest <= max_side:
+            return tuple(sides)
+        return tuple(max(1, (2 * n * max_side + longest) // (2 * longest)) for n in sides)
+    assert size is not None and len(size) == len(sides)
+    given = [(n, s) for n, s in zip(sides, size) if s is not None]
+    if not given:
+        raise PoolError(f"{param('size')} keeps every side; give at least one side")
+    n0, s0 = given[0]  # the scale: the first side given
+    return tuple(s if s is not None else max(1, (2 * n * s0 + n0) // (2 * n0)) for n, s in zip(sides, size))
+
+
 def _addressable(plan: PoolPlan) -> PoolPlan:
     """The plan, if its output (at 8 bytes an element, the widest output dtype) fits in one array."""
     elements = math.prod(plan.out_shape)
