@@ -67,7 +67,9 @@ def test_the_kept_side_is_rounded_half_up(tmp_path, capsys):
 def test_max_side_never_enlarges(tmp_path, capsys):
     x = np.random.default_rng(2).integers(0, 255, (50, 60, 3)).astype(np.uint8)
     Image.fromarray(x).save(tmp_path / "small.png")
-    assert run(capsys, "pool", tmp_path / "small.png", "-o", tmp_path / "out.png", "-m", "avg", "--max-side", "100")[0] == 0
+    code, _, err = run(capsys, "pool", tmp_path / "small.png", "-o", tmp_path / "out.png", "-m", "avg",
+                       "--max-side", "100")
+    assert code == 0, err
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), x)
 
 
