@@ -68,6 +68,7 @@ def arg_extreme(xp, a, plan: PoolPlan, original_pooled_shape, missing=None):
     values, indices = a, None
     for geometry, flat_stride in reversed(list(zip(plan.axes, flat_strides))):
         values, indices = _arg_reduce_axis(xp, values, indices, geometry, flat_stride, better, fill, missing)
+    assert indices is not None  # a plan pools one axis at least
     if missing is None:
         return values, indices, None
     empty = indices < 0
