@@ -23,7 +23,7 @@ needs_gdal = pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdalin
 def georaster(path, nodata="-9999", dtype=np.int16):
     """A 40 x 36 raster with a corner of nodata and a few scattered nodata cells."""
     x = (np.arange(40 * 36).reshape(40, 36) % 97).astype(dtype)
-    x[:9, :7] = -9999 if nodata == "-9999" else int(nodata)
+    x[:9, :7] = -9999 if nodata in ("-9999", None) else int(nodata)
     x[20::7, 3::5] = x[0, 0]
     tifffile.imwrite(path, x, extratags=[] if nodata is None else [(GDAL_NODATA, "s", 0, nodata, True)])
     return x
@@ -170,3 +170,37 @@ def test_info_says_which_nodata_pooling_skips(tmp_path, capsys):
             continue
         assert code == 0, err
         assert json.loads(out)["arrays"]["array"]["nodata"] == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("abc", None), ("", None), ("1e999", None), ("9" * 5000, None),
+                                                ("  -9999  ", -9999), ("nan", None), ("-9999.0", -9999)])
+def test_any_gdal_nodata_text_is_a_number_or_nothing(tmp_path, capsys, text, expected):
+    """A tag a hostile or careless writer filled: a number the dtype holds is used, anything else is
+    no nodata, never a failure or a traceback."""
+    x = georaster(tmp_path / "dem.tif", nodata=None)
+    with tifffile.TiffWriter(tmp_path / "odd.tif") as tiff:
+        tiff.write(x, extratags=[(GDAL_NODATA, "s", 0, text or " ", True)])
+    code, out, err = run(capsys, "info", tmp_path / "odd.tif", "--json")
+    assert code == 0, err
+    assert json.loads(out)["arrays"]["array"]["nodata"] == expected
+    assert run(capsys, "pool", tmp_path / "odd.tif", "-o", tmp_path / "out.npy", "-m", "avg")[0] == 0
+    assert np.array_equal(np.load(tmp_path / "out.npy")[..., 0], pool(x, 2, mode="avg", nodata=expected))
+
+
+@pytest.mark.parametrize("attribute", [[1], {"a": 1}, True, 10**30, "junk", None])
+def test_a_zarr_nodata_attribute_that_is_no_number_the_dtype_holds_is_none(tmp_path, capsys, attribute):
+    x = np.arange(64, dtype=np.int16).reshape(8, 8)
+    array = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(4, 4), dtype=x.dtype,
+                              attributes={"nodata": attribute})
+    array[:] = x
+    code, _, err = run(capsys, "pool", tmp_path / "x.zarr", "-o", tmp_path / "y.npy", "-m", "avg")
+    assert code == 0, err
+    assert np.array_equal(np.load(tmp_path / "y.npy"), pool(x, 2, mode="avg"))
+
+
+def test_a_bool_zarrs_fill_value_is_its_nodata_when_asked(tmp_path, capsys):
+    x = np.eye(8, dtype=bool)
+    zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(4, 4), dtype=bool, fill_value=False)[:] = x
+    code, _, err = run(capsys, "pool", tmp_path / "x.zarr", "-o", tmp_path / "y.npy", "-m", "min", "--nodata", "fill")
+    assert code == 0, err
+    assert np.array_equal(np.load(tmp_path / "y.npy"), pool(x, 2, mode="min", nodata=0))

@@ -155,12 +155,15 @@ def nodata_fits(nodata: int | float, dtype: np.dtype) -> bool:
 
     >>> nodata_fits(-9999, np.dtype(np.uint8)), nodata_fits(255, np.dtype(np.uint8)), nodata_fits(0.5, np.dtype("f2"))
     (False, True, True)
+    >>> nodata_fits(10**400, np.dtype(np.int64)), nodata_fits(float("inf"), np.dtype(np.int8))
+    (False, False)
     """
     if dtype.kind == "b":
         return nodata in (0, 1)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        return float(nodata).is_integer() and info.min <= nodata <= info.max
+        whole = isinstance(nodata, int) or nodata.is_integer()  # NaN and the infinities are not
+        return whole and info.min <= nodata <= info.max
     if isinstance(nodata, float) and math.isnan(nodata):
         return True
     try:

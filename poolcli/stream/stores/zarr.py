@@ -315,7 +315,10 @@ def declared_nodata(array) -> int | float | None:
 def fill_value(array) -> int | float | None:
     """A Zarr array's fill value as a number (None where it has none)."""
     value = array.fill_value
-    return None if value is None else np.asarray(value).item()
+    if value is None:
+        return None
+    value = np.asarray(value).item()
+    return int(value) if isinstance(value, bool) else value if isinstance(value, (int, float)) else None
 
 
 def is_zarr(path: Path) -> bool:
