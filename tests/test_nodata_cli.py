@@ -204,3 +204,31 @@ def test_a_bool_zarrs_fill_value_is_its_nodata_when_asked(tmp_path, capsys):
     code, _, err = run(capsys, "pool", tmp_path / "x.zarr", "-o", tmp_path / "y.npy", "-m", "min", "--nodata", "fill")
     assert code == 0, err
     assert np.array_equal(np.load(tmp_path / "y.npy"), pool(x, 2, mode="min", nodata=0))
+
+
+def test_a_huge_gdal_nodata_tag_costs_nothing_in_a_real_process(tmp_path):
+    """A forged 8 MB GDAL_NODATA tag: a real `python -m poolcli` under the hostile tests' memory cap
+    and wall limit reads it as no nodata, pools, and leaves only its output."""
+    from hostile import run as run_child
+
+    x = np.arange(64, dtype=np.int16).reshape(8, 8)
+    tifffile.imwrite(tmp_path / "forged.tif", x, extratags=[(GDAL_NODATA, "s", 0, "9" * (8 << 20), True)])
+    done = run_child("pool", tmp_path / "forged.tif", "-o", tmp_path / "out.tif", "-m", "avg", cwd=tmp_path)
+    assert done.code == 0 and not done.timed_out, done.err
+    assert done.err == b""
+    assert np.array_equal(tifffile.imread(tmp_path / "out.tif"), pool(x, 2, mode="avg", dtype=np.int16))
+    assert tag(tmp_path / "out.tif") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forged.tif", "out.tif"]
+
+
+def test_nodata_errors_are_one_line_in_a_real_process(tmp_path):
+    from hostile import run as run_child
+
+    np.save(tmp_path / "a.npy", np.zeros((4, 4), np.uint8))
+    for args, code, words in ((("--nodata", "-1"), 1, "--nodata -1 cannot be held by the input's dtype uint8"),
+                              (("--size", "3x3", "-k", "3"), 2, "--size chooses the windows itself")):
+        done = run_child("pool", tmp_path / "a.npy", "-o", tmp_path / "b.npy", *args, cwd=tmp_path)
+        lines = done.err.decode().splitlines()
+        assert done.code == code and len(lines) == 1 and lines[0].startswith("poolcli: error:"), done.err
+        assert words in lines[0] and "Traceback" not in lines[0]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]

@@ -50,6 +50,8 @@ def pool(
     inf where some |x| > 1). median gathers its windows in blocks of at most
     BUDGETS.median_block_bytes of taps, so its memory does not grow with the window's overlap.
     Inputs in non-native byte order ('>f8') pool like native ones and give native results.
+    `nodata=V`: cells equal to V are skipped by every mode (avg divides by the cells left) and a
+    window of them alone gives V; V must be a value x's dtype holds (docs/semantics.md, section 3).
     Integer parameters must fit an int64 (as must sizes plus padding and the window span),
     else a PoolError.
 
@@ -62,6 +64,8 @@ def pool(
     >>> y, idx = pool(np.array([1, 3, 2, 3, 5, 5]), 2, 1, return_indices=True)
     >>> y.tolist(), idx.tolist()
     ([3, 3, 3, 5, 5], [1, 1, 3, 4, 4])
+    >>> pool(np.array([1, -9, 3, -9, -9, -9], np.int16), 2, mode="avg", nodata=-9).tolist()
+    [1.0, 3.0, -9.0]
     """
     return pool_with(PoolSpec(window, stride, padding, dilation, axes, mode, ceil_mode, count_include_pad,
                               divisor_override, p, pad_mode, nan_policy, dtype, return_indices, nodata), x)
@@ -86,7 +90,7 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
     """Pool `x` to a fixed output size; bin i covers [floor(i*n/out), ceil((i+1)*n/out)).
 
     `output_size` is an int or one value per pooled axis (None keeps that axis);
-    `output_size=1` is global pooling. Dtypes, exactness and byte order as in `pool`.
+    `output_size=1` is global pooling. Dtypes, exactness, byte order and `nodata` as in `pool`.
 
     >>> import numpy as np
     >>> adaptive_pool(np.arange(5.0), 3, mode="max")
