@@ -170,6 +170,8 @@ def test_info_says_which_nodata_pooling_skips(tmp_path, capsys):
             continue
         assert code == 0, err
         assert json.loads(out)["arrays"]["array"]["nodata"] == expected
+    code, out, err = run(capsys, "info", tmp_path / "dem.tif")
+    assert code == 0 and "  nodata -9999  -> output (20, 18, 1)" in out, (out, err)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("abc", None), ("", None), ("1e999", None), ("9" * 5000, None),

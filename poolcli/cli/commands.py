@@ -377,7 +377,9 @@ def _print_description(description: dict) -> None:
         else:
             specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
         say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
-            f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
+            f"range {value_range}{specials}"
+            + ("" if array.get("nodata") is None else f"  nodata {array['nodata']}")
+            + f"  -> output {tuple(array['output_shape'])}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
