@@ -246,3 +246,16 @@ def test_streamed_and_dask_nodata_are_the_in_memory_bits(case):
         assert out.tobytes() == expected.tobytes()
     lazy = pool(da.from_array(x, chunks=chunks), **keywords).compute(scheduler="sync")
     assert lazy.dtype == expected.dtype and lazy.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dask_backward_and_adaptive_nodata_are_the_numpy_bits(mode):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(13, 17))
+    x[rng.random(x.shape) < 0.4] = -9
+    lazy = da.from_array(x, chunks=(4, 5))
+    grad = rng.normal(size=(6, 8))
+    expected = pool_backward(grad, x, 3, 2, mode=mode, nodata=-9)
+    assert pool_backward(grad, lazy, 3, 2, mode=mode, nodata=-9).compute().tobytes() == expected.tobytes()
+    expected = adaptive_pool(x, (5, 7), mode=mode, nodata=-9)
+    assert adaptive_pool(lazy, (5, 7), mode=mode, nodata=-9).compute().tobytes() == expected.tobytes()
