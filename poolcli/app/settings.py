@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import io, stream
 from ..core import formats
-from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES
+from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES, NODATA_CHOICES
 from ..core.geometry import target_size
 from ..core.options import check_nodata_fits, nodata_fits, resolve_axes
 from ..core.spec import PoolSpec
@@ -227,9 +227,6 @@ def sized(settings: PoolSettings, spec: PoolSpec, shape: tuple[int, ...]) -> Poo
     axes = resolve_axes(len(shape), None if count is None else (1,) * count, spec.axes, name="size")
     sides = tuple(shape[axis] for axis in axes)
     return spec.but(axes=axes, output_size=target_size(sides, settings.size, settings.max_side))
-
-
-NODATA_CHOICES = ("fill", "none")  # a Zarr input's fill value; no nodata, whatever the input declares
 
 
 def nodata_for(choice: int | float | str | None, dtype: np.dtype, declared: int | float | None = None,

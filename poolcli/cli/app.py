@@ -24,6 +24,7 @@ from ..core.choices import (
     DTYPE_CHOICES,
     MODES,
     NAN_POLICIES,
+    NODATA_CHOICES,
     PAD_MODES,
 )
 from ..core.modes import described, names
@@ -129,15 +130,12 @@ def parse_nodata(text: str | None) -> int | float | str | None:
 
     if text is None:
         return None
-    if text.strip().lower() in NODATA_WORDS:
+    if text.strip().lower() in NODATA_CHOICES:
         return text.strip().lower()
     value = nodata_from_text(text)
     if value is None:
         raise UsageProblem(f"--nodata {text!r} is not a number; use e.g. -9999, 0, nan, fill or none")
     return value
-
-
-NODATA_WORDS = ("fill", "none")  # app/settings.NODATA_CHOICES
 
 
 def parse_target(text: str | None) -> tuple[int | None, ...] | None:
