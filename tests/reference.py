@@ -151,9 +151,27 @@ def _flat(rows, source) -> int:
 # ---------------------------------------------------------------- one window's value
 
 
-def _window_value(x, cells, mode, *, count_include_pad, divisor_override, p, nan_policy):
-    """(value, chosen cells) of one window; chosen are the cells a gradient is routed to."""
+def is_missing(value: float, nodata, nan_policy: str) -> bool:
+    """A cell that holds no data: equal to `nodata` (every NaN for a NaN nodata), or, once a
+    nodata is set, NaN under nan_policy='omit'."""
+    if nodata is None:
+        return False
+    if math.isnan(value):
+        return math.isnan(float(nodata)) or nan_policy == "omit"
+    return value == nodata
+
+
+def _window_value(x, cells, mode, *, count_include_pad, divisor_override, p, nan_policy, nodata=None):
+    """(value, chosen cells) of one window; chosen are the cells a gradient is routed to.
+
+    With `nodata`, missing cells are dropped first, as if they were not in the window; a
+    window left with none gives `nodata` (max/min: index of its first cell, no gradient)."""
     real = [(float(x[source]), source) for kind, source in cells if kind == "real"]
+    if nodata is not None:
+        kept = [(v, source) for v, source in real if not is_missing(v, nodata, nan_policy)]
+        if not kept:
+            return float(nodata), [source for _, source in real[:1]]
+        real = kept
     zeros = sum(kind == "zero" for kind, _ in cells)
     nan_count = sum(math.isnan(v) for v, _ in real)
     if nan_policy == "omit":
@@ -189,18 +207,18 @@ def _window_value(x, cells, mode, *, count_include_pad, divisor_override, p, nan
 
 def pool_ref(x, window, stride=None, *, mode="max", padding=0, dilation=1, ceil_mode=False,
              count_include_pad=True, divisor_override=None, p=2.0, pad_mode="zeros",
-             nan_policy="propagate", axes=None, return_indices=False):
+             nan_policy="propagate", axes=None, return_indices=False, nodata=None):
     """SPEC.md's pool(), one output at a time: float64 values (and int64 indices)."""
     x = np.asarray(x)
     rows = plan(x.shape, window, stride, padding=padding, dilation=dilation,
                 ceil_mode=ceil_mode, axes=axes)
     return _pool_rows(x, rows, lambda row, o: _axis_taps(row, o, pad_mode), mode, return_indices,
                       count_include_pad=count_include_pad, divisor_override=divisor_override,
-                      p=float(p), nan_policy=nan_policy)
+                      p=float(p), nan_policy=nan_policy, nodata=nodata)
 
 
 def adaptive_ref(x, output_size, *, mode="avg", axes=None, return_indices=False, p=2.0,
-                 nan_policy="propagate"):
+                 nan_policy="propagate", nodata=None):
     """Adaptive pooling: bin i covers [floor(i*n/out), ceil((i+1)*n/out)) on each axis."""
     x = np.asarray(x)
     pooled = pooled_axes(x.ndim, output_size, axes)
@@ -212,7 +230,7 @@ def adaptive_ref(x, output_size, *, mode="avg", axes=None, return_indices=False,
     )
     return _pool_rows(x, rows, lambda row, i: _bin_taps(row["n"], row["out"], i), mode,
                       return_indices, count_include_pad=True, divisor_override=None,
-                      p=float(p), nan_policy=nan_policy)
+                      p=float(p), nan_policy=nan_policy, nodata=nodata)
 
 
 def _pool_rows(x, rows, axis_taps, mode, return_indices, **options):
@@ -230,20 +248,24 @@ def _pool_rows(x, rows, axis_taps, mode, return_indices, **options):
 
 def pool_backward_ref(grad, x, window, stride=None, *, mode="max", padding=0, dilation=1,
                       ceil_mode=False, count_include_pad=True, divisor_override=None, p=2.0,
-                      pad_mode="zeros", nan_policy="propagate", axes=None):
-    """dL/dx from SPEC.md's formulas, one window at a time (float64)."""
+                      pad_mode="zeros", nan_policy="propagate", axes=None, nodata=None):
+    """dL/dx from SPEC.md's formulas, one window at a time (float64); missing cells and
+    windows of missing cells alone take no part."""
     x = np.asarray(x)
     grad = np.asarray(grad, dtype=np.float64)
     rows = plan(x.shape, window, stride, padding=padding, dilation=dilation,
                 ceil_mode=ceil_mode, axes=axes)
     result = np.zeros(x.shape, dtype=np.float64)
     options = dict(count_include_pad=count_include_pad, divisor_override=divisor_override,
-                   p=float(p), nan_policy=nan_policy)
+                   p=float(p), nan_policy=nan_policy, nodata=nodata)
     for index, cells in _windows(x.shape, rows, lambda row, o: _axis_taps(row, o, pad_mode)):
         g = grad[index]
         y, chosen = _window_value(x, cells, mode, **options)
         real = [source for kind, source in cells
-                if kind == "real" and not (nan_policy == "omit" and math.isnan(float(x[source])))]
+                if kind == "real" and not (nan_policy == "omit" and math.isnan(float(x[source])))
+                and not is_missing(float(x[source]), nodata, nan_policy)]
+        if nodata is not None and not real:  # a window without data: it gets the nodata, routes nothing
+            continue
         if mode in ("max", "min"):
             for source in chosen:
                 result[source] += g

@@ -9,8 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import io, stream
+from ..core.geometry import AxisGeometry
 from ..core.values import finite_range, special_counts
-from .settings import PoolSettings, assumed_layout, layout_doubt, settings_summary, spec_for, spec_for_kind
+from .settings import (
+    PoolSettings,
+    assumed_layout,
+    layout_doubt,
+    nodata_for,
+    settings_summary,
+    spec_for,
+    spec_for_kind,
+)
 
 
 def describe_file(source: Path, settings: PoolSettings, dataset: str | None = None) -> dict:
@@ -36,12 +45,13 @@ def describe_file(source: Path, settings: PoolSettings, dataset: str | None = No
 
 def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -> dict:
     with stream.open_source(source, dataset) as data:
-        plan = spec_for_kind(settings, data.kind, len(data.shape)).plan(data.shape)
+        nodata = nodata_for(settings.nodata, data.dtype, data.nodata, data.fill_value)
+        plan = spec_for_kind(settings, data.kind, len(data.shape)).but(nodata=nodata).plan(data.shape)
         layout, reason = assumed_layout(settings, data.kind, len(data.shape))
         array = dict(shape=list(data.shape), dtype=str(data.dtype), layout=layout, layout_reason=reason,
                      layout_warning=layout_doubt(settings, data.kind, tuple(data.shape)),
                      chunks=list(data.chunks), min=None, max=None, nan=None, posinf=None, neginf=None,
-                     output_shape=list(plan.out_shape), axes=_axes_rows(plan))
+                     nodata=_json_nodata(nodata), output_shape=list(plan.out_shape), axes=_axes_rows(plan))
         return dict(input=str(source), format=data.format, kind=data.kind, source_mode=None, frames=1, page=0,
                     dataset=data.dataset, arrays={"array": array}, parameters=settings_summary(settings))
 
@@ -59,15 +69,29 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
         min=finite[0],
         max=finite[1],
         **special_counts(array),
+        nodata=_json_nodata(plan.nodata),
         output_shape=list(plan.out_shape),
         axes=_axes_rows(plan),
     )
 
 
+def _json_nodata(nodata: int | float | None) -> int | float | str | None:
+    """The nodata pooling would skip, as JSON holds it (NaN as "nan")."""
+    return nodata if nodata is None or np.isfinite(nodata) else str(nodata)
+
+
 def _axes_rows(plan) -> list[dict]:
-    """Per pooled axis: size, window, stride, dilation, pads, outputs and the cells no window reads."""
+    """Per pooled axis: size, window, stride, dilation, pads, outputs and the cells no window reads
+    (adaptive windows: their sizes as "7-8", their mean stride)."""
     axes = []
-    for g in plan.sliding:
+    for g in plan.axes:
+        if not isinstance(g, AxisGeometry):
+            counts = g.count_real()
+            low, high = int(counts.min()), int(counts.max())
+            axes.append(dict(axis=g.axis, size=g.size, window=low if low == high else f"{low}-{high}",
+                             stride=round(g.size / g.out, 3), dilation=1, padding=[0, 0], output=g.out, dropped=0,
+                             adaptive=True))
+            continue
         covered = (g.out - 1) * g.stride + g.span
         axes.append(dict(
             axis=g.axis,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io, viz
-from ..core.geometry import PoolPlan
+from ..core.geometry import AxisGeometry, PoolPlan
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..engine import backward_with, pool_with
@@ -95,8 +95,33 @@ def _compact(values) -> str:
 
 
 def _taps(plan: PoolPlan) -> int:
-    """Taps of one window: the product of the window over the axes the plan pools."""
-    return math.prod(g.window for g in plan.sliding)
+    """Taps of one window: the product of the window over the axes the plan pools (of the
+    largest window of adaptive pooling)."""
+    return math.prod(g.window if isinstance(g, AxisGeometry) else g.most_taps for g in plan.axes)
+
+
+def _adaptive(plan: PoolPlan) -> bool:
+    """Whether windows differ in size (adaptive pooling to a size the sides do not divide)."""
+    return any(not isinstance(g, AxisGeometry) for g in plan.axes)
+
+
+def _adaptive_text(plan: PoolPlan) -> str:
+    """'adaptive 3-4 px windows' (per axis where they differ: '3-4x2'): what a window is when
+    pooling to a size, honestly."""
+    sides = []
+    for g in plan.axes:
+        counts = g.count_real()
+        low, high = int(counts.min()), int(counts.max())
+        sides.append(str(low) if low == high else f"{low}-{high}")
+    return f"adaptive {sides[0] if len(set(sides)) == 1 else 'x'.join(sides)} px windows"
+
+
+def _windows_label(plan: PoolPlan, spec: PoolSpec) -> str:
+    """'k=2x3 s=2x3 p=1' of sliding windows, or 'adaptive 3-4 px windows'."""
+    if _adaptive(plan):
+        return _adaptive_text(plan)
+    geometry = "".join(f" {name}={value}" for name, value in _geometry(plan, spec).items())
+    return f"k={_compact(g.window for g in plan.sliding)} s={_compact(g.stride for g in plan.sliding)}{geometry}"
 
 
 def _display_scale(plan: PoolPlan) -> tuple[float, str]:
@@ -141,10 +166,14 @@ def _geometry(plan: PoolPlan, spec: PoolSpec) -> dict:
     return extras
 
 
-def _label(plan: PoolPlan, spec: PoolSpec) -> str:
-    """'l2 k=2x3 s=2x3 -> 8x64x42': mode and window apart, the real stride, the output shape."""
+def _label(plan: PoolPlan, spec: PoolSpec, shape: tuple[int, ...] | None = None) -> str:
+    """'l2 k=2x3 s=2x3 -> 8x64x42': mode and window apart, the real stride, the output shape
+    (`shape`, else the plan's); 'avg adaptive 3-4 px windows -> 100x75x3' for a target size."""
+    shape = plan.out_shape if shape is None else tuple(shape)
+    if _adaptive(plan):
+        return f"{plan.mode} {_adaptive_text(plan)} -> {'x'.join(map(str, shape))}"
     return viz.cell_label(plan.mode, _compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding),
-                          plan.out_shape, **_geometry(plan, spec))
+                          shape, **_geometry(plan, spec))
 
 
 def _pooled(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray):
@@ -252,7 +281,10 @@ def _channels_first(array: np.ndarray, axes) -> np.ndarray:
 
 def _window_centres(plan: PoolPlan) -> np.ndarray:
     """Where each pooled value of a 1-D pooling sits on the input's axis."""
-    g = plan.sliding[0]
+    g = plan.axes[0]
+    if not isinstance(g, AxisGeometry):
+        starts, stops = g.bounds
+        return (starts + stops - 1) / 2
     return viz.window_centres(g.out, g.window, g.stride, pad_lo=g.pad_lo, dilation=g.dilation)
 
 
@@ -281,9 +313,7 @@ def gradient_figure(source: Path, settings: PoolSettings, *, channel: int = 0) -
     """The gradient picture of `grad`: a routing or weight map, or a series over its gradient."""
     loaded, array, grad = input_gradient(source, settings)
     spec, plan = _plan(settings, loaded, array)
-    geometry = "".join(f" {name}={value}" for name, value in _geometry(plan, spec).items())
-    label = (f"{plan.mode} k={_compact(g.window for g in plan.sliding)} s={_compact(g.stride for g in plan.sliding)}"
-             f"{geometry}: dL/dx for dL/dy = 1")
+    label = f"{plan.mode} {_windows_label(plan, spec)}: dL/dx for dL/dy = 1"
     if loaded.kind == "image":
         return viz.gradient_map(array, grad, mode=plan.mode, label=label)
     axes = plan.pooled_axes
@@ -319,8 +349,7 @@ def side_by_side_figure(source: Path, output: Path, settings: PoolSettings) -> v
     after = load_input(output, replace(settings, max_pixels=None, max_bytes=None))
     original, result = _only_array(before), _only_array(after)
     spec, plan = _plan(settings, before, original)
-    windows, strides = _compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding)
-    label = viz.cell_label(plan.mode, windows, strides, result.shape, **_geometry(plan, spec))
+    label = _label(plan, spec, result.shape)
     if before.kind == "image":
         return viz.side_by_side(original, result, labels=(f"input {'x'.join(map(str, original.shape))}", label))
     axes = plan.pooled_axes

@@ -13,7 +13,7 @@ import numpy as np
 from .. import io
 from ..backends import to_device, to_numpy
 from ..core import formats
-from ..core.dtypes import sixteen_to_eight_bits
+from ..core.dtypes import cast_value, sixteen_to_eight_bits
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..engine import pool_with
@@ -25,6 +25,7 @@ from .settings import (
     FileResult,
     PoolSettings,
     layout_doubt,
+    nodata_for,
     output_dtype,
     settings_summary,
     spec_for,
@@ -63,7 +64,8 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
             io.save(target, next(iter(results.values())), like=None if settings.strip else loaded,
                     metadata=None if settings.strip else pooled_metadata(settings, loaded),
                     overwrite=overwrite, inputs=inputs, normalize=settings.normalize, quality=settings.quality,
-                    channel_order=loaded.channel_order, durable=durable)
+                    channel_order=loaded.channel_order, durable=durable,
+                    nodata=_output_nodata(settings, loaded, results))
         if on_arrays is not None:
             on_arrays(loaded, results)
     except MemoryError:
@@ -105,7 +107,7 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
                 pooled = pool_with(spec.but(dtype=dtype), device_array)
                 clipped = _clipped_count(device_array, dtype, spec)
         except PoolError as error:
-            raise PoolError(f"{where}: {error}") from error
+            raise PoolError(f"{where}: {error.template}") from error
         results[key] = to_numpy(pooled)
         if narrowed:
             clipped = _outside(results[key] / 257.0, np.dtype(np.uint8))  # a sum can pass 65535
@@ -135,9 +137,20 @@ def narrows_to_8_bits(source: np.dtype, requested: np.dtype | None, target: Path
     return source == np.uint16 and requested == np.uint8 and formats.is_image_suffix(target.suffix)
 
 
+def _output_nodata(settings: PoolSettings, loaded: io.Loaded, results: dict[str, np.ndarray]) -> int | float | None:
+    """The nodata of the one output written, as its dtype holds it (None without one, or when
+    `normalize` maps the values to 8 bits)."""
+    array = loaded.array
+    nodata = nodata_for(settings.nodata, array.dtype, loaded.nodata)
+    if nodata is None or settings.normalize is not None:
+        return None
+    return cast_value(nodata, array.dtype, next(iter(results.values())).dtype)
+
+
 def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, spec: PoolSpec) -> bool:
-    """Colour weighted by alpha: images with alpha, pooled over H and W by a mixing mode."""
-    return (loaded.kind == "image" and tuple(spec.axes or ()) == IMAGE_AXES
+    """Colour weighted by alpha: images with alpha, pooled over H and W by a mixing mode (not with
+    a nodata: then every channel is pooled on its own, its nodata cells skipped)."""
+    return (loaded.kind == "image" and tuple(spec.axes or ()) == IMAGE_AXES and spec.nodata is None
             and weights_by_alpha(settings.mode, array.shape[-1], loaded.source_mode, settings.alpha))
 
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import io, stream
 from ..core import formats
-from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES
-from ..core.options import resolve_axes
+from ..core.choices import ALPHA_CHOICES, DTYPE_CHOICES, NODATA_CHOICES
+from ..core.geometry import target_size
+from ..core.options import check_nodata_fits, nodata_fits, resolve_axes
 from ..core.spec import PoolSpec
 from ..errors import PoolError, param
 
@@ -50,6 +51,9 @@ class PoolSettings:
 
     page: int = 0  # of a multi-page TIFF or an animation
     alpha: str = "premultiplied"  # how avg, sum, l2 and lp weigh colour in images with alpha
+    nodata: int | float | str | None = None  # a number; NODATA_CHOICES; None: what each input declares
+    size: tuple[int | None, ...] | None = None  # target sides of the pooled axes (None: keep the aspect ratio)
+    max_side: int | None = None  # target longest side (never larger than the input's)
 
     def load_options(self) -> dict:
         """The keywords of `io.load`: the page, and the limits on what one input may cost to decode."""
@@ -71,6 +75,10 @@ class PoolSettings:
             raise PoolError(f"{param('alpha')} {self.alpha!r} is not known; use one of {', '.join(ALPHA_CHOICES)}")
         if self.page < 0:
             raise PoolError(f"{param('page')} {self.page} must be >= 0; pages count from 0")
+        self._check_size()
+        if isinstance(self.nodata, str) and self.nodata not in NODATA_CHOICES:
+            raise PoolError(f"{param('nodata')} {self.nodata!r} is not known; use a number or one of"
+                            f" {', '.join(NODATA_CHOICES)}")
         if self.max_bytes is not None and self.max_bytes < 1:
             raise PoolError(f"{param('max_bytes')} {self.max_bytes} must be >= 1; use a size such as 2GB")
         count = self._implied_axis_count()
@@ -81,6 +89,23 @@ class PoolSettings:
         checked = replace(self)  # replace() makes unchecked copies: a changed option is checked again
         object.__setattr__(checked, "_checked_options", spec.options())
         return checked
+
+    def _check_size(self) -> None:
+        """The target size: sides >= 1, at least one given, not with --max-side."""
+        if self.size is not None and self.max_side is not None:
+            raise PoolError(f"{param('size')} and {param('max_side')} both set the output size; give only one")
+        if self.max_side is not None and self.max_side < 1:
+            raise PoolError(f"{param('max_side')} {self.max_side} must be >= 1; use e.g. 1024")
+        if self.size is not None:
+            if any(side is not None and side < 1 for side in self.size):
+                raise PoolError(f"{param('size')} sides must be >= 1; use e.g. 512x- or 480x640")
+            if all(side is None for side in self.size):
+                raise PoolError(f"{param('size')} keeps every side; give at least one, e.g. 512x-")
+
+    @property
+    def resizes(self) -> bool:
+        """Whether the settings ask for a target size (adaptive pooling) instead of windows."""
+        return self.size is not None or self.max_side is not None
 
     def but(self, **changes: Any) -> PoolSettings:
         """The settings with `changes` (as `dataclasses.replace`), still checked where `check` made
@@ -95,6 +120,8 @@ class PoolSettings:
         """How many axes the options pool, as far as they tell without an input."""
         if self.axes is not None:
             return len(self.axes)
+        if self.size is not None and self.layout is None:
+            return len(self.size)
         if self.layout is not None:
             return len(io.pooled_axes_for_layout(self.layout, len(self.layout)))
         explicit = max(len(self.window), len(self.stride or ()), len(self.dilation))
@@ -105,7 +132,12 @@ class PoolSettings:
         return 2
 
     def label(self) -> str:
-        """'max 2' or 'l2 2x3': the mode and window, as figures and messages show them."""
+        """'max 2' or 'l2 2x3': the mode and window, as figures and messages show them ('avg to 512x-'
+        or 'avg max 1024' for a target size)."""
+        if self.max_side is not None:
+            return f"{self.mode} max {self.max_side}"
+        if self.size is not None:
+            return f"{self.mode} to {'x'.join('-' if side is None else str(side) for side in self.size)}"
         return f"{self.mode} {'x'.join(str(k) for k in self.window)}"
 
     def name_part(self) -> str:
@@ -117,7 +149,8 @@ class PoolSettings:
         these settings: only the shape's checks are left)."""
         checked = getattr(self, "_checked_options", None)
         options = checked or dict(ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad, p=self.p,
-                                  pad_mode=self.pad_mode, nan_policy=self.nan_policy, mode=self.mode)
+                                  pad_mode=self.pad_mode, nan_policy=self.nan_policy, mode=self.mode,
+                                  nodata=None if isinstance(self.nodata, str) else self.nodata)
         return PoolSpec(
             window=_fit(self.window, count, f"{param('window')}"),
             stride=None if self.stride is None else _fit(self.stride, count, f"{param('stride')}"),
@@ -180,12 +213,43 @@ def pooled_axes(settings: PoolSettings, kind: str, ndim: int) -> tuple[int, ...]
 
 
 def spec_for(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> PoolSpec:
-    """The `PoolSpec` of one array of a loaded input."""
-    return spec_for_kind(settings, loaded.kind, array.ndim)
+    """The `PoolSpec` of one array of a loaded input (its nodata: `nodata_for`; a target size:
+    `sized`)."""
+    spec = spec_for_kind(settings, loaded.kind, array.ndim).but(
+        nodata=nodata_for(settings.nodata, array.dtype, loaded.nodata))
+    return sized(settings, spec, tuple(array.shape))
+
+
+def sized(settings: PoolSettings, spec: PoolSpec, shape: tuple[int, ...]) -> PoolSpec:
+    """`spec` pooling to the settings' target size (adaptive pooling: `core/geometry.target_size`
+    of the pooled axes' sides), or `spec` itself without one."""
+    if not settings.resizes:
+        return spec
+    count = len(settings.size) if settings.size is not None else None
+    axes = resolve_axes(len(shape), None if count is None else (1,) * count, spec.axes, name="size")
+    sides = tuple(shape[axis] for axis in axes)
+    return spec.but(axes=axes, output_size=target_size(sides, settings.size, settings.max_side))
+
+
+def nodata_for(choice: int | float | str | None, dtype: np.dtype, declared: int | float | None = None,
+               fill_value: int | float | None = None) -> int | float | None:
+    """The nodata of one input of `dtype` by `choice` (`PoolSettings.nodata`): a number, which
+    `dtype` must hold (else a PoolError naming it); None: what the input `declared` (a TIFF's
+    GDAL_NODATA, a Zarr array's "nodata" attribute), used only where `dtype` holds it (a value
+    no cell can hold marks no cell); "fill": a Zarr array's `fill_value` (else what it
+    declared); "none": none."""
+    if choice == "none":
+        return None
+    if isinstance(choice, (int, float)):
+        check_nodata_fits(choice, np.dtype(dtype))
+        return choice
+    found = fill_value if choice == "fill" and fill_value is not None else declared
+    return found if found is not None and nodata_fits(found, np.dtype(dtype)) else None
 
 
 def spec_for_kind(settings: PoolSettings, kind: str, ndim: int) -> PoolSpec:
-    """The `PoolSpec` of an `ndim`-d array of `kind` ("image" or an array kind)."""
+    """The `PoolSpec` of an `ndim`-d array of `kind` ("image" or an array kind); its nodata is
+    the settings' number, if any (`nodata_for` adds what an input declares)."""
     axes = pooled_axes(settings, kind, ndim)
     if axes is not None:
         count = len(axes)
@@ -268,7 +332,8 @@ def _summary(settings: PoolSettings) -> dict:
 
 
 SPEC_FIELDS = {"mode", "window", "stride", "padding", "dilation", "ceil_mode", "count_include_pad", "p", "pad_mode",
-               "nan_policy", "axes", "layout"}  # what `pool_spec` and `check`'s count read
+               "nan_policy", "axes", "layout", "nodata", "size",
+               "max_side"}  # what `pool_spec` and `check`'s count read
 
 
 def _fit(values: tuple[int, ...], count: int, option: str) -> int | tuple[int, ...]:

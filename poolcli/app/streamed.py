@@ -5,11 +5,13 @@ this path (`streams`), and `pool_streamed`, whose outputs hold the bits of pooli
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import io, stream
+from ..core.dtypes import cast_value, natural_dtype
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..errors import InputError, PoolError, param
@@ -19,6 +21,7 @@ from .settings import (
     FileResult,
     PoolSettings,
     layout_doubt,
+    nodata_for,
     output_dtype,
     settings_summary,
     spec_for_kind,
@@ -64,16 +67,23 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
                   overwrite: bool = False) -> FileResult:
     """Pool an input of any size block by block (`stream.pool_to`) into .npy, .zarr or TIFF."""
     started = time.perf_counter()
+    if settings.resizes:
+        raise PoolError(f"{source}: a target size ({param('size')}, {param('max_side')}) is pooled in memory only;"
+                        f" pool it with windows ({param('window')}), or raise {param('memory')}")
     if settings.normalize is not None:
         raise PoolError(f"{source}: {param('normalize')} needs the whole result in memory; leave it out for"
                         " inputs this big, or write a float .tif/.zarr")
     with stream.open_source(source, big.dataset) as data:
-        spec = spec_for_kind(settings, data.kind, len(data.shape))
+        nodata = nodata_for(settings.nodata, data.dtype, data.nodata, data.fill_value)
+        spec = spec_for_kind(settings, data.kind, len(data.shape)).but(nodata=nodata)
         if data.kind == "image" and MODES[settings.mode].mixes and data.shape[-1] == 4 \
                 and settings.alpha == "premultiplied" and tuple(spec.axes or ()) == IMAGE_AXES:
             raise PoolError(f"{source}: colour weighted by alpha is pooled in memory only; pass {param('alpha')}"
                             " straight, or pool a smaller image")
         dtype = output_dtype(settings, data.kind, data.dtype, target)
+        written = dtype if dtype is not None else natural_dtype(data.dtype, settings.mode)
+        big = replace(big, store=replace(big.store, nodata=None if nodata is None else
+                                         cast_value(nodata, data.dtype, written)))
         if big.client is not None:
             shape, dtype_out = _on_cluster(source, target, spec, dtype, big, overwrite)
         else:

@@ -24,6 +24,7 @@ from ..core.choices import (
     DTYPE_CHOICES,
     MODES,
     NAN_POLICIES,
+    NODATA_CHOICES,
     PAD_MODES,
 )
 from ..core.modes import described, names
@@ -119,6 +120,63 @@ def parse_padding(text: str) -> tuple[int, ...] | str:
     return parse_ints(text, "--padding")
 
 
+def parse_nodata(text: str | None) -> int | float | str | None:
+    """--nodata: a number ('-9999', '0', 'nan', '1e20'), 'fill' or 'none'; None when not given.
+
+    >>> parse_nodata("-9999"), parse_nodata("NaN"), parse_nodata("fill")
+    (-9999, nan, 'fill')
+    """
+    from ..core.options import nodata_from_text
+
+    if text is None:
+        return None
+    if text.strip().lower() in NODATA_CHOICES:
+        return text.strip().lower()
+    value = nodata_from_text(text)
+    if value is None:
+        raise UsageProblem(f"--nodata {text!r} is not a number; use e.g. -9999, 0, nan, fill or none")
+    return value
+
+
+def parse_target(text: str | None) -> tuple[int | None, ...] | None:
+    """--size: sides separated by x or comma, '-' for a side that keeps the aspect ratio.
+
+    >>> parse_target("512x-"), parse_target("480x640"), parse_target("-,100")
+    ((512, None), (480, 640), (None, 100))
+    """
+    if text is None:
+        return None
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        return tuple(None if part.strip() == "-" else int(part) for part in parts)
+    except ValueError:
+        raise UsageProblem(f"--size {text!r} is not a size; use e.g. 512x384, 512x- or -x384") from None
+
+
+WINDOW_DEFAULTS = {"window": None, "stride": None, "padding": "0", "dilation": "1", "ceil_mode": False}
+
+
+def refuse_windows_with_size(options: dict) -> None:
+    """--size and --max-side choose the windows themselves: -k, -s, -p, --dilation and --ceil-mode
+    with them are a usage error."""
+    if options["size"] is None and options["max_side"] is None:
+        return
+    given = [name for name, default in WINDOW_DEFAULTS.items() if options[name] != default]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        target = "--size" if options["size"] is not None else "--max-side"
+        raise UsageProblem(f"{target} chooses the windows itself (adaptive pooling); drop {flags}")
+
+
+def refuse_size_in_inspector(settings: "PoolSettings", option: str) -> None:
+    """The inspector draws sliding windows tap by tap: a target size (adaptive windows) is a usage
+    error there, with `compare` named as what shows it."""
+    if settings.resizes:
+        target = "--size" if settings.size is not None else "--max-side"
+        raise UsageProblem(f"{option} draws sliding windows; {target} pools with adaptive windows, which compare"
+                           " shows (labelled with their sizes); drop " + target)
+
+
 def parse_axes(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
@@ -151,7 +209,8 @@ def refuse_inputs(outputs, inputs) -> None:
 
 
 ModeOption = Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode: {described()}.")]
-WindowOption = Annotated[str, typer.Option("-k", "--window", help='Window: "2", "2,3" or "2x3".')]
+WindowOption = Annotated[str | None, typer.Option("-k", "--window", show_default=False,
+                                                  help='Window: "2", "2,3" or "2x3" (default 2).')]
 StrideOption = Annotated[str | None, typer.Option("-s", "--stride", help="Stride, same forms (default: the window).")]
 PaddingOption = Annotated[str, typer.Option(
     "-p", "--padding", help='"1", "1,2" (per axis), "top,bottom,left,right", same or valid.')]
@@ -184,12 +243,25 @@ AlphaOption = Annotated[str, typer.Option(
 PageOption = Annotated[int, typer.Option("--page", help="Multi-page TIFF or animation: the page to read, from 0.")]
 StripOption = Annotated[bool, typer.Option(
     "--strip", help="Image outputs drop the input's EXIF, XMP, ICC profile and resolution (kept by default).")]
+NodataOption = Annotated[str | None, typer.Option(
+    "--nodata", metavar="VALUE", show_default=False,
+    help="Cells equal to VALUE (a number or nan) hold no data: every mode skips them, a window of them alone gives "
+    "VALUE, outputs record it (TIFF GDAL_NODATA, Zarr fill value). Default: what the input declares (GDAL_NODATA, "
+    "a Zarr 'nodata' attribute); fill: a Zarr input's fill value; none: no nodata.")]
+SizeOption = Annotated[str | None, typer.Option(
+    "--size", metavar="HxW", show_default=False,
+    help='Pool to this size instead of by windows: "512x384", or "512x-" / "-x384" to keep the aspect ratio '
+    "(rounded half up); adaptive windows, PyTorch's adaptive pooling, for every mode.")]
+MaxSideOption = Annotated[int | None, typer.Option(
+    "--max-side", metavar="N", show_default=False,
+    help="Pool so the longest side is N, keeping the aspect ratio (adaptive windows); a smaller input stays as it "
+    "is (never enlarged).")]
 QualityOption = Annotated[int, typer.Option(
     "-q", "--quality", min=1, max=100, help="JPEG quality of JPEG outputs (4:2:0 chroma, as Pillow's default).")]
 
 POOL_OPTIONS = {
     "mode": (ModeOption, "max"),
-    "window": (WindowOption, "2"),
+    "window": (WindowOption, None),
     "stride": (StrideOption, None),
     "padding": (PaddingOption, "0"),
     "dilation": (DilationOption, "1"),
@@ -207,6 +279,9 @@ POOL_OPTIONS = {
     "max_decoded": (MaxDecodedOption, None),
     "page": (PageOption, 0),
     "alpha": (AlphaOption, "premultiplied"),
+    "nodata": (NodataOption, None),
+    "size": (SizeOption, None),
+    "max_side": (MaxSideOption, None),
     "debug": (DebugOption, False),
 }
 
@@ -219,7 +294,7 @@ def settings_from_options(options: dict) -> "PoolSettings":
     max_pixels = options["max_pixels"]
     settings = PoolSettings(
         mode=choice("--mode", options["mode"], MODES),
-        window=parse_ints(options["window"], "--window"),
+        window=parse_ints(options["window"] or "2", "--window"),
         stride=None if options["stride"] is None else parse_ints(options["stride"], "--stride"),
         padding=parse_padding(options["padding"]),
         dilation=parse_ints(options["dilation"], "--dilation"),
@@ -237,7 +312,11 @@ def settings_from_options(options: dict) -> "PoolSettings":
         max_bytes=None if options["max_decoded"] is None else parse_size(options["max_decoded"], "--max-decoded"),
         page=options["page"],
         alpha=choice("--alpha", options["alpha"], ALPHA_CHOICES),
+        nodata=parse_nodata(options["nodata"]),
+        size=parse_target(options["size"]),
+        max_side=options["max_side"],
     )
+    refuse_windows_with_size(options)
     try:
         return settings.check()
     except PoolError as error:

@@ -24,6 +24,7 @@ from .app import (
     StripOption,
     UsageProblem,
     app,
+    refuse_size_in_inspector,
     with_pool_options,
 )
 from .bigdata import DEFAULT_MEMORY, MemoryOption, SchedulerOption, checked_scheduler, memory_budget
@@ -81,6 +82,8 @@ def batch_command(
     from ..batch import Batch, BatchOptions
 
     settings = settings.but(quality=quality, strip=strip)
+    if html_report is not None:
+        refuse_size_in_inspector(settings, "--html-report")
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
                            overwrite=overwrite, compare_dir=compare_dir, scheduler=checked_scheduler(scheduler),

@@ -19,6 +19,7 @@ from .app import (
     EXIT_OK,
     AxesOption,
     NanOption,
+    NodataOption,
     PlainCommand,
     UsageProblem,
     app,
@@ -26,6 +27,7 @@ from .app import (
     guarded,
     one_line,
     parse_axes,
+    parse_nodata,
     parse_size,
     refuse_inputs,
 )
@@ -167,6 +169,7 @@ def pyramid_command(
                                        f"{spoken(names(grows=True), 'and')} their natural one)"
                                        "|keep|float32|float64|uint8|uint16.")] = "auto",
     nan: NanOption = "propagate",
+    nodata: NodataOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     *,
     big: "BigData",
@@ -177,7 +180,8 @@ def pyramid_command(
     def run() -> int:
         with naming_input(input):
             return _pyramid(input, output, choice("--mode", mode, MODES), levels, min_size, parse_axes(axes), dtype,
-                            choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler)
+                            choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler,
+                            parse_nodata(nodata))
 
     return guarded(run)
 
@@ -200,10 +204,13 @@ def naming_input(source: Path) -> Iterator[None]:
 
 def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size: int,
              axes: tuple[int, ...] | None, dtype: str, nan: str, overwrite: bool, big: "BigData",
-             scheduler: str | None) -> int:
+             scheduler: str | None, nodata: int | float | str | None = None) -> int:
+    import dataclasses
+
     import numpy as np
 
     from .. import stream
+    from ..app.settings import nodata_for
 
     started = time.perf_counter()
     stream.pyramid_format(target)
@@ -212,7 +219,10 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
         spatial = _spatial_axes(data, axes)
         count = level_count_or_usage(data.shape, spatial, levels, min_size)
         wanted = _pyramid_dtype(dtype, data.dtype, mode)
-        pyramid = stream.Pyramid(data.shape, spatial, count, mode, nan, None if wanted is None else np.dtype(wanted))
+        found = nodata_for(nodata, data.dtype, data.nodata, data.fill_value)  # recorded by every level
+        pyramid = stream.Pyramid(data.shape, spatial, count, mode, nan, None if wanted is None else np.dtype(wanted),
+                                 nodata=found)
+        big = dataclasses.replace(big, store=dataclasses.replace(big.store, nodata=found))
         if scheduler is not None:
             shapes = _pyramid_on_cluster(scheduler, source, target, pyramid, big, overwrite)
         else:

@@ -394,7 +394,9 @@ def _print_description(description: dict) -> None:
             specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
         layout = f"{array['layout'] or '-'} ({array['layout_reason']})"
         say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {layout}  "
-            f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
+            f"range {value_range}{specials}"
+            + ("" if array.get("nodata") is None else f"  nodata {array['nodata']}")
+            + f"  -> output {tuple(array['output_shape'])}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),

@@ -11,7 +11,16 @@ import typer
 
 from ..core.choices import MODES
 from ..errors import PoolError
-from .app import EXIT_OK, PlainCommand, UsageProblem, app, choice, parse_ints, with_pool_options
+from .app import (
+    EXIT_OK,
+    PlainCommand,
+    UsageProblem,
+    app,
+    choice,
+    parse_ints,
+    refuse_size_in_inspector,
+    with_pool_options,
+)
 from .commands import checked_variant
 from .terminal import say
 
@@ -46,6 +55,7 @@ def inspect_command(
     """Write an HTML page that shows which input pixels each pooled value came from."""
     from ..inspect import write_inspector
 
+    refuse_size_in_inspector(settings, "inspect")
     mode_list = _modes(ctx, settings, modes)
     window_list = [settings.window] if windows is None else \
         [parse_ints(w, "--windows") for w in windows.split(",") if w.strip()]

@@ -22,3 +22,4 @@ JPEG_QUALITY = 90
 With 4:2:0 chroma subsampling this is Pillow's and libjpeg's default: about half the
 bytes of quality 95 with full chroma, and no difference a viewer sees on photos.
 """
+NODATA_CHOICES = ("fill", "none")  # --nodata besides a number: a Zarr input's fill value; no nodata at all

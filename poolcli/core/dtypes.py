@@ -26,6 +26,17 @@ def natural_dtype(dtype: np.dtype, mode: str) -> np.dtype:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
+def cast_value(value: int | float, source: np.dtype, target: np.dtype) -> int | float:
+    """One value that `source` holds, as an array of `target` holds it after the one cast
+    (a nodata carried to a pooled output).
+
+    >>> u16, i16, f64, u8 = (np.dtype(t) for t in (np.uint16, np.int16, np.float64, np.uint8))
+    >>> cast_value(65535, u16, f64), cast_value(-9999, i16, u8)
+    (65535.0, 0)
+    """
+    return finalize(np, np.asarray([value], dtype=source), target, None)[0].item()
+
+
 def finalize(xp, y, natural: np.dtype, requested: np.dtype | None):
     """Cast to the output dtype: integers round half up (floor(v + 0.5)) and clip to the
     dtype's range, whatever the source (float or a wider integer); NaN -> 0."""

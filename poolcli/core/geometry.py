@@ -203,6 +203,7 @@ class PoolPlan:
     nan_policy: str = "propagate"
     dtype: np.dtype | None = None  # the requested output dtype
     return_indices: bool = False
+    nodata: int | float | None = None  # the value of missing cells (engine/missing.py)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -338,7 +339,7 @@ def plan_pool(
         shape=tuple(shape),
         axes=tuple(sorted(geometries, key=lambda g: g.axis)),
         **{k: options[k] for k in ("mode", "count_include_pad", "divisor_override", "p", "pad_mode", "nan_policy",
-                                   "dtype", "return_indices")},
+                                   "dtype", "return_indices", "nodata")},
     )
     return _addressable(plan)
 
@@ -360,7 +361,34 @@ def plan_adaptive(shape: tuple[int, ...], output_size: object, axes: object = No
                             f"can represent; use output_size <= {INT64_MAX // shape[axis]}")
         geometries.append(_adaptive_axis(axis, shape[axis], out))
     return _addressable(PoolPlan(tuple(shape), tuple(sorted(geometries, key=lambda g: g.axis)),
-                                 **{k: checked[k] for k in ("mode", "p", "nan_policy", "dtype", "return_indices")}))
+                                 **{k: checked[k] for k in ("mode", "p", "nan_policy", "dtype", "return_indices",
+                                                              "nodata")}))
+
+
+def target_size(sides: tuple[int, ...], size: tuple[int | None, ...] | None = None,
+                max_side: int | None = None) -> tuple[int, ...]:
+    """The output sides for input `sides`: `size` (None keeps the aspect ratio: that side scaled as the
+    given ones are, rounded half up, at least 1), or the sides scaled so the longest is `max_side`
+    (never up: sides already within it stay). Exact integer arithmetic.
+
+    >>> target_size((480, 640), (240, None)), target_size((480, 640), (None, 100))
+    ((240, 320), (75, 100))
+    >>> target_size((480, 640), max_side=100)
+    (75, 100)
+    >>> target_size((3, 1000), max_side=100), target_size((50, 60), max_side=100), target_size((5, 7), (None, 2))
+    ((1, 100), (50, 60), (1, 2))
+    """
+    if max_side is not None:
+        longest = max(sides)
+        if longest <= max_side:
+            return tuple(sides)
+        return tuple(max(1, (2 * n * max_side + longest) // (2 * longest)) for n in sides)
+    assert size is not None and len(size) == len(sides)
+    given = [(n, s) for n, s in zip(sides, size) if s is not None]
+    if not given:
+        raise PoolError(f"{param('size')} keeps every side; give at least one side")
+    n0, s0 = given[0]  # the scale: the first side given
+    return tuple(s if s is not None else max(1, (2 * n * s0 + n0) // (2 * n0)) for n, s in zip(sides, size))
 
 
 def _addressable(plan: PoolPlan) -> PoolPlan:

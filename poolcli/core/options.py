@@ -126,6 +126,7 @@ def check_options(
     ceil_mode: bool = False,
     return_indices: bool = False,
     dtype: object = None,
+    nodata: object = None,
 ) -> dict:
     """Check every keyword that does not depend on the input's shape; return them resolved."""
     mode = check_mode(mode)
@@ -150,7 +151,81 @@ def check_options(
         ceil_mode=check_flag("ceil_mode", ceil_mode),
         return_indices=check_flag("return_indices", return_indices),
         dtype=check_dtype(dtype),
+        nodata=check_nodata(nodata),
     )
+
+
+def check_nodata(nodata: object) -> int | float | None:
+    """The value that marks missing cells: None, an int, or a float (NaN and infinities too);
+    whether the input's dtype holds it is `nodata_fits`'s question, asked with the input."""
+    if nodata is None:
+        return None
+    if isinstance(nodata, np.generic):
+        nodata = nodata.item()
+    if isinstance(nodata, (bool, np.bool_)) or not isinstance(nodata, numbers.Real):
+        raise PoolError(f"{param('nodata')} {_short(nodata)} must be a number; use e.g. nodata=-9999 or nodata=0")
+    return int(nodata) if isinstance(nodata, numbers.Integral) else float(nodata)
+
+
+def nodata_fits(nodata: int | float, dtype: np.dtype) -> bool:
+    """Whether `dtype` holds `nodata` exactly (NaN: float dtypes only; bool: 0 and 1).
+
+    >>> nodata_fits(-9999, np.dtype(np.uint8)), nodata_fits(255, np.dtype(np.uint8)), nodata_fits(0.5, np.dtype("f2"))
+    (False, True, True)
+    >>> nodata_fits(10**400, np.dtype(np.int64)), nodata_fits(float("inf"), np.dtype(np.int8))
+    (False, False)
+    """
+    if dtype.kind == "b":
+        return nodata in (0, 1)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        whole = isinstance(nodata, int) or nodata.is_integer()  # NaN and the infinities are not
+        return whole and info.min <= nodata <= info.max
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return True
+    try:
+        with np.errstate(over="ignore"):
+            held = float(dtype.type(nodata))
+    except OverflowError:  # an int beyond every float
+        return False
+    if isinstance(nodata, float) or not math.isfinite(held):
+        return held == nodata
+    return int(held) == nodata
+
+
+def nodata_text(nodata: int | float) -> str:
+    """A nodata as GDAL writes its GDAL_NODATA tag (ASCII): "-9999", "0.5", "nan", "inf".
+
+    >>> nodata_text(-9999), nodata_text(-9999.0), nodata_text(0.25), nodata_text(float("nan"))
+    ('-9999', '-9999', '0.25', 'nan')
+    """
+    if isinstance(nodata, float) and nodata.is_integer():
+        return str(int(nodata))
+    return str(nodata) if isinstance(nodata, int) or not math.isfinite(nodata) else repr(nodata)
+
+
+def nodata_from_text(text: str) -> int | float | None:
+    """The number a GDAL_NODATA tag (or a command line) holds, None for text that is none.
+
+    >>> nodata_from_text("-9999"), nodata_from_text(" 1e+20 "), nodata_from_text("nan"), nodata_from_text("x")
+    (-9999, 1e+20, nan, None)
+    """
+    text = text.strip().rstrip("\x00").strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def check_nodata_fits(nodata: int | float | None, dtype: np.dtype) -> None:
+    """Refuse a `nodata` that `dtype` cannot hold (no cell could ever equal it)."""
+    if nodata is not None and not nodata_fits(nodata, dtype):
+        raise PoolError(f"{param('nodata')} {nodata!r} cannot be held by the input's dtype {dtype}; "
+                        f"use a value {dtype} holds, or drop {param('nodata')}")
 
 
 def resolve_axes(ndim: int, window: object, axes: object, name: str = "window") -> tuple[int, ...]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .geometry import PoolPlan, check_windows, plan_pool
+from .geometry import PoolPlan, check_windows, plan_adaptive, plan_pool
 from .options import check_options
 
 GEOMETRY = ("window", "stride", "padding", "dilation", "axes")
+ADAPTIVE_OPTIONS = ("mode", "p", "nan_policy", "dtype", "return_indices", "nodata")  # what adaptive pooling reads
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,14 @@ class PoolSpec:
     nan_policy: str = "propagate"
     dtype: Any = None
     return_indices: bool = False
+    nodata: int | float | None = None  # cells equal to it are missing (docs/semantics.md, section 3)
+    output_size: Any = None  # set: adaptive pooling to this size (`adaptive_pool`'s), the windows unused
     checked: bool = field(default=False, compare=False, repr=False)  # its options passed `check`
 
     def options(self) -> dict:
         """The options that do not depend on the shape (`core/options.check_options`'s keywords)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in (*GEOMETRY, "checked")}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in (*GEOMETRY, "checked", "output_size")}
 
     def keywords(self) -> dict:
         """The spec as the keywords of `poolcli.pool`."""
@@ -52,7 +56,11 @@ class PoolSpec:
 
     def plan(self, shape: tuple[int, ...]) -> PoolPlan:
         """The validated plan for an input of `shape` (the shape's checks; a checked spec's
-        options are not checked again)."""
+        options are not checked again); with an `output_size`, `adaptive_pool`'s plan."""
+        if self.output_size is not None:
+            options = self.options()
+            return plan_adaptive(tuple(shape), self.output_size, self.axes,
+                                 **{k: options[k] for k in ADAPTIVE_OPTIONS})
         return plan_pool(tuple(shape), self.window, self.stride, padding=self.padding, dilation=self.dilation,
                          axes=self.axes, checked=self.checked, **self.options())
 
@@ -69,4 +77,4 @@ def spec_of_plan(plan: PoolPlan, ceil_mode: bool) -> PoolSpec:
                     dilation=tuple(g.dilation for g in axes), padding=[(g.pad_lo, g.pad_hi) for g in axes],
                     axes=tuple(g.axis for g in axes), ceil_mode=ceil_mode, mode=plan.mode,
                     count_include_pad=plan.count_include_pad, divisor_override=plan.divisor_override, p=plan.p,
-                    pad_mode=plan.pad_mode, nan_policy=plan.nan_policy, checked=True)
+                    pad_mode=plan.pad_mode, nan_policy=plan.nan_policy, nodata=plan.nodata, checked=True)

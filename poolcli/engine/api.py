@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..backends import as_array
 from ..core.geometry import plan_adaptive
-from ..core.options import check_input_dtype, resolve_axes
+from ..core.options import check_input_dtype, check_nodata_fits, resolve_axes
 from ..core.spec import PoolSpec
 from ..errors import PoolError
 from .backward import backward_pass
@@ -34,6 +36,7 @@ def pool(
     axes=None,
     dtype=None,
     return_indices=False,
+    nodata=None,
 ):
     """Pool `x` with a sliding window (docs/semantics.md gives the exact meaning of each keyword).
 
@@ -47,6 +50,8 @@ def pool(
     inf where some |x| > 1). median gathers its windows in blocks of at most
     BUDGETS.median_block_bytes of taps, so its memory does not grow with the window's overlap.
     Inputs in non-native byte order ('>f8') pool like native ones and give native results.
+    `nodata=V`: cells equal to V are skipped by every mode (avg divides by the cells left) and a
+    window of them alone gives V; V must be a value x's dtype holds (docs/semantics.md, section 3).
     Integer parameters must fit an int64 (as must sizes plus padding and the window span),
     else a PoolError.
 
@@ -59,9 +64,11 @@ def pool(
     >>> y, idx = pool(np.array([1, 3, 2, 3, 5, 5]), 2, 1, return_indices=True)
     >>> y.tolist(), idx.tolist()
     ([3, 3, 3, 5, 5], [1, 1, 3, 4, 4])
+    >>> pool(np.array([1, -9, 3, -9, -9, -9], np.int16), 2, mode="avg", nodata=-9).tolist()
+    [1.0, 3.0, -9.0]
     """
     return pool_with(PoolSpec(window, stride, padding, dilation, axes, mode, ceil_mode, count_include_pad,
-                              divisor_override, p, pad_mode, nan_policy, dtype, return_indices), x)
+                              divisor_override, p, pad_mode, nan_policy, dtype, return_indices, nodata), x)
 
 
 def pool_with(spec: PoolSpec, x):
@@ -70,6 +77,7 @@ def pool_with(spec: PoolSpec, x):
     if not lazy:
         xp, x = _checked_input(x)
     plan = spec.plan(known_shape(x) if lazy else x.shape)
+    check_nodata_fits(plan.nodata, np.dtype(x.dtype))
     if lazy:
         if plan.return_indices:
             raise PoolError("return_indices is not offered for Dask arrays; pool a NumPy or CuPy array")
@@ -78,11 +86,11 @@ def pool_with(spec: PoolSpec, x):
 
 
 def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
-                  nan_policy="propagate", return_indices=False):
+                  nan_policy="propagate", return_indices=False, nodata=None):
     """Pool `x` to a fixed output size; bin i covers [floor(i*n/out), ceil((i+1)*n/out)).
 
     `output_size` is an int or one value per pooled axis (None keeps that axis);
-    `output_size=1` is global pooling. Dtypes, exactness and byte order as in `pool`.
+    `output_size=1` is global pooling. Dtypes, exactness, byte order and `nodata` as in `pool`.
 
     >>> import numpy as np
     >>> adaptive_pool(np.arange(5.0), 3, mode="max")
@@ -92,12 +100,14 @@ def adaptive_pool(x, output_size, *, mode="avg", axes=None, dtype=None, p=2.0,
     """
     if is_dask_array(x):
         plan = plan_adaptive(known_shape(x), output_size, axes, mode=mode, p=p,
-                             nan_policy=nan_policy, dtype=dtype, return_indices=return_indices)
+                             nan_policy=nan_policy, dtype=dtype, return_indices=return_indices, nodata=nodata)
+        check_nodata_fits(plan.nodata, np.dtype(x.dtype))
         return lazy_adaptive(x, plan, lambda block: adaptive_pool(
-            block, output_size, mode=mode, axes=axes, dtype=dtype, p=p, nan_policy=nan_policy))
+            block, output_size, mode=mode, axes=axes, dtype=dtype, p=p, nan_policy=nan_policy, nodata=nodata))
     xp, x = _checked_input(x)
     plan = plan_adaptive(x.shape, output_size, axes, mode=mode, p=p, nan_policy=nan_policy, dtype=dtype,
-                         return_indices=return_indices)
+                         return_indices=return_indices, nodata=nodata)
+    check_nodata_fits(plan.nodata, x.dtype)
     return forward_pass(xp, x, plan, plan.dtype, plan.return_indices)
 
 
@@ -125,6 +135,7 @@ def backward_with(spec: PoolSpec, grad_output, x):
 
         x = da.asarray(x)
         plan = spec.plan(known_shape(x))
+        check_nodata_fits(plan.nodata, np.dtype(x.dtype))
         grad_shape = known_shape(grad_output) if is_dask_array(grad_output) else tuple(grad_output.shape)
         if grad_shape != plan.out_shape:
             raise PoolError(f"grad_output has shape {tuple(grad_output.shape)} but pooling gives {plan.out_shape};"
@@ -132,6 +143,7 @@ def backward_with(spec: PoolSpec, grad_output, x):
         return lazy_backward(grad_output, x, plan, spec, backward_with)
     xp, x = _checked_input(x)
     plan = spec.plan(x.shape)
+    check_nodata_fits(plan.nodata, x.dtype)
     grad = _native(xp.asarray(grad_output))
     if grad.dtype.kind not in "biuf":
         raise PoolError(f"grad_output dtype {grad.dtype} is not a real number type; "

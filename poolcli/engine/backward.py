@@ -13,40 +13,44 @@ from ..core.geometry import (
 )
 from ..core.modes import MODES
 from .divisors import window_divisor
-from .extreme import arg_extreme, omit_nans
+from .extreme import arg_extreme
 from .layout import batch_size, flat_targets, index_along, pooled_last, restore_layout, take_along
 from .median import median_pool
+from .missing import absent_cells, missing_cells
 from .shortcuts import ieee_quiet
-from .sums import drop_nans, power_transform, sum_finish, summed_power
+from .sums import drop_absent, power_transform, sum_finish, summed_power
 from .taps import reduce_windows
 
 
 @ieee_quiet
 def backward_pass(xp, grad, x, plan: PoolPlan):
-    if (fused := fused_backward(xp, grad, x, plan)) is not None:
+    if plan.nodata is None and (fused := fused_backward(xp, grad, x, plan)) is not None:
         return fused
     grad_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     work = np.dtype(np.float32) if grad_dtype.itemsize < 4 else grad_dtype
     grad = grad.astype(work, copy=False)
     source, padded_plan = materialise_padding(xp, x, plan)
     reducer = MODES[plan.mode].reducer
+    missing = missing_cells(xp, source, padded_plan)  # they get no gradient, nor do windows of them alone
     if reducer == "extreme":
-        _, indices = arg_extreme(xp, source, padded_plan, plan.pooled_shape)
+        _, indices, empty = arg_extreme(xp, source, padded_plan, plan.pooled_shape, missing)
+        if empty is not None:
+            grad = xp.where(empty, 0, grad)
         return _scatter(xp, grad, indices, plan).astype(grad_dtype)
     if reducer == "median":
-        result = _median_backward(xp, grad, source, padded_plan, plan)
+        result = _median_backward(xp, grad, source, padded_plan, plan, missing)
         return result.astype(grad_dtype)
-    result = _sum_backward(xp, grad, source, padded_plan, work)
+    result = _sum_backward(xp, grad, source, padded_plan, work, missing)
     return _fold_padding(xp, result, padded_plan, plan).astype(grad_dtype)
 
 
-def _sum_backward(xp, grad, a, plan: PoolPlan, work):
-    """Transposed separable sum: each output's weight goes back to its window's real taps."""
-    omit = omit_nans(plan, a.dtype)
-    nans = xp.isnan(a) if omit else None
+def _sum_backward(xp, grad, a, plan: PoolPlan, work, missing=None):
+    """Transposed separable sum: each output's weight goes back to its window's real taps
+    (not to absent ones: missing cells, NaNs under 'omit')."""
+    nans = absent_cells(xp, a, plan, missing)
     nan_counts = None
-    if omit:
-        a, nan_counts, _ = drop_nans(xp, a, plan)
+    if nans is not None:
+        a, nan_counts, _ = drop_absent(xp, a, plan, nans)
     a = a.astype(work, copy=False)
     power, divides = summed_power(plan), MODES[plan.mode].divisor
     if power is None:  # sum, avg: every tap gets the output's gradient (over the divisor)
@@ -113,9 +117,9 @@ def _fold_padding(xp, grad, padded_plan: PoolPlan, plan: PoolPlan):
     return grad
 
 
-def _median_backward(xp, grad, a, padded_plan: PoolPlan, plan: PoolPlan):
+def _median_backward(xp, grad, a, padded_plan: PoolPlan, plan: PoolPlan, missing=None):
     """Route each gradient to the median cell (half to each of the two middle cells)."""
-    _, (low, high, count) = median_pool(xp, a, padded_plan, plan.pooled_shape, routes=True)
+    _, (low, high, count) = median_pool(xp, a, padded_plan, plan.pooled_shape, routes=True, missing=missing)
     share = xp.where(count > 0, pooled_last(xp, grad, plan.pooled_axes) / 2, 0)
     return _scatter_last(xp, share, low, plan) + _scatter_last(xp, share, high, plan)
 

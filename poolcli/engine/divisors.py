@@ -27,10 +27,16 @@ def largest_divisor(plan: PoolPlan) -> int:
 def window_divisor(xp, plan: PoolPlan, work, nan_counts=None):
     if plan.divisor_override is not None:
         return work.type(plan.divisor_override)
-    divisor = broadcast_counts(xp, plan, divisor_counts(plan), work)
-    if nan_counts is None:
+    return less_absent(xp, broadcast_counts(xp, plan, divisor_counts(plan), work), nan_counts)
+
+
+def less_absent(xp, divisor, absent):
+    """Each window's divisor less its absent cells (NaNs under 'omit', missing cells); at least
+    1: it is 0 only in windows of absent cells alone, whose value is NaN or the nodata."""
+    if absent is None:
         return divisor
-    return xp.maximum(divisor - nan_counts, 1)  # 0 only in all-NaN windows, which become NaN
+    dtype = xp.asarray(divisor).dtype
+    return xp.maximum(divisor - absent.astype(dtype, copy=False), dtype.type(1)).astype(dtype, copy=False)
 
 
 def flips_sign(plan: PoolPlan) -> bool:

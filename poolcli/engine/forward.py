@@ -14,6 +14,7 @@ from ..core.modes import MODES
 from . import progress
 from .extreme import arg_extreme, extreme_pool
 from .median import median_pool
+from .missing import empty_windows, fill_empty, missing_cells
 from .shortcuts import BUDGETS, FAST_PATHS, ieee_quiet
 from .slabs import even_ranges, executor, run_chunked, worker_threads
 from .sums import integer_sums_fit, lp_overflows, scaled_lp, sum_family
@@ -22,15 +23,18 @@ from .sums import integer_sums_fit, lp_overflows, scaled_lp, sum_family
 def forward_pass(xp, x, plan: PoolPlan, dtype, return_indices: bool):
     scaled = lp_overflows(xp, x, plan)  # the fused kernels would overflow
     sums_fit = functools.partial(integer_sums_fit, requested=dtype)
-    if not scaled and (fused := fused_forward(xp, x, plan, dtype, return_indices, sums_fit)) is not None:
+    fusable = not scaled and plan.nodata is None  # the kernels know no missing cells
+    if fusable and (fused := fused_forward(xp, x, plan, dtype, return_indices, sums_fit)) is not None:
         return fused  # a CuPy array and a fused GPU kernel for this call
     progress.begin(math.prod(plan.out_shape))
     source, padded_plan = materialise_padding(xp, x, plan)
     natural = natural_dtype(x.dtype, plan.mode)
     if MODES[plan.mode].indices and return_indices:
-        y, indices = arg_extreme(xp, source, padded_plan, plan.pooled_shape)
-        return finalize(xp, y, natural, dtype), indices
-    if _is_opencv_area_mean(xp, x, plan, dtype):
+        y, indices, empty = arg_extreme(xp, source, padded_plan, plan.pooled_shape,
+                                        missing_cells(xp, source, padded_plan))
+        y = finalize(xp, y, natural, dtype)
+        return (y if empty is None else fill_empty(xp, y, empty, plan, x.dtype, natural, dtype)), indices
+    if plan.nodata is None and _is_opencv_area_mean(xp, x, plan, dtype):
         return _opencv_area_mean(x, plan)
     return run_chunked(xp, source, padded_plan, lambda a, p: _values(xp, a, p, natural, dtype, scaled),
                        dtype if dtype is not None else natural)
@@ -84,18 +88,24 @@ def _opencv_area_mean(x, plan: PoolPlan):
 @ieee_quiet
 def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None, scaled: bool):
     """The pooled values of one mode (its reducer in the table of modes), in the output dtype;
-    `scaled`: lp with the scaled p-norm, decided once for the whole input (never per slab)."""
+    `scaled`: lp with the scaled p-norm, decided once for the whole input (never per slab).
+    Every reducer skips the missing cells (engine/missing.py) it is given, and a window
+    left with none gives the nodata, here, for every mode."""
     reducer = MODES[plan.mode].reducer
+    missing = missing_cells(xp, a, plan)
     if reducer == "extreme":
-        y = extreme_pool(xp, a, plan)
+        y = extreme_pool(xp, a, plan, missing)
     elif reducer == "median":
-        y = median_pool(xp, a, plan, plan.pooled_shape, dtype)[0]
+        y = median_pool(xp, a, plan, plan.pooled_shape, dtype, missing=missing)[0]
     elif scaled:
-        y = scaled_lp(xp, a, plan)
+        y = scaled_lp(xp, a, plan, missing)
     else:
-        y = sum_family(xp, a, plan, dtype)
+        y = sum_family(xp, a, plan, dtype, missing)
     if reducer != "median":  # the median reports its blocks itself
         progress.advance(math.prod(plan.out_shape))
-    return finalize(xp, y, natural, dtype)
+    y = finalize(xp, y, natural, dtype)
+    if missing is None:
+        return y
+    return fill_empty(xp, y, empty_windows(xp, missing, plan), plan, a.dtype, natural, dtype)
 
 

@@ -25,11 +25,12 @@ def row_major_blocks(shape, item_bytes: int, budget: int):
             yield tuple(slice(i, i + 1) for i in prefix) + (slice(start, start + step),) + rest
 
 
-def gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
+def gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None, missing=None):
     """The taps of windows `ranges` (one range of outputs per pooled axis) side by side:
     (batch..., out..., taps) from `a` with its pooled axes last.
 
-    Also returns which taps are real (not padding), shaped (out..., taps), and, given
+    Also returns which taps are real (not padding, and not `missing`: a mask laid out as `a`,
+    engine/missing.py), shaped (out..., taps) or, with a mask, as the values; and, given
     `original_pooled_shape`, each tap's flat input index (else None).
     """
     m = len(plan.axes)
@@ -52,6 +53,8 @@ def gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
     taps = math.prod(values.shape[-m:])
     values = values.reshape(values.shape[: values.ndim - 2 * m] + out_shape + (taps,))
     valid = xp.broadcast_to(valid, out_shape + valid.shape[m:]).reshape(out_shape + (taps,))
+    if missing is not None:
+        valid = valid & ~missing[(Ellipsis, *index_arrays)].reshape(values.shape)
     if sources is not None:
         sources = xp.broadcast_to(sources, out_shape + sources.shape[m:]).reshape(out_shape + (taps,))
     return values, valid, sources

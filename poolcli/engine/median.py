@@ -27,7 +27,7 @@ from .wide import carry, limbs_to_float, split_limbs
 
 
 def median_pool(xp, a, plan: PoolPlan, original_pooled_shape, requested: np.dtype | None = None,
-            routes: bool = False):
+            routes: bool = False, missing=None):
     """Median of the real cells of each window, and, with `routes`, what the backward pass needs.
 
     Windows are gathered (taps side by side) a block at a time, each block's taps under
@@ -36,18 +36,21 @@ def median_pool(xp, a, plan: PoolPlan, original_pooled_shape, requested: np.dtyp
     Floats compute in float64; integers stay integers (the mean of the two middle values
     rounded half up, or, for a float `requested`, their exact mean rounded once).
 
+    `missing` cells (engine/missing.py) are left out as padding is.
+
     Returns (median, routes): routes are None, or (low, high, count) with the pooled axes
     last: the flat input indices of each window's two middle cells in stable sorted
     order (absent taps last) and how many cells it has.
     """
     pooled = plan.pooled_axes
     moved = pooled_last(xp, a, pooled)
+    gone = None if missing is None else pooled_last(xp, missing, pooled)
     batch = moved.ndim - len(pooled)
     out_shape = moved.shape[:batch] + tuple(g.out for g in plan.axes)
     float_out = a.dtype.kind == "f" or (requested is not None and requested.kind == "f")
     result_dtype = np.float64 if float_out else np.uint8 if a.dtype.kind == "b" else a.dtype
     axes = _regular_axes(xp, plan)
-    if not routes and axes is not None:
+    if not routes and axes is not None and gone is None:  # the fast paths know no missing cells
         fast = _fast_median(a, moved, axes, plan, out_shape, result_dtype, float_out)
         if fast is not None:
             return fast, None
@@ -56,7 +59,8 @@ def median_pool(xp, a, plan: PoolPlan, original_pooled_shape, requested: np.dtyp
     for block in row_major_blocks(out_shape, 8 * window_taps(plan), BUDGETS.median_block_bytes):
         ranges = [range(*rows.indices(g.out)) for rows, g in zip(block[batch:], plan.axes)]
         values, valid, sources = gather_windows(xp, moved[block[:batch]], plan, ranges,
-                                                 original_pooled_shape if routes else None)
+                                                 original_pooled_shape if routes else None,
+                                                 None if gone is None else gone[block[:batch]])
         median[block], order, count = _median_block(xp, values, valid, plan.nan_policy, float_out)
         progress.advance(count.size)
         if routes:

@@ -18,13 +18,14 @@ from .divisors import (
     divisor_counts,
     flips_sign,
     largest_divisor,
+    less_absent,
     window_divisor,
     window_taps,
     work_dtype,
 )
-from .extreme import omit_nans
 from .gather import gather_windows, row_major_blocks
 from .layout import pooled_last, restore_pooled_axes
+from .missing import absent_cells, omit_nans
 from .shortcuts import BUDGETS, FAST_PATHS
 from .taps import reduce_windows
 from .wide import wide_sums
@@ -68,20 +69,23 @@ def lp_overflows(xp, a, plan: PoolPlan) -> bool:
     return plan.p * largest + taps >= math.log2(float(info.max)) or plan.p * smallest <= math.log2(float(info.tiny))
 
 
-def scaled_lp(xp, a, plan: PoolPlan):
+def scaled_lp(xp, a, plan: PoolPlan, missing=None):
     """lp as m * (sum (|x|/m)^p)^(1/p), m each window's largest |x|: the same p-norm without
     overflow or underflow, for a p so large that |x|^p leaves the float range (for p -> inf
-    it is the largest |x|). Windows are gathered a block at a time, as for the median."""
+    it is the largest |x|). Windows are gathered a block at a time, as for the median;
+    `missing` cells (engine/missing.py) are left out as padding is."""
     work = work_dtype(a.dtype, plan.mode)
     pooled = plan.pooled_axes
     moved = pooled_last(xp, a, pooled)
+    gone = None if missing is None else pooled_last(xp, missing, pooled)
     batch = moved.ndim - len(pooled)
     out_shape = moved.shape[:batch] + tuple(g.out for g in plan.axes)
     result = xp.empty(out_shape, dtype=work)
     omit = omit_nans(plan, a.dtype)
     for block in row_major_blocks(out_shape, 8 * window_taps(plan), BUDGETS.median_block_bytes):
         ranges = [range(*rows.indices(g.out)) for rows, g in zip(block[batch:], plan.axes)]
-        values, valid, _ = gather_windows(xp, moved[block[:batch]], plan, ranges)
+        values, valid, _ = gather_windows(xp, moved[block[:batch]], plan, ranges, None,
+                                          None if gone is None else gone[block[:batch]])
         magnitudes = xp.where(valid, xp.abs(values.astype(work, copy=False)), 0)
         nans = xp.isnan(magnitudes)
         if omit:
@@ -96,16 +100,18 @@ def scaled_lp(xp, a, plan: PoolPlan):
     return restore_pooled_axes(xp, result, pooled)
 
 
-def sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
+def sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None, missing=None):
     """sum / avg / l2 / lp: a separable sum of x, x^2 or |x|^p, then the divisor and root.
 
     Integer sums and means are exact: they accumulate in an integer type that holds any
-    window's sum, or, where 64 bits do not, take the wide path (`wide_sums`).
+    window's sum, or, where 64 bits do not, take the wide path (`wide_sums`). Absent cells
+    (`missing` ones, or NaNs under 'omit') add nothing and leave the divisor.
     """
     work = work_dtype(a.dtype, plan.mode)
     empty = None
-    if omit_nans(plan, a.dtype):
-        a, nan_counts, empty = drop_nans(xp, a, plan)
+    absent = absent_cells(xp, a, plan, missing)
+    if absent is not None:
+        a, nan_counts, empty = drop_absent(xp, a, plan, absent)
     else:
         nan_counts = None
     rounded = _rounds(plan, dtype)
@@ -114,7 +120,8 @@ def sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
     if plain and a.dtype.kind in "biu":
         bound = _exact_bound(xp, a, plan, rounded)
         if bound is None:
-            return wide_sums(xp, a, plan, dtype if dtype is not None else natural_dtype(a.dtype, plan.mode))
+            return wide_sums(xp, a, plan, dtype if dtype is not None else natural_dtype(a.dtype, plan.mode),
+                             nan_counts)
         accumulator = _accumulator_dtype(a.dtype, bound)
     elif plain:
         accumulator = work
@@ -122,9 +129,9 @@ def sum_family(xp, a, plan: PoolPlan, dtype: np.dtype | None = None):
         accumulator = _power_accumulator(a.dtype, plan, work)
     total = reduce_windows(xp, a, plan, xp.add, 0, accumulator, power_transform(xp, plan, accumulator))
     if rounded and bound is not None:
-        return _rounded_integer_mean(xp, total, plan, bound)
+        return _rounded_integer_mean(xp, total, plan, bound, nan_counts)
     y = sum_finish(xp, total, plan, work, nan_counts)
-    if empty is not None and empty.any():
+    if empty is not None and plan.nodata is None and empty.any():  # with a nodata: forward.fill_empty
         y = y.astype(work, copy=False)
         y[empty] = np.nan
     return y
@@ -141,12 +148,12 @@ def _rounds(plan: PoolPlan, dtype: np.dtype | None) -> bool:
     return MODES[plan.mode].divisor and summed_power(plan) is None and dtype is not None and dtype.kind in "iu"
 
 
-def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int):
+def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int, absent=None):
     """floor(total / divisor + 0.5) in exact integer arithmetic: (2 total + d) // (2 d).
 
     `bound` is the largest |total|; the arithmetic runs in the total's own type when
     2 * bound + d fits it, else in the narrowest type that holds it (`_exact_bound`
-    has checked that one does).
+    has checked that one does). `absent`: per window, the cells that leave the divisor.
     """
     per_axis = None if plan.divisor_override is not None else divisor_counts(plan)
     need = 2 * bound + largest_divisor(plan)
@@ -157,7 +164,7 @@ def _rounded_integer_mean(xp, total, plan: PoolPlan, bound: int):
     if per_axis is None:
         divisor = room.type(largest_divisor(plan))
     else:
-        divisor = broadcast_counts(xp, plan, per_axis, room)
+        divisor = less_absent(xp, broadcast_counts(xp, plan, per_axis, room), absent)
     total = total.astype(room, copy=False)
     if flip:
         total = xp.negative(total, out=total)
@@ -214,12 +221,12 @@ def sum_finish(xp, total, plan: PoolPlan, work, nan_counts):
     return mean if power is None else xp.sqrt(mean, out=mean)
 
 
-def drop_nans(xp, a, plan: PoolPlan):
-    """nan_policy='omit': NaNs become absent cells (zeros in the sum, not in the divisor)."""
-    nans = xp.isnan(a)
-    present = reduce_windows(xp, ~nans, plan, xp.add, 0, np.int64)
+def drop_absent(xp, a, plan: PoolPlan, absent):
+    """Absent cells (engine/missing.py: missing ones, NaNs under 'omit') become zeros in the sum,
+    not in the divisor: (a with them zeroed, their count per window, the windows left empty)."""
+    present = reduce_windows(xp, ~absent, plan, xp.add, 0, np.int64)
     real = broadcast_counts(xp, plan, [g.count_real() for g in plan.axes], np.int64)
-    return xp.where(nans, 0, a), real - present, present == 0
+    return xp.where(absent, a.dtype.type(0), a), real - present, present == 0
 
 
 def _sum_bound(dtype: np.dtype, plan: PoolPlan, magnitude: int | None = None) -> int:

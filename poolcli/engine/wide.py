@@ -9,7 +9,15 @@ from ..core.geometry import (
 )
 from ..core.modes import MODES
 from ..errors import PoolError
-from .divisors import broadcast_counts, divisor_counts, flips_sign, largest_divisor, window_divisor, window_taps
+from .divisors import (
+    broadcast_counts,
+    divisor_counts,
+    flips_sign,
+    largest_divisor,
+    less_absent,
+    window_divisor,
+    window_taps,
+)
 from .taps import reduce_windows
 
 LIMB_BITS = 32
@@ -19,13 +27,14 @@ LIMB_MASK = (1 << LIMB_BITS) - 1
 MAX_WIDE_TAPS = 2**31 - 1  # each limb's window sum (< taps * 2**32) must fit an int64
 
 
-def wide_sums(xp, a, plan: PoolPlan, target: np.dtype):
+def wide_sums(xp, a, plan: PoolPlan, target: np.dtype, absent=None):
     """sum or avg of integer windows whose sums overflow 64 bits, exactly, as `target`.
 
     Each value splits into a high and a low 32-bit limb; each limb's window sum is exact in
     int64, and the limbs recombine exactly: a sum clipped to an integer target's range, or
     rounded once to a float64 (avg: that float divided by the divisor), or for avg to an
-    integer target floor(sum / divisor + 1/2) by long division, then clipped.
+    integer target floor(sum / divisor + 1/2) by long division, then clipped. `absent`: per
+    window, the cells that leave the divisor (engine/missing.py).
     """
     if window_taps(plan) > MAX_WIDE_TAPS:
         raise PoolError(f"a window of {window_taps(plan)} taps over {a.dtype} values near its limits "
@@ -40,14 +49,14 @@ def wide_sums(xp, a, plan: PoolPlan, target: np.dtype):
             return limbs_to_float(xp, high, low).astype(target, copy=False)
         return _limbs_to_int(xp, high, low, target)
     if target.kind == "f":
-        mean = limbs_to_float(xp, high, low) / window_divisor(xp, plan, np.dtype(np.float64))
+        mean = limbs_to_float(xp, high, low) / window_divisor(xp, plan, np.dtype(np.float64), absent)
         return mean.astype(target, copy=False)
     if flips_sign(plan):  # floor(S / d + 1/2) = floor(-S / |d| + 1/2)
         high, low = carry(xp, -high, -low)
     if plan.divisor_override is not None:
         divisor = largest_divisor(plan)
     else:
-        divisor = broadcast_counts(xp, plan, divisor_counts(plan), int64)
+        divisor = less_absent(xp, broadcast_counts(xp, plan, divisor_counts(plan), int64), absent)
     high, low = _rounded_quotient(xp, high, low, divisor)
     return _limbs_to_int(xp, high, low, target)
 

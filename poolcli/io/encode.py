@@ -29,9 +29,11 @@ def encode_image(
     quality: int,
     bgr: bool,
     metadata: ImageMetadata | None = None,
+    nodata: int | float | None = None,
 ) -> bytes:
     """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix; with
-    ``metadata`` (EXIF, XMP, resolution) where the format has a place for it (io/metadata.py)."""
+    ``metadata`` (EXIF, XMP, resolution) where the format has a place for it (io/metadata.py); a
+    TIFF records ``nodata`` in GDAL's GDAL_NODATA tag (other formats have no place for it)."""
     record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, record)
@@ -45,8 +47,9 @@ def encode_image(
     ):
         icc = None
     metadata = (metadata or ImageMetadata()).kept_by(record.metadata)
-    if fmt == "TIFF" and by_opencv and (icc is not None or metadata.dpi is not None):  # OpenCV's TIFF has no place
-        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, metadata.dpi)
+    if fmt == "TIFF" and ((by_opencv and (icc is not None or metadata.dpi is not None)) or nodata is not None):
+        # OpenCV's TIFFs have no place for a profile or resolution, Pillow's none for a nodata
+        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, metadata.dpi, nodata)
     if by_opencv:  # OpenCV encodes BGR(A)
         data = _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
     else:
@@ -194,9 +197,12 @@ def _gif_with_transparency(array: np.ndarray) -> tuple[Image.Image, int]:
     return image, 255
 
 
-def _tifffile_bytes(array: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> bytes:
-    """A TIFF of a gray, RGB(A) array with its ICC profile and resolution, written by tifffile."""
+def _tifffile_bytes(array: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None,
+                    nodata: int | float | None = None) -> bytes:
+    """A TIFF of a gray, RGB(A) array with its ICC profile, resolution and nodata, written by tifffile."""
     import tifffile
+
+    from .tiff import gdal_nodata_tags
 
     buffer = io.BytesIO()
     channels = array.shape[2]
@@ -204,6 +210,7 @@ def _tifffile_bytes(array: np.ndarray, icc: bytes | None, dpi: tuple[float, floa
         buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
         extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
         resolution=dpi, resolutionunit="INCH" if dpi is not None else None,
+        extratags=gdal_nodata_tags(nodata),
     )
     return buffer.getvalue()
 

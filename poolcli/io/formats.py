@@ -61,6 +61,7 @@ class WriteRequest:
     quality: int
     bgr: bool
     metadata: ImageMetadata | None = None  # EXIF, XMP, resolution: what an image output keeps
+    nodata: int | float | None = None  # recorded where the format has a place for it (TIFF: GDAL_NODATA)
 
     def single_array(self, path: Path) -> np.ndarray:
         """The one array to write (``array``, or the only one of ``key_arrays``); an OutputError otherwise."""
@@ -148,6 +149,7 @@ class Loaded:
     icc_profile: bytes | None = field(default=None, repr=False)
     channel_order: str = "rgb"
     metadata: ImageMetadata | None = field(default=None, repr=False)  # EXIF, XMP, resolution of an image
+    nodata: int | float | None = None  # the value the file declares for missing cells (a TIFF's GDAL_NODATA)
 
     @property
     def array(self) -> np.ndarray:

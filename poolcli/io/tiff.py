@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.options import nodata_from_text
 from ..errors import InputError, param
 from .chatter import quiet_decoders
 from .checks import check_page, check_pixels, hwc_samples, open_lazily, orient
@@ -50,9 +51,27 @@ def load_tiff(path: Path, max_pixels: int | None, page: int) -> Loaded | None:
         array = hwc_samples(chosen.asarray(), chosen.shape, chosen.axes)
         orientation = int(chosen.tags.valueof(274, default=1) or 1)
         icc = chosen.tags.valueof(34675)
+        nodata = gdal_nodata(chosen)
     array = orient(array, orientation)
     mode = _TIFF_MODES.get((array.dtype.name, array.shape[2]), f"{array.dtype.name}x{array.shape[2]}")
-    return Loaded({"array": array}, "image", "hwc", "TIFF", mode, frames, path, bytes(icc) if icc else None)
+    return Loaded({"array": array}, "image", "hwc", "TIFF", mode, frames, path, bytes(icc) if icc else None,
+                  nodata=nodata)
+
+
+GDAL_NODATA = 42113  # GDAL's private tag: the nodata value as ASCII
+
+
+def gdal_nodata(page) -> int | float | None:
+    """The nodata a TIFF page declares in its GDAL_NODATA tag, or None (no tag, or no number)."""
+    text = page.tags.valueof(GDAL_NODATA)
+    return nodata_from_text(text) if isinstance(text, str) else None
+
+
+def gdal_nodata_tags(nodata: int | float | None) -> list:
+    """tifffile's `extratags` recording `nodata` as GDAL does (none for None)."""
+    from ..core.options import nodata_text
+
+    return [] if nodata is None else [(GDAL_NODATA, "s", 0, nodata_text(nodata), True)]
 
 
 def tifffile_decodes(page) -> bool:

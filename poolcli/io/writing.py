@@ -48,6 +48,7 @@ def save(
     channel_order: str = "rgb",
     durable: bool = True,
     metadata: ImageMetadata | None = None,
+    nodata: int | float | None = None,
 ) -> Path:
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
@@ -66,7 +67,8 @@ def save(
     :func:`minmax_to_uint8`). ``.npy``/``.npz`` outputs are written unchanged.
     ``like`` lends its ICC profile to the image when the colour spaces agree, and its EXIF, XMP
     and resolution (``like.metadata``) unless ``metadata`` is given (io/metadata.py: what each
-    format keeps).
+    format keeps). A TIFF records ``nodata`` (the value of cells without data) in its GDAL_NODATA
+    tag, as GDAL does.
     An existing ``path`` is replaced only with ``overwrite=True``; a path that is
     one of ``inputs`` never is.
 
@@ -85,7 +87,8 @@ def save(
     icc = like.icc_profile if like is not None else None
     if metadata is None and like is not None:
         metadata = like.metadata
-    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", metadata)
+    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", metadata,
+                           nodata)
     write = formats.resolve(writer)(path, request)
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable, checked=True) as file:
         write(file)
@@ -113,7 +116,8 @@ def _output_format(
 def image_writer(path: Path, request: WriteRequest):
     """The writer of every image format: `encode_image` (OpenCV, Pillow or tifffile) makes the bytes now."""
     data = encode_image(path, request.single_array(path), request.format.name, normalize=request.normalize,
-                        icc=request.icc, quality=request.quality, bgr=request.bgr, metadata=request.metadata)
+                        icc=request.icc, quality=request.quality, bgr=request.bgr, metadata=request.metadata,
+                        nodata=request.nodata)
     return _bytes_writer(data)
 
 

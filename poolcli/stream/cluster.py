@@ -239,7 +239,8 @@ def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: n
     check_cluster_paths(source, target)
     result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
-        array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options)
+        array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options,
+                                  options.nodata)
         client.gather(client.compute(da.store(result, array, lock=False, compute=False)))
     return result.shape, np.dtype(result.dtype)
 
@@ -286,8 +287,10 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
         first = 0 if origin is None else 1
         for k in range(first, pyramid.levels + 1):
             chunks = tuple(max(1, tiles.side[a] >> k) if a in pyramid.spatial else 1 for a in range(len(order)))
-            create_zarr_array(group, str(k), shapes[k], pyramid.level_dtype(opened.dtype, k),
-                              tuple(min(chunks[a], shapes[k][i]) for i, a in enumerate(order)), options)
+            dtype = pyramid.level_dtype(opened.dtype, k)
+            create_zarr_array(group, str(k), shapes[k], dtype,
+                              tuple(min(chunks[a], shapes[k][i]) for i, a in enumerate(order)), options,
+                              options.nodata_for(dtype, opened.dtype))
         futures = client.map(_pyramid_tile, tiles.indices, source=str(source), dataset=dataset, store=str(store),
                              pyramid=pyramid, first=first, copy=first == 1 and spread, pure=False)
         try:

@@ -48,6 +48,7 @@ class Pyramid:
     mode: str = "avg"
     nan_policy: str = "propagate"
     dtype: np.dtype | None = None  # of levels 1..L; None: the natural dtype of `mode`
+    nodata: int | float | None = None  # cells without data (engine/missing.py): every level pooled from level 0
 
     def level_shape(self, k: int) -> tuple[int, ...]:
         return tuple(n >> k if axis in self.spatial else n for axis, n in enumerate(self.shape))
@@ -64,7 +65,7 @@ class Pyramid:
     def spec(self, k: int) -> PoolSpec:
         """The `PoolSpec` of level k straight from level 0."""
         return PoolSpec(window=2 ** k, stride=2 ** k, axes=self.spatial, mode=self.mode, nan_policy=self.nan_policy,
-                        dtype=self.dtype)
+                        dtype=self.dtype, nodata=self.nodata)
 
 
 def level_count(shape: tuple[int, ...], spatial: tuple[int, ...], levels: int | None,
@@ -90,8 +91,11 @@ def level_count(shape: tuple[int, ...], spatial: tuple[int, ...], levels: int | 
 
 
 def nests(pyramid: Pyramid, dtype: np.dtype) -> str:
-    """How levels follow each other: 'extreme', 'sums' (exact integer sums) or 'direct'."""
+    """How levels follow each other: 'extreme', 'sums' (exact integer sums) or 'direct' (also with
+    a nodata: a window's count of real cells does not follow from the level above's values)."""
     record = MODES[pyramid.mode]
+    if pyramid.nodata is not None:
+        return "direct"
     if record.reducer == "extreme":
         return "extreme"
     small = dtype.itemsize <= 4 and pyramid.levels * len(pyramid.spatial) <= 30  # sums stay far inside int64

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.calibration import Calibration
 from ..core.choices import COMPRESSIONS
+from ..core.dtypes import cast_value
 from ..errors import OutputError, param
 from .npyfile import NpyFile
 
@@ -38,6 +39,14 @@ class StoreOptions:
     chunk: int = CHUNK
     zarr_format: int = 2
     calibration: Calibration | None = None  # the output's axes and physical sizes, recorded by its writer
+    nodata: int | float | None = None  # the value of cells without data, as the written data (level 0) holds it
+
+    def nodata_for(self, dtype: np.dtype, written: np.dtype | None = None) -> int | float | None:
+        """The nodata as an array of `dtype` records it: cast from `written` (level 0's dtype, where
+        a pyramid's reduced levels have another) as every pooled value is."""
+        if self.nodata is None or written is None or np.dtype(written) == np.dtype(dtype):
+            return self.nodata
+        return cast_value(self.nodata, np.dtype(written), np.dtype(dtype))
 
     @property
     def chosen_level(self) -> int:

@@ -30,6 +30,8 @@ class Source:
     order: tuple[int, ...] | None = None  # a planar TIFF's (S, Y, X) seen as (Y, X, S)
     zarr_format: int | None = None  # a Zarr input's format
     calibration: Calibration | None = None  # its axes and physical sizes, where its metadata says
+    nodata: int | float | None = None  # the value it declares for missing cells (GDAL_NODATA, a Zarr "nodata")
+    fill_value: int | float | None = None  # a Zarr array's fill value (missing cells only when asked)
 
     @property
     def shape(self) -> tuple[int, ...]:

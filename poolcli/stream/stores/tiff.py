@@ -19,7 +19,7 @@ from ...errors import InputError, OutputError, param
 from ...io import atomic_path, scratch
 from ...io.chatter import quiet_logs
 from ...io.formats import input_errors, one_line
-from ...io.tiff import check_segments, tifffile_decodes
+from ...io.tiff import check_segments, gdal_nodata, gdal_nodata_tags, tifffile_decodes
 from ..budget import DEFAULT_MEMORY, Budget
 from ..npyfile import NpyFile
 from ..pyramid import Pyramid, build
@@ -92,10 +92,13 @@ def write_tiff(path: Path | str, levels: list, options: StoreOptions) -> None:
     import tifffile
 
     common = tiff_options(levels[0].shape, options)
+    first = levels[0].dtype
     with tifffile.TiffWriter(os.fspath(path), bigtiff=True) as tiff:
-        tiff.write(tiles(levels[0]), shape=levels[0].shape, dtype=levels[0].dtype, subifds=len(levels) - 1, **common)
+        tiff.write(tiles(levels[0]), shape=levels[0].shape, dtype=first, subifds=len(levels) - 1,
+                   extratags=gdal_nodata_tags(options.nodata), **common)
         for level in levels[1:]:
-            tiff.write(tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1, **common)
+            tiff.write(tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1,
+                       extratags=gdal_nodata_tags(options.nodata_for(level.dtype, first)), **common)
 
 
 @contextlib.contextmanager
@@ -114,7 +117,8 @@ def _tiff_source(path: Path) -> Iterator[Source]:
     with tiff:
         with input_errors(path, "a TIFF image", fix), quiet_logs():
             array = _tiff_segments(path, tiff)
-        yield Source(path, array, "image", "TIFF", array.chunks, order=TIFF_VIEWS[array.axes])
+        yield Source(path, array, "image", "TIFF", array.chunks, order=TIFF_VIEWS[array.axes],
+                     nodata=gdal_nodata(tiff.pages.first))
 
 
 TIFF_VIEWS = {"YX": None, "YXS": None, "SYX": (1, 2, 0)}  # what `pool` reads in memory: H x W (x C)
@@ -187,9 +191,11 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
                 yield from tiles(pending.pop())
 
         with tifffile.TiffWriter(temporary, bigtiff=True) as tiff:
-            tiff.write(level0_tiles(), shape=pyramid.shape, dtype=source.dtype, subifds=pyramid.levels, **common)
+            tiff.write(level0_tiles(), shape=pyramid.shape, dtype=source.dtype, subifds=pyramid.levels,
+                       extratags=gdal_nodata_tags(options.nodata), **common)
             for level in levels:
-                tiff.write(tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1, **common)
+                tiff.write(tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1,
+                           extratags=gdal_nodata_tags(options.nodata_for(level.dtype, source.dtype)), **common)
         return [tuple(pyramid.shape)] + [tuple(level.shape) for level in levels]
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ...core.choices import COMPRESSIONS as NAMES
 from ...core.modes import MODES
+from ...core.options import nodata_from_text
 from ...engine import FAST_PATHS
 from ...errors import InputError, OutputError, param
 from ...io import atomic_path
@@ -70,7 +71,8 @@ def multiscales(pyramid: Pyramid, name: str, zarr_format: int) -> dict:
         "datasets": datasets,
         "type": MODES[pyramid.mode].ngff,
         "metadata": {"method": "poolcli.pool", "version": __version__,
-                     "kwargs": {"window": 2, "stride": 2, "mode": pyramid.mode, "nan_policy": pyramid.nan_policy}},
+                     "kwargs": {"window": 2, "stride": 2, "mode": pyramid.mode, "nan_policy": pyramid.nan_policy,
+                                **({} if pyramid.nodata is None else {"nodata": _json_number(pyramid.nodata)})}},
     }
     version = NGFF_VERSIONS[zarr_format]
     if zarr_format == 2:
@@ -96,8 +98,10 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
                 writers.append(None)  # level 0 is the input's own chunks, copied as they are
                 continue
             stored = tuple(shape[a] for a in order)
-            array = writable(create_zarr_array(group, str(k), stored, pyramid.level_dtype(source.dtype, k),
-                                               chunk_shape(stored, spatial, options.chunk), options), store / str(k))
+            dtype = pyramid.level_dtype(source.dtype, k)
+            chunks = chunk_shape(stored, spatial, options.chunk)
+            array = writable(create_zarr_array(group, str(k), stored, dtype, chunks, options,
+                                               options.nodata_for(dtype, source.dtype)), store / str(k))
             writers.append(_level_writer(array, order, pyramid.spatial[0], shape, room))
 
         def write(k: int, index: tuple, values: np.ndarray) -> None:
@@ -277,15 +281,44 @@ def zarr_compressors(options: StoreOptions, zarr_format: int):
     return zarr.codecs.BloscCodec(cname=cast(Any, options.compression), clevel=options.chosen_level, shuffle="shuffle")
 
 
-def create_zarr_array(group_or_store, name: str | None, shape, dtype, chunks, options: StoreOptions):
-    """A new, empty Zarr array (in a group under `name`, or as the store itself)."""
+def create_zarr_array(group_or_store, name: str | None, shape, dtype, chunks, options: StoreOptions,
+                      nodata: int | float | None = None):
+    """A new, empty Zarr array (in a group under `name`, or as the store itself); a `nodata` is its
+    fill value and its "nodata" attribute (what `open_source` reads back)."""
     import zarr
 
-    keywords = dict(shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+    keywords = dict(shape=shape, chunks=chunks, dtype=dtype, fill_value=0 if nodata is None else nodata,
                     compressors=zarr_compressors(options, options.zarr_format))
+    if nodata is not None:
+        keywords["attributes"] = {NODATA_ATTRIBUTE: _json_number(nodata)}
     if name is None:
         return zarr.create_array(store=str(group_or_store), zarr_format=cast(Any, options.zarr_format), **keywords)
     return group_or_store.create_array(name, **keywords)
+
+
+def _json_number(value: int | float) -> int | float | str:
+    """A number as JSON holds it: NaN and the infinities as the strings "nan", "inf", "-inf"."""
+    return value if math.isfinite(value) else str(value)
+
+
+NODATA_ATTRIBUTE = "nodata"  # an array's declared nodata (JSON: a number, or "nan", "inf", "-inf")
+
+
+def declared_nodata(array) -> int | float | None:
+    """The nodata a Zarr array declares in its "nodata" attribute, or None."""
+    value = array.attrs.get(NODATA_ATTRIBUTE)
+    if isinstance(value, str):
+        return nodata_from_text(value)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def fill_value(array) -> int | float | None:
+    """A Zarr array's fill value as a number (None where it has none)."""
+    value = array.fill_value
+    if value is None:
+        return None
+    value = np.asarray(value).item()
+    return int(value) if isinstance(value, bool) else value if isinstance(value, (int, float)) else None
 
 
 def is_zarr(path: Path) -> bool:
@@ -312,7 +345,7 @@ def _zarr_source(path: Path, dataset: str | None) -> Source:
     folder = path / name if name else path
     reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or ZarrReads(path, node, folder)
     return Source(path, reader, "array", "ZARR", tuple(int(c) for c in node.chunks), name,
-                  zarr_format=node.metadata.zarr_format)
+                  zarr_format=node.metadata.zarr_format, nodata=declared_nodata(node), fill_value=fill_value(node))
 
 
 def _group_array(path: Path, group, name: str) -> tuple[str, Any]:
@@ -461,4 +494,5 @@ def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial:
               options: StoreOptions, overwrite: bool, inputs: tuple[Path, ...]) -> Iterator[Sink]:
     with atomic_path(target, overwrite=overwrite, inputs=inputs, folder=True) as store, zarr_writing():
         chunks = chunk_shape(shape, spatial, options.chunk)
-        yield Sink(writable(create_zarr_array(store, None, shape, dtype, chunks, options), store), chunked=True)
+        yield Sink(writable(create_zarr_array(store, None, shape, dtype, chunks, options, options.nodata), store),
+                   chunked=True)
