@@ -9,7 +9,6 @@ dilation) and the output's shape; a figure that shows one channel of several say
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +175,7 @@ def compare_figure(source: Path, settings: PoolSettings, modes: list[str], windo
         raise PoolError(f"{param('scale')} {scale!r} is not known; use one of {', '.join(MONTAGE_SCALES)}")
     loaded = io.load(source, **settings.load_options())
     array = _only_array(loaded)
-    variants = [[replace(settings, mode=mode, window=window) for window in windows] for mode in modes]
+    variants = [[settings.variant(mode, window) for window in windows] for mode in modes]
     axes = _resolved_axes(settings, loaded, array)
     if montage is not None and (loaded.kind == "image" or len(axes) != 2):
         what = "an image" if loaded.kind == "image" else f"{len(axes)}-D pooling"

@@ -28,17 +28,17 @@ import contextlib
 import math
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import io
 from ..app.settings import PoolSettings, spec_for
-from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
+from ..core.geometry import AxisGeometry, PoolPlan, with_materialised_padding
 from ..core.modes import MODES
 from ..core.spec import PoolSpec, spec_of_plan
-from ..engine import backward_with, pool, pool_with
+from ..engine import backward_with, pool_with
 from ..engine.bands import band, bands, fewest_rows
 from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
@@ -107,7 +107,7 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     """The page's data for `source` pooled with `settings` once per (mode, window); a large input is
     read in bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is."""
     loaded, array = _one_array(source, settings, loaded)
-    variants = [replace(settings, mode=mode, window=window) for mode in modes for window in windows]
+    variants = [settings.variant(mode, window) for mode in modes for window in windows]
     specs = [spec_for(v, loaded, array) for v in variants]
     plans = [spec.plan(array.shape) for spec in specs]
     axes = _shown_axes(source, plans)
@@ -274,6 +274,7 @@ def _outputs_over(g: AxisGeometry, lo: int, length: int) -> tuple[int, int, int,
     [o*s - pad_lo, (o+1)*s - pad_lo); a region at an edge of the axis takes the outputs drawn on the
     padding beyond it), and the input span [start, stop) their taps read.
 
+    >>> from poolcli.core.geometry import plan_pool
     >>> g = plan_pool((10,), 3, 2, padding=1).axes[0]
     >>> _outputs_over(g, 0, 10), _outputs_over(g, 4, 2), _outputs_over(plan_pool((11,), 2).axes[0], 10, 1)
     ((0, 5, -1, 10), (2, 4, 3, 8), (4, 5, 8, 10))
@@ -417,6 +418,7 @@ def _axis_data(plan: PoolPlan, divides: bool, outputs: list[tuple[int, int]], ce
     and for edge/reflect padding the input cell each pad cell copies (`padBefore`, `padAfter`):
     what the page looks up over its region, never a list as long as the axis (nor computed as one).
 
+    >>> from poolcli.core.geometry import plan_pool
     >>> plan = plan_pool((10,), 3, 2, padding=1, pad_mode="edge", count_include_pad=False)
     >>> [(a["divisors"], a["divisorFrom"], a["padBefore"], a["padAfter"]) for a in _axis_data(plan, True, [(3, 5)])]
     [([3, 3], 3, [0], [9])]
@@ -437,9 +439,9 @@ def _divisors(plan: PoolPlan, g: AxisGeometry, first: int, stop: int, ceil_mode:
     band pools and divides as the whole does), so the work is the band's, not the axis's."""
     last = stop == g.out or (stop - 1) * g.stride - g.pad_lo + g.span > g.size  # reads the high padding
     piece = band(g, first, g.out if last else stop, plan.pad_mode)
-    part = plan_pool((piece.read.stop - piece.read.start,), g.window, g.stride, padding=[piece.pads],
-                     dilation=g.dilation, ceil_mode=ceil_mode, count_include_pad=plan.count_include_pad,
-                     pad_mode=plan.pad_mode)
+    part = PoolSpec(g.window, g.stride, padding=[piece.pads], dilation=g.dilation, ceil_mode=ceil_mode,
+                    count_include_pad=plan.count_include_pad, pad_mode=plan.pad_mode,
+                    checked=True).plan((piece.read.stop - piece.read.start,))  # the plan's options: checked
     counts = divisor_counts(with_materialised_padding(part) if plan.pad_mode != "zeros" else part)[0]
     return np.asarray(counts[piece.skip:piece.skip + stop - first]).astype(int).tolist()
 
@@ -448,6 +450,7 @@ def _pad_sources(g: AxisGeometry, pad_mode: str) -> tuple[list[int] | None, list
     """For edge/reflect padding, the input cell each pad cell copies, before and after the axis: the
     padding of the cells the pads copy only (the pad + 1 at each end, or all where a pad outgrows the axis).
 
+    >>> from poolcli.core.geometry import plan_pool
     >>> g = plan_pool((6,), 5, padding=2).axes[0]
     >>> _pad_sources(g, "reflect"), _pad_sources(g, "edge"), _pad_sources(g, "zeros")
     (([2, 1], [4, 3]), ([0, 0], [5, 5]), (None, None))
@@ -514,7 +517,8 @@ def _preview_steps(size: tuple[int, int]) -> tuple[int, int]:
 def _block_means(grid: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
     """The means of `steps` blocks of (planes, rows, columns) `grid` (partial blocks at its ends)."""
     with np.errstate(all="ignore"):
-        return pool(grid, steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False)
+        return pool_with(PoolSpec(steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False,
+                                  checked=True), grid)
 
 
 def _preview(small: np.ndarray, steps: tuple[int, int], shown: tuple[float, float]) -> dict:
