@@ -19,6 +19,11 @@ pooled axis (`engine.bands`, the bits of pooling it at once), keeping the output
 the block means of the preview, and the range and the input's preview are read band by band too; so
 the memory spent beyond the input's own is about one band's work (`BAND_BYTES` of input), whatever
 its size.
+
+A page of a batch run is made from what the worker pooled already (`Held`: the output it wrote and,
+for max and min, the winners of that same pooling): nothing is pooled again; the routing of max and
+min is counted from those winners, and only a median's (which its output cannot give) is computed,
+by a backward pass over the windows that reach the exact region.
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from ..app.settings import PoolSettings, spec_for
+from ..app.memory import weighs_colour_by_alpha
+from ..app.settings import PoolSettings, output_dtype, spec_for
 from ..core.geometry import AxisGeometry, PoolPlan, with_materialised_padding
 from ..core.modes import MODES
 from ..core.spec import PoolSpec, spec_of_plan
 from ..engine import backward_with, pool_with
+from ..engine.alpha import pool_premultiplied
 from ..engine.bands import band, bands, fewest_rows
 from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
@@ -64,6 +71,25 @@ class Region:
     x: int
     h: int
     w: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """What `pool` wrote of the input, still in memory (a batch worker's): the output (RGB order) and,
+    for max and min, each window's winner (flat in its plane) from that same pooling."""
+
+    output: np.ndarray
+    winners: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Writes:
+    """How `pool` writes one variant of the input: its output dtype (None: the natural one), whether
+    colour is weighted by alpha, and the arrays it wrote already (`Held`), if any."""
+
+    dtype: np.dtype | None
+    by_alpha: bool
+    held: Held | None = None
 
 
 def encode(array: np.ndarray) -> dict:
@@ -103,17 +129,23 @@ def planes(array: np.ndarray, pooled_axes: tuple[int, ...]) -> np.ndarray:
 def build_payload(source: Path, settings: PoolSettings, modes: list[str], windows: list[tuple[int, ...]], *,
                   channels: list[int] | None = None, region: tuple[int, int, int, int] | None = None,
                   exact_pixels: int = EXACT_PIXELS, band_bytes: int = BAND_BYTES,
-                  loaded: io.Loaded | None = None) -> dict:
-    """The page's data for `source` pooled with `settings` once per (mode, window); a large input is
-    read in bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is."""
+                  loaded: io.Loaded | None = None, held: Held | None = None) -> dict:
+    """The page's data for `source` pooled with `settings` once per (mode, window) as `pool` writes it
+    (its output dtype, colour weighted by alpha as `settings.alpha` says); a large input is read in
+    bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is; `held`:
+    what `pool` wrote of it with `settings` (the one variant then), if it is pooled already."""
     loaded, array = _one_array(source, settings, loaded)
     variants = [settings.variant(mode, window) for mode in modes for window in windows]
+    if held is not None and variants != [settings]:
+        raise ValueError("a page made from the arrays pool wrote shows that one (mode, window) alone")
     specs = [spec_for(v, loaded, array) for v in variants]
+    writes = [Writes(output_dtype(v, loaded.kind, array.dtype, source), weighs_colour_by_alpha(v, loaded, array, s),
+                     held) for v, s in zip(variants, specs)]
     plans = [spec.plan(array.shape) for spec in specs]
     axes = _shown_axes(source, plans)
     count = int(math.prod(n for a, n in enumerate(array.shape) if a not in axes))
     chosen = _chosen_channels(channels, count, loaded.kind)
-    size = (int(array.shape[axes[0]]) if len(axes) == 2 else 1, int(array.shape[axes[-1]]))
+    size = _plane_size(array, axes)
     shown = _region(size, region, exact_pixels)
     spans = [_spans(plan, shown) for plan in plans]
     exact = _exact_region(shown, spans, size)
@@ -124,8 +156,8 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     extremes = _extremes(array, axes, list(range(count)) if is_image else chosen, band_bytes)
     lo, hi = image_range(extremes) if is_image else value_range(extremes)
     shown_range = None if whole else (lo, hi)
-    panels = [_panel(array, axes, chosen, variant, spec, plan, span, (rows, cols), shown_range, band_bytes)
-              for variant, spec, plan, span in zip(variants, specs, plans, spans)]
+    panels = [_panel(array, axes, chosen, variant, spec, plan, span, (rows, cols), shown_range, band_bytes, how)
+              for variant, spec, plan, span, how in zip(variants, specs, plans, spans, writes)]
     payload = dict(
         title=printable(source.name), kind="series" if len(axes) == 1 else ("image" if is_image else "map"),
         shape=list(array.shape), dtype=array.dtype.name, pooledAxes=list(axes), size=list(size),
@@ -136,6 +168,11 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
         panels=panels, palette=_palette(),
     )
     return payload
+
+
+def _plane_size(array: np.ndarray, axes: tuple[int, ...]) -> tuple[int, int]:
+    """(rows, columns) of one pooled plane of `array` (a series: one row)."""
+    return (int(array.shape[axes[0]]) if len(axes) == 2 else 1, int(array.shape[axes[-1]]))
 
 
 def _exact_region(shown: Region, spans: list, size: tuple[int, int]) -> Region:
@@ -316,14 +353,18 @@ def _spans(plan: PoolPlan, shown: Region) -> list[tuple[int, int, int, int]]:
 
 
 def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: PoolPlan, spans, exact,
-           preview_range: tuple[float, float] | None, band_bytes: int) -> dict:
-    """One pooled result: its geometry, and its values, winners and routing over the exact region (with
-    a preview of the whole, on `preview_range` or its own for a mode whose results grow, when one is asked)."""
+           preview_range: tuple[float, float] | None, band_bytes: int, writes: Writes) -> dict:
+    """One pooled result as `pool` writes it: its geometry, and its values, winners and routing over the
+    exact region (with a preview of the whole, on `preview_range` or its own for a mode whose results grow,
+    when one is asked). From `writes.held`, only what the written output cannot give is computed: the
+    routing of a median (a backward pass over the region's windows)."""
     record = MODES[plan.mode]
     (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
     out_size = (plan.out_shape[axes[0]] if len(axes) == 2 else 1, plan.out_shape[axes[-1]])
     steps = None if preview_range is None else _preview_steps(out_size)
-    pooled = _pooled(array, axes, chosen, plan, spec.ceil_mode, spans, steps, band_bytes)
+    held = writes.held
+    pooled = (_pooled(array, axes, chosen, plan, spec.ceil_mode, spans, steps, band_bytes, writes) if held is None
+              else _written(held, axes, chosen, spans, steps, math.prod(array.shape[a] for a in axes)))
     values = pooled.values
     overview = None
     if preview_range is not None and steps is not None and pooled.means is not None:
@@ -331,7 +372,8 @@ def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: Po
     grad = None
     if record.routes:
         with np.errstate(all="ignore"):
-            grad = _narrow(_routing(array, plan, spec, axes, chosen, exact))
+            grad = _narrow(_routing(array, plan, spec, axes, chosen, exact) if held is None or held.winners is None
+                           else _routing_of_winners(held.winners, _plane_size(array, axes), axes, chosen, exact))
     axis_data = _axis_data(plan, record.divisor, [(lo, hi) for lo, hi, _, _ in spans][-len(plan.sliding):],
                            spec.ceil_mode)
     return dict(
@@ -339,6 +381,7 @@ def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: Po
         reducer=record.reducer, keeps=record.keeps, power=record.power, routes=record.routes, formula=record.formula,
         divisor=record.divisor, divisorOverride=plan.divisor_override, countIncludePad=plan.count_include_pad,
         padMode=plan.pad_mode, nanPolicy=plan.nan_policy, p=plan.p, grows=record.grows, axes=axis_data,
+        byAlpha=writes.by_alpha,
         region=dict(y=oy0, x=ox0, h=oy1 - oy0, w=ox1 - ox0), range=list(value_range(values)),
         values=encode(values), indices=None if pooled.indices is None else encode(pooled.indices),
         grad=None if grad is None else encode(grad), overview=overview,
@@ -356,10 +399,11 @@ class _Pooled:
 
 
 def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: tuple[int, int] | None,
-            band_bytes: int) -> _Pooled:
+            band_bytes: int, writes: Writes) -> _Pooled:
     """Pool `array` band by band along its first pooled axis (`engine.bands`: the bits of pooling it
-    at once, in the memory of one band), keeping the outputs `spans` draws (their winners as flat
-    indices into the whole plane) and, given preview `steps`, the block means of every output."""
+    at once, in the memory of one band) as `pool` writes it (`writes`), keeping the outputs `spans`
+    draws (their winners as flat indices into the whole plane) and, given preview `steps`, the block
+    means of every output."""
     geometry, record = plan.sliding[0], MODES[plan.mode]
     whole = spec_of_plan(plan, ceil_mode)
     (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
@@ -372,9 +416,13 @@ def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: 
     with np.errstate(all="ignore"), _whole_magnitudes(array, axes, plan, band_bytes):
         for piece in bands(geometry, rows, plan.pad_mode):
             block = array[(slice(None),) * geometry.axis + (piece.read,)]
-            result = pool_with(whole.but(padding=[piece.pads, *whole.padding[1:]], return_indices=record.indices),
-                               block)
-            pooled, winners = result if record.indices else (result, None)
+            part = whole.but(padding=[piece.pads, *whole.padding[1:]], return_indices=record.indices,
+                             dtype=writes.dtype)
+            if writes.by_alpha:
+                pooled, winners = pool_premultiplied(block, writes.dtype, part)[0], None
+            else:
+                result = pool_with(part, block)
+                pooled, winners = result if record.indices else (result, None)
             own = (slice(None),) * geometry.axis + (slice(piece.skip, piece.skip + piece.rows),)
             lo, hi = max(along[0], piece.out.start), min(along[1], piece.out.stop)
             if lo < hi:
@@ -391,6 +439,28 @@ def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: 
         winners = winners.astype(np.int32)  # flat in the plane: exact at any size
     return _Pooled(np.concatenate(values, axis=grid_axis), winners,
                    np.concatenate(means, axis=grid_axis) if means else None)
+
+
+def _written(held: Held, axes, chosen, spans, steps: tuple[int, int] | None, plane: int) -> _Pooled:
+    """`_pooled`'s answer cut from the arrays `pool` wrote (`plane`: the cells of one input plane):
+    nothing pooled again."""
+    (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
+    winners = None if held.winners is None else _cut(held.winners, axes, chosen, (oy0, oy1), (ox0, ox1))
+    if winners is not None and plane <= 2**31:
+        winners = winners.astype(np.int32)  # flat in the plane, as `_pooled` sends them
+    means = None if steps is None else _block_means(_cut(held.output, axes, chosen, None, None), steps)
+    return _Pooled(_cut(held.output, axes, chosen, (oy0, oy1), (ox0, ox1)), winners, means)
+
+
+def _routing_of_winners(winners: np.ndarray, size: tuple[int, int], axes: tuple[int, ...], chosen: list[int],
+                        exact: tuple) -> np.ndarray:
+    """What `pool_backward` of ones routes to each cell of the exact region for max or min: how many
+    windows chose it (their `winners`, flat in the (rows, columns) plane of `size`, from the pooling
+    that wrote the output), the count the backward pass scatters."""
+    rows, cols = exact
+    grid = _cut(winners, axes, chosen, None, None).reshape(len(chosen), -1)
+    counts = np.stack([np.bincount(flat[flat >= 0], minlength=size[0] * size[1]) for flat in grid])
+    return counts.reshape(len(chosen), *size)[:, rows[0]:rows[1], cols[0]:cols[1]]
 
 
 def _band_outputs(array: np.ndarray, plan: PoolPlan, band_bytes: int) -> int:

@@ -28,7 +28,7 @@ from ..app.settings import PoolSettings
 from ..core.modes import names, spoken
 from ..errors import PoolError, printable
 from ..version import __version__
-from .data import build_payload
+from .data import Held, build_payload
 
 PAGE_SUFFIXES = (".html", ".htm")
 
@@ -119,8 +119,9 @@ def check_page_target(target: Path) -> None:
         raise PoolError(f"{target}: the inspector writes an HTML page; name the output e.g. report.html")
 
 
-def write_page(target: Path, text: str, *, overwrite: bool, inputs: tuple[Path, ...]) -> Path:
-    with io.atomic_output(target, overwrite=overwrite, inputs=inputs) as file:
+def write_page(target: Path, text: str, *, overwrite: bool, inputs: tuple[Path, ...], durable: bool = True) -> Path:
+    """`text` to `target` atomically (`durable=False`: not synced, for a batch that syncs at its end)."""
+    with io.atomic_output(target, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         file.write(text.encode("utf-8"))
     return target
 
@@ -128,10 +129,12 @@ def write_page(target: Path, text: str, *, overwrite: bool, inputs: tuple[Path, 
 def write_inspector(source: Path, target: Path, settings: PoolSettings, modes: list[str],
                     windows: list[tuple[int, ...]], *, channels: list[int] | None = None,
                     region: tuple[int, int, int, int] | None = None, overwrite: bool = False,
-                    loaded: io.Loaded | None = None) -> Path:
+                    loaded: io.Loaded | None = None, held: Held | None = None, durable: bool = True) -> Path:
     """Pool `source` once per (mode, window) and write the inspector page to `target` (from `loaded`,
-    the input as decoded in RGB order, where it is in memory already)."""
+    the input as decoded in RGB order, where it is in memory already; from `held`, what pool wrote of
+    it, where it is pooled already)."""
     check_page_target(target)
     io.check_output(target, overwrite=overwrite, inputs=(source,))
-    payload = build_payload(source, settings, modes, windows, channels=channels, region=region, loaded=loaded)
-    return write_page(target, inspector_html(payload), overwrite=overwrite, inputs=(source,))
+    payload = build_payload(source, settings, modes, windows, channels=channels, region=region, loaded=loaded,
+                            held=held)
+    return write_page(target, inspector_html(payload), overwrite=overwrite, inputs=(source,), durable=durable)
