@@ -154,7 +154,7 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     cut = _cut(array, axes, chosen, rows, cols)
     is_image = loaded.kind == "image"
     extremes = _extremes(array, axes, list(range(count)) if is_image else chosen, band_bytes)
-    lo, hi = image_range(extremes) if is_image else value_range(extremes)
+    lo, hi = image_range(np.concatenate(extremes)) if is_image else value_range(*extremes)
     shown_range = None if whole else (lo, hi)
     panels = [_panel(array, axes, chosen, variant, spec, plan, span, (rows, cols), shown_range, band_bytes, how)
               for variant, spec, plan, span, how in zip(variants, specs, plans, spans, writes)]
@@ -163,7 +163,8 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
         shape=list(array.shape), dtype=array.dtype.name, pooledAxes=list(axes), size=list(size),
         channels=[_channel_name(c, count, loaded) for c in chosen], channelIndex=chosen, channelCount=count,
         colour=bool(is_image and len(chosen) in (3, 4) and chosen[:3] == [0, 1, 2]),
-        range=[lo, hi], exact=_region_json(exact), requested=_region_json(shown), input=encode(cut),
+        range=[lo, hi], channelRanges=None if is_image else [list(value_range(e)) for e in extremes],
+        exact=_region_json(exact), requested=_region_json(shown), input=encode(cut),
         overview=None if whole else _input_preview(array, axes, chosen, size, (lo, hi), band_bytes),
         panels=panels, palette=_palette(),
     )
@@ -181,18 +182,19 @@ def _exact_region(shown: Region, spans: list, size: tuple[int, int]) -> Region:
                   size)
 
 
-def _extremes(array: np.ndarray, axes: tuple[int, ...], chosen: list[int], band_bytes: int) -> np.ndarray:
-    """The smallest and largest finite value of each band of the chosen planes, in the array's dtype
-    (none where no value is finite): what `value_range` and `image_range` read of the whole, read
+def _extremes(array: np.ndarray, axes: tuple[int, ...], chosen: list[int], band_bytes: int) -> list[np.ndarray]:
+    """Per chosen plane, the smallest and largest finite value of each band of it, in the array's dtype
+    (none where no value is finite): what `value_range` and `image_range` read of the plane, read
     band by band."""
-    found = []
+    found: list[list] = [[] for _ in chosen]
     for start, stop in _runs(array, axes, 1, band_bytes):
         grid = _cut(array, axes, chosen, *_along(axes, (start, stop), None))
-        if grid.dtype.kind == "f":
-            grid = grid[np.isfinite(grid)]
-        if grid.size:
-            found += [grid.min(), grid.max()]
-    return np.array(found, dtype=array.dtype)
+        for plane, values in zip(grid, found):
+            if plane.dtype.kind == "f":
+                plane = plane[np.isfinite(plane)]
+            if plane.size:
+                values += [plane.min(), plane.max()]
+    return [np.array(values, dtype=array.dtype) for values in found]
 
 
 def _runs(array: np.ndarray, axes: tuple[int, ...], multiple: int, band_bytes: int) -> Iterator[tuple[int, int]]:
@@ -383,6 +385,7 @@ def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: Po
         padMode=plan.pad_mode, nanPolicy=plan.nan_policy, p=plan.p, grows=record.grows, axes=axis_data,
         byAlpha=writes.by_alpha,
         region=dict(y=oy0, x=ox0, h=oy1 - oy0, w=ox1 - ox0), range=list(value_range(values)),
+        channelRanges=[list(value_range(plane)) for plane in values],
         values=encode(values), indices=None if pooled.indices is None else encode(pooled.indices),
         grad=None if grad is None else encode(grad), overview=overview,
     )
@@ -416,12 +419,11 @@ def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: 
     with np.errstate(all="ignore"), _whole_magnitudes(array, axes, plan, band_bytes):
         for piece in bands(geometry, rows, plan.pad_mode):
             block = array[(slice(None),) * geometry.axis + (piece.read,)]
-            part = whole.but(padding=[piece.pads, *whole.padding[1:]], return_indices=record.indices,
-                             dtype=writes.dtype)
+            part = whole.but(padding=[piece.pads, *whole.padding[1:]], return_indices=record.indices)
             if writes.by_alpha:
                 pooled, winners = pool_premultiplied(block, writes.dtype, part)[0], None
             else:
-                result = pool_with(part, block)
+                result = pool_with(part.but(dtype=writes.dtype), block)
                 pooled, winners = result if record.indices else (result, None)
             own = (slice(None),) * geometry.axis + (slice(piece.skip, piece.skip + piece.rows),)
             lo, hi = max(along[0], piece.out.start), min(along[1], piece.out.stop)

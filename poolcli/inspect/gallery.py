@@ -31,7 +31,7 @@ from ..app.settings import FileResult, PoolSettings
 from ..core import formats
 from ..errors import PoolError, param, printable, render
 from ..io.encode import rgb_array
-from ..viz import apply_colormap, image_range, value_range
+from ..viz import apply_colormap, image_range, to_display, value_range
 from .data import Held
 from .page import PAGE_SUFFIXES, document, local_href, write_inspector, write_page
 
@@ -84,7 +84,8 @@ def check_pictures(folder: Path, source: Path, trees: Iterable[Path], *, overwri
 
 def thumbnail(array: np.ndarray, kind: str, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
     """An RGB uint8 picture of at most `side` pixels a side (nearest cells): an image as it looks,
-    a feature map's first plane in viridis; None for a 1-D series.
+    a feature map's first plane in viridis; None for a 1-D series. Alpha is drawn over the grey
+    checkerboard, as `compare` draws it.
 
     >>> thumbnail(np.zeros((512, 256, 3), np.uint8), "image").shape
     (128, 64, 3)
@@ -92,12 +93,14 @@ def thumbnail(array: np.ndarray, kind: str, side: int = THUMBNAIL_SIDE) -> np.nd
     array = np.asarray(array)
     if array.ndim < 2:
         return None
+    step = max(1, math.ceil(max(array.shape[-2:] if kind != "image" else array.shape[:2]) / side))
     if kind == "image":
         plane = array if array.ndim == 3 else array[..., None]
+        if plane.shape[-1] in (2, 4):  # with alpha: over the checkerboard, as compare draws it
+            return to_display(plane[::step, ::step], value_range=image_range(array))
         plane = plane[..., :3] if plane.shape[-1] >= 3 else plane[..., :1]
     else:
         plane = array.reshape((-1,) + array.shape[-2:])[0][..., None]
-    step = max(1, math.ceil(max(plane.shape[:2]) / side))
     small = plane[::step, ::step].astype(np.float64)
     if kind == "image":
         lo, hi = image_range(array)

@@ -107,8 +107,11 @@ def inspector_html(payload: dict) -> str:
         notes.append(f"large input: exact values for rows {exact['y']}..{exact['y'] + exact['h'] - 1}, columns "
                      f"{exact['x']}..{exact['x'] + exact['w'] - 1} of {size[0]}x{size[1]}; the rest is a preview")
     if payload["kind"] == "image" and "A" in payload["channels"]:
-        notes.append("alpha is pooled as a channel of its own, as poolcli.pool does; poolcli pool weighs colour by"
-                     f" alpha for {spoken(names(mixes=True), 'and')}")
+        weighted = tuple(panel["mode"] for panel in payload["panels"] if panel["byAlpha"])
+        mixing = spoken(names(mixes=True), "and")
+        notes.append(f"colour weighted by alpha for {spoken(weighted, 'and')}, as pool writes it (alpha: premultiplied)"
+                     if weighted else f"each channel pooled as it is, alpha too, as pool writes it ({mixing} weigh"
+                     " colour by alpha unless alpha is straight)")
     if payload["channelCount"] > len(payload["channels"]):
         notes.append(f"{len(payload['channels'])} of {payload['channelCount']} channels embedded")
     return document("inspector", payload, VERSION=__version__, TITLE=payload["title"], NOTE="; ".join(notes))
