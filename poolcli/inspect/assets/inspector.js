@@ -422,17 +422,22 @@
     }
     return ticks;
   }
-  function drawAxes(v, ctx, axis) {
+  function ticksOf(v, axis) {  // a series view's visible samples [xa, xb] and the ticks of both axes
     const f = frame(v), [, xa] = toInput(v, f.x0, 0), [, xb] = toInput(v, f.x0 + f.w, 0);
+    return {x: [xa, xb], y: [axis.lo, axis.hi], xTicks: niceTicks(xa, xb, Math.max(2, Math.floor(f.w / 90)), true),
+      yTicks: niceTicks(axis.lo, axis.hi, Math.max(2, Math.floor(f.h / 30)), false)};
+  }
+  function drawAxes(v, ctx, axis) {
+    const f = frame(v), ticks = ticksOf(v, axis);
     ctx.font = "11px ui-monospace, monospace"; ctx.fillStyle = "#9aa0a6"; ctx.strokeStyle = "#2f333a"; ctx.lineWidth = 1;
     ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    for (const t of niceTicks(axis.lo, axis.hi, Math.max(2, Math.floor(f.h / 30)), false)) {
+    for (const t of ticks.yTicks) {
       const y = Math.round(axis.yOf(t)) + 0.5;
       ctx.beginPath(); ctx.moveTo(f.x0, y); ctx.lineTo(f.x0 + f.w, y); ctx.stroke();
       ctx.fillText(short(t, "float64"), f.x0 - 6, y);
     }
     ctx.textAlign = "center"; ctx.textBaseline = "top";
-    for (const t of niceTicks(xa, xb, Math.max(2, Math.floor(f.w / 90)), true)) {
+    for (const t of ticks.xTicks) {
       const [x] = toScreen(v, 0, t + 0.5), px = Math.round(x) + 0.5;  // sample t's cell centre
       ctx.beginPath(); ctx.moveTo(px, f.y0); ctx.lineTo(px, f.y0 + f.h); ctx.stroke();
       ctx.fillText(String(t), px, f.y0 + f.h + 5);
@@ -655,6 +660,8 @@
     return {x: rect.left + a, y: SERIES ? rect.top + v.canvas.clientHeight / 2 : rect.top + b};
   };
   api.zoomTo = function (scale, cy, cx) { view.scale = scale; view.cy = cy; view.cx = cx; draw(); };
+  // A series view's axes as drawn: the visible samples and values, and their ticks, for tests.
+  api.seriesAxes = (index) => Object.assign(ticksOf(views[index], valueAxis(views[index])), {frame: frame(views[index])});
 
   // ---------------------------------------------------------------- events
   function fit() {
