@@ -400,7 +400,7 @@
       const info = probe.routing[panels.indexOf(v.panel)];
       for (const [oy, ox] of info.fed) {
         const [y, x, h, w] = outputRect(v.panel, oy, ox);
-        box(v, ctx, y, x, h, w, info.routes ? READ : "#ffd400", 2, info.routes ? [1, 3] : null);
+        box(v, ctx, y, x, h, w, info.routes ? READ : "#ffd400", 2, info.routes ? [2, 2] : null);
       }
       for (const [oy, ox] of info.routed) {
         const [y, x, h, w] = outputRect(v.panel, oy, ox);
@@ -548,7 +548,8 @@
     const real = win.taps.filter((t) => t.value !== undefined);
     const lines = [];
     const power = panel.power === "2" ? 2 : panel.power === "p" ? panel.p : 1;
-    if (panel.reducer === "sum") {
+    const weighted = panel.byAlpha && DATA.channels[view.channel] !== "A";  // colour: a ratio, the divisor cancels
+    if (panel.reducer === "sum" && !weighted) {
       const what = power === 1 ? "sum of taps" : power === 2 ? "sum of squares" : `sum of |x|^${panel.p}`;
       if (power === 1 && real.length && real.every((t) => t.exact !== undefined)) {  // 64-bit integers: exactly
         const total = real.reduce((sum, t) => sum + BigInt(t.exact), 0n);
@@ -559,7 +560,7 @@
         lines.push(`<div>${what} (float64, here) = <span data-role="sum">${fmt(total, "float64")}</span></div>`);
       }
     }
-    if (win.divisorText) lines.push(`<div data-role="divisor" data-value="${win.divisor}">${esc(win.divisorText)}</div>`);
+    if (win.divisorText && !weighted) lines.push(`<div data-role="divisor" data-value="${win.divisor}">${esc(win.divisorText)}</div>`);
     const formula = panel.formula.replace("{p}", () => String(panel.p));  // the mode's record (core/modes.py)
     const winnerText = win.winners.length ? win.winners.map((w) => cellName(w.sy, w.sx)).join(" and ") : "";
     const exact = win.result === undefined ? undefined : exactOf(panel, win);
@@ -567,7 +568,7 @@
       ` (float64, here; pool writes it as ${esc(panel.data.dtype)}, rounded half up)</span>`;
     readout.innerHTML = `<h3>${esc(panel.label)}: output ${cellName(win.oy, win.ox)}${DATA.channels.length > 1 ? ", " + esc(DATA.channels[view.channel]) : ""}</h3>` +
       `<div class="result">written (engine) = <b data-role="result">${esc(win.result === undefined ? "outside the exact region" : win.resultText)}</b>${exactText} <span class="muted">${esc(formula)}</span></div>` +
-      (panel.byAlpha && DATA.channels[view.channel] !== "A" ? `<div class="muted" data-role="alpha">colour weighted by alpha (premultiplied): sum(c*a) / sum(a) over the window's taps</div>` : "") +
+      (weighted ? `<div class="muted" data-role="alpha">colour weighted by alpha (premultiplied): sum(c*a) / sum(a) over the window's taps</div>` : "") +
       (winnerText ? `<div>winner: <span data-role="winner">${esc(winnerText)}</span>${panel.idx ? " (engine index)" : " (sorted here)"}</div>` : "") +
       lines.join("") +
       `<table><thead><tr><th>tap</th><th>cell</th><th>value</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
