@@ -121,3 +121,17 @@ def test_a_batch_page_shows_what_pool_wrote_and_the_engines_routing(tmp_path, mo
         assert np.array_equal(decoded(panel["grad"]), np.moveaxis(routing, -1, 0))
     else:
         assert panel["indices"] is None and panel["grad"] is None
+
+
+def test_a_batch_compare_figure_is_the_one_pool_draws_from_the_files(tmp_path):
+    """The figure made from the decoded array in memory is byte for byte the one `pool --compare` makes
+    by reading the input again."""
+    inputs = _inputs(tmp_path / "src")
+    _run("batch", tmp_path / "src", "-d", tmp_path / "out", "-m", "avg", "-k", "3", "--jobs", "1",
+         "--compare-dir", tmp_path / "compare")
+    for source in inputs:
+        alone = tmp_path / f"alone_{source.name}"
+        _run("pool", source, "-o", alone.with_suffix(source.suffix), "-m", "avg", "-k", "3",
+             "--compare", tmp_path / f"{source.stem}_alone.png")
+        assert (tmp_path / "compare" / f"{source.stem}_compare.png").read_bytes() == \
+            (tmp_path / f"{source.stem}_alone.png").read_bytes(), source.name
