@@ -422,3 +422,48 @@ def test_the_shape_free_checks_run_once_per_command(tmp_path, capsys, monkeypatc
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"{p.stem}_avg_2{p.suffix}" for p in inputs)
     assert len(calls) == 1, calls
+
+
+def _counted_checks(monkeypatch) -> list:
+    """Every check of the pooling options without a shape, as it happens."""
+    from poolcli.core import geometry, options, spec
+
+    calls: list = []
+
+    def counted(**keywords):
+        calls.append(keywords)
+        return options.check_options(**keywords)
+
+    monkeypatch.setattr(spec, "check_options", counted)
+    monkeypatch.setattr(geometry, "check_options", counted)
+    return calls
+
+
+def test_each_variant_of_inspect_and_compare_is_checked_once(tmp_path, capsys, monkeypatch):
+    """inspect's panels and compare's cells: the options once, then each (mode, window) other than
+    the options' own once (on the command line, a usage error there), never again by the page or figure."""
+    small = tmp_path / "small.png"
+    Image.fromarray(np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)).save(small)
+    calls = _counted_checks(monkeypatch)
+    code, _, err = run(capsys, "inspect", small, "-o", tmp_path / "page.html", "--modes", "max,avg,l2",
+                       "--windows", "2,3")
+    assert code == 0, err
+    assert len(calls) == 1 + 5, calls  # the options (max 2) and the five other panels
+    calls.clear()
+    code, _, err = run(capsys, "compare", small, "-o", tmp_path / "grid.png", "--modes", "max,avg", "--windows", "2,4")
+    assert code == 0, err
+    assert len(calls) == 1 + 3, calls
+
+
+def test_a_batch_gallery_checks_the_options_once(tmp_path, capsys, monkeypatch):
+    """batch --html-report --inspect: one check for the run, none per file or per page."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(3):
+        Image.fromarray(np.full((8, 9), 40 * n, np.uint8)).save(src / f"{n}.png")
+    calls = _counted_checks(monkeypatch)
+    code, _, err = run(capsys, "batch", src, "-d", tmp_path / "out", "-m", "avg", "--html-report",
+                       tmp_path / "gallery.html", "--inspect", "--jobs", "1")
+    assert code == 0, err
+    assert len(list((tmp_path / "gallery_files").glob("inspect_*.html"))) == 3
+    assert len(calls) == 1, calls

@@ -20,6 +20,7 @@ from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..engine import backward_with, pool_with
 from ..errors import PoolError, param
+from ..io.encode import rgb_array
 from .settings import PoolSettings, spec_for
 from .streamed import load_input
 
@@ -70,6 +71,13 @@ def _resolved_axes(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
     return _plan(settings, loaded, array)[1].pooled_axes
 
 
+def rgb_loaded(loaded: io.Loaded) -> io.Loaded:
+    """`loaded` in RGB order, as `io.load` gives it by default (batch keeps OpenCV's BGR from decoder to encoder)."""
+    if loaded.channel_order != "bgr":
+        return loaded
+    return replace(loaded, arrays={k: rgb_array(v, True) for k, v in loaded.arrays.items()}, channel_order="rgb")
+
+
 def _only_array(loaded: io.Loaded) -> np.ndarray:
     if len(loaded.arrays) != 1:
         raise PoolError(f"{loaded.path}: holds {len(loaded.arrays)} arrays; figures show one, save it as .npy")
@@ -81,8 +89,9 @@ def _check_figure_target(target: Path, suffixes=FIGURE_SUFFIXES) -> None:
         raise PoolError(f"{target}: figures are written as {'/'.join(suffixes)}; name the output e.g. grid.png")
 
 
-def save_figure(figure: viz.Figure, target: Path, *, overwrite: bool, inputs: tuple[Path, ...]) -> Path:
-    return io.save(target, np.asarray(figure.image), overwrite=overwrite, inputs=inputs)
+def save_figure(figure: viz.Figure, target: Path, *, overwrite: bool, inputs: tuple[Path, ...],
+                durable: bool = True) -> Path:
+    return io.save(target, np.asarray(figure.image), overwrite=overwrite, inputs=inputs, durable=durable)
 
 
 # ------------------------------------------------------------------ labels
@@ -206,7 +215,7 @@ def compare_figure(source: Path, settings: PoolSettings, modes: list[str], windo
         raise PoolError(f"{param('scale')} {scale!r} is not known; use one of {', '.join(MONTAGE_SCALES)}")
     loaded = load_input(source, settings)
     array = _only_array(loaded)
-    variants = [[replace(settings, mode=mode, window=window) for window in windows] for mode in modes]
+    variants = [[settings.variant(mode, window) for window in windows] for mode in modes]
     axes = _resolved_axes(settings, loaded, array)
     if montage is not None and (loaded.kind == "image" or len(axes) != 2):
         what = "an image" if loaded.kind == "image" else f"{len(axes)}-D pooling"
@@ -343,9 +352,11 @@ def write_gradient(source: Path, target: Path, settings: PoolSettings, *, channe
 # ------------------------------------------------------------------ pool --compare
 
 
-def side_by_side_figure(source: Path, output: Path, settings: PoolSettings) -> viz.Figure:
-    """The input and the written output side by side (channel 0 of a multi-channel map)."""
-    before = load_input(source, settings)
+def side_by_side_figure(source: Path, output: Path, settings: PoolSettings, *,
+                        loaded: io.Loaded | None = None) -> viz.Figure:
+    """The input and the written output side by side (channel 0 of a multi-channel map): the input
+    `loaded` already (decoded once, by the pooling), else read; the output as its file holds it."""
+    before = load_input(source, settings) if loaded is None else rgb_loaded(loaded)
     after = load_input(output, replace(settings, max_pixels=None, max_bytes=None))
     original, result = _only_array(before), _only_array(after)
     spec, plan = _plan(settings, before, original)
@@ -363,9 +374,11 @@ def side_by_side_figure(source: Path, output: Path, settings: PoolSettings) -> v
 
 
 def write_side_by_side(source: Path, output: Path, target: Path, settings: PoolSettings, *,
-                       overwrite: bool = False, inputs: tuple[Path, ...] = ()) -> Path:
+                       overwrite: bool = False, inputs: tuple[Path, ...] = (), loaded: io.Loaded | None = None,
+                       durable: bool = True) -> Path:
     """The input and the written output side by side, labelled with their shapes; never
-    written over `source`, `output` or any of `inputs`."""
+    written over `source`, `output` or any of `inputs`. `loaded`: the input, where it is decoded already;
+    `durable=False`: not synced (a batch syncs at its end)."""
     _check_figure_target(target)
-    figure = side_by_side_figure(source, output, settings)
-    return save_figure(figure, target, overwrite=overwrite, inputs=(source, output, *inputs))
+    figure = side_by_side_figure(source, output, settings, loaded=loaded)
+    return save_figure(figure, target, overwrite=overwrite, inputs=(source, output, *inputs), durable=durable)

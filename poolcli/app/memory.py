@@ -32,20 +32,22 @@ from .settings import (
 )
 from .streamed import pool_streamed, streams
 
-OnArrays = Callable[[io.Loaded, dict[str, np.ndarray]], None]
+OnArrays = Callable[[io.Loaded, dict[str, np.ndarray], dict[str, np.ndarray]], None]
 
 
 def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: bool = False,
               inputs: tuple[Path, ...] = (), channel_order: str = "rgb", durable: bool = True,
-              big: BigData | None = None, on_arrays: OnArrays | None = None) -> FileResult:
+              big: BigData | None = None, on_arrays: OnArrays | None = None, winners: bool = False) -> FileResult:
     """Load `source`, pool it, save to `target` atomically. Raises PoolError subclasses.
 
     `channel_order="bgr"` lets plain colour JPEG and PNG images stay in OpenCV's order
     from decoder to encoder (see `io.load`), saving two copies; the pixels written are
     the same. It applies only when H and W alone are pooled, so no channel meets another.
     With `big`, inputs that `streams` names are pooled block by block in its memory budget.
-    `on_arrays(loaded, results)` is given what was pooled in memory once it is saved (never
-    for an input pooled block by block), while the arrays are still held.
+    `on_arrays(loaded, results, found)` is given what was pooled in memory once it is saved (never
+    for an input pooled block by block), while the arrays are still held; with `winners`, `found`
+    holds each max or min result's winners (flat indices in each plane, `return_indices`) from
+    the same pooling, else it is empty.
     """
     if big is not None and (big.client is not None or streams(source, target, big)):
         return pool_streamed(source, target, settings, big, overwrite=overwrite)
@@ -55,7 +57,8 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
     loaded = None
     try:
         loaded = io.load(source, **settings.load_options(), channel_order=channel_order)
-        results, warnings = pool_arrays(settings, loaded, target)
+        found: dict[str, np.ndarray] | None = {} if winners else None
+        results, warnings = pool_arrays(settings, loaded, target, found)
         inputs = (source, *inputs)
         if loaded.kind == "npz" or formats.holds_keys(target.suffix):
             io.save(target, None, key_arrays=results, overwrite=overwrite, inputs=inputs,
@@ -67,7 +70,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
                     channel_order=loaded.channel_order, durable=durable,
                     nodata=_output_nodata(settings, loaded, results))
         if on_arrays is not None:
-            on_arrays(loaded, results)
+            on_arrays(loaded, results, found or {})
     except MemoryError:
         raise PoolError(f"{source}: not enough memory to pool {_size_text(loaded)}; free memory, use fewer"
                         f" {param('jobs')}, or pool a smaller file") from None
@@ -84,9 +87,11 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
     )
 
 
-def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path,
+                winners: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """Pool every array of the input (one for images and .npy, each key of an .npz); return
-    the results and a warning for each result that was clipped to its integer dtype."""
+    the results and a warning for each result that was clipped to its integer dtype. Given a dict
+    `winners`, a mode that picks (max, min) also puts each result's winners there, from the one pooling."""
     results, warnings = {}, []
     for key, array in loaded.arrays.items():
         where = f"{loaded.path}" + (f" [{key}]" if loaded.kind == "npz" else "")
@@ -99,12 +104,12 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
             narrowed = narrows_to_8_bits(array.dtype, dtype, target)
             if narrowed:  # pooled exactly, then scaled once
                 dtype = np.dtype(np.float64)
-            if _premultiplied(settings, loaded, array, spec):
+            if weighs_colour_by_alpha(settings, loaded, array, spec):
                 pooled, natural = pool_premultiplied(np.asarray(array), dtype, spec)
                 clipped = _outside(natural, dtype)
             else:
                 device_array = to_device(np.asarray(array), settings.backend)
-                pooled = pool_with(spec.but(dtype=dtype), device_array)
+                pooled = _pool_keeping(spec.but(dtype=dtype), device_array, key, winners)
                 clipped = _clipped_count(device_array, dtype, spec)
         except PoolError as error:
             raise PoolError(f"{where}: {error.template}") from error
@@ -115,6 +120,17 @@ def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tupl
         if clipped:
             warnings.append(_saturation_warning(where, clipped, results[key]))
     return results, warnings
+
+
+def _pool_keeping(spec: PoolSpec, array, key: str, winners: dict[str, np.ndarray] | None):
+    """`pool_with(spec, array)`; where `winners` is a dict and the mode picks its values, pooled with
+    `return_indices` (the same values) and the indices kept in `winners[key]`."""
+    record = MODES.get(spec.mode)
+    if winners is None or record is None or not record.indices:
+        return pool_with(spec, array)
+    pooled, winners[key] = pool_with(spec.but(return_indices=True), array)
+    winners[key] = to_numpy(winners[key])
+    return pooled
 
 
 def pooled_metadata(settings: PoolSettings, loaded: io.Loaded) -> io.ImageMetadata | None:
@@ -147,7 +163,7 @@ def _output_nodata(settings: PoolSettings, loaded: io.Loaded, results: dict[str,
     return cast_value(nodata, array.dtype, next(iter(results.values())).dtype)
 
 
-def _premultiplied(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, spec: PoolSpec) -> bool:
+def weighs_colour_by_alpha(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray, spec: PoolSpec) -> bool:
     """Colour weighted by alpha: images with alpha, pooled over H and W by a mixing mode (not with
     a nodata: then every channel is pooled on its own, its nodata cells skipped)."""
     return (loaded.kind == "image" and tuple(spec.axes or ()) == IMAGE_AXES and spec.nodata is None

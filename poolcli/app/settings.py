@@ -116,6 +116,20 @@ class PoolSettings:
             object.__setattr__(changed, "_checked_options", checked)
         return changed
 
+    def variant(self, mode: str, window: tuple[int, ...]) -> PoolSettings:
+        """The settings with `mode` and `window` (a panel of the inspector, a cell of a figure). Where
+        these settings are checked, the variant is checked once, when it is first asked for, and
+        kept: the command line asks first (a usage error there), the figure or page gets the same."""
+        if (mode, tuple(window)) == (self.mode, tuple(self.window)):
+            return self
+        if getattr(self, "_checked_options", None) is None:
+            return replace(self, mode=mode, window=tuple(window))
+        made: dict = self.__dict__.setdefault("_variants", {})  # frozen: kept beside the fields, as the check is
+        key = (mode, tuple(window))
+        if key not in made:
+            made[key] = replace(self, mode=mode, window=tuple(window)).check()
+        return made[key]
+
     def _implied_axis_count(self) -> int:
         """How many axes the options pool, as far as they tell without an input."""
         if self.axes is not None:

@@ -287,10 +287,10 @@ def grad_command(
 
 
 def checked_variant(settings: "PoolSettings", mode: str, window: tuple[int, ...]) -> None:
-    from dataclasses import replace
-
+    """A usage error unless (mode, window) may pool; checked here once, and kept by `settings` for the
+    figure or page that asks for the same variant (`PoolSettings.variant`)."""
     try:
-        replace(settings, mode=mode, window=window).check()
+        settings.variant(mode, window)
     except PoolError as error:
         raise UsageProblem(error.template) from None
 

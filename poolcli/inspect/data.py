@@ -19,6 +19,11 @@ pooled axis (`engine.bands`, the bits of pooling it at once), keeping the output
 the block means of the preview, and the range and the input's preview are read band by band too; so
 the memory spent beyond the input's own is about one band's work (`BAND_BYTES` of input), whatever
 its size.
+
+A page of a batch run is made from what the worker pooled already (`Held`: the output it wrote and,
+for max and min, the winners of that same pooling): nothing is pooled again; the routing of max and
+min is counted from those winners, and only a median's (which its output cannot give) is computed,
+by a backward pass over the windows that reach the exact region.
 """
 
 from __future__ import annotations
@@ -28,18 +33,20 @@ import contextlib
 import math
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import io
-from ..app.settings import PoolSettings, spec_for
+from ..app.memory import weighs_colour_by_alpha
+from ..app.settings import PoolSettings, output_dtype, spec_for
 from ..app.streamed import load_input
-from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
+from ..core.geometry import AxisGeometry, PoolPlan, with_materialised_padding
 from ..core.modes import MODES
 from ..core.spec import PoolSpec, spec_of_plan
-from ..engine import backward_with, pool, pool_with
+from ..engine import backward_with, pool_with
+from ..engine.alpha import pool_premultiplied
 from ..engine.bands import band, bands, fewest_rows
 from ..engine.divisors import divisor_counts, work_dtype
 from ..engine.lazy import region_backward
@@ -65,6 +72,25 @@ class Region:
     x: int
     h: int
     w: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """What `pool` wrote of the input, still in memory (a batch worker's): the output (RGB order) and,
+    for max and min, each window's winner (flat in its plane) from that same pooling."""
+
+    output: np.ndarray
+    winners: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Writes:
+    """How `pool` writes one variant of the input: its output dtype (None: the natural one), whether
+    colour is weighted by alpha, and the arrays it wrote already (`Held`), if any."""
+
+    dtype: np.dtype | None
+    by_alpha: bool
+    held: Held | None = None
 
 
 def encode(array: np.ndarray) -> dict:
@@ -104,17 +130,23 @@ def planes(array: np.ndarray, pooled_axes: tuple[int, ...]) -> np.ndarray:
 def build_payload(source: Path, settings: PoolSettings, modes: list[str], windows: list[tuple[int, ...]], *,
                   channels: list[int] | None = None, region: tuple[int, int, int, int] | None = None,
                   exact_pixels: int = EXACT_PIXELS, band_bytes: int = BAND_BYTES,
-                  loaded: io.Loaded | None = None) -> dict:
-    """The page's data for `source` pooled with `settings` once per (mode, window); a large input is
-    read in bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is."""
+                  loaded: io.Loaded | None = None, held: Held | None = None) -> dict:
+    """The page's data for `source` pooled with `settings` once per (mode, window) as `pool` writes it
+    (its output dtype, colour weighted by alpha as `settings.alpha` says); a large input is read in
+    bands of about `band_bytes`. `loaded`: the input as decoded already (RGB order), if it is; `held`:
+    what `pool` wrote of it with `settings` (the one variant then), if it is pooled already."""
     loaded, array = _one_array(source, settings, loaded)
-    variants = [replace(settings, mode=mode, window=window) for mode in modes for window in windows]
+    variants = [settings.variant(mode, window) for mode in modes for window in windows]
+    if held is not None and variants != [settings]:
+        raise ValueError("a page made from the arrays pool wrote shows that one (mode, window) alone")
     specs = [spec_for(v, loaded, array) for v in variants]
+    writes = [Writes(output_dtype(v, loaded.kind, array.dtype, source), weighs_colour_by_alpha(v, loaded, array, s),
+                     held) for v, s in zip(variants, specs)]
     plans = [spec.plan(array.shape) for spec in specs]
     axes = _shown_axes(source, plans)
     count = int(math.prod(n for a, n in enumerate(array.shape) if a not in axes))
     chosen = _chosen_channels(channels, count, loaded.kind)
-    size = (int(array.shape[axes[0]]) if len(axes) == 2 else 1, int(array.shape[axes[-1]]))
+    size = _plane_size(array, axes)
     shown = _region(size, region, exact_pixels)
     spans = [_spans(plan, shown) for plan in plans]
     exact = _exact_region(shown, spans, size)
@@ -123,20 +155,26 @@ def build_payload(source: Path, settings: PoolSettings, modes: list[str], window
     cut = _cut(array, axes, chosen, rows, cols)
     is_image = loaded.kind == "image"
     extremes = _extremes(array, axes, list(range(count)) if is_image else chosen, band_bytes)
-    lo, hi = image_range(extremes) if is_image else value_range(extremes)
+    lo, hi = image_range(np.concatenate(extremes)) if is_image else value_range(*extremes)
     shown_range = None if whole else (lo, hi)
-    panels = [_panel(array, axes, chosen, variant, spec, plan, span, (rows, cols), shown_range, band_bytes)
-              for variant, spec, plan, span in zip(variants, specs, plans, spans)]
+    panels = [_panel(array, axes, chosen, variant, spec, plan, span, (rows, cols), shown_range, band_bytes, how)
+              for variant, spec, plan, span, how in zip(variants, specs, plans, spans, writes)]
     payload = dict(
         title=printable(source.name), kind="series" if len(axes) == 1 else ("image" if is_image else "map"),
         shape=list(array.shape), dtype=array.dtype.name, pooledAxes=list(axes), size=list(size),
         channels=[_channel_name(c, count, loaded) for c in chosen], channelIndex=chosen, channelCount=count,
         colour=bool(is_image and len(chosen) in (3, 4) and chosen[:3] == [0, 1, 2]),
-        range=[lo, hi], exact=_region_json(exact), requested=_region_json(shown), input=encode(cut),
+        range=[lo, hi], channelRanges=None if is_image else [list(value_range(e)) for e in extremes],
+        exact=_region_json(exact), requested=_region_json(shown), input=encode(cut),
         overview=None if whole else _input_preview(array, axes, chosen, size, (lo, hi), band_bytes),
         panels=panels, palette=_palette(),
     )
     return payload
+
+
+def _plane_size(array: np.ndarray, axes: tuple[int, ...]) -> tuple[int, int]:
+    """(rows, columns) of one pooled plane of `array` (a series: one row)."""
+    return (int(array.shape[axes[0]]) if len(axes) == 2 else 1, int(array.shape[axes[-1]]))
 
 
 def _exact_region(shown: Region, spans: list, size: tuple[int, int]) -> Region:
@@ -145,18 +183,19 @@ def _exact_region(shown: Region, spans: list, size: tuple[int, int]) -> Region:
                   size)
 
 
-def _extremes(array: np.ndarray, axes: tuple[int, ...], chosen: list[int], band_bytes: int) -> np.ndarray:
-    """The smallest and largest finite value of each band of the chosen planes, in the array's dtype
-    (none where no value is finite): what `value_range` and `image_range` read of the whole, read
+def _extremes(array: np.ndarray, axes: tuple[int, ...], chosen: list[int], band_bytes: int) -> list[np.ndarray]:
+    """Per chosen plane, the smallest and largest finite value of each band of it, in the array's dtype
+    (none where no value is finite): what `value_range` and `image_range` read of the plane, read
     band by band."""
-    found = []
+    found: list[list] = [[] for _ in chosen]
     for start, stop in _runs(array, axes, 1, band_bytes):
         grid = _cut(array, axes, chosen, *_along(axes, (start, stop), None))
-        if grid.dtype.kind == "f":
-            grid = grid[np.isfinite(grid)]
-        if grid.size:
-            found += [grid.min(), grid.max()]
-    return np.array(found, dtype=array.dtype)
+        for plane, values in zip(grid, found):
+            if plane.dtype.kind == "f":
+                plane = plane[np.isfinite(plane)]
+            if plane.size:
+                values += [plane.min(), plane.max()]
+    return [np.array(values, dtype=array.dtype) for values in found]
 
 
 def _runs(array: np.ndarray, axes: tuple[int, ...], multiple: int, band_bytes: int) -> Iterator[tuple[int, int]]:
@@ -275,6 +314,7 @@ def _outputs_over(g: AxisGeometry, lo: int, length: int) -> tuple[int, int, int,
     [o*s - pad_lo, (o+1)*s - pad_lo); a region at an edge of the axis takes the outputs drawn on the
     padding beyond it), and the input span [start, stop) their taps read.
 
+    >>> from poolcli.core.geometry import plan_pool
     >>> g = plan_pool((10,), 3, 2, padding=1).axes[0]
     >>> _outputs_over(g, 0, 10), _outputs_over(g, 4, 2), _outputs_over(plan_pool((11,), 2).axes[0], 10, 1)
     ((0, 5, -1, 10), (2, 4, 3, 8), (4, 5, 8, 10))
@@ -316,14 +356,18 @@ def _spans(plan: PoolPlan, shown: Region) -> list[tuple[int, int, int, int]]:
 
 
 def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: PoolPlan, spans, exact,
-           preview_range: tuple[float, float] | None, band_bytes: int) -> dict:
-    """One pooled result: its geometry, and its values, winners and routing over the exact region (with
-    a preview of the whole, on `preview_range` or its own for a mode whose results grow, when one is asked)."""
+           preview_range: tuple[float, float] | None, band_bytes: int, writes: Writes) -> dict:
+    """One pooled result as `pool` writes it: its geometry, and its values, winners and routing over the
+    exact region (with a preview of the whole, on `preview_range` or its own for a mode whose results grow,
+    when one is asked). From `writes.held`, only what the written output cannot give is computed: the
+    routing of a median (a backward pass over the region's windows)."""
     record = MODES[plan.mode]
     (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
     out_size = (plan.out_shape[axes[0]] if len(axes) == 2 else 1, plan.out_shape[axes[-1]])
     steps = None if preview_range is None else _preview_steps(out_size)
-    pooled = _pooled(array, axes, chosen, plan, spec.ceil_mode, spans, steps, band_bytes)
+    held = writes.held
+    pooled = (_pooled(array, axes, chosen, plan, spec.ceil_mode, spans, steps, band_bytes, writes) if held is None
+              else _written(held, axes, chosen, spans, steps, math.prod(array.shape[a] for a in axes)))
     values = pooled.values
     overview = None
     if preview_range is not None and steps is not None and pooled.means is not None:
@@ -331,7 +375,8 @@ def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: Po
     grad = None
     if record.routes:
         with np.errstate(all="ignore"):
-            grad = _narrow(_routing(array, plan, spec, axes, chosen, exact))
+            grad = _narrow(_routing(array, plan, spec, axes, chosen, exact) if held is None or held.winners is None
+                           else _routing_of_winners(held.winners, _plane_size(array, axes), axes, chosen, exact))
     axis_data = _axis_data(plan, record.divisor, [(lo, hi) for lo, hi, _, _ in spans][-len(plan.sliding):],
                            spec.ceil_mode)
     return dict(
@@ -339,7 +384,9 @@ def _panel(array, axes, chosen, settings: PoolSettings, spec: PoolSpec, plan: Po
         reducer=record.reducer, keeps=record.keeps, power=record.power, routes=record.routes, formula=record.formula,
         divisor=record.divisor, divisorOverride=plan.divisor_override, countIncludePad=plan.count_include_pad,
         padMode=plan.pad_mode, nanPolicy=plan.nan_policy, p=plan.p, grows=record.grows, axes=axis_data,
+        byAlpha=writes.by_alpha,
         region=dict(y=oy0, x=ox0, h=oy1 - oy0, w=ox1 - ox0), range=list(value_range(values)),
+        channelRanges=[list(value_range(plane)) for plane in values],
         values=encode(values), indices=None if pooled.indices is None else encode(pooled.indices),
         grad=None if grad is None else encode(grad), overview=overview,
     )
@@ -356,10 +403,11 @@ class _Pooled:
 
 
 def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: tuple[int, int] | None,
-            band_bytes: int) -> _Pooled:
+            band_bytes: int, writes: Writes) -> _Pooled:
     """Pool `array` band by band along its first pooled axis (`engine.bands`: the bits of pooling it
-    at once, in the memory of one band), keeping the outputs `spans` draws (their winners as flat
-    indices into the whole plane) and, given preview `steps`, the block means of every output."""
+    at once, in the memory of one band) as `pool` writes it (`writes`), keeping the outputs `spans`
+    draws (their winners as flat indices into the whole plane) and, given preview `steps`, the block
+    means of every output."""
     geometry, record = plan.sliding[0], MODES[plan.mode]
     whole = spec_of_plan(plan, ceil_mode)
     (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
@@ -372,9 +420,12 @@ def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: 
     with np.errstate(all="ignore"), _whole_magnitudes(array, axes, plan, band_bytes):
         for piece in bands(geometry, rows, plan.pad_mode):
             block = array[(slice(None),) * geometry.axis + (piece.read,)]
-            result = pool_with(whole.but(padding=[piece.pads, *whole.padding[1:]], return_indices=record.indices),
-                               block)
-            pooled, winners = result if record.indices else (result, None)
+            part = whole.but(padding=[piece.pads, *whole.padding[1:]], return_indices=record.indices)
+            if writes.by_alpha:
+                pooled, winners = pool_premultiplied(block, writes.dtype, part)[0], None
+            else:
+                result = pool_with(part.but(dtype=writes.dtype), block)
+                pooled, winners = result if record.indices else (result, None)
             own = (slice(None),) * geometry.axis + (slice(piece.skip, piece.skip + piece.rows),)
             lo, hi = max(along[0], piece.out.start), min(along[1], piece.out.stop)
             if lo < hi:
@@ -391,6 +442,28 @@ def _pooled(array, axes, chosen, plan: PoolPlan, ceil_mode: bool, spans, steps: 
         winners = winners.astype(np.int32)  # flat in the plane: exact at any size
     return _Pooled(np.concatenate(values, axis=grid_axis), winners,
                    np.concatenate(means, axis=grid_axis) if means else None)
+
+
+def _written(held: Held, axes, chosen, spans, steps: tuple[int, int] | None, plane: int) -> _Pooled:
+    """`_pooled`'s answer cut from the arrays `pool` wrote (`plane`: the cells of one input plane):
+    nothing pooled again."""
+    (oy0, oy1, _, _), (ox0, ox1, _, _) = spans
+    winners = None if held.winners is None else _cut(held.winners, axes, chosen, (oy0, oy1), (ox0, ox1))
+    if winners is not None and plane <= 2**31:
+        winners = winners.astype(np.int32)  # flat in the plane, as `_pooled` sends them
+    means = None if steps is None else _block_means(_cut(held.output, axes, chosen, None, None), steps)
+    return _Pooled(_cut(held.output, axes, chosen, (oy0, oy1), (ox0, ox1)), winners, means)
+
+
+def _routing_of_winners(winners: np.ndarray, size: tuple[int, int], axes: tuple[int, ...], chosen: list[int],
+                        exact: tuple) -> np.ndarray:
+    """What `pool_backward` of ones routes to each cell of the exact region for max or min: how many
+    windows chose it (their `winners`, flat in the (rows, columns) plane of `size`, from the pooling
+    that wrote the output), the count the backward pass scatters."""
+    rows, cols = exact
+    grid = _cut(winners, axes, chosen, None, None).reshape(len(chosen), -1)
+    counts = np.stack([np.bincount(flat[flat >= 0], minlength=size[0] * size[1]) for flat in grid])
+    return counts.reshape(len(chosen), *size)[:, rows[0]:rows[1], cols[0]:cols[1]]
 
 
 def _band_outputs(array: np.ndarray, plan: PoolPlan, band_bytes: int) -> int:
@@ -418,6 +491,7 @@ def _axis_data(plan: PoolPlan, divides: bool, outputs: list[tuple[int, int]], ce
     and for edge/reflect padding the input cell each pad cell copies (`padBefore`, `padAfter`):
     what the page looks up over its region, never a list as long as the axis (nor computed as one).
 
+    >>> from poolcli.core.geometry import plan_pool
     >>> plan = plan_pool((10,), 3, 2, padding=1, pad_mode="edge", count_include_pad=False)
     >>> [(a["divisors"], a["divisorFrom"], a["padBefore"], a["padAfter"]) for a in _axis_data(plan, True, [(3, 5)])]
     [([3, 3], 3, [0], [9])]
@@ -438,9 +512,9 @@ def _divisors(plan: PoolPlan, g: AxisGeometry, first: int, stop: int, ceil_mode:
     band pools and divides as the whole does), so the work is the band's, not the axis's."""
     last = stop == g.out or (stop - 1) * g.stride - g.pad_lo + g.span > g.size  # reads the high padding
     piece = band(g, first, g.out if last else stop, plan.pad_mode)
-    part = plan_pool((piece.read.stop - piece.read.start,), g.window, g.stride, padding=[piece.pads],
-                     dilation=g.dilation, ceil_mode=ceil_mode, count_include_pad=plan.count_include_pad,
-                     pad_mode=plan.pad_mode)
+    part = PoolSpec(g.window, g.stride, padding=[piece.pads], dilation=g.dilation, ceil_mode=ceil_mode,
+                    count_include_pad=plan.count_include_pad, pad_mode=plan.pad_mode,
+                    checked=True).plan((piece.read.stop - piece.read.start,))  # the plan's options: checked
     counts = divisor_counts(with_materialised_padding(part) if plan.pad_mode != "zeros" else part)[0]
     return np.asarray(counts[piece.skip:piece.skip + stop - first]).astype(int).tolist()
 
@@ -449,6 +523,7 @@ def _pad_sources(g: AxisGeometry, pad_mode: str) -> tuple[list[int] | None, list
     """For edge/reflect padding, the input cell each pad cell copies, before and after the axis: the
     padding of the cells the pads copy only (the pad + 1 at each end, or all where a pad outgrows the axis).
 
+    >>> from poolcli.core.geometry import plan_pool
     >>> g = plan_pool((6,), 5, padding=2).axes[0]
     >>> _pad_sources(g, "reflect"), _pad_sources(g, "edge"), _pad_sources(g, "zeros")
     (([2, 1], [4, 3]), ([0, 0], [5, 5]), (None, None))
@@ -515,7 +590,8 @@ def _preview_steps(size: tuple[int, int]) -> tuple[int, int]:
 def _block_means(grid: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
     """The means of `steps` blocks of (planes, rows, columns) `grid` (partial blocks at its ends)."""
     with np.errstate(all="ignore"):
-        return pool(grid, steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False)
+        return pool_with(PoolSpec(steps, axes=(1, 2), mode="avg", ceil_mode=True, count_include_pad=False,
+                                  checked=True), grid)
 
 
 def _preview(small: np.ndarray, steps: tuple[int, int], shown: tuple[float, float]) -> dict:

@@ -19,18 +19,20 @@ import math
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import io
+from ..app.figures import rgb_loaded
 from ..app.settings import FileResult, PoolSettings
 from ..core import formats
 from ..errors import PoolError, param, printable, render
 from ..io.encode import rgb_array
-from ..viz import apply_colormap, image_range, value_range
+from ..viz import apply_colormap, image_range, to_display, value_range
+from .data import Held
 from .page import PAGE_SUFFIXES, document, local_href, write_inspector, write_page
 
 THUMBNAIL_SIDE = 128
@@ -82,7 +84,8 @@ def check_pictures(folder: Path, source: Path, trees: Iterable[Path], *, overwri
 
 def thumbnail(array: np.ndarray, kind: str, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
     """An RGB uint8 picture of at most `side` pixels a side (nearest cells): an image as it looks,
-    a feature map's first plane in viridis; None for a 1-D series.
+    a feature map's first plane in viridis; None for a 1-D series. Alpha is drawn over the grey
+    checkerboard, as `compare` draws it.
 
     >>> thumbnail(np.zeros((512, 256, 3), np.uint8), "image").shape
     (128, 64, 3)
@@ -90,12 +93,14 @@ def thumbnail(array: np.ndarray, kind: str, side: int = THUMBNAIL_SIDE) -> np.nd
     array = np.asarray(array)
     if array.ndim < 2:
         return None
+    step = max(1, math.ceil(max(array.shape[-2:] if kind != "image" else array.shape[:2]) / side))
     if kind == "image":
         plane = array if array.ndim == 3 else array[..., None]
+        if plane.shape[-1] in (2, 4):  # with alpha: over the checkerboard, as compare draws it
+            return to_display(plane[::step, ::step], value_range=image_range(array))
         plane = plane[..., :3] if plane.shape[-1] >= 3 else plane[..., :1]
     else:
         plane = array.reshape((-1,) + array.shape[-2:])[0][..., None]
-    step = max(1, math.ceil(max(plane.shape[:2]) / side))
     small = plane[::step, ::step].astype(np.float64)
     if kind == "image":
         lo, hi = image_range(array)
@@ -119,17 +124,19 @@ class CardPictures:
 
 
 def card_pictures(pictures: CardPictures, number: int, source: Path, target: Path, settings: PoolSettings,
-                  held: tuple[io.Loaded, Mapping[str, np.ndarray]] | None = None) -> dict:
+                  held: tuple[io.Loaded, Mapping[str, np.ndarray], Mapping[str, np.ndarray]] | None = None) -> dict:
     """The card of input `number`: thumbnails of its input and output and its inspector page, made from
-    `held` (the input as decoded, the results as pooled: no file read again) or else from the files;
-    what cannot be made is the card's note (a message template), never raised."""
+    `held` (the input as decoded, the results as pooled and the winners of max and min: no file read or
+    pooled again) or else from the files; what cannot be made is the card's note (a message template),
+    never raised."""
     card: dict[str, Any] = dict(thumbs=[None, None], page=None, note=None)
     try:
-        loaded, output, output_kind = _from_files(source, target, settings) if held is None else _rgb(*held, target)
+        loaded, output, output_kind = _from_files(source, target, settings) if held is None else _rgb(*held[:2], target)
         card["thumbs"] = [_thumb(pictures, number, "in", next(iter(loaded.arrays.values())), loaded.kind, source,
                                  target), _thumb(pictures, number, "out", output, output_kind, source, target)]
         if pictures.inspect:
-            card["page"] = _page(pictures, number, source, loaded, settings)
+            pooled = None if held is None else Held(output, _first(held[2], held[0].channel_order == "bgr"))
+            card["page"] = _page(pictures, number, source, loaded, settings, pooled)
     except Exception as error:  # noqa: BLE001 -- one card's pictures never stop the run (its note says why)
         card["note"] = (error.template if isinstance(error, PoolError) else
                         f"{error.strerror or error}" if isinstance(error, OSError) else
@@ -145,11 +152,14 @@ def _from_files(source: Path, target: Path, settings: PoolSettings) -> tuple[io.
 
 def _rgb(loaded: io.Loaded, results: Mapping[str, np.ndarray], target: Path) -> tuple[io.Loaded, np.ndarray, str]:
     """`_from_files`'s answer from the arrays in memory: in RGB order where batch kept OpenCV's BGR."""
-    bgr = loaded.channel_order == "bgr"
-    if bgr:
-        loaded = replace(loaded, arrays={k: rgb_array(v, True) for k, v in loaded.arrays.items()}, channel_order="rgb")
-    output = rgb_array(next(iter(results.values())), bgr)
-    return loaded, output, "image" if formats.is_image_suffix(target.suffix) else "array"
+    output = rgb_array(next(iter(results.values())), loaded.channel_order == "bgr")
+    return rgb_loaded(loaded), output, "image" if formats.is_image_suffix(target.suffix) else "array"
+
+
+def _first(arrays: Mapping[str, np.ndarray], bgr: bool) -> np.ndarray | None:
+    """The first of `arrays` (None if there is none), in RGB order where `bgr` says it is BGR."""
+    first = next(iter(arrays.values()), None)
+    return None if first is None else rgb_array(first, bgr)
 
 
 class Gallery:
@@ -221,14 +231,15 @@ def _thumb(pictures: CardPictures, number: int, side: str, array: np.ndarray, ki
     if picture is None:
         return None
     target = _picture_folder(pictures) / f"thumb_{number}_{side}.png"  # the input's number: no two cards share it
-    io.save(target, picture, overwrite=pictures.overwrite, inputs=inputs)
+    io.save(target, picture, overwrite=pictures.overwrite, inputs=inputs, durable=False)  # batch syncs at its end
     return local_href(f"{pictures.folder.name}/{target.name}")
 
 
-def _page(pictures: CardPictures, number: int, source: Path, loaded: io.Loaded, settings: PoolSettings) -> str:
+def _page(pictures: CardPictures, number: int, source: Path, loaded: io.Loaded, settings: PoolSettings,
+          held: Held | None) -> str:
     target = _picture_folder(pictures) / f"inspect_{number}.html"
     write_inspector(source, target, settings, [settings.mode], [settings.window], overwrite=pictures.overwrite,
-                    loaded=loaded)
+                    loaded=loaded, held=held, durable=False)  # batch syncs at its end
     return local_href(f"{pictures.folder.name}/{target.name}")
 
 

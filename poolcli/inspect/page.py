@@ -28,7 +28,7 @@ from ..app.settings import PoolSettings
 from ..core.modes import names, spoken
 from ..errors import PoolError, printable
 from ..version import __version__
-from .data import build_payload
+from .data import Held, build_payload
 
 PAGE_SUFFIXES = (".html", ".htm")
 
@@ -107,8 +107,11 @@ def inspector_html(payload: dict) -> str:
         notes.append(f"large input: exact values for rows {exact['y']}..{exact['y'] + exact['h'] - 1}, columns "
                      f"{exact['x']}..{exact['x'] + exact['w'] - 1} of {size[0]}x{size[1]}; the rest is a preview")
     if payload["kind"] == "image" and "A" in payload["channels"]:
-        notes.append("alpha is pooled as a channel of its own, as poolcli.pool does; poolcli pool weighs colour by"
-                     f" alpha for {spoken(names(mixes=True), 'and')}")
+        weighted = tuple(panel["mode"] for panel in payload["panels"] if panel["byAlpha"])
+        mixing = spoken(names(mixes=True), "and")
+        notes.append(f"colour weighted by alpha for {spoken(weighted, 'and')}, as pool writes it (alpha: premultiplied)"
+                     if weighted else f"each channel pooled as it is, alpha too, as pool writes it ({mixing} weigh"
+                     " colour by alpha unless alpha is straight)")
     if payload["channelCount"] > len(payload["channels"]):
         notes.append(f"{len(payload['channels'])} of {payload['channelCount']} channels embedded")
     return document("inspector", payload, VERSION=__version__, TITLE=payload["title"], NOTE="; ".join(notes))
@@ -119,8 +122,9 @@ def check_page_target(target: Path) -> None:
         raise PoolError(f"{target}: the inspector writes an HTML page; name the output e.g. report.html")
 
 
-def write_page(target: Path, text: str, *, overwrite: bool, inputs: tuple[Path, ...]) -> Path:
-    with io.atomic_output(target, overwrite=overwrite, inputs=inputs) as file:
+def write_page(target: Path, text: str, *, overwrite: bool, inputs: tuple[Path, ...], durable: bool = True) -> Path:
+    """`text` to `target` atomically (`durable=False`: not synced, for a batch that syncs at its end)."""
+    with io.atomic_output(target, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         file.write(text.encode("utf-8"))
     return target
 
@@ -128,10 +132,12 @@ def write_page(target: Path, text: str, *, overwrite: bool, inputs: tuple[Path, 
 def write_inspector(source: Path, target: Path, settings: PoolSettings, modes: list[str],
                     windows: list[tuple[int, ...]], *, channels: list[int] | None = None,
                     region: tuple[int, int, int, int] | None = None, overwrite: bool = False,
-                    loaded: io.Loaded | None = None) -> Path:
+                    loaded: io.Loaded | None = None, held: Held | None = None, durable: bool = True) -> Path:
     """Pool `source` once per (mode, window) and write the inspector page to `target` (from `loaded`,
-    the input as decoded in RGB order, where it is in memory already)."""
+    the input as decoded in RGB order, where it is in memory already; from `held`, what pool wrote of
+    it, where it is pooled already)."""
     check_page_target(target)
     io.check_output(target, overwrite=overwrite, inputs=(source,))
-    payload = build_payload(source, settings, modes, windows, channels=channels, region=region, loaded=loaded)
-    return write_page(target, inspector_html(payload), overwrite=overwrite, inputs=(source,))
+    payload = build_payload(source, settings, modes, windows, channels=channels, region=region, loaded=loaded,
+                            held=held)
+    return write_page(target, inspector_html(payload), overwrite=overwrite, inputs=(source,), durable=durable)

@@ -2,7 +2,8 @@
 // No number shown here is recomputed from pixels: pooled values, winners (max/min indices),
 // routing gradients and divisors come from the payload; the script walks the plan's geometry
 // (window, stride, dilation, pads) to find which cells a window reads. Only the median's middle
-// cells are found here, by sorting the window's values.
+// cells are found here, by sorting the window's values, and the exact value beside an integer result
+// (what pool writes, rounded) is worked out here from the taps, in float64.
 "use strict";
 (function () {
   const DATA = JSON.parse(document.getElementById("poolcli-data").textContent);
@@ -55,7 +56,8 @@
   const SERIES = DATA.kind === "series";
   const E = DATA.exact;
   let input, panels;
-  const view = {scale: 1, cx: W / 2, cy: H / 2, channel: 0, colour: DATA.colour};
+  const view = {scale: 1, cx: W / 2, cy: H / 2, channel: 0, colour: DATA.colour,
+    perChannel: Boolean(DATA.channelRanges), yZoom: 1, yCentre: 0.5};  // series: the value axis's zoom
 
   function inputIndex(c, y, x) {  // where cell (y, x) of channel c lies in the exact region's values
     if (y < E.y || y >= E.y + E.h || x < E.x || x >= E.x + E.w) return undefined;
@@ -207,6 +209,7 @@
     if (grey) { const g = Math.round(t * 255); return [g, g, g]; }
     return PAL.viridis[Math.round(t * 255)];
   }
+  const CHECKER = [255, 204];  // the two greys behind transparent pixels (viz/style.py's CHECKER)
   const PREVIEW_CODES = 250, SPECIAL_CODES = [NaN, Infinity, -Infinity];
   function previewValues(arr, lo, hi) {  // a preview's codes (0..250 on its range, then NaN, +inf, -inf) as values
     return {values: Float32Array.from(arr.values, (c) => c > PREVIEW_CODES ? SPECIAL_CODES[c - PREVIEW_CODES - 1]
@@ -219,13 +222,17 @@
     const image = ctx.createImageData(cols, rows);
     const plane = rows * cols, px = image.data;
     const grey = DATA.kind === "image";
+    const alpha = view.colour && DATA.channels[3] === "A" ? 3 : null;  // RGBA: over the checkerboard, as compare draws it
+    const square = Math.max(1, Math.round(Math.max(rows, cols) / 16));
     for (let i = 0; i < plane; i++) {
       let rgb;
       if (view.colour) {
+        const unit = (k) => Math.min(1, Math.max(0, (arr.values[k * plane + i] - lo) / (hi - lo || 1)));
+        const a = alpha === null || !Number.isFinite(arr.values[alpha * plane + i]) ? 1 : unit(alpha);
+        const behind = CHECKER[(Math.floor(i / cols / square) + Math.floor((i % cols) / square)) % 2];
         rgb = [0, 1, 2].map((k) => {
           const v = arr.values[k * plane + i];
-          return Number.isFinite(v) ? Math.round(Math.min(1, Math.max(0, (v - lo) / (hi - lo || 1))) * 255)
-            : colourOf(v, lo, hi, true)[k];
+          return Number.isFinite(v) ? Math.round(unit(k) * 255 * a + behind * (1 - a)) : colourOf(v, lo, hi, true)[k];
         });
       } else {
         rgb = colourOf(arr.values[view.channel * plane + i], lo, hi, grey);
@@ -235,18 +242,20 @@
     ctx.putImageData(image, 0, 0);
     return canvas;
   }
-  function rangeOf(panel) {
-    return panel && panel.grows ? panel.range : DATA.range;
+  function rangeOf(panel) {  // each channel on its own scale (feature maps, series) unless shared is chosen
+    const own = view.perChannel && DATA.channelRanges;
+    if (panel && panel.grows) return own ? panel.channelRanges[view.channel] : panel.range;
+    return own ? DATA.channelRanges[view.channel] : DATA.range;
   }
   function repaint() {
     input.layers = [];
     if (DATA.overviewData) {
       const s = DATA.overview.step, sh = DATA.overviewData.shape;
       input.layers.push({canvas: paint(previewValues(DATA.overviewData, ...DATA.overview.range), sh[1], sh[2],
-        ...DATA.range), y: 0, x: 0,
+        ...rangeOf(null)), y: 0, x: 0,
         sy: s[0], sx: s[1], rows: sh[1], cols: sh[2]});
     }
-    input.layers.push({canvas: paint(input, E.h, E.w, ...DATA.range), y: E.y, x: E.x, sy: 1, sx: 1,
+    input.layers.push({canvas: paint(input, E.h, E.w, ...rangeOf(null)), y: E.y, x: E.x, sy: 1, sx: 1,
       rows: E.h, cols: E.w});
     for (const panel of panels) {
       const [gy, gx] = axesOf(panel), R = panel.region;
@@ -264,13 +273,28 @@
 
   // ---------------------------------------------------------------- panels on the page
   const views = [];  // one per canvas: {canvas, panel (null: the input), bar}
+  const AXES = {left: 58, right: 12, top: 8, bottom: 24};  // a series plot's margins: its ticks and values
+  function frame(v) {  // the part of a canvas that shows data: all of it, but a series' axes
+    const cw = v.canvas.clientWidth, ch = v.canvas.clientHeight;
+    if (!SERIES) return {x0: 0, y0: 0, w: cw, h: ch};
+    return {x0: AXES.left, y0: AXES.top, w: Math.max(1, cw - AXES.left - AXES.right),
+      h: Math.max(1, ch - AXES.top - AXES.bottom)};
+  }
   function toScreen(v, y, x) {
-    const r = v.canvas.clientWidth, s = v.canvas.clientHeight;
-    return [(x - view.cx) * view.scale + r / 2, (y - view.cy) * (SERIES ? 1 : view.scale) + s / 2];
+    const f = frame(v);
+    return [(x - view.cx) * view.scale + f.x0 + f.w / 2, (y - view.cy) * (SERIES ? 1 : view.scale) + f.y0 + f.h / 2];
   }
   function toInput(v, px, py) {
-    const r = v.canvas.clientWidth, s = v.canvas.clientHeight;
-    return [SERIES ? 0 : (py - s / 2) / view.scale + view.cy, (px - r / 2) / view.scale + view.cx];
+    const f = frame(v);
+    return [SERIES ? 0 : (py - f.y0 - f.h / 2) / view.scale + view.cy, (px - f.x0 - f.w / 2) / view.scale + view.cx];
+  }
+  function valueAxis(v) {  // a series view's visible values [lo, hi] (its range, zoomed) and the screen row of a value
+    const f = frame(v), own = v.panel ? (view.perChannel && DATA.channelRanges ? v.panel.channelRanges[view.channel]
+      : v.panel.range) : [Infinity, -Infinity];  // a panel's line stays inside its plot, whatever its mode
+    const lo = Math.min(rangeOf(v.panel)[0], own[0]), hi = Math.max(rangeOf(v.panel)[1], own[1]);
+    const pad = (hi - lo) * 0.05 || 0.5, base = lo - pad, span = (hi - lo + 2 * pad) / view.yZoom;
+    const bottom = base + (hi - lo + 2 * pad) * view.yCentre - span / 2;
+    return {lo: bottom, hi: bottom + span, yOf: (value) => f.y0 + f.h - ((value - bottom) / span) * f.h};
   }
   function cellAt(v, px, py) {  // the cell (input) or output (panel) under a canvas point
     const [y, x] = toInput(v, px, py);
@@ -294,7 +318,9 @@
   function drawView(v) {
     const ctx = v.ctx, dpr = window.devicePixelRatio || 1;
     const cw = v.canvas.clientWidth, chh = v.canvas.clientHeight;
-    if (v.canvas.width !== Math.round(cw * dpr)) { v.canvas.width = Math.round(cw * dpr); v.canvas.height = Math.round(chh * dpr); }
+    if (v.canvas.width !== Math.round(cw * dpr) || v.canvas.height !== Math.round(chh * dpr)) {
+      v.canvas.width = Math.round(cw * dpr); v.canvas.height = Math.round(chh * dpr);
+    }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.fillStyle = "#1b1d22"; ctx.fillRect(0, 0, cw, chh);
@@ -340,6 +366,7 @@
       }
     }
   }
+  const READ = "#c58af9";  // an output that reads the cell but routes it no gradient (its own legend style)
   function box(v, ctx, y, x, h, w, colour, width, dash) {
     const [a, b] = toScreen(v, y, x);
     ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.setLineDash(dash || []);
@@ -373,7 +400,7 @@
       const info = probe.routing[panels.indexOf(v.panel)];
       for (const [oy, ox] of info.fed) {
         const [y, x, h, w] = outputRect(v.panel, oy, ox);
-        box(v, ctx, y, x, h, w, info.routes ? "#9aa0a6" : "#ffd400", 2, info.routes ? [4, 3] : null);
+        box(v, ctx, y, x, h, w, info.routes ? READ : "#ffd400", 2, info.routes ? [2, 2] : null);
       }
       for (const [oy, ox] of info.routed) {
         const [y, x, h, w] = outputRect(v.panel, oy, ox);
@@ -382,20 +409,58 @@
     }
   }
 
-  // 1-D series: a line plot per panel on the shared x axis; the probed window as a band.
+  // 1-D series: a line plot per panel on the shared x axis (sample positions) with its value axis; both zoom.
+  function niceTicks(a, b, count, whole) {  // round values in [a, b], about `count` of them (integers if `whole`)
+    const span = b - a;
+    if (!(span > 0) || !Number.isFinite(span)) return Number.isFinite(a) ? [a] : [];
+    const raw = span / count, magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
+    let step = [1, 2, 5, 10].map((m) => m * magnitude).find((t) => t >= raw);
+    if (whole) step = Math.max(1, Math.round(step));
+    const ticks = [];
+    for (let t = Math.ceil(a / step) * step; t <= b + step * 1e-9 && ticks.length < 50; t += step) {
+      ticks.push(Number(t.toPrecision(12)));
+    }
+    return ticks;
+  }
+  function ticksOf(v, axis) {  // a series view's visible samples [xa, xb] and the ticks of both axes
+    const f = frame(v), [, xa] = toInput(v, f.x0, 0), [, xb] = toInput(v, f.x0 + f.w, 0);
+    return {x: [xa, xb], y: [axis.lo, axis.hi], xTicks: niceTicks(xa, xb, Math.max(2, Math.floor(f.w / 90)), true),
+      yTicks: niceTicks(axis.lo, axis.hi, Math.max(2, Math.floor(f.h / 30)), false)};
+  }
+  function drawAxes(v, ctx, axis) {
+    const f = frame(v), ticks = ticksOf(v, axis);
+    ctx.font = "11px ui-monospace, monospace"; ctx.fillStyle = "#9aa0a6"; ctx.strokeStyle = "#2f333a"; ctx.lineWidth = 1;
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    for (const t of ticks.yTicks) {
+      const y = Math.round(axis.yOf(t)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(f.x0, y); ctx.lineTo(f.x0 + f.w, y); ctx.stroke();
+      ctx.fillText(short(t, "float64"), f.x0 - 6, y);
+    }
+    ctx.textAlign = "center"; ctx.textBaseline = "top";
+    for (const t of ticks.xTicks) {
+      const [x] = toScreen(v, 0, t + 0.5), px = Math.round(x) + 0.5;  // sample t's cell centre
+      ctx.beginPath(); ctx.moveTo(px, f.y0); ctx.lineTo(px, f.y0 + f.h); ctx.stroke();
+      ctx.fillText(String(t), px, f.y0 + f.h + 5);
+    }
+    ctx.strokeStyle = "#8a8f98";
+    ctx.beginPath(); ctx.moveTo(f.x0 + 0.5, f.y0); ctx.lineTo(f.x0 + 0.5, f.y0 + f.h + 0.5); ctx.lineTo(f.x0 + f.w, f.y0 + f.h + 0.5);
+    ctx.stroke();
+  }
   function drawSeries(v, ctx, cw, chh) {
-    const panel = v.panel, c = view.channel;
-    const [lo, hi] = rangeOf(panel);
-    const yOf = (value) => chh - 18 - (Number.isFinite(value) ? (value - lo) / ((hi - lo) || 1) : 0.5) * (chh - 36);
+    const panel = v.panel, c = view.channel, f = frame(v), axis = valueAxis(v);
+    const top = f.y0, height = f.h;
+    const yOf = (value) => (Number.isFinite(value) ? axis.yOf(value) : top + height / 2);
+    drawAxes(v, ctx, axis);
+    ctx.save(); ctx.beginPath(); ctx.rect(f.x0, f.y0, f.w, f.h); ctx.clip();
     const probe = api.state.probe;
     if (probe && probe.kind === "output" && !panel) {
       const xs = probe.window.taps.map((t) => t.x);
       const [a] = toScreen(v, 0, Math.min(...xs)), [b] = toScreen(v, 0, Math.max(...xs) + 1);
-      ctx.fillStyle = "rgba(255,212,0,0.15)"; ctx.fillRect(a, 0, b - a, chh);
+      ctx.fillStyle = "rgba(255,212,0,0.15)"; ctx.fillRect(a, top, b - a, height);
       for (const t of probe.window.taps) {
         const [p] = toScreen(v, 0, t.x + 0.5);
         ctx.fillStyle = t.kind === "in" ? "#ffd400" : "#4fd1ff";
-        ctx.fillRect(p - 1, 0, 2, 10);
+        ctx.fillRect(p - 1, top, 2, 10);
       }
       for (const w of probe.window.winners) {
         const [p] = toScreen(v, 0, w.x + 0.5);
@@ -403,7 +468,7 @@
       }
     }
     const [x0] = toScreen(v, 0, 0), [x1] = toScreen(v, 0, W);
-    ctx.strokeStyle = "#8a8f98"; ctx.setLineDash([4, 3]); ctx.strokeRect(x0, 4, x1 - x0, chh - 8); ctx.setLineDash([]);
+    ctx.strokeStyle = "#8a8f98"; ctx.setLineDash([4, 3]); ctx.strokeRect(x0, top + 1, x1 - x0, height - 2); ctx.setLineDash([]);
     ctx.strokeStyle = panel ? "#4fd1ff" : "#e8eaed"; ctx.lineWidth = 1.5; ctx.beginPath();
     let started = false;
     const count = panel ? panel.region.w : E.w;
@@ -418,7 +483,7 @@
       }
       if (!Number.isFinite(value)) {
         ctx.stroke(); started = false;
-        ctx.fillStyle = `rgb(${colourOf(value, lo, hi).join(",")})`; ctx.fillRect(a, 4, Math.max(2, b - a), 8);
+        ctx.fillStyle = `rgb(${colourOf(value, 0, 1).join(",")})`; ctx.fillRect(a, top, Math.max(2, b - a), 8);
         ctx.beginPath(); continue;
       }
       const y = yOf(value);
@@ -429,28 +494,30 @@
     if (probe && probe.kind === "output" && panel === panels[probe.panel]) {
       const [, x, , w] = outputRect(panel, 0, probe.ox);
       const [a] = toScreen(v, 0, x), [b] = toScreen(v, 0, x + w);
-      ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 3; ctx.strokeRect(a, 2, b - a, chh - 4);
+      ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 3; ctx.strokeRect(a, top + 2, b - a, height - 4);
     }
     if (probe && probe.kind === "input") {
       const [a] = toScreen(v, 0, probe.x), [b] = toScreen(v, 0, probe.x + 1);
-      if (!panel) { ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 3; ctx.strokeRect(a, 2, b - a, chh - 4); }
+      if (!panel) { ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 3; ctx.strokeRect(a, top + 2, b - a, height - 4); }
       else {
         const info = probe.routing[panels.indexOf(panel)];
         for (const [, ox] of info.fed) {
           const [, x, , w] = outputRect(panel, 0, ox);
           const [p] = toScreen(v, 0, x), [q] = toScreen(v, 0, x + w);
           const routed = info.routed.some(([, r]) => r === ox);
-          ctx.strokeStyle = routed ? "#34c759" : info.routes ? "#9aa0a6" : "#ffd400";
-          ctx.lineWidth = routed ? 4 : 2; ctx.strokeRect(p, 2, q - p, chh - 4);
+          ctx.strokeStyle = routed ? "#34c759" : info.routes ? READ : "#ffd400";
+          ctx.lineWidth = routed ? 4 : 2; ctx.strokeRect(p, top + 2, q - p, height - 4);
         }
       }
     }
+    ctx.restore();
   }
 
   // ---------------------------------------------------------------- colour bars
   function drawBars() {
     for (const v of views) {
       if (!v.bar) continue;
+      if (SERIES) { v.barValue.textContent = v.hoverText || ""; continue; }
       const [lo, hi] = rangeOf(v.panel);
       v.barLo.textContent = short(lo, "float64"); v.barHi.textContent = short(hi, "float64");
       const mark = v.hover;
@@ -481,7 +548,8 @@
     const real = win.taps.filter((t) => t.value !== undefined);
     const lines = [];
     const power = panel.power === "2" ? 2 : panel.power === "p" ? panel.p : 1;
-    if (panel.reducer === "sum") {
+    const weighted = panel.byAlpha && DATA.channels[view.channel] !== "A";  // colour: a ratio, the divisor cancels
+    if (panel.reducer === "sum" && !weighted) {
       const what = power === 1 ? "sum of taps" : power === 2 ? "sum of squares" : `sum of |x|^${panel.p}`;
       if (power === 1 && real.length && real.every((t) => t.exact !== undefined)) {  // 64-bit integers: exactly
         const total = real.reduce((sum, t) => sum + BigInt(t.exact), 0n);
@@ -492,14 +560,45 @@
         lines.push(`<div>${what} (float64, here) = <span data-role="sum">${fmt(total, "float64")}</span></div>`);
       }
     }
-    if (win.divisorText) lines.push(`<div data-role="divisor" data-value="${win.divisor}">${esc(win.divisorText)}</div>`);
+    if (win.divisorText && !weighted) lines.push(`<div data-role="divisor" data-value="${win.divisor}">${esc(win.divisorText)}</div>`);
     const formula = panel.formula.replace("{p}", () => String(panel.p));  // the mode's record (core/modes.py)
     const winnerText = win.winners.length ? win.winners.map((w) => cellName(w.sy, w.sx)).join(" and ") : "";
+    const exact = win.result === undefined ? undefined : exactOf(panel, win);
+    const exactText = exact === undefined ? "" : ` <span class="exact">exact <span data-role="exact">${esc(fmt(exact, "float64"))}</span>` +
+      ` (float64, here; pool writes it as ${esc(panel.data.dtype)}, rounded half up)</span>`;
     readout.innerHTML = `<h3>${esc(panel.label)}: output ${cellName(win.oy, win.ox)}${DATA.channels.length > 1 ? ", " + esc(DATA.channels[view.channel]) : ""}</h3>` +
-      `<div class="result">result (engine) = <b data-role="result">${esc(win.result === undefined ? "outside the exact region" : win.resultText)}</b> <span class="muted">${esc(formula)}</span></div>` +
+      `<div class="result">written (engine) = <b data-role="result">${esc(win.result === undefined ? "outside the exact region" : win.resultText)}</b>${exactText} <span class="muted">${esc(formula)}</span></div>` +
+      (weighted ? `<div class="muted" data-role="alpha">colour weighted by alpha (premultiplied): sum(c*a) / sum(a) over the window's taps</div>` : "") +
       (winnerText ? `<div>winner: <span data-role="winner">${esc(winnerText)}</span>${panel.idx ? " (engine index)" : " (sorted here)"}</div>` : "") +
       lines.join("") +
       `<table><thead><tr><th>tap</th><th>cell</th><th>value</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+  // The exact value of a window whose result pool writes as integers (rounded): in float64, from the taps here.
+  function exactOf(panel, win) {
+    if (panel.data.dtype.startsWith("float")) return undefined;  // a float result is exact itself
+    const omit = panel.nanPolicy === "omit";
+    const real = win.taps.filter((t) => t.value !== undefined && !(omit && Number.isNaN(t.value)));
+    if (win.taps.some((t) => (t.kind === "in" || t.kind === "copy") && t.value === undefined)) return undefined;  // beyond the region
+    if (panel.reducer === "extreme") return undefined;  // a tap's own value: nothing to round
+    if (panel.reducer === "median") {
+      const middle = win.winners.map((w) => inputValue(win.c, w.sy, w.sx));
+      return middle.length ? middle.reduce((a, b) => a + b, 0) / middle.length : undefined;
+    }
+    const q = panel.power === "2" ? 2 : panel.power === "p" ? panel.p : 1;
+    const family = (values, divisor) => {  // the mode over `values`: sum, or root of the power sum, / divisor
+      let total = 0;
+      for (const x of values) total += q === 1 ? x : Math.pow(Math.abs(x), q);
+      if (divisor) total /= divisor;
+      return q === 1 ? total : Math.pow(total, 1 / q);
+    };
+    const alpha = DATA.channelCount - 1;
+    if (!panel.byAlpha || win.c === alpha) {
+      const nans = omit ? win.taps.filter((t) => Number.isNaN(t.value)).length : 0;
+      return family(real.map((t) => t.value), panel.divisor && win.divisor ? win.divisor - nans : null);
+    }
+    const weights = real.map((t) => inputValue(alpha, t.sy, t.sx));  // the divisor cancels: a ratio
+    const below = family(weights, null);
+    return below > 0 ? family(real.map((t, i) => t.value * weights[i]), null) / below : 0;
   }
   function showInput(probe) {
     const v = textAt(input, inputIndex(view.channel, probe.y, probe.x));
@@ -562,29 +661,41 @@
     return {x: rect.left + a, y: SERIES ? rect.top + v.canvas.clientHeight / 2 : rect.top + b};
   };
   api.zoomTo = function (scale, cy, cx) { view.scale = scale; view.cy = cy; view.cx = cx; draw(); };
+  // A series view's axes as drawn: the visible samples and values, and their ticks, for tests.
+  api.seriesAxes = (index) => Object.assign(ticksOf(views[index], valueAxis(views[index])), {frame: frame(views[index])});
 
   // ---------------------------------------------------------------- events
   function fit() {
-    const v = views[0], pad = Math.max(...panels.map((p) => Math.max(...p.axes.map((g) => g.padLo + g.padHi))), 0);
-    view.scale = Math.min(v.canvas.clientWidth / (W + pad + 1), SERIES ? Infinity : v.canvas.clientHeight / (H + pad + 1));
-    view.cx = W / 2; view.cy = H / 2; draw();
+    const v = views[0], f = frame(v), pad = Math.max(...panels.map((p) => Math.max(...p.axes.map((g) => g.padLo + g.padHi))), 0);
+    view.scale = Math.min(f.w / (W + pad + 1), SERIES ? Infinity : f.h / (H + pad + 1));
+    view.cx = W / 2; view.cy = H / 2; view.yZoom = 1; view.yCentre = 0.5; draw();
   }
-  function zoomAt(v, factor, px, py) {
+  function zoomAt(v, factor, px, py, alongOnly) {  // a series zooms its values too (unless `alongOnly`)
     const [y, x] = toInput(v, px, py);
     view.scale = Math.min(400, Math.max(0.01, view.scale * factor));
     const [y2, x2] = toInput(v, px, py);
     view.cx += x - x2; if (!SERIES) view.cy += y - y2;
+    if (SERIES && !alongOnly) {
+      const f = frame(v), at = (f.y0 + f.h - py) / f.h - 0.5;  // the pointer's height from the middle, in views
+      const before = view.yCentre + at / view.yZoom;  // the fraction of the full range under the pointer
+      view.yZoom = Math.min(1e6, Math.max(0.05, view.yZoom * factor));
+      view.yCentre = before - at / view.yZoom;
+    }
     draw();
   }
   function attach(v) {
     const canvas = v.canvas;
     let drag = null;
-    canvas.addEventListener("wheel", (e) => { e.preventDefault(); zoomAt(v, Math.exp(-e.deltaY * 0.0015), e.offsetX, e.offsetY); }, {passive: false});
+    canvas.addEventListener("wheel", (e) => {
+      e.preventDefault(); zoomAt(v, Math.exp(-e.deltaY * 0.0015), e.offsetX, e.offsetY, e.shiftKey);
+    }, {passive: false});
     canvas.addEventListener("mousedown", (e) => { drag = [e.clientX, e.clientY]; canvas.focus(); });
     window.addEventListener("mouseup", () => { drag = null; });
     canvas.addEventListener("mousemove", (e) => {
       if (drag) {
-        view.cx -= (e.clientX - drag[0]) / view.scale; if (!SERIES) view.cy -= (e.clientY - drag[1]) / view.scale;
+        view.cx -= (e.clientX - drag[0]) / view.scale;
+        if (!SERIES) view.cy -= (e.clientY - drag[1]) / view.scale;
+        else view.yCentre += (e.clientY - drag[1]) / frame(v).h / view.yZoom;
         drag = [e.clientX, e.clientY]; draw(); return;
       }
       const cell = cellAt(v, e.offsetX, e.offsetY);
@@ -626,7 +737,7 @@
       figure.append(caption, canvas);
       const v = {panel, canvas, ctx: canvas.getContext("2d"), hover: undefined};
       const bar = document.createElement("div");
-      bar.className = "bar";
+      bar.className = SERIES ? "bar series" : "bar";  // a series' colours mean nothing: its value alone
       bar.innerHTML = '<span class="lo"></span><span class="ramp"><i class="mark"></i></span><span class="hi"></span><span class="value"></span>';
       figure.append(bar);
       v.bar = bar; v.barLo = bar.querySelector(".lo"); v.barHi = bar.querySelector(".hi");
@@ -646,6 +757,11 @@
     colour.checked = view.colour; colour.disabled = !DATA.colour;
     colour.addEventListener("change", () => { view.colour = colour.checked; document.body.classList.toggle("colour", view.colour); repaint(); draw(); });
     document.body.classList.toggle("colour", view.colour);
+    document.body.classList.toggle("series", SERIES);
+    const scale = document.getElementById("scale");
+    scale.value = view.perChannel ? "channel" : "shared";
+    document.body.classList.toggle("shared-hidden", !DATA.channelRanges || DATA.channels.length < 2);
+    scale.addEventListener("change", () => { view.perChannel = scale.value === "channel"; repaint(); draw(); });
     document.getElementById("fit").addEventListener("click", fit);
     window.addEventListener("resize", draw);
   }
