@@ -13,7 +13,8 @@ from ..core.geometry import (
 )
 from ..core.modes import MODES
 from .divisors import window_divisor
-from .extreme import arg_extreme, omit_nans
+from .extreme import omit_nans
+from .forward import chosen_cells
 from .layout import batch_size, flat_targets, index_along, pooled_last, restore_layout, take_along
 from .median import median_pool
 from .shortcuts import ieee_quiet
@@ -30,8 +31,8 @@ def backward_pass(xp, grad, x, plan: PoolPlan):
     grad = grad.astype(work, copy=False)
     source, padded_plan = materialise_padding(xp, x, plan)
     reducer = MODES[plan.mode].reducer
-    if reducer == "extreme":
-        _, indices = arg_extreme(xp, source, padded_plan, plan.pooled_shape)
+    if MODES[plan.mode].indices:  # max, min, majority, nearest: to the chosen cell
+        _, indices = chosen_cells(xp, source, padded_plan, plan.pooled_shape)
         return _scatter(xp, grad, indices, plan).astype(grad_dtype)
     if reducer == "median":
         result = _median_backward(xp, grad, source, padded_plan, plan)

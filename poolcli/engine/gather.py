@@ -6,10 +6,14 @@ import itertools
 import math
 from typing import Any
 
+import numpy as np
+
 from ..core.geometry import (
     PoolPlan,
 )
-from .layout import row_major_strides
+from .divisors import window_taps
+from .layout import pooled_last, restore_pooled_axes, row_major_strides
+from .shortcuts import BUDGETS
 
 
 def row_major_blocks(shape, item_bytes: int, budget: int):
@@ -56,3 +60,27 @@ def gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
         sources = xp.broadcast_to(sources, out_shape + sources.shape[m:]).reshape(out_shape + (taps,))
     return values, valid, sources
 
+
+
+def pick_in_windows(xp, a, plan: PoolPlan, pick, original_pooled_shape=None, block_taps: int | None = None):
+    """The value of one chosen cell per window, and with `original_pooled_shape` its flat input
+    index (else None): `pick(values, valid)` names the chosen tap of each gathered window (the
+    last axis). Windows are gathered a block at a time, each block's taps (`block_taps` a window,
+    default the most a window reads) under BUDGETS.median_block_bytes, so memory stays
+    O(input + output) however many windows overlap."""
+    pooled = plan.pooled_axes
+    moved = pooled_last(xp, a, pooled)
+    batch = moved.ndim - len(pooled)
+    out_shape = moved.shape[:batch] + tuple(g.out for g in plan.axes)
+    chosen = xp.empty(out_shape, dtype=a.dtype)
+    indices = None if original_pooled_shape is None else xp.empty(out_shape, dtype=np.int64)
+    taps = max(block_taps or 0, window_taps(plan))
+    for block in row_major_blocks(out_shape, 8 * taps, BUDGETS.median_block_bytes):
+        ranges = [range(*rows.indices(g.out)) for rows, g in zip(block[batch:], plan.axes)]
+        values, valid, sources = gather_windows(xp, moved[block[:batch]], plan, ranges, original_pooled_shape)
+        tap = pick(values, valid)[..., None]
+        chosen[block] = xp.take_along_axis(values, tap, axis=-1)[..., 0]
+        if indices is not None:
+            indices[block] = xp.take_along_axis(xp.broadcast_to(sources, values.shape), tap, axis=-1)[..., 0]
+    restored = restore_pooled_axes(xp, chosen, pooled)
+    return restored, None if indices is None else restore_pooled_axes(xp, indices, pooled)
