@@ -34,12 +34,14 @@ class Mode:
     ngff: str  # the "type" an OME-Zarr pyramid's multiscales metadata records
     power: str | None = None  # the sum family: None sums x, "2" sums x^2, "p" sums |x|^p (then a root)
     keeps: str | None = None  # the extremes: the "largest" or the "smallest" value wins
+    picks: bool = False  # every result is one of its window's cells: a label pyramid may use it
+    labels: bool = False  # made for labels: a pyramid in this mode is a label pyramid
 
 
 MODES = {mode.name: mode for mode in (
-    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="largest",
+    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="largest", picks=True,
          summary="the largest value", formula="largest tap", ngff="max"),
-    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="smallest",
+    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="smallest", picks=True,
          summary="the smallest value", formula="smallest tap", ngff="min"),
     Mode("avg", "sum", "zeros", True, "float", False, False, True, False, True,
          summary="the mean", formula="sum / divisor", ngff="mean"),
@@ -51,11 +53,11 @@ MODES = {mode.name: mode for mode in (
          summary="the p-norm", formula="(sum of |x|^p)^(1/p), p = {p}", ngff="lp"),
     Mode("median", "median", "ignored", False, "same", True, False, False, False, False,
          summary="the middle value", formula="middle tap (mean of two for an even count)", ngff="median"),
-    Mode("majority", "majority", "ignored", False, "same", True, True, False, False, False,
+    Mode("majority", "majority", "ignored", False, "same", True, True, False, False, False, picks=True, labels=True,
          summary="the most frequent value, for labels", formula="most frequent tap (the smallest on a tie)",
          ngff="mode"),
-    Mode("nearest", "nearest", "ignored", False, "same", True, True, False, False, False,
-         summary="the window's first cell (subsampling)", formula="first real tap", ngff="nearest"),
+    Mode("nearest", "nearest", "ignored", False, "same", True, True, False, False, False, picks=True,
+         summary="the window's first cell: a subsampling", formula="first real tap", ngff="nearest"),
 )}
 
 
