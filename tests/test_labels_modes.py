@@ -4,7 +4,8 @@ Random geometries (padding, stride, dilation, ceil mode, edge/reflect pads, 1-3 
 over every dtype, with few distinct values so that ties are common, NaN and -0.0 among floats
 and values near 2**63 among 64-bit integers (compared exactly, never through float64). Every
 case runs with each shortcut forced on and off (majority by pairs, by a histogram, by sorting;
-nearest by slices or gathered windows; blocks of one window) and must give the same bits, the
+windows gathered through strided views or index arrays; nearest by slices or gathered windows;
+blocks of one window) and must give the same bits, the
 reference's values and the reference's indices. The backward pass routes to those indices. The
 generic code runs under a namespace that only has what CuPy has (no GPU here).
 """
@@ -33,6 +34,7 @@ SHORTCUTS = {  # name: (switches, budgets)
     "pairs": ({"majority_pairs": True}, {"majority_pair_taps": 10**6}),
     "histogram": ({"majority_pairs": False, "majority_histogram": True}, {"majority_histogram_taps": 1}),
     "sorting": ({"majority_pairs": False, "majority_histogram": False, "nearest_slices": False}, {}),
+    "index gathers": ({"majority_pairs": False, "window_views": False, "nearest_slices": False}, {}),
     "tiny blocks": ({"majority_pairs": False, "nearest_slices": False}, {"median_block_bytes": 1}),
 }
 
@@ -154,8 +156,8 @@ def test_large_windows_take_every_path_alike(monkeypatch, dtype, window):
         np.testing.assert_array_equal(indices, results["sorting"][2], err_msg=name)
 
 
-CUPY_NAMES = ("argsort", "take_along_axis", "bincount", "cumsum", "argmax", "where", "broadcast_to", "isnan",
-              "ones", "zeros", "empty", "arange", "moveaxis", "ascontiguousarray", "asarray", "take")
+CUPY_NAMES = ("sort", "lib", "argsort", "take_along_axis", "bincount", "cumsum", "argmax", "where", "broadcast_to",
+              "isnan", "ones", "zeros", "empty", "arange", "moveaxis", "ascontiguousarray", "asarray", "take")
 
 
 def test_the_generic_code_runs_on_a_namespace_with_only_cupys_functions(monkeypatch):

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from ..core.geometry import (
+    AxisGeometry,
     PoolPlan,
 )
 from .divisors import window_taps
 from .layout import pooled_last, restore_pooled_axes, row_major_strides
-from .shortcuts import BUDGETS
+from .shortcuts import BUDGETS, FAST_PATHS
 
 
 def row_major_blocks(shape, item_bytes: int, budget: int):
@@ -46,20 +47,47 @@ def gather_windows(xp, a, plan: PoolPlan, ranges, original_pooled_shape=None):
         shape = [1] * (2 * m)
         shape[i], shape[m + i] = positions.shape
         index_arrays.append(xp.asarray(positions.reshape(shape)))
-        term_valid = xp.asarray(present.reshape(shape))
-        valid = term_valid if valid is None else valid & term_valid
+        if not present.all():  # every tap real on every axis: `valid` stays one True, broadcast
+            term_valid = xp.asarray(present.reshape(shape))
+            valid = term_valid if valid is None else valid & term_valid
         if original_pooled_shape is not None:
             term_source = xp.asarray(geometry.original_positions(positions).reshape(shape) * flat_stride)
             sources = term_source if sources is None else sources + term_source
     out_shape = tuple(len(rows) for rows in ranges)
-    values = a[(Ellipsis, *index_arrays)]
-    taps = math.prod(values.shape[-m:])
+    view = _inner_windows(xp, a, plan, ranges) if FAST_PATHS.window_views else None
+    values = a[(Ellipsis, *index_arrays)] if view is None else view
+    tap_shape = values.shape[-m:]
+    taps = math.prod(tap_shape)
     values = values.reshape(values.shape[: values.ndim - 2 * m] + out_shape + (taps,))
-    valid = xp.broadcast_to(valid, out_shape + valid.shape[m:]).reshape(out_shape + (taps,))
+    if valid is None:
+        valid = xp.broadcast_to(xp.asarray(True), out_shape + (taps,))
+    else:
+        valid = xp.broadcast_to(valid, out_shape + tap_shape).reshape(out_shape + (taps,))
     if sources is not None:
         sources = xp.broadcast_to(sources, out_shape + sources.shape[m:]).reshape(out_shape + (taps,))
     return values, valid, sources
 
+
+
+def _inner_windows(xp, a, plan: PoolPlan, ranges):
+    """Windows `ranges` as one strided view (batch..., out..., window...) of `a` where every tap of
+    every one of them lies inside the input (a copy is then a plain strided copy, not a gather by
+    index arrays); None where some window reaches into padding or bins are uneven."""
+    starts = []
+    for geometry, rows in zip(plan.axes, ranges):
+        if not isinstance(geometry, AxisGeometry) or len(rows) == 0:
+            return None
+        first = rows.start * geometry.stride - geometry.pad_lo
+        if first < 0 or (rows.stop - 1) * geometry.stride - geometry.pad_lo + geometry.span > geometry.size:
+            return None
+        starts.append(first)
+    base = a[(Ellipsis, *(slice(start, None) for start in starts))]
+    batch = a.ndim - len(plan.axes)
+    pooled_strides = base.strides[batch:]
+    shape = base.shape[:batch] + tuple(len(rows) for rows in ranges) + tuple(g.window for g in plan.axes)
+    strides = (base.strides[:batch] + tuple(st * g.stride for st, g in zip(pooled_strides, plan.axes))
+               + tuple(st * g.dilation for st, g in zip(pooled_strides, plan.axes)))
+    return xp.lib.stride_tricks.as_strided(base, shape, strides)
 
 
 def pick_in_windows(xp, a, plan: PoolPlan, pick, original_pooled_shape=None, block_taps: int | None = None):

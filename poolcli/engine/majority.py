@@ -66,21 +66,29 @@ def _histogram_pays(dtype: np.dtype, taps: int) -> bool:
 
 def _by_pairs(xp, values, counted):
     """Each tap's count (-1 for a tap not counted) by comparing it with every tap, then the tap
-    of the largest count, the smaller value on a tie, the earlier tap on equal values."""
+    of the largest count, the smaller value on a tie, the earlier tap on equal values. The taps
+    are taken apart first (one contiguous array each), so every comparison runs on plain arrays."""
     taps = values.shape[-1]
-    counts = [counted[..., j].astype(np.int32) for j in range(taps)]
+    column = [xp.ascontiguousarray(values[..., j]) for j in range(taps)]
+    every = bool(counted.all())
+    real = [counted[..., j] for j in range(taps)]
+    counts = [xp.ones(values.shape[:-1], dtype=np.int16) if every else real[j].astype(np.int16)
+              for j in range(taps)]
     for i in range(taps):
         for j in range(i + 1, taps):
-            same = (values[..., i] == values[..., j]) & counted[..., i] & counted[..., j]
+            same = column[i] == column[j]
+            if not every:
+                same &= real[i] & real[j]
             counts[i] += same
             counts[j] += same
-    best_count = xp.where(counted[..., 0], counts[0], -1)
-    best_value, best = values[..., 0], xp.zeros(values.shape[:-1], dtype=np.int64)
+    if not every:
+        counts = [xp.where(real[j], counts[j], -1) for j in range(taps)]
+    best_count, best_value = counts[0], column[0]
+    best = xp.zeros(values.shape[:-1], dtype=np.int64)
     for j in range(1, taps):
-        count = xp.where(counted[..., j], counts[j], -1)
-        wins = (count > best_count) | ((count == best_count) & (values[..., j] < best_value))
-        best_count = xp.where(wins, count, best_count)
-        best_value = xp.where(wins, values[..., j], best_value)
+        wins = (counts[j] > best_count) | ((counts[j] == best_count) & (column[j] < best_value))
+        best_count = xp.where(wins, counts[j], best_count)
+        best_value = xp.where(wins, column[j], best_value)
         best = xp.where(wins, j, best)
     return best
 
@@ -97,6 +105,35 @@ def _by_histogram(xp, values, counted):
 
 
 def _by_sorting(xp, values, counted):
+    """The tap of the first longest run of equal values in each window's sorted taps (the
+    smallest value) that comes first in window order. Where every tap counts (no padding, no
+    NaN), a sort of the values alone; else the sort of their order (`_by_sorting_order`)."""
+    if not bool(counted.all()):
+        return _by_sorting_order(xp, values, counted)
+    ordered = xp.sort(values, axis=-1)
+    runs = _runs(xp, ordered)
+    counts = _run_counts(xp, runs, None)
+    first = xp.argmax(runs == xp.argmax(counts, axis=-1)[..., None], axis=-1)[..., None]
+    winner = xp.take_along_axis(ordered, first, axis=-1)
+    return xp.argmax(values == winner, axis=-1)
+
+
+def _runs(xp, ordered):
+    """Each sorted tap's run of equal values, numbered 0, 1, ... along the last axis."""
+    starts = xp.ones(ordered.shape, dtype=bool)
+    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    return xp.cumsum(starts, axis=-1) - 1
+
+
+def _run_counts(xp, runs, weights):
+    """How many (counted) taps each run holds, by one bincount over every window of the block."""
+    taps, rows = runs.shape[-1], math.prod(runs.shape[:-1])
+    slots = xp.arange(rows, dtype=np.int64).reshape(runs.shape[:-1] + (1,)) * taps + runs
+    chosen = slots.ravel() if weights is None else slots[weights]
+    return xp.bincount(chosen, minlength=rows * taps).reshape(runs.shape)
+
+
+def _by_sorting_order(xp, values, counted):
     """A stable sort of each window's taps (counted ones first, in value order, equal values in
     window order), its runs of equal values counted by one bincount; the first longest run
     (the smallest value) gives its first tap."""
@@ -104,14 +141,8 @@ def _by_sorting(xp, values, counted):
     if not bool(counted.all()):  # a second stable sort puts the taps not counted last
         skipped = ~xp.take_along_axis(counted, order, axis=-1)
         order = xp.take_along_axis(order, xp.argsort(skipped.view(np.uint8), axis=-1, kind="stable"), axis=-1)
-    ordered = xp.take_along_axis(values, order, axis=-1)
-    weights = xp.take_along_axis(counted, order, axis=-1)
-    starts = xp.ones(ordered.shape, dtype=bool)
-    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
-    runs = xp.cumsum(starts, axis=-1) - 1  # each sorted tap's run, 0..taps-1
-    taps, rows = values.shape[-1], math.prod(values.shape[:-1])
-    slots = xp.arange(rows, dtype=np.int64).reshape(values.shape[:-1] + (1,)) * taps + runs
-    counts = xp.bincount(slots[weights], minlength=rows * taps).reshape(values.shape)
+    runs = _runs(xp, xp.take_along_axis(values, order, axis=-1))
+    counts = _run_counts(xp, runs, xp.take_along_axis(counted, order, axis=-1))
     best_run = xp.argmax(counts, axis=-1)[..., None]
     first = xp.argmax(runs == best_run, axis=-1)[..., None]
     return xp.take_along_axis(order, first, axis=-1)[..., 0]
