@@ -34,7 +34,8 @@ SHORTCUTS = {  # name: (switches, budgets)
     "pairs": ({"majority_pairs": True}, {"majority_pair_taps": 10**6}),
     "histogram": ({"majority_pairs": False, "majority_histogram": True}, {"majority_histogram_taps": 1}),
     "sorting": ({"majority_pairs": False, "majority_histogram": False, "nearest_slices": False}, {}),
-    "index gathers": ({"majority_pairs": False, "window_views": False, "nearest_slices": False}, {}),
+    "index gathers": ({"majority_pairs": False, "majority_run_starts": False, "window_views": False,
+                       "nearest_slices": False}, {}),
     "tiny blocks": ({"majority_pairs": False, "nearest_slices": False}, {"median_block_bytes": 1}),
 }
 

@@ -73,20 +73,21 @@ def _inner_windows(xp, a, plan: PoolPlan, ranges):
     """Windows `ranges` as one strided view (batch..., out..., window...) of `a` where every tap of
     every one of them lies inside the input (a copy is then a plain strided copy, not a gather by
     index arrays); None where some window reaches into padding or bins are uneven."""
-    starts = []
+    starts, axes = [], []
     for geometry, rows in zip(plan.axes, ranges):
         if not isinstance(geometry, AxisGeometry) or len(rows) == 0:
             return None
+        axes.append(geometry)
         first = rows.start * geometry.stride - geometry.pad_lo
         if first < 0 or (rows.stop - 1) * geometry.stride - geometry.pad_lo + geometry.span > geometry.size:
             return None
         starts.append(first)
     base = a[(Ellipsis, *(slice(start, None) for start in starts))]
-    batch = a.ndim - len(plan.axes)
+    batch = a.ndim - len(axes)
     pooled_strides = base.strides[batch:]
-    shape = base.shape[:batch] + tuple(len(rows) for rows in ranges) + tuple(g.window for g in plan.axes)
-    strides = (base.strides[:batch] + tuple(st * g.stride for st, g in zip(pooled_strides, plan.axes))
-               + tuple(st * g.dilation for st, g in zip(pooled_strides, plan.axes)))
+    shape = base.shape[:batch] + tuple(len(rows) for rows in ranges) + tuple(g.window for g in axes)
+    strides = (base.strides[:batch] + tuple(st * g.stride for st, g in zip(pooled_strides, axes))
+               + tuple(st * g.dilation for st, g in zip(pooled_strides, axes)))
     return xp.lib.stride_tricks.as_strided(base, shape, strides)
 
 

@@ -8,8 +8,10 @@ along its taps, in one of three ways that give the same cell (`FAST_PATHS`, twin
   whole-block comparisons, with no sort;
 - a histogram (one-byte values, many taps): counts of the 256 values per window by one
   `bincount`;
-- sorting (the general path): a stable sort of each window's taps, its runs of equal values
-  counted by one `bincount`, the first longest run (the smallest value) kept.
+- sorting (the general path): each window's taps sorted, the first longest run of equal values
+  (the smallest value) found by NumPy's `maximum.accumulate` of the run starts, or by one
+  `bincount` of the runs (the generic code, CuPy's); where some taps do not count (padding,
+  NaN), a stable sort of the taps' order puts them last.
 
 Floats compare exactly (-0.0 equals 0.0; the value returned is the chosen cell's own). NaN is
 never counted: with nan_policy="propagate" a window holding one gives NaN (its first NaN cell),
@@ -111,18 +113,29 @@ def _by_sorting(xp, values, counted):
     if not bool(counted.all()):
         return _by_sorting_order(xp, values, counted)
     ordered = xp.sort(values, axis=-1)
-    runs = _runs(xp, ordered)
-    counts = _run_counts(xp, runs, None)
-    first = xp.argmax(runs == xp.argmax(counts, axis=-1)[..., None], axis=-1)[..., None]
-    winner = xp.take_along_axis(ordered, first, axis=-1)
+    if FAST_PATHS.majority_run_starts and xp is np:  # NumPy's accumulate: each tap's run start, in place
+        taps = np.arange(values.shape[-1], dtype=np.int32)
+        starts = np.where(_run_starts(xp, ordered), taps, 0)
+        np.maximum.accumulate(starts, axis=-1, out=starts)
+        at = np.argmax(taps - starts, axis=-1)[..., None]  # the end of the first longest run
+    else:
+        runs = _runs(xp, ordered)
+        counts = _run_counts(xp, runs, None)
+        at = xp.argmax(runs == xp.argmax(counts, axis=-1)[..., None], axis=-1)[..., None]
+    winner = xp.take_along_axis(ordered, at, axis=-1)
     return xp.argmax(values == winner, axis=-1)
+
+
+def _run_starts(xp, ordered):
+    """Where a run of equal values starts in each window's sorted taps."""
+    starts = xp.ones(ordered.shape, dtype=bool)
+    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    return starts
 
 
 def _runs(xp, ordered):
     """Each sorted tap's run of equal values, numbered 0, 1, ... along the last axis."""
-    starts = xp.ones(ordered.shape, dtype=bool)
-    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
-    return xp.cumsum(starts, axis=-1) - 1
+    return xp.cumsum(_run_starts(xp, ordered), axis=-1) - 1
 
 
 def _run_counts(xp, runs, weights):

@@ -41,6 +41,7 @@ class FastPaths:
     pairwise_levels: bool = True  # integer pyramid levels by sums/extremes of neighbour pairs, not `pool`
     chunk_files: bool = True  # local Zarr inputs read chunk file by chunk file, not through zarr's reads
     majority_pairs: bool = True  # majority of few taps by comparing every pair, not by sorting
+    majority_run_starts: bool = True  # majority's sorted runs measured by NumPy's maximum.accumulate, not bincount
     majority_histogram: bool = True  # majority of one-byte values over many taps by a histogram, not by sorting
     window_views: bool = True  # windows inside the input gathered through one strided view, not index arrays
     nearest_slices: bool = True  # nearest as one index (a slice where it can) per axis, not gathered windows
@@ -58,7 +59,7 @@ class Budgets:
     window_wise_ratio: int = 4  # an axis with this many times more taps than windows is reduced window by window
     planar_max_trailing: int = 16  # channels-last blocks up to this size are reduced one channel at a time
     median_block_bytes: int = 64 << 20  # gathered taps of one block of windows (8 bytes a tap)
-    majority_pair_taps: int = 9  # majority compares every pair of taps up to this many taps a window
+    majority_pair_taps: int = 16  # majority compares every pair of taps up to this many taps a window (4 x 4)
     majority_histogram_taps: int = 128  # and counts one-byte values in a histogram from this many (16 x 16)
 
 
