@@ -9,6 +9,7 @@ NGFF spec lays them out, or alone where the output is no image; refusals are one
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -147,4 +148,8 @@ def test_float_inputs_tiffs_and_labels_of_another_size_are_refused_and_leave_not
     done = poolcli("pyramid", tmp_path / "other.npy", "-o", tmp_path / "image.zarr", "--labels", "x", "--levels", "1")
     assert done.returncode == 1 and "do not fit the image" in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "image.zarr" / "labels").exists()
+    done = poolcli("pyramid", tmp_path / "float.npy", "-o", tmp_path / "f.zarr", "-m", "majority", "--levels", "1")
+    assert done.returncode == 0, done.stderr  # majority alone, of floats: an image pyramid, no image-label
+    assert "image-label" not in json.loads((tmp_path / "f.zarr" / ".zattrs").read_text())
+    shutil.rmtree(tmp_path / "f.zarr")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.npy", "float.npy", "image.zarr", "other.npy"]

@@ -246,6 +246,8 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
     with stream.open_source(source, big.dataset) as data:
         spatial = _spatial_axes(data, axes)
         count = level_count_or_usage(data.shape, spatial, levels, min_size)
+        if label == LABEL_IMAGE and data.dtype.kind not in "biu":
+            label = None  # a mode made for labels, of floats: an image pyramid in that mode
         if label is not None:
             stream.check_label_dtype(source, data.dtype)
         wanted = _pyramid_dtype(dtype, data.dtype, mode)
