@@ -185,3 +185,18 @@ def test_return_indices_is_offered_and_other_modes_still_refuse():
 
     with pytest.raises(PoolError, match="majority"):
         pool(np.zeros(4), 2, mode="avg", return_indices=True)
+
+
+@pytest.mark.parametrize("mode", LABEL_MODES)
+@pytest.mark.parametrize("dtype", ["uint8", "int64", "float32"])
+def test_adaptive_bins_choose_as_the_brute_force(mode, dtype):
+    from reference import adaptive_ref
+
+    from poolcli import adaptive_pool
+
+    x = label_values(np.random.default_rng(7), (2, 7, 9), dtype)
+    for size in ((3, 4), (7, 2), (1, 1), (5, None)):
+        y, indices = adaptive_pool(x, size, mode=mode, nan_policy="omit", return_indices=True)
+        _, expected = adaptive_ref(x, size, mode=mode, nan_policy="omit", return_indices=True)
+        np.testing.assert_array_equal(indices, expected)
+        assert y.dtype == x.dtype and y.tobytes() == values_at(x, expected, (1, 2)).tobytes()
