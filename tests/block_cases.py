@@ -4,7 +4,7 @@ Dask): every mode, padding kind, NaN policy and ceil mode, 1-3 axes, one or two 
 import numpy as np
 from hypothesis import strategies as st
 
-MODES = ("max", "min", "avg", "sum", "l2", "lp", "median")
+MODES = ("max", "min", "avg", "sum", "l2", "lp", "median", "majority", "nearest")
 DTYPES = (np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64, np.bool_)
 
 

@@ -165,7 +165,10 @@ def _window_value(x, cells, mode, *, count_include_pad, divisor_override, p, nan
     """(value, chosen cells) of one window; chosen are the cells a gradient is routed to.
 
     With `nodata`, missing cells are dropped first, as if they were not in the window; a
-    window left with none gives `nodata` (max/min: index of its first cell, no gradient)."""
+    window left with none gives `nodata` (max/min/majority/nearest: index of its first cell, no
+    gradient)."""
+    if mode in ("majority", "nearest"):
+        return _chosen_among_present(x, cells, mode, nan_policy, nodata)
     real = [(float(x[source]), source) for kind, source in cells if kind == "real"]
     if nodata is not None:
         kept = [(v, source) for v, source in real if not is_missing(v, nodata, nan_policy)]
@@ -200,6 +203,46 @@ def _window_value(x, cells, mode, *, count_include_pad, divisor_override, p, nan
         low, high = ordered[(len(real) - 1) // 2], ordered[len(real) // 2]
         return (real[low][0] + real[high][0]) / 2, [real[low][1], real[high][1]]
     raise ValueError(mode)
+
+
+def _chosen_among_present(x, cells, mode, nan_policy, nodata):
+    """majority and nearest over the cells that are not missing (`nodata`); a window of missing
+    cells alone gives `nodata` and its first real cell."""
+    if nodata is not None:
+        first = [source for kind, source in cells if kind == "real"][:1]
+        cells = [(kind, source) for kind, source in cells
+                 if kind != "real" or not is_missing(float(x[source]), nodata, nan_policy)]
+        if not any(kind == "real" for kind, _ in cells):
+            return float(nodata), first
+    return _chosen_cell(x, cells, mode, nan_policy)
+
+
+def _chosen_cell(x, cells, mode, nan_policy):
+    """majority and nearest, on the cells' own values (exact for 64-bit integers): (value, [cell]).
+
+    nearest: the first real cell in window order (with "omit", the first that is not NaN).
+    majority: the value most real cells hold (Python's ==, so -0.0 counts as 0.0), the smallest
+    on a tie, at the first cell in window order holding it; NaN is never counted: "propagate"
+    gives the first NaN cell of a window holding one, "omit" skips NaN cells.
+    Where no cell is left (NaN only, with "omit"), the first real cell (a NaN).
+    """
+    real = [(x[source].item(), source) for kind, source in cells if kind == "real"]
+    is_nan = [isinstance(v, float) and math.isnan(v) for v, _ in real]
+    kept = [cell for cell, nan in zip(real, is_nan, strict=True) if not nan]
+    if mode == "nearest":
+        value, source = (kept or real)[0] if nan_policy == "omit" else real[0]
+        return float(value), [source]
+    if nan_policy == "propagate" and any(is_nan):
+        return math.nan, [real[is_nan.index(True)][1]]
+    if not kept:
+        return math.nan, [real[0][1]]
+    counts: dict = {}
+    for value, _ in kept:
+        counts[value] = counts.get(value, 0) + 1
+    most = max(counts.values())
+    winner = min(value for value, count in counts.items() if count == most)
+    source = next(source for value, source in kept if value == winner)
+    return float(x[source]), [source]
 
 
 # ---------------------------------------------------------------- public reference functions
@@ -266,7 +309,7 @@ def pool_backward_ref(grad, x, window, stride=None, *, mode="max", padding=0, di
                 and not is_missing(float(x[source]), nodata, nan_policy)]
         if nodata is not None and not real:  # a window without data: it gets the nodata, routes nothing
             continue
-        if mode in ("max", "min"):
+        if mode in ("max", "min", "majority", "nearest"):
             for source in chosen:
                 result[source] += g
         elif mode == "median":
@@ -304,7 +347,7 @@ def expected_dtype(dtype, mode: str, requested=None) -> np.dtype:
     dtype = np.dtype(dtype)
     if requested is not None:
         return np.dtype(requested)
-    if mode in ("max", "min", "median"):
+    if mode in ("max", "min", "median", "majority", "nearest"):
         return dtype
     if mode == "sum":
         return np.sum(np.zeros(1, dtype)).dtype  # NumPy's own rule

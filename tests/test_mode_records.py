@@ -62,7 +62,7 @@ def test_the_extra_mode_is_unknown_without_its_record(tmp_path):
 
 def test_help_lists_the_extra_mode_with_its_summary(with_extra_mode):
     done = with_extra_mode("--help")
-    assert "(max, min, avg, sum, l2, lp, median, l2norm)" in " ".join(done.stdout.split())
+    assert "(max, min, avg, sum, l2, lp, median, majority, nearest, l2norm)" in " ".join(done.stdout.split())
     for command in ("pool", "pyramid", "batch", "inspect", "compare"):
         done = with_extra_mode(command, "--help")
         assert done.returncode == 0, done.stderr
@@ -137,6 +137,7 @@ WORDS_BEFORE_THE_RECORDS = {  # the page's formulas as inspector.js spelled them
     "max": "largest tap", "min": "smallest tap", "avg": "sum / divisor", "sum": "sum",
     "l2": "sqrt(sum of squares / divisor)", "lp": "(sum of |x|^p)^(1/p), p = 3",
     "median": "middle tap (mean of two for an even count)",
+    "majority": "most frequent tap (the smallest on a tie)", "nearest": "first real tap",  # #25's modes
 }
 
 
@@ -146,10 +147,12 @@ def test_the_existing_modes_keep_their_formulas(tmp_path, open_page):
     np.save(tmp_path / "x.npy", x)
     page = open_page(write_inspector(tmp_path / "x.npy", tmp_path / "page.html", PoolSettings(window=(2,), p=3.0),
                                      list(MODES), [(2,)]))
+    page.set_viewport_size({"width": 1500, "height": 3000})  # every mode's view on the screen at once
     shown = {mode: shown_formula(page, view) for view, mode in enumerate(MODES, start=1)}
     assert shown == WORDS_BEFORE_THE_RECORDS
 
 
 def test_the_existing_modes_keep_their_ngff_types():
     assert {name: mode.ngff for name, mode in MODES.items()} == {
-        "max": "max", "min": "min", "avg": "mean", "sum": "sum", "l2": "l2", "lp": "lp", "median": "median"}
+        "max": "max", "min": "min", "avg": "mean", "sum": "sum", "l2": "l2", "lp": "lp", "median": "median",
+        "majority": "mode", "nearest": "nearest"}

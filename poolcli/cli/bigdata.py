@@ -158,8 +158,15 @@ def pyramid_command(
     output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.zarr|OUT.tif",
                                          help="OME-Zarr store (.zarr) or pyramidal tiled BigTIFF (.tif).",
                                          show_default=False)],
-    mode: Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode of every level: {described()}; "
-                                      f"{spoken(names(mixes=False))} for labels and masks.")] = "avg",
+    mode: Annotated[str | None, typer.Option(
+        "-m", "--mode", show_default=False,
+        help=f"Pooling mode of every level: {described()}. Default: avg ({spoken(names(labels=True))} with "
+        f"--labels). Labels and masks: {spoken(names(picks=True))}, whose levels hold only labels of the input "
+        f"({spoken(names(labels=True))} alone writes a label pyramid).")] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="NAME", show_default=False,
+        help="Write a label pyramid (NGFF image-label): beside the OME-Zarr image OUT.zarr as labels/NAME (the image "
+        "is left as it is), or, where OUT.zarr is not an image, as the label image OUT.zarr itself.")] = None,
     levels: Annotated[int | None, typer.Option("--levels", help="Reduced levels (2x, 4x, ...).",
                                                show_default=False)] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="Without --levels: halve until the longest side is "
@@ -178,12 +185,38 @@ def pyramid_command(
     """Write a multi-resolution pyramid of INPUT in one pass: every level the exact, once-rounded
     pooling of level 0 (a 2^k window), as OME-Zarr or as a pyramidal TIFF."""
     def run() -> int:
+        chosen, label = label_mode(None if mode is None else choice("--mode", mode, MODES), labels)
         with naming_input(input):
-            return _pyramid(input, output, choice("--mode", mode, MODES), levels, min_size, parse_axes(axes), dtype,
-                            choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler,
+            return _pyramid(input, output, chosen, levels, min_size, parse_axes(axes), dtype,
+                            choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler, label,
                             parse_nodata(nodata))
 
     return guarded(run)
+
+
+LABEL_IMAGE = ""  # a label pyramid written as the output itself, not beside an image
+
+
+def label_mode(mode: str | None, labels: str | None) -> tuple[str, str | None]:
+    """The mode of every level and the label pyramid asked for: None (an image pyramid), the name of
+    labels beside an image (--labels NAME), or LABEL_IMAGE (a mode made for labels, alone). Label
+    pyramids take majority unless -m names another mode whose results are cells of the input."""
+    from ..core.modes import MODES as TABLE
+    from ..stream import check_label_name
+
+    made_for_labels = names(labels=True)
+    if mode is None:
+        mode = made_for_labels[0] if labels is not None else "avg"
+    if labels is None:
+        return mode, LABEL_IMAGE if TABLE[mode].labels else None
+    try:
+        check_label_name(labels)
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
+    if not TABLE[mode].picks:
+        raise UsageProblem(f"--mode {mode} can write a value that is no label of the input (a mean of labels);"
+                           f" label pyramids take {spoken(names(picks=True))}")
+    return mode, labels
 
 
 @contextlib.contextmanager
@@ -204,7 +237,7 @@ def naming_input(source: Path) -> Iterator[None]:
 
 def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size: int,
              axes: tuple[int, ...] | None, dtype: str, nan: str, overwrite: bool, big: "BigData",
-             scheduler: str | None, nodata: int | float | str | None = None) -> int:
+             scheduler: str | None, label: str | None = None, nodata: int | float | str | None = None) -> int:
     import dataclasses
 
     import numpy as np
@@ -215,15 +248,27 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
     started = time.perf_counter()
     stream.pyramid_format(target)
     refuse_inputs([target], [source])
+    if label is not None and scheduler is not None:
+        raise UsageProblem("a label pyramid is written on this machine; drop --scheduler")
     with stream.open_source(source, big.dataset) as data:
         spatial = _spatial_axes(data, axes)
         count = level_count_or_usage(data.shape, spatial, levels, min_size)
+        if label == LABEL_IMAGE and data.dtype.kind not in "biu":
+            label = None  # a mode made for labels, of floats: an image pyramid in that mode
+        if label is not None:
+            stream.check_label_dtype(source, data.dtype)
         wanted = _pyramid_dtype(dtype, data.dtype, mode)
+        if label is not None and wanted is not None and np.dtype(wanted).kind == "f":
+            raise UsageProblem(f"--dtype {dtype}: labels are integers; use auto or keep")
         found = nodata_for(nodata, data.dtype, data.nodata, data.fill_value)  # recorded by every level
         pyramid = stream.Pyramid(data.shape, spatial, count, mode, nan, None if wanted is None else np.dtype(wanted),
                                  nodata=found)
         big = dataclasses.replace(big, store=dataclasses.replace(big.store, nodata=found))
-        if scheduler is not None:
+        if label is not None:
+            with progress_bar(data.nbytes, f"labels {source.name}") as advance:
+                shapes = stream.build_label_pyramid(data, target, pyramid, name=label or None, memory=big.memory,
+                                                    options=big.store, overwrite=overwrite, progress=advance)
+        elif scheduler is not None:
             shapes = _pyramid_on_cluster(scheduler, source, target, pyramid, big, overwrite)
         else:
             stream.tune_malloc()

@@ -2,7 +2,7 @@
 start-up reads them without importing the engine.
 
 >>> MODES
-('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median')
+('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median', 'majority', 'nearest')
 """
 
 from .modes import names

@@ -5,7 +5,7 @@ command line's start-up reads it). Every other layer derives its per-mode knowle
 >>> MODES["l2"].divisor, MODES["max"].routes, MODES["sum"].output, MODES["avg"].ngff
 (True, True, 'sum', 'mean')
 >>> names()
-('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median')
+('max', 'min', 'avg', 'sum', 'l2', 'lp', 'median', 'majority', 'nearest')
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ class Mode:
     """How one mode pools (docs/semantics.md, section 3), and how the other layers name it."""
 
     name: str
-    reducer: str  # "extreme" (max/min), "sum" (a sum of x, x^2 or |x|^p, then a divisor or root), "median"
+    reducer: str  # "extreme" (max/min), "sum" (a sum of x, x^2 or |x|^p, then a divisor or root), "median",
+    # "majority" (the most frequent value) or "nearest" (one chosen cell)
     padding: str  # "ignored" (never wins nor counts) or "zeros"
     divisor: bool  # divides by a count of taps (count_include_pad, divisor_override apply)
     output: str  # natural dtype: "same" as the input, "sum" (NumPy's sum rule), "float"
@@ -33,12 +34,14 @@ class Mode:
     ngff: str  # the "type" an OME-Zarr pyramid's multiscales metadata records
     power: str | None = None  # the sum family: None sums x, "2" sums x^2, "p" sums |x|^p (then a root)
     keeps: str | None = None  # the extremes: the "largest" or the "smallest" value wins
+    picks: bool = False  # every result is one of its window's cells: a label pyramid may use it
+    labels: bool = False  # made for labels: a pyramid in this mode is a label pyramid
 
 
 MODES = {mode.name: mode for mode in (
-    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="largest",
+    Mode("max", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="largest", picks=True,
          summary="the largest value", formula="largest tap", ngff="max"),
-    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="smallest",
+    Mode("min", "extreme", "ignored", False, "same", True, True, False, False, True, keeps="smallest", picks=True,
          summary="the smallest value", formula="smallest tap", ngff="min"),
     Mode("avg", "sum", "zeros", True, "float", False, False, True, False, True,
          summary="the mean", formula="sum / divisor", ngff="mean"),
@@ -50,6 +53,11 @@ MODES = {mode.name: mode for mode in (
          summary="the p-norm", formula="(sum of |x|^p)^(1/p), p = {p}", ngff="lp"),
     Mode("median", "median", "ignored", False, "same", True, False, False, False, False,
          summary="the middle value", formula="middle tap (mean of two for an even count)", ngff="median"),
+    Mode("majority", "majority", "ignored", False, "same", True, True, False, False, False, picks=True, labels=True,
+         summary="the most frequent value, for labels", formula="most frequent tap (the smallest on a tie)",
+         ngff="mode"),
+    Mode("nearest", "nearest", "ignored", False, "same", True, True, False, False, False, picks=True,
+         summary="the window's first cell: a subsampling", formula="first real tap", ngff="nearest"),
 )}
 
 
@@ -58,7 +66,7 @@ def names(**wanted: object) -> tuple[str, ...]:
     read when asked, so a record added to MODES is among them.
 
     >>> names(indices=True), names(divisor=True)
-    (('max', 'min'), ('avg', 'l2'))
+    (('max', 'min', 'majority', 'nearest'), ('avg', 'l2'))
     """
     return tuple(name for name, mode in MODES.items() if all(getattr(mode, k) == v for k, v in wanted.items()))
 
@@ -67,7 +75,7 @@ def spoken(modes: tuple[str, ...], last: str = "or") -> str:
     """Mode names in a sentence.
 
     >>> spoken(names(mixes=False)), spoken(names(grows=True), "and"), spoken(("avg",))
-    ('max, min or median', 'sum and lp', 'avg')
+    ('max, min, median, majority or nearest', 'sum and lp', 'avg')
     """
     return modes[0] if len(modes) == 1 else f"{', '.join(modes[:-1])} {last} {modes[-1]}"
 

@@ -13,10 +13,10 @@ from ..core.geometry import (
 )
 from ..core.modes import MODES
 from .divisors import window_divisor
-from .extreme import arg_extreme
+from .forward import chosen_cells
 from .layout import batch_size, flat_targets, index_along, pooled_last, restore_layout, take_along
 from .median import median_pool
-from .missing import absent_cells, missing_cells
+from .missing import absent_cells, empty_windows, missing_cells
 from .shortcuts import ieee_quiet
 from .sums import drop_absent, power_transform, sum_finish, summed_power
 from .taps import reduce_windows
@@ -32,10 +32,10 @@ def backward_pass(xp, grad, x, plan: PoolPlan):
     source, padded_plan = materialise_padding(xp, x, plan)
     reducer = MODES[plan.mode].reducer
     missing = missing_cells(xp, source, padded_plan)  # they get no gradient, nor do windows of them alone
-    if reducer == "extreme":
-        _, indices, empty = arg_extreme(xp, source, padded_plan, plan.pooled_shape, missing)
-        if empty is not None:
-            grad = xp.where(empty, 0, grad)
+    if MODES[plan.mode].indices:  # max, min, majority, nearest: to the chosen cell
+        _, indices = chosen_cells(xp, source, padded_plan, plan.pooled_shape, missing)
+        if missing is not None:
+            grad = xp.where(empty_windows(xp, missing, padded_plan), 0, grad)
         return _scatter(xp, grad, indices, plan).astype(grad_dtype)
     if reducer == "median":
         result = _median_backward(xp, grad, source, padded_plan, plan, missing)

@@ -13,8 +13,10 @@ from ..core.geometry import AxisGeometry, PoolPlan, materialise_padding
 from ..core.modes import MODES
 from . import progress
 from .extreme import arg_extreme, extreme_pool
+from .majority import majority_pool
 from .median import median_pool
 from .missing import empty_windows, fill_empty, missing_cells
+from .nearest import nearest_pool
 from .shortcuts import BUDGETS, FAST_PATHS, ieee_quiet
 from .slabs import even_ranges, executor, run_chunked, worker_threads
 from .sums import integer_sums_fit, lp_overflows, scaled_lp, sum_family
@@ -30,14 +32,28 @@ def forward_pass(xp, x, plan: PoolPlan, dtype, return_indices: bool):
     source, padded_plan = materialise_padding(xp, x, plan)
     natural = natural_dtype(x.dtype, plan.mode)
     if MODES[plan.mode].indices and return_indices:
-        y, indices, empty = arg_extreme(xp, source, padded_plan, plan.pooled_shape,
-                                        missing_cells(xp, source, padded_plan))
+        missing = missing_cells(xp, source, padded_plan)
+        y, indices = chosen_cells(xp, source, padded_plan, plan.pooled_shape, missing)
         y = finalize(xp, y, natural, dtype)
-        return (y if empty is None else fill_empty(xp, y, empty, plan, x.dtype, natural, dtype)), indices
+        if missing is None:
+            return y, indices
+        return fill_empty(xp, y, empty_windows(xp, missing, padded_plan), plan, x.dtype, natural, dtype), indices
     if plan.nodata is None and _is_opencv_area_mean(xp, x, plan, dtype):
         return _opencv_area_mean(x, plan)
     return run_chunked(xp, source, padded_plan, lambda a, p: _values(xp, a, p, natural, dtype, scaled),
                        dtype if dtype is not None else natural)
+
+
+def chosen_cells(xp, a, plan: PoolPlan, original_pooled_shape, missing=None):
+    """(values, flat indices) of the modes that choose one cell of each window (`MODES[...].indices`),
+    `missing` cells never chosen (a window of them alone: its first real cell)."""
+    reducer = MODES[plan.mode].reducer
+    if reducer == "majority":
+        return majority_pool(xp, a, plan, original_pooled_shape, missing=missing)
+    if reducer == "nearest":
+        return nearest_pool(xp, a, plan, original_pooled_shape, missing=missing)
+    values, indices, _ = arg_extreme(xp, a, plan, original_pooled_shape, missing)
+    return values, indices
 
 
 OPENCV_AREA_CHANNELS = (1, 3, 4)  # INTER_AREA's 2x2 rounding is (a+b+c+d+2)>>2 here; not for 2 channels
@@ -97,6 +113,10 @@ def _values(xp, a, plan: PoolPlan, natural: np.dtype, dtype: np.dtype | None, sc
         y = extreme_pool(xp, a, plan, missing)
     elif reducer == "median":
         y = median_pool(xp, a, plan, plan.pooled_shape, dtype, missing=missing)[0]
+    elif reducer == "majority":
+        y = majority_pool(xp, a, plan, missing=missing)[0]
+    elif reducer == "nearest":
+        y = nearest_pool(xp, a, plan, missing=missing)[0]
     elif scaled:
         y = scaled_lp(xp, a, plan, missing)
     else:

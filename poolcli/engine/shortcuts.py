@@ -43,6 +43,11 @@ class FastPaths:
     median_counts: bool = True  # medians of large overlapping windows by counting ranks (engine/ranks.py)
     median_opencv: bool = True  # 8-bit medians of odd square windows through OpenCV's medianBlur
     chunk_files: bool = True  # local Zarr inputs read chunk file by chunk file, not through zarr's reads
+    majority_pairs: bool = True  # majority of few taps by comparing every pair, not by sorting
+    majority_run_starts: bool = True  # majority's sorted runs measured by NumPy's maximum.accumulate, not bincount
+    majority_histogram: bool = True  # majority of one-byte values over many taps by a histogram, not by sorting
+    window_views: bool = True  # windows inside the input gathered through one strided view, not index arrays
+    nearest_slices: bool = True  # nearest as one index (a slice where it can) per axis, not gathered windows
 
 
 FAST_PATHS = FastPaths()
@@ -58,6 +63,8 @@ class Budgets:
     planar_max_trailing: int = 16  # channels-last blocks up to this size are reduced one channel at a time
     median_block_bytes: int = 64 << 20  # gathered taps of one block of windows (8 bytes a tap)
     median_count_taps: int = 256  # median windows of this many taps or more (x4 for 8/16 bits) are counted, not sorted
+    majority_pair_taps: int = 16  # majority compares every pair of taps up to this many taps a window (4 x 4)
+    majority_histogram_taps: int = 128  # and counts one-byte values in a histogram from this many (16 x 16)
 
 
 BUDGETS = Budgets()

@@ -29,6 +29,8 @@ from .stores import (
     STORES,
     Store,
     by_suffix,
+    check_label_dtype,
+    check_label_name,
     decoded_bytes,
     file_suffixes,
     is_big_input,
@@ -51,9 +53,12 @@ __all__ = [
     "Source",
     "Store",
     "StoreOptions",
+    "build_label_pyramid",
     "build_pyramid",
     "decoded_bytes",
     "file_suffixes",
+    "check_label_dtype",
+    "check_label_name",
     "is_big_input",
     "tune_malloc",
     "level_count",
@@ -122,3 +127,19 @@ def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memor
     budget = Budget(memory)
     check_memory(source, pyramid, budget.bands)  # refused from sizes, before anything is written
     return writer(source, pyramid, target, options, budget, overwrite=overwrite, progress=progress)
+
+
+def build_label_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, name: str | None,
+                        memory: int = DEFAULT_MEMORY, options: StoreOptions = DEFAULT_STORE, overwrite: bool = False,
+                        progress: Progress | None = None) -> list[tuple[int, ...]]:
+    """A label pyramid (NGFF image-label, `stores/labels.py`) in one pass: labels/`name` beside the
+    OME-Zarr image at `target`, or (no image there, or no `name`) the label image `target` itself."""
+    options.check()
+    source.check_memory(memory)
+    target = Path(target)
+    writer = STORES[pyramid_format(target)].write_labels
+    if writer is None:
+        raise OutputError(f"{target}: a label pyramid is an OME-Zarr image-label; write .zarr")
+    budget = Budget(memory)
+    check_memory(source, pyramid, budget.bands)
+    return writer(source, pyramid, target, options, budget, name=name, overwrite=overwrite, progress=progress)

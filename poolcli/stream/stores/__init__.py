@@ -17,12 +17,13 @@ import numpy as np
 from ...errors import InputError, OutputError
 from ..sinks import Sink, StoreOptions
 from ..sources import Source
-from . import npy, tiff, zarr
+from . import labels, npy, tiff, zarr
 
 SourceOpener = Callable[[Path, "str | None"], contextlib.AbstractContextManager[Source]]
 SinkOpener = Callable[..., contextlib.AbstractContextManager[Sink]]  # (target, shape, dtype, *, spatial, options,
 # overwrite, inputs)
 PyramidWriter = Callable[..., list]  # (source, pyramid, target, options, budget, *, overwrite, progress)
+LabelWriter = Callable[..., list]  # (source, pyramid, target, options, budget, *, name, overwrite, progress)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Store:
     folder: bool = False  # a folder: read and written only by streaming, whatever its size
     recognises: Callable[[Path], bool] | None = None  # a folder of this store without its suffix
     data_bytes: Callable[[Path], int] | None = None  # a file's decoded size from its header (0: unknown)
+    write_labels: LabelWriter | None = None  # a label pyramid (NGFF image-label); None: refused
 
 
 STORES: dict[str, Store] = {}
@@ -51,9 +53,10 @@ def register(store: Store) -> Store:
 
 register(Store("NPY", (".npy",), npy.open_source, npy.open_sink, data_bytes=npy.data_bytes))
 register(Store("ZARR", zarr.SUFFIXES, zarr.open_source, zarr.open_sink, zarr.write_ome_zarr, zarr.COMPRESSIONS,
-               folder=True, recognises=zarr.is_zarr))
+               folder=True, recognises=zarr.is_zarr, write_labels=labels.write_label_pyramid))
 register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS,
                data_bytes=tiff.data_bytes))
+check_label_name, check_label_dtype = labels.check_label_name, labels.check_label_dtype  # asked before any read
 DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this store (and refused by it)
 
 

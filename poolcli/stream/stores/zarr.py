@@ -81,8 +81,11 @@ def multiscales(pyramid: Pyramid, name: str, zarr_format: int) -> dict:
 
 
 def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: StoreOptions, budget: Budget, *,
-                   overwrite: bool, progress: Progress | None = None) -> list[tuple[int, ...]]:
-    """The pyramid of `source` as an OME-Zarr image at `target`; the levels' stored shapes."""
+                   overwrite: bool, progress: Progress | None = None,
+                   finish: Callable[[dict], dict] | None = None) -> list[tuple[int, ...]]:
+    """The pyramid of `source` as an OME-Zarr image at `target`; the levels' stored shapes.
+    `finish` turns the group's NGFF attributes into others once the levels are written (a label
+    image's, stream/stores/labels.py)."""
     import zarr
 
     order = storage_order(len(pyramid.shape), pyramid.spatial)
@@ -116,7 +119,7 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
         for writer in writers:
             if writer is not None:
                 writer.flush()
-        group.attrs.update(metadata)
+        group.attrs.update(metadata if finish is None else finish(metadata))
         return [tuple(pyramid.shape[a] for a in order) if w is None else tuple(w.array_shape) for w in writers]
 
 
