@@ -360,6 +360,18 @@ def _shape_text(shape) -> str:
     return str(tuple(shape))
 
 
+def _print_levels(levels: list[dict]) -> None:
+    """A multi-resolution store's levels: path, shape, axes, scale, translation, units."""
+    from rich.table import Table
+
+    table = Table("level", "shape", "axes", "scale", "translation", "units")
+    for level in levels:
+        row = [", ".join(f"{v:g}" for v in level[key]) if key in level else "" for key in ("scale", "translation")]
+        table.add_row(level["path"], "x".join(map(str, level["shape"])), ",".join(level.get("axes", [])), *row,
+                      ",".join(unit or "-" for unit in level.get("units", [])))
+    console().print(table)
+
+
 def _print_description(description: dict) -> None:
     from rich.table import Table
 
@@ -378,8 +390,13 @@ def _print_description(description: dict) -> None:
             specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
         say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
             f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
+        if array.get("axis_names_from"):
+            names = ",".join(array["axis_names"] or ["(none)"])
+            say(f"{title}OME axes {names}, from the {array['axis_names_from']}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
                           f"{axis['padding'][0]}, {axis['padding'][1]}", str(axis["output"]), str(axis["dropped"]))
         console().print(table)
+    if description.get("levels"):
+        _print_levels(description["levels"])

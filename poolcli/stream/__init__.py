@@ -23,7 +23,7 @@ from .heap import tune_malloc
 from .pooling import Progress, output_dtype, stream_pool, streamed_plan
 from .pyramid import DEFAULT_MIN_SIZE, Pyramid, check_memory, level_count
 from .sinks import StoreOptions
-from .sources import Source
+from .sources import Level, Source
 from .stores import (
     STORES,
     Store,
@@ -50,6 +50,7 @@ __all__ = [
     "TIFF_SUFFIXES",
     "ZARR_SUFFIXES",
     "Budget",
+    "Level",
     "Pyramid",
     "Source",
     "Store",

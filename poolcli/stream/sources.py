@@ -17,6 +17,15 @@ from ..core.calibration import Calibration
 from .tiffsegments import TiffSegments
 
 
+@dataclass(frozen=True)
+class Level:
+    """One level of a multi-resolution input (an OME-Zarr image's dataset), as its metadata says."""
+
+    path: str  # inside the store
+    shape: tuple[int, ...]
+    calibration: Calibration | None
+
+
 @dataclass
 class Source:
     """A big input: read block by block, never whole."""
@@ -30,6 +39,7 @@ class Source:
     order: tuple[int, ...] | None = None  # a planar TIFF's (S, Y, X) seen as (Y, X, S)
     zarr_format: int | None = None  # a Zarr input's format
     calibration: Calibration | None = None  # its axes and physical sizes, where its metadata says
+    levels: tuple[Level, ...] = ()  # the levels of the multi-resolution image it is one of, where it is
 
     @property
     def shape(self) -> tuple[int, ...]:
