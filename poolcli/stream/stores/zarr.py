@@ -43,7 +43,8 @@ SETTLE_SECONDS = 30  # how long an interrupted output waits for zarr's writes in
 NGFF_VERSIONS = {2: "0.4", 3: "0.5"}
 RGB = (("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF"), ("alpha", "FFFFFF"))
 GREY = "FFFFFF"
-WINDOW_VALUES = 1 << 24  # the smallest level's values read back for the display window, at most
+WINDOW_BYTES = 4 << 20  # the smallest level read back for the display window, at most (well inside any budget)
+LISTED_LEVELS = 64  # the levels of an OME-Zarr input's metadata looked at, at most
 Progress = Callable[[int], None]
 
 
@@ -152,9 +153,9 @@ def omero(calibration: Calibration, shape: tuple[int, ...], dtype: np.dtype, sma
 
 def smallest_level(group, k: int, order: tuple[int, ...]) -> np.ndarray | None:
     """Level k of the written `group` (in array order), read back where it holds at most
-    WINDOW_VALUES values; None otherwise."""
+    WINDOW_BYTES; None otherwise."""
     array = group[str(k)]
-    if math.prod(array.shape) > WINDOW_VALUES:
+    if math.prod(array.shape) * np.dtype(array.dtype).itemsize > WINDOW_BYTES:
         return None
     return np.asarray(array[...]).transpose(np.argsort(order))
 
@@ -487,7 +488,7 @@ def ome_levels(path: Path, group) -> tuple[Level, ...]:
     if not isinstance(datasets, list):
         return ()
     levels = []
-    for dataset in datasets:
+    for dataset in datasets[:LISTED_LEVELS]:
         name = dataset.get("path") if isinstance(dataset, dict) else None
         if not isinstance(name, str):
             continue
