@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io, stream
-from ..core.calibration import GUESS_RULE, guess_axes, layout_names
+from ..core.calibration import GUESS_RULE, Calibration, guess_axes, layout_names
 from ..core.values import finite_range, special_counts
 from ..errors import PoolError
 from .settings import PoolSettings, settings_summary, spec_for, spec_for_kind
@@ -42,27 +42,29 @@ def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -
         plan = spec_for_kind(settings, data.kind, len(data.shape)).plan(data.shape)
         array = dict(shape=list(data.shape), dtype=str(data.dtype), layout=io.guess_layout(len(data.shape)),
                      chunks=list(data.chunks), min=None, max=None, nan=None, posinf=None, neginf=None,
-                     output_shape=list(plan.out_shape), axes=_axes_rows(plan), **_named_axes(data, settings))
+                     output_shape=list(plan.out_shape), axes=_axes_rows(plan),
+                     **_named_axes(data.shape, data.kind, data.calibration, settings))
         return dict(input=str(source), format=data.format, kind=data.kind, source_mode=None, frames=1, page=0,
                     dataset=data.dataset, arrays={"array": array}, parameters=settings_summary(settings),
                     levels=[_level_row(level) for level in data.levels])
 
 
-def _named_axes(data: stream.Source, settings: PoolSettings) -> dict:
-    """The OME axis names of a store's array and where they come from: the layout given, the
-    store's metadata, or poolcli's guess (`guess_axes`, for the axes a pyramid pools by default)."""
+def _named_axes(shape: tuple[int, ...], kind: str, calibration: Calibration | None, settings: PoolSettings) -> dict:
+    """The OME axis names of an array (what an OME-Zarr or OME-TIFF output calls them) and where
+    they come from: the layout given, the input's metadata, or poolcli's guess (`guess_axes`,
+    for the axes a pyramid pools by default)."""
     if settings.layout is not None:
         names: tuple[str, ...] | None = None
         with contextlib.suppress(PoolError):
             names = layout_names(settings.layout)
         return dict(axis_names=None if names is None else list(names), axis_names_from="layout")
-    if data.calibration is not None:
-        return dict(axis_names=list(data.calibration.axes), axis_names_from="metadata")
-    ndim = len(data.shape)
-    pooled = (0, 1) if data.kind == "image" else tuple(range(max(0, ndim - 2), ndim))
-    guessed = guess_axes(data.shape, pooled, data.kind == "image")
-    return dict(axis_names=None if guessed is None else list(guessed),
-                axis_names_from=f"guessed ({GUESS_RULE})")
+    if calibration is not None:
+        return dict(axis_names=list(calibration.axes), axis_names_from="metadata")
+    ndim = len(shape)
+    pooled = (0, 1) if kind == "image" else tuple(range(max(0, ndim - 2), ndim))
+    guessed = guess_axes(shape, pooled, kind == "image")
+    return dict(axis_names=None if guessed is None else list(guessed), axis_names_from="guessed",
+                axis_names_rule=GUESS_RULE)
 
 
 def _level_row(level: stream.Level) -> dict:
@@ -87,6 +89,7 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
         **special_counts(array),
         output_shape=list(plan.out_shape),
         axes=_axes_rows(plan),
+        **_named_axes(array.shape, loaded.kind, None, settings),
     )
 
 

@@ -390,9 +390,12 @@ def _print_description(description: dict) -> None:
             specials = special_text({key: array[key] for key in ("nan", "posinf", "neginf")})
         say(f"{title}shape {tuple(array['shape'])}  dtype {array['dtype']}  layout {array['layout']}  "
             f"range {value_range}{specials}  -> output {tuple(array['output_shape'])}")
-        if array.get("axis_names_from"):
+        if array.get("axis_names_from") and description["kind"] != "image":  # an image's are y, x, c
             names = ",".join(array["axis_names"] or ["(none)"])
-            say(f"{title}OME axes {names}, from the {array['axis_names_from']}")
+            origin = array["axis_names_from"]
+            said = f"guessed ({array['axis_names_rule']}); name them with --layout" if origin == "guessed" \
+                else f"from the {origin}"
+            say(f"{title}OME axes {names}, {said}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),

@@ -36,7 +36,7 @@ UNIT_ABBREVIATIONS = {"um": "micrometer", "µm": "micrometer", "μm": "micromete
 LAYOUT_NAMES = {"t": "t", "c": "c", "z": "z", "d": "z", "y": "y", "h": "y", "x": "x", "w": "x", "l": "x"}
 CHANNELS_AT_MOST = 4  # an unnamed unpooled axis this short is guessed to be channels; a longer one z (or t)
 GUESS_RULE = (f"the pooled axes are y, x (z, y, x); an unpooled axis of at most {CHANNELS_AT_MOST} is c, a longer"
-              " one z; set them with the layout")
+              " one z")
 
 
 def unit_name(unit: str) -> str:
