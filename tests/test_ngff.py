@@ -274,3 +274,26 @@ def test_ome_zarr_py_reads_levels_transforms_and_units_back(tmp_path):
         assert node.metadata["coordinateTransformations"][2] == [
             {"type": "scale", "scale": [1.0, 1.0, 1.0]}, {"type": "translation", "translation": [0.0, 0.375, 0.375]}]
         assert node.metadata["channel_names"] == ["channel 0", "channel 1", "channel 2"]
+
+
+@pytest.mark.parametrize("multiscale", [
+    {"axes": ["c", "y", "x"], "datasets": [{"path": "0", "coordinateTransformations": 5}]},
+    {"axes": [{"name": "c"}, {"name": "y"}, {"name": "x"}],
+     "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, -2, 1e999]}]}]},
+    {"axes": [{"name": "angle"}, {"name": "y"}, {"name": "x"}], "datasets": [{"path": "0"}, {"path": "../x"},
+                                                                          {"path": 7}, {"path": "1"}]},
+    {"axes": 3, "datasets": [{"path": "0", "coordinateTransformations": [{"type": "affine"}, "scale"]}],
+     "coordinateTransformations": {"type": "scale"}},
+])
+def test_metadata_poolcli_cannot_carry_is_left_out_and_the_data_still_pyramided(tmp_path, multiscale):
+    """Odd or hostile OME-Zarr metadata (negative or infinite scales, unknown axes, paths out of the
+    store, transforms that are not lists) gives no calibration, never a crash: the axes are guessed."""
+    x = np.random.default_rng(9).integers(0, 256, (2, 32, 32), dtype=np.uint8)
+    group = zarr.open_group(str(tmp_path / "odd.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", shape=x.shape, chunks=x.shape, dtype=x.dtype)[:] = x
+    group.attrs.update({"multiscales": [{"version": "0.4", **multiscale}]})
+    done = _run("pyramid", str(tmp_path / "odd.zarr"), "-o", str(tmp_path / "p.zarr"), "--levels", "1")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    meta = _multiscale(zarr.open_group(str(tmp_path / "p.zarr"), mode="r"))
+    assert [a["name"] for a in meta["axes"]] == ["c", "y", "x"] and "unit" not in meta["axes"][1]
+    assert meta["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 1.0]

@@ -512,8 +512,8 @@ def _calibration(multiscale: dict, dataset: dict, ndim: int) -> Calibration | No
         return None
     units = tuple(_known_unit(a.get("unit")) if isinstance(a, dict) else "" for a in axes)
     scale, translation = [1.0] * ndim, [0.0] * ndim
-    for transform in [*(dataset.get("coordinateTransformations") or []),
-                      *(multiscale.get("coordinateTransformations") or [])]:
+    given = [dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")]
+    for transform in [t for listed in given if isinstance(listed, list) for t in listed]:
         kind = transform.get("type") if isinstance(transform, dict) else None
         vector = transform.get(kind) if isinstance(kind, str) else None
         if kind == "identity":
