@@ -99,9 +99,9 @@ def level_calibration(pyramid: Pyramid, level0: Calibration, k: int) -> Calibrat
 
 
 def multiscales(pyramid: Pyramid, name: str, zarr_format: int, level0: Calibration,
-                omero: dict | None = None) -> dict:
+                display: dict | None = None) -> dict:
     """The group's attributes: NGFF multiscales (axes with their units, each level's scale and
-    translation) and the channels' display (`omero`), as NGFF 0.4 (Zarr v2) or 0.5 (Zarr v3) puts them."""
+    translation) and the channels' `display` (`omero`), as NGFF 0.4 (Zarr v2) or 0.5 (Zarr v3) puts them."""
     datasets = [{"path": str(k), "coordinateTransformations": transforms(level_calibration(pyramid, level0, k))}
                 for k in range(pyramid.levels + 1)]
     description = {
@@ -112,13 +112,13 @@ def multiscales(pyramid: Pyramid, name: str, zarr_format: int, level0: Calibrati
         "metadata": {"method": "poolcli.pool", "version": __version__,
                      "kwargs": {"window": 2, "stride": 2, "mode": pyramid.mode, "nan_policy": pyramid.nan_policy}},
     }
-    return ngff_attributes(description, zarr_format, omero)
+    return ngff_attributes(description, zarr_format, display)
 
 
-def ngff_attributes(description: dict, zarr_format: int, omero: dict | None) -> dict:
-    """One multiscale image's `description` (and its `omero`) as the group attributes of NGFF
-    0.4 (Zarr v2: a version in each multiscale) or 0.5 (Zarr v3: all under "ome")."""
-    shown = {} if omero is None else {"omero": omero}
+def ngff_attributes(description: dict, zarr_format: int, display: dict | None) -> dict:
+    """One multiscale image's `description` (and its channels' `display`) as the group attributes
+    of NGFF 0.4 (Zarr v2: a version in each multiscale) or 0.5 (Zarr v3: all under "ome")."""
+    shown = {} if display is None else {"omero": display}
     version = NGFF_VERSIONS[zarr_format]
     if zarr_format == 2:
         return {"multiscales": [{"version": version, **description}], **shown}
