@@ -95,11 +95,7 @@ def _on_cluster(source: Path, target: Path, spec: PoolSpec, dtype: np.dtype | No
                 overwrite: bool) -> tuple:
     """Pool on the cluster of `big.client`: the workers read the input and write the Zarr output."""
     from ..stream import cluster
-    from ..stream.stores.zarr import OME_SUFFIX
 
-    if target.name.lower().endswith(OME_SUFFIX):
-        raise PoolError(f"{target}: pooling on a cluster writes a plain Zarr array, not an OME-Zarr image; name the"
-                        " output .zarr, or pool it on this machine")
     cluster.check_cluster_paths(source, target)
     cluster.check_shared(big.client, source, target.parent)
     return cluster.pool_on_cluster(big.client, source, target, spec, dtype, options=big.store,

@@ -36,6 +36,7 @@ from .sinks import StoreOptions
 from .sources import Source
 from .stores import STORES, by_suffix, input_store, open_source
 from .stores.zarr import (
+    OME_SUFFIX,
     copy_chunk_files,
     copy_level0,
     create_zarr_array,
@@ -246,6 +247,9 @@ def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: n
     import dask.array as da
 
     check_cluster_paths(source, target)
+    if target.name.lower().endswith(OME_SUFFIX):
+        raise OutputError(f"{target}: pooling on a cluster writes a plain Zarr array, not an OME-Zarr image; name"
+                          " the output .zarr, or pool it on this machine")
     result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
         array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options)
