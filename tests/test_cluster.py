@@ -129,10 +129,12 @@ def test_pool_and_pyramid_of_a_big_array_on_the_cluster(tmp_path, cluster, capsy
     group = zarr.open_group(str(tmp_path / "pyr.zarr"), mode="r")
     assert group.attrs["multiscales"][0]["axes"][0]["name"] == "c"
     assert group["1"].chunks == (1, 32, 128)  # a tile's part of level 1
-    files = sorted(p.name for p in (tmp_path / "in.zarr").iterdir())
-    assert sorted(p.name for p in (tmp_path / "pyr.zarr" / "0").iterdir()) == files
+    files = sorted(p.name for p in (tmp_path / "in.zarr").iterdir() if p.name not in (".zarray", ".zattrs"))
+    level0 = tmp_path / "pyr.zarr" / "0"  # the chunk files as they are, under NGFF's nested keys ("0.1.2" -> "0/1/2")
+    copied = [p for p in level0.rglob("*") if p.is_file() and p.name not in (".zarray", ".zattrs")]
+    assert sorted(str(p.relative_to(level0)) for p in copied) == sorted(name.replace(".", "/") for name in files)
     for name in files:
-        assert (tmp_path / "pyr.zarr" / "0" / name).read_bytes() == (tmp_path / "in.zarr" / name).read_bytes()
+        assert (level0 / name.replace(".", "/")).read_bytes() == (tmp_path / "in.zarr" / name).read_bytes()
     for k in range(1, 4):
         np.testing.assert_array_equal(group[str(k)][:], pool(x, 2 ** k, mode="avg", axes=(1, 2), dtype=np.uint8))
     capsys.readouterr()

@@ -106,9 +106,11 @@ def test_pyramid_level_0_is_in_the_output_format_whatever_the_input_format(tmp_p
     np.testing.assert_array_equal(group["2"][:], pool(x, 4, mode="avg", dtype=np.uint8))
     files = _level_files(target / "0")
     assert ("zarr.json" in files) == (wanted == 3) and (".zarray" in files) == (wanted == 2), files
-    if given == wanted:  # the input's chunk files, as they are
-        for chunk in (p for p in source.rglob("*") if p.is_file() and p.name not in (".zarray", "zarr.json")):
-            assert (target / "0" / chunk.relative_to(source)).read_bytes() == chunk.read_bytes()
+    if given == wanted:  # the input's chunk files, as they are, under NGFF's nested keys ("0.1" -> "0/1")
+        metadata = (".zarray", ".zattrs", "zarr.json")
+        for chunk in (p for p in source.rglob("*") if p.is_file() and p.name not in metadata):
+            key = str(chunk.relative_to(source)).replace(".", "/")
+            assert (target / "0" / key).read_bytes() == chunk.read_bytes()
 
 
 def test_pyramid_default_levels_halve_until_the_longest_side_is_at_most_512(tmp_path):
@@ -148,7 +150,9 @@ def test_ome_zarr_scales_follow_the_stored_axes_of_an_hwc_image(tmp_path, zarr_f
     assert [(a["name"], a["type"]) for a in meta["axes"]] == [("c", "channel"), ("y", "space"), ("x", "space")]
     for k, dataset in enumerate(meta["datasets"]):
         assert dataset["path"] == str(k)
-        assert dataset["coordinateTransformations"] == [{"type": "scale", "scale": [1.0, 2.0 ** k, 2.0 ** k]}]
+        half = (2.0 ** k - 1) / 2  # the centre of level k's first pixel, in level 0's pixels
+        assert dataset["coordinateTransformations"] == [{"type": "scale", "scale": [1.0, 2.0 ** k, 2.0 ** k]},
+                                                        {"type": "translation", "translation": [0.0, half, half]}]
         expected = x if k == 0 else pool(x, 2 ** k, axes=(0, 1), mode="max")
         np.testing.assert_array_equal(group[str(k)][:], expected.transpose(2, 0, 1))
     assert meta["type"] == "max" and meta["metadata"]["kwargs"]["mode"] == "max"

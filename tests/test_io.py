@@ -1129,8 +1129,8 @@ def test_pooled_axes_for_layout(layout, ndim, axes):
 
 @pytest.mark.parametrize(
     ("layout", "ndim", "reason"),
-    [("hwc", 4, "names 3 axes but the array has 4"), ("hxc", 3, "unknown letters 'x'"),
-     ("hhw", 3, "repeats 'h'"), ("nc", 2, "no axis to pool"), ("", 1, "names 0 axes")],
+    [("hwc", 4, "names 3 axes but the array has 4"), ("hqc", 3, "unknown letters 'q'"),
+     ("hhw", 3, "repeats 'h'"), ("hyw", 3, "repeats 'hy'"), ("nc", 2, "no axis to pool"), ("", 1, "names 0 axes")],
 )
 def test_pooled_axes_for_layout_refusals(layout, ndim, reason):
     with pytest.raises(PoolError) as error:

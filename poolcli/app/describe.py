@@ -4,13 +4,16 @@ described from its metadata alone).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
 from .. import io, stream
+from ..core.calibration import GUESS_RULE, Calibration, guess_axes, layout_names
 from ..core.geometry import AxisGeometry
 from ..core.values import finite_range, special_counts
+from ..errors import PoolError
 from .settings import (
     PoolSettings,
     assumed_layout,
@@ -51,9 +54,39 @@ def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -
         array = dict(shape=list(data.shape), dtype=str(data.dtype), layout=layout, layout_reason=reason,
                      layout_warning=layout_doubt(settings, data.kind, tuple(data.shape)),
                      chunks=list(data.chunks), min=None, max=None, nan=None, posinf=None, neginf=None,
-                     nodata=_json_nodata(nodata), output_shape=list(plan.out_shape), axes=_axes_rows(plan))
+                     nodata=_json_nodata(nodata), output_shape=list(plan.out_shape), axes=_axes_rows(plan),
+                     **_named_axes(data.shape, data.kind, data.calibration, settings))
         return dict(input=str(source), format=data.format, kind=data.kind, source_mode=None, frames=1, page=0,
-                    dataset=data.dataset, arrays={"array": array}, parameters=settings_summary(settings))
+                    dataset=data.dataset, arrays={"array": array}, parameters=settings_summary(settings),
+                    levels=[_level_row(level) for level in data.levels])
+
+
+def _named_axes(shape: tuple[int, ...], kind: str, calibration: Calibration | None, settings: PoolSettings) -> dict:
+    """The OME axis names of an array (what an OME-Zarr or OME-TIFF output calls them) and where
+    they come from: the layout given, the input's metadata, or poolcli's guess (`guess_axes`,
+    for the axes a pyramid pools by default)."""
+    if settings.layout is not None:
+        names: tuple[str, ...] | None = None
+        with contextlib.suppress(PoolError):
+            names = layout_names(settings.layout)
+        return dict(axis_names=None if names is None else list(names), axis_names_from="layout")
+    if calibration is not None:
+        return dict(axis_names=list(calibration.axes), axis_names_from="metadata")
+    ndim = len(shape)
+    pooled = (0, 1) if kind == "image" else tuple(range(max(0, ndim - 2), ndim))
+    guessed = guess_axes(shape, pooled, kind == "image")
+    return dict(axis_names=None if guessed is None else list(guessed), axis_names_from="guessed",
+                axis_names_rule=GUESS_RULE)
+
+
+def _level_row(level: stream.Level) -> dict:
+    """One level of a multi-resolution store: its path, shape and, where known, axes, scale,
+    translation and units."""
+    calibration = level.calibration
+    known = {} if calibration is None else dict(axes=list(calibration.axes), scale=list(calibration.scale),
+                                                 translation=list(calibration.translation),
+                                                 units=list(calibration.units))
+    return dict(path=level.path, shape=list(level.shape), **known)
 
 
 def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray) -> dict:
@@ -72,6 +105,7 @@ def describe_array(settings: PoolSettings, loaded: io.Loaded, array: np.ndarray)
         nodata=_json_nodata(plan.nodata),
         output_shape=list(plan.out_shape),
         axes=_axes_rows(plan),
+        **_named_axes(array.shape, loaded.kind, None, settings),
     )
 
 

@@ -211,6 +211,8 @@ class BigData:
     store: stream.StoreOptions = stream.DEFAULT_STORE
     progress: Callable[[int], None] | None = None
     client: Any = None  # a Dask distributed client (--scheduler): inputs are pooled on its cluster
+    pixel_size: tuple[float, ...] | None = None  # the input's pixel size the user gives (its metadata's otherwise)
+    unit: str | None = None  # and its unit (NGFF's name)
 
 
 def pooled_axes(settings: PoolSettings, kind: str, ndim: int) -> tuple[int, ...] | None:

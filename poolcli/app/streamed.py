@@ -4,6 +4,8 @@ this path (`streams`), and `pool_streamed`, whose outputs hold the bits of pooli
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io, stream
+from ..core.calibration import Calibration, input_calibration, layout_names
 from ..core.dtypes import cast_value, natural_dtype
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
@@ -87,7 +90,8 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
         if big.client is not None:
             shape, dtype_out = _on_cluster(source, target, spec, dtype, big, overwrite)
         else:
-            shape, dtype_out = stream.pool_to(data, target, spec, dtype, memory=big.memory, options=big.store,
+            options = dataclasses.replace(big.store, calibration=output_calibration(data, spec, settings, big))
+            shape, dtype_out = stream.pool_to(data, target, spec, dtype, memory=big.memory, options=options,
                                               overwrite=overwrite, progress=big.progress)
         return FileResult(input=str(source), output=str(target), input_shape=list(data.shape),
                           output_shape=list(shape), dtype=str(data.dtype), output_dtype=str(dtype_out),
@@ -98,6 +102,26 @@ def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigDa
 def _doubts(source: Path, settings: PoolSettings, kind: str, shape: tuple[int, ...]) -> list[str]:
     doubt = layout_doubt(settings, kind, shape)
     return [] if doubt is None else [f"{source}: {doubt}"]
+
+
+def output_calibration(data: stream.Source, spec: PoolSpec, settings: PoolSettings,
+                       big: BigData) -> Calibration | None:
+    """The output's axes and physical sizes: the input's (its metadata, the names of its layout,
+    the pixel size and unit given), each pooled axis's scale times its stride and its origin at
+    the centre of the first window (`Calibration.pooled`); None where nothing names the axes."""
+    names = None
+    if settings.layout is not None:
+        with contextlib.suppress(PoolError):  # a batch axis (n): no NGFF name
+            names = layout_names(settings.layout)
+    plan = spec.plan(data.shape)
+    calibration = input_calibration(data.shape, plan.pooled_axes, data.calibration, names=names,
+                                    image=data.kind == "image", pixel_size=big.pixel_size, unit=big.unit)
+    if calibration is None:
+        return None
+    factors, centres = [1] * len(data.shape), [0.0] * len(data.shape)
+    for g in plan.sliding:
+        factors[g.axis], centres[g.axis] = g.stride, (g.span - 1) / 2 - g.pad_lo
+    return calibration.pooled(tuple(factors), tuple(centres))
 
 
 def _on_cluster(source: Path, target: Path, spec: PoolSpec, dtype: np.dtype | None, big: BigData,

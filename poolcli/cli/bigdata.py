@@ -7,6 +7,7 @@ import functools
 import inspect
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,6 +28,7 @@ from .app import (
     guarded,
     one_line,
     parse_axes,
+    parse_ints,
     parse_nodata,
     parse_size,
     refuse_inputs,
@@ -50,6 +52,13 @@ CompressionOption = Annotated[str, typer.Option(
 ChunkOption = Annotated[int, typer.Option(
     "--chunk", min=1, help="Chunk side of .zarr outputs along the pooled axes (1 along the others).")]
 ZarrFormatOption = Annotated[int, typer.Option("--zarr-format", help="Zarr format of .zarr outputs: 2 or 3.")]
+PixelSizeOption = Annotated[str | None, typer.Option(
+    "--pixel-size", metavar="SIZES", show_default=False,
+    help="Physical size of one input pixel along each pooled axis (or each space axis z, y, x, or one for all), "
+    "e.g. 0.5,0.5; replaces the input's own (OME-Zarr, TIFF) in .zarr and .tif outputs.")]
+UnitOption = Annotated[str | None, typer.Option(
+    "--unit", show_default=False, help="Unit of --pixel-size and of the space axes, as NGFF names it: micrometer, "
+    "nanometer, millimeter... (um, nm, mm accepted).")]
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", show_default=False,
     help="Run on this Dask distributed cluster (tcp://HOST:PORT, tls://HOST:PORT or HOST:PORT; default "
@@ -62,6 +71,8 @@ STORE_OPTIONS = {
     "compression": (CompressionOption, "zstd"),
     "chunk": (ChunkOption, 1024),
     "zarr_format": (ZarrFormatOption, 2),
+    "pixel_size": (PixelSizeOption, None),
+    "unit": (UnitOption, None),
     "scheduler": (SchedulerOption, None),
 }
 
@@ -84,7 +95,8 @@ def with_store_options(command):
     return wrapper
 
 
-def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int) -> "BigData":
+def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int,
+             pixel_size: str | None = None, unit: str | None = None) -> "BigData":
     """The big-data options as the application's `BigData` (a UsageProblem for a bad value)."""
     from ..app.settings import BigData
     from ..stream import StoreOptions
@@ -94,7 +106,31 @@ def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zar
         raise UsageProblem(f"--zarr-format {zarr_format} is not known; use 2 or 3")
     store = StoreOptions(compression=choice("--compression", compression, COMPRESSIONS), chunk=chunk,
                          zarr_format=zarr_format)
-    return BigData(memory=budget, dataset=dataset, store=store)
+    return BigData(memory=budget, dataset=dataset, store=store, pixel_size=parse_sizes(pixel_size),
+                   unit=None if unit is None else unit_or_usage(unit))
+
+
+def parse_sizes(text: str | None) -> tuple[float, ...] | None:
+    """--pixel-size '0.5,0.5' as positive finite floats (a UsageProblem otherwise)."""
+    if text is None:
+        return None
+    try:
+        sizes = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or not all(0 < size < float("inf") for size in sizes):
+        raise UsageProblem(f"--pixel-size {text!r} is not a list of positive sizes; use e.g. 0.5 or 0.5,0.5")
+    return sizes
+
+
+def unit_or_usage(unit: str) -> str:
+    """--unit as NGFF names it (a UsageProblem for a unit NGFF does not know)."""
+    from ..core.calibration import unit_name
+
+    try:
+        return unit_name(unit)
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
 
 
 def memory_budget(memory: str) -> int:
@@ -172,6 +208,13 @@ def pyramid_command(
     min_size: Annotated[int, typer.Option("--min-size", help="Without --levels: halve until the longest side is "
                                           "at most this.")] = 512,
     axes: AxesOption = None,
+    layout: Annotated[str | None, typer.Option(
+        "--layout", show_default=False, help="The input's axes, one letter each: t, c, z (or d), y (or h), x (or w), "
+        "e.g. z,y,x, cyx or tczyx; names the OME-Zarr axes, and y and x are pooled (default: guessed, see info).")]
+    = None,
+    factors: Annotated[str | None, typer.Option(
+        "-k", "--factors", show_default=False, help="Per input axis, what each level does to it: 2 halves it, 1 "
+        "keeps it, e.g. 1,2,2 for z,y,x (2,2,2 halves z too; default: 2 on the pooled axes).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Levels' dtype: auto (the input's; "
                                        f"{spoken(names(grows=True), 'and')} their natural one)"
                                        "|keep|float32|float64|uint8|uint16.")] = "auto",
@@ -187,7 +230,8 @@ def pyramid_command(
     def run() -> int:
         chosen, label = label_mode(None if mode is None else choice("--mode", mode, MODES), labels)
         with naming_input(input):
-            return _pyramid(input, output, chosen, levels, min_size, parse_axes(axes), dtype,
+            axes_chosen = AxesChoice(parse_axes(axes), layout, None if factors is None else parse_ints(factors, "-k"))
+            return _pyramid(input, output, chosen, levels, min_size, axes_chosen, dtype,
                             choice("--nan", nan, ("propagate", "omit")), overwrite, big, scheduler, label,
                             parse_nodata(nodata))
 
@@ -235,8 +279,17 @@ def naming_input(source: Path) -> Iterator[None]:
                         " (rerun with --debug for details)") from error
 
 
+@dataclass(frozen=True)
+class AxesChoice:
+    """How the user names and picks a pyramid's axes: --axes, --layout, -k (each may be None)."""
+
+    axes: tuple[int, ...] | None
+    layout: str | None
+    factors: tuple[int, ...] | None
+
+
 def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size: int,
-             axes: tuple[int, ...] | None, dtype: str, nan: str, overwrite: bool, big: "BigData",
+             axes: AxesChoice, dtype: str, nan: str, overwrite: bool, big: "BigData",
              scheduler: str | None, label: str | None = None, nodata: int | float | str | None = None) -> int:
     import dataclasses
 
@@ -251,7 +304,8 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
     if label is not None and scheduler is not None:
         raise UsageProblem("a label pyramid is written on this machine; drop --scheduler")
     with stream.open_source(source, big.dataset) as data:
-        spatial = _spatial_axes(data, axes)
+        names = _layout_names(axes.layout, len(data.shape))
+        spatial = _spatial_axes(data, axes, names)
         count = level_count_or_usage(data.shape, spatial, levels, min_size)
         if label == LABEL_IMAGE and data.dtype.kind not in "biu":
             label = None  # a mode made for labels, of floats: an image pyramid in that mode
@@ -263,7 +317,8 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
         found = nodata_for(nodata, data.dtype, data.nodata, data.fill_value)  # recorded by every level
         pyramid = stream.Pyramid(data.shape, spatial, count, mode, nan, None if wanted is None else np.dtype(wanted),
                                  nodata=found)
-        big = dataclasses.replace(big, store=dataclasses.replace(big.store, nodata=found))
+        big = dataclasses.replace(big, store=dataclasses.replace(
+            big.store, nodata=found, calibration=_calibration(data, spatial, names, big)))
         if label is not None:
             with progress_bar(data.nbytes, f"labels {source.name}") as advance:
                 shapes = stream.build_label_pyramid(data, target, pyramid, name=label or None, memory=big.memory,
@@ -292,9 +347,49 @@ def _pyramid_on_cluster(scheduler: str, source: Path, target: Path, pyramid, big
                                           dataset=big.dataset)
 
 
-def _spatial_axes(data, axes: tuple[int, ...] | None) -> tuple[int, ...]:
-    """--axes, else H and W of an image, else an array's last two axes (its last one if 1-d)."""
+def _layout_names(layout: str | None, ndim: int) -> tuple[str, ...] | None:
+    """--layout as NGFF axis names (checked as pool checks its --layout; a UsageProblem if bad)."""
+    if layout is None:
+        return None
+    from ..core.calibration import layout_names
+    from ..io import pooled_axes_for_layout
+
+    try:
+        pooled_axes_for_layout(layout, ndim)
+        return layout_names(layout)
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
+
+
+def _calibration(data, spatial: tuple[int, ...], names: tuple[str, ...] | None, big: "BigData"):
+    """Level 0's calibration: the input's (its metadata, --layout's names), --pixel-size and --unit on top."""
+    from ..core.calibration import input_calibration
+
+    try:
+        return input_calibration(data.shape, spatial, data.calibration, names=names, image=data.kind == "image",
+                                 pixel_size=big.pixel_size, unit=big.unit)
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
+
+
+def _spatial_axes(data, chosen: AxesChoice, names: tuple[str, ...] | None) -> tuple[int, ...]:
+    """The pooled axes: -k's 2s, else --axes, else --layout's y and x, else H and W of an image,
+    else an array's last two axes (its last one if 1-d)."""
     ndim = len(data.shape)
+    axes = chosen.axes
+    if chosen.factors is not None:
+        if axes is not None:
+            raise UsageProblem("-k and --axes both choose the pooled axes; give only one")
+        if len(chosen.factors) != ndim or not set(chosen.factors) <= {1, 2} or 2 not in chosen.factors:
+            raise UsageProblem(f"-k {','.join(map(str, chosen.factors))} must give each of the input's {ndim} axes"
+                               " 2 (halved at each level) or 1 (kept), at least one 2; e.g. "
+                               + ",".join(["1"] * (ndim - 2) + ["2", "2"])[:2 * ndim - 1])
+        return tuple(a for a, f in enumerate(chosen.factors) if f == 2)
+    if axes is None and names is not None:
+        pooled = tuple(a for a, name in enumerate(names) if name in ("y", "x"))
+        if not pooled:
+            raise UsageProblem(f"--layout {chosen.layout} names no y or x axis to pool; name them, or give -k")
+        return pooled
     if axes is not None:
         resolved = tuple(sorted(a % ndim for a in axes if -ndim <= a < ndim))
         if len(resolved) != len(axes) or len(set(resolved)) != len(resolved):

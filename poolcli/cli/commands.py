@@ -376,6 +376,18 @@ def _shape_text(shape) -> str:
     return str(tuple(shape))
 
 
+def _print_levels(levels: list[dict]) -> None:
+    """A multi-resolution store's levels: path, shape, axes, scale, translation, units."""
+    from rich.table import Table
+
+    table = Table("level", "shape", "axes", "scale", "translation", "units")
+    for level in levels:
+        row = [", ".join(f"{v:g}" for v in level[key]) if key in level else "" for key in ("scale", "translation")]
+        table.add_row(level["path"], "x".join(map(str, level["shape"])), ",".join(level.get("axes", [])), *row,
+                      ",".join(unit or "-" for unit in level.get("units", [])))
+    console().print(table)
+
+
 def _print_description(description: dict) -> None:
     from rich.table import Table
 
@@ -397,6 +409,12 @@ def _print_description(description: dict) -> None:
             f"range {value_range}{specials}"
             + ("" if array.get("nodata") is None else f"  nodata {array['nodata']}")
             + f"  -> output {tuple(array['output_shape'])}")
+        if array.get("axis_names_from") and description["kind"] != "image":  # an image's are y, x, c
+            names = ",".join(array["axis_names"] or ["(none)"])
+            origin = array["axis_names_from"]
+            said = f"guessed ({array['axis_names_rule']}); name them with --layout" if origin == "guessed" \
+                else f"from the {origin}"
+            say(f"{title}OME axes {names}, {said}")
         table = Table("axis", "size", "window", "stride", "dilation", "pad lo,hi", "output", "dropped")
         for axis in array["axes"]:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
@@ -404,3 +422,5 @@ def _print_description(description: dict) -> None:
         console().print(table)
         if array["layout_warning"] is not None:
             report_warning(f"{description['input']}: {array['layout_warning']}")
+    if description.get("levels"):
+        _print_levels(description["levels"])

@@ -97,9 +97,14 @@ LAYOUT_AXES = {
     "h": "height",
     "w": "width",
     "l": "length",
+    "t": "time",  # and OME-Zarr's names: z (depth), y (height), x (width)
+    "z": "depth",
+    "y": "height",
+    "x": "width",
 }
 
-SPATIAL_AXES = "dhwl"
+SPATIAL_AXES = "dhwlzyx"
+SAME = {"z": "d", "y": "h", "x": "w"}  # two letters of one axis
 
 _GUESSED_LAYOUTS = {1: "l", 2: "hw", 3: "chw", 4: "nchw", 5: "ncdhw"}
 
@@ -174,8 +179,8 @@ def guess_layout(ndim: int) -> str:
 def pooled_axes_for_layout(layout: str, ndim: int) -> tuple[int, ...]:
     """The axes to pool for a layout string: those lettered d, h, w or l.
 
-    Letters (any case): n batch, c channel, d depth, h height, w width, l length.
-    Every letter but n may appear once.
+    Letters (any case, commas between them allowed): n batch, t time, c channel, d or z depth,
+    h or y height, w or x width, l length. Every letter but n may appear once.
 
     >>> pooled_axes_for_layout("hwc", 3)
     (0, 1)
@@ -183,18 +188,20 @@ def pooled_axes_for_layout(layout: str, ndim: int) -> tuple[int, ...]:
     (2, 3, 4)
     >>> pooled_axes_for_layout("nlc", 3)
     (1,)
+    >>> pooled_axes_for_layout("t,c,z,y,x", 5)
+    (2, 3, 4)
     >>> try:
     ...     pooled_axes_for_layout("hw", 3)
     ... except PoolError as error:
     ...     print(error)
     layout 'hw' names 2 axes but the array has 3; give one letter per axis, e.g. 'chw'
     """
-    letters = layout.lower()
+    letters = layout.lower().replace(",", "")
     unknown = sorted(set(letters) - set(LAYOUT_AXES))
     if unknown:
         raise PoolError(
-            f"{param('layout')} {layout!r} has unknown letters {''.join(unknown)!r}; use n, c, d, h, w"
-            " and l, e.g. hwc, chw, nchw, ncdhw or nlc"
+            f"{param('layout')} {layout!r} has unknown letters {''.join(unknown)!r}; use n, t, c, d (or z),"
+            " h (or y), w (or x) and l, e.g. hwc, chw, nchw, ncdhw, nlc or z,y,x"
         )
     if len(letters) != ndim:
         example = f", e.g. {guess_layout(ndim)!r}" if guess_layout(ndim) else ""
@@ -202,12 +209,12 @@ def pooled_axes_for_layout(layout: str, ndim: int) -> tuple[int, ...]:
             f"{param('layout')} {layout!r} names {len(letters)} axes but the array has {ndim};"
             f" give one letter per axis{example}"
         )
-    repeated = sorted({c for c in letters if c != "n" and letters.count(c) > 1})
+    repeated = sorted({c for c in letters if c != "n" and sum(SAME.get(o, o) == SAME.get(c, c) for o in letters) > 1})
     if repeated:
         raise PoolError(f"{param('layout')} {layout!r} repeats {''.join(repeated)!r}; name each axis once")
     axes = tuple(i for i, letter in enumerate(letters) if letter in SPATIAL_AXES)
     if not axes:
-        raise PoolError(f"{param('layout')} {layout!r} has no axis to pool; include d, h, w or l")
+        raise PoolError(f"{param('layout')} {layout!r} has no axis to pool; include d, h, w or l (or z, y, x)")
     return axes
 
 

@@ -24,7 +24,7 @@ from .heap import tune_malloc
 from .pooling import Progress, output_dtype, stream_pool, streamed_plan
 from .pyramid import DEFAULT_MIN_SIZE, Pyramid, check_memory, level_count
 from .sinks import StoreOptions
-from .sources import Source
+from .sources import Level, Source
 from .stores import (
     STORES,
     Store,
@@ -49,6 +49,7 @@ __all__ = [
     "STORES",
     "DEFAULT_MIN_SIZE",
     "Budget",
+    "Level",
     "Pyramid",
     "Source",
     "Store",

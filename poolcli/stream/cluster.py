@@ -35,7 +35,17 @@ from .pyramid import Pyramid, Scratch, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions
 from .sources import Source
 from .stores import STORES, by_suffix, input_store, open_source
-from .stores.zarr import copy_chunk_files, copy_level0, create_zarr_array, level0_origin, multiscales, storage_order
+from .stores.zarr import (
+    OME_SUFFIX,
+    copy_chunk_files,
+    copy_level0,
+    create_zarr_array,
+    level0_calibration,
+    level0_origin,
+    level_dimensions,
+    ngff_metadata,
+    storage_order,
+)
 
 CONNECT_SECONDS = 10
 TILE_BYTES = 16 << 20  # level-0 bytes a pyramid task reads, about
@@ -237,6 +247,9 @@ def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: n
     import dask.array as da
 
     check_cluster_paths(source, target)
+    if target.name.lower().endswith(OME_SUFFIX):
+        raise OutputError(f"{target}: pooling on a cluster writes a plain Zarr array, not an OME-Zarr image; name"
+                          " the output .zarr, or pool it on this machine")
     result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
         array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options,
@@ -273,7 +286,8 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     from distributed import as_completed
 
     check_cluster_paths(source, target)
-    order = storage_order(len(pyramid.shape), pyramid.spatial)
+    level0 = level0_calibration(pyramid.shape, pyramid.spatial, options)
+    order, names = storage_order(level0), level_dimensions(level0, options.zarr_format)
     with open_source(source, dataset) as opened:
         tiles = tile_grid(pyramid, opened.chunks if opened.order is None else pyramid.shape, opened.dtype.itemsize)
     shapes = [tuple(shape[a] for a in order) for shape in pyramid.shapes]
@@ -283,16 +297,16 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
         origin = level0_origin(opened, order, options)  # a Zarr input's chunks as they are
         spread = _level0_files(str(source), dataset) is not None  # the tasks copy its chunk files, or this process
         if origin is not None:
-            copy_level0(origin, store / "0", chunks=not spread)
+            copy_level0(origin, store / "0", chunks=not spread, names=names)
         first = 0 if origin is None else 1
         for k in range(first, pyramid.levels + 1):
             chunks = tuple(max(1, tiles.side[a] >> k) if a in pyramid.spatial else 1 for a in range(len(order)))
             dtype = pyramid.level_dtype(opened.dtype, k)
             create_zarr_array(group, str(k), shapes[k], dtype,
                               tuple(min(chunks[a], shapes[k][i]) for i, a in enumerate(order)), options,
-                              options.nodata_for(dtype, opened.dtype))
+                              options.nodata_for(dtype, opened.dtype), names)
         futures = client.map(_pyramid_tile, tiles.indices, source=str(source), dataset=dataset, store=str(store),
-                             pyramid=pyramid, first=first, copy=first == 1 and spread, pure=False)
+                             pyramid=pyramid, order=order, first=first, copy=first == 1 and spread, pure=False)
         try:
             for _, done in as_completed(futures, with_results=True, loop=client.loop):
                 if progress is not None:
@@ -300,7 +314,7 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
         except BaseException:
             client.cancel(futures, force=True)  # before the temporary store goes
             raise
-        group.attrs.update(multiscales(pyramid, source.name, options.zarr_format))
+        group.attrs.update(ngff_metadata(group, opened, pyramid, options.zarr_format, level0))
     return shapes
 
 
@@ -326,8 +340,8 @@ def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...], itemsize: int = 1) -> T
     return Tiles(tuple(side), [tuple(index) for index in itertools.product(*ranges)])
 
 
-def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid, first: int,
-                  copy: bool = False) -> int:
+def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid,
+                  order: tuple[int, ...], first: int, copy: bool = False) -> int:
     """On a worker: read one tile of level 0, write its part of every level (level 0 by copying the
     chunk files that start in the tile, with `copy`); its input bytes."""
     if copy:
@@ -335,7 +349,6 @@ def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str,
 
     scratch = _scratch()
     values = _read_tile(index, source, dataset, scratch)
-    order = storage_order(len(pyramid.shape), pyramid.spatial)
     parts = [values, *band_levels(pyramid, values, scratch)]
     for k in range(first, pyramid.levels + 1):
         start = [s.start >> k if a in pyramid.spatial else s.start for a, s in enumerate(index)]

@@ -17,6 +17,15 @@ from ..core.calibration import Calibration
 from .tiffsegments import TiffSegments
 
 
+@dataclass(frozen=True)
+class Level:
+    """One level of a multi-resolution input (an OME-Zarr image's dataset), as its metadata says."""
+
+    path: str  # inside the store
+    shape: tuple[int, ...]
+    calibration: Calibration | None
+
+
 @dataclass
 class Source:
     """A big input: read block by block, never whole."""
@@ -32,6 +41,7 @@ class Source:
     calibration: Calibration | None = None  # its axes and physical sizes, where its metadata says
     nodata: int | float | None = None  # the value it declares for missing cells (GDAL_NODATA, a Zarr "nodata")
     fill_value: int | float | None = None  # a Zarr array's fill value (missing cells only when asked)
+    levels: tuple[Level, ...] = ()  # the levels of the multi-resolution image it is one of, where it is
 
     @property
     def shape(self) -> tuple[int, ...]:

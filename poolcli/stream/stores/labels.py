@@ -35,7 +35,7 @@ from ..budget import Budget
 from ..pyramid import Pyramid
 from ..sinks import StoreOptions
 from ..sources import Source
-from .zarr import NGFF_VERSIONS, storage_order, write_ome_zarr
+from .zarr import NGFF_VERSIONS, write_ome_zarr
 
 MAX_COLOURS = 4096  # label values listed with a colour; beyond, none are listed
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -180,7 +180,7 @@ def _check_fits(source: Source, pyramid: Pyramid, target: Path, zarr_format: int
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise InputError(f"{target}: its multiscales metadata names no readable level 0 ({error}); check the image")\
             from None
-    spatial = [pyramid.shape[a] for a in storage_order(len(pyramid.shape), pyramid.spatial)][-len(pyramid.spatial):]
+    spatial = [pyramid.shape[a] for a in sorted(pyramid.spatial)]  # stored last, in the input's order
     if spatial != image:
         raise InputError(f"{source.path}: labels of spatial shape {'x'.join(map(str, spatial))} do not fit the image"
                          f" {target} ({'x'.join(map(str, image))}); give labels of the image's size")
