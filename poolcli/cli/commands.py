@@ -19,6 +19,7 @@ from .app import (
     DEBUG,
     EXIT_FAILED,
     EXIT_OK,
+    Location,
     PlainCommand,
     QualityOption,
     UsageProblem,
@@ -26,10 +27,18 @@ from .app import (
     choice,
     one_line,
     parse_ints,
+    path_or_url,
     refuse_inputs,
     with_pool_options,
 )
-from .bigdata import DatasetOption, cluster_client, with_progress, with_store_options
+from .bigdata import (
+    DatasetOption,
+    StorageOption,
+    cluster_client,
+    with_progress,
+    with_storage_options,
+    with_store_options,
+)
 from .terminal import console, flagged, report_failure, report_warning, say
 
 if TYPE_CHECKING:
@@ -40,8 +49,9 @@ if TYPE_CHECKING:
 @with_pool_options
 @with_store_options
 def pool_command(
-    inputs: Annotated[list[Path], typer.Argument(
-        help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT")],
+    inputs: Annotated[list[Location], typer.Argument(
+        help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT",
+        parser=path_or_url)],
     output: Annotated[str | None, typer.Option(
         "-o", "--output", metavar="OUTPUT", help="Output file (one input); - writes to stdout.")] = None,
     out_dir: Annotated[Path | None, typer.Option(
@@ -72,7 +82,7 @@ def pool_command(
     with contextlib.ExitStack() as stack:
         if output is not None and output.endswith(("/", os.sep)) and output != "-":
             raise UsageProblem(f"-o/--output {output} names a folder; use -d {output} to write into it")
-        streams = _Streams(inputs, None if output is None else Path(output), suffix, stack)
+        streams = _Streams(inputs, None if output is None else path_or_url(output), suffix, stack)
         inputs = streams.inputs
         targets = _targets(inputs, streams.output, out_dir, settings, suffix)
         figures = _compare_targets(inputs, compare)
@@ -172,16 +182,18 @@ def _input_failure(source: Path, error: Exception) -> str:
 @app.command("info", cls=PlainCommand)
 @with_pool_options
 def info_command(
-    input: Annotated[Path, typer.Argument(help="An image, .npy, .npz file or a Zarr store.", show_default=False,
-                                          metavar="INPUT")],
+    input: Annotated[Location, typer.Argument(help="An image, .npy, .npz file or a Zarr store (or its s3://, gs:// or "
+                                          "https:// URL).", show_default=False, metavar="INPUT", parser=path_or_url)],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     dataset: DatasetOption = None,
+    storage_option: StorageOption = None,
     *,
     settings: "PoolSettings",
 ):
     """Describe INPUT and what pooling would do to it, without writing anything."""
     from ..app.describe import describe_file
 
+    input = with_storage_options({"input": input}, storage_option)["input"]
     description = describe_file(input, settings, dataset)
     if as_json:
         typer.echo(json.dumps(description))
@@ -295,7 +307,7 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
         if len(inputs) > 1:
             raise UsageProblem(f"-o/--output names one file but {len(inputs)} inputs were given; use -d OUT_DIR")
         store = output.suffix.lower() in (".zarr", ".zarr2", ".zarr3")  # a Zarr store is a folder
-        if (output.is_dir() and not store) or str(output).endswith(os.sep):
+        if (not store and output.is_dir()) or str(output).endswith(os.sep):
             raise UsageProblem(f"-o/--output {output} is a folder; use -d {output} to write into it")
         if suffix is not None and output.suffix.lower() != suffix:
             raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")
@@ -329,12 +341,14 @@ def _compare_targets(inputs: list[Path], compare: Path | None) -> list[Path | No
 
 def _refuse_collisions(inputs: list[Path], targets: list[Path], figures: list[Path | None]) -> None:
     """Two inputs must never write one file (nor an output be another input): refuse up front."""
+    from ..io.remote import is_url
+
     claimed: dict[str, Path] = {}
     for source, *outputs in zip(inputs, targets, figures):
         for output in outputs:
             if output is None:
                 continue
-            key = os.path.realpath(output)
+            key = str(output) if is_url(output) else os.path.realpath(output)
             if key in claimed:
                 raise UsageProblem(f"{claimed[key]} and {source} would both write {output};"
                                    " pool them into different folders or one at a time with -o")

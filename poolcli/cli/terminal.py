@@ -27,7 +27,7 @@ FLAGS = {  # the library's parameter names (errors.param) as the command line sp
     "divisor_override": "--divisor", "return_indices": "--indices", "region": "--region",
     "memory": "--memory", "dataset": "--dataset", "compression": "--compression", "chunk": "--chunk",
     "zarr_format": "--zarr-format", "levels": "--levels", "min_size": "--min-size", "scheduler": "--scheduler",
-    "html_report": "--html-report",
+    "html_report": "--html-report", "storage_option": "--storage-option",
 }
 
 

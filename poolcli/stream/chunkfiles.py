@@ -211,12 +211,13 @@ class ChunkedArray:
             self.array[index] = values
 
 
-def writable(array, folder: Path):
+def writable(array, folder: Path | None):
     """`array` (stored in local `folder`) with whole-chunk writes straight to its files where the
-    `chunk_files` fast path is on and its layout allows; else `array` itself."""
+    `chunk_files` fast path is on and its layout allows; else (and for a store not in a local
+    folder, None) `array` itself."""
     from ..engine import FAST_PATHS
 
-    if not FAST_PATHS.chunk_files or chunk_files(array, folder) is None:
+    if folder is None or not FAST_PATHS.chunk_files or chunk_files(array, folder) is None:
         return array
     return ChunkedArray(array, folder)
 

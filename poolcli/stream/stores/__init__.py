@@ -10,11 +10,12 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ...errors import InputError, OutputError
+from ...io.remote import Url, is_url, location
 from ..sinks import Sink, StoreOptions
 from ..sources import Source
 from . import npy, tiff, zarr
@@ -81,11 +82,23 @@ def input_store(path: Path) -> Store:
 
 
 def output_store(path: Path) -> Store:
-    """The store that writes `path`; an OutputError naming it where none does."""
+    """The store that writes `path`; an OutputError naming it where none does (and for a URL, a
+    store other than a folder: object storage takes Zarr stores)."""
     store = by_suffix(path)
     if store is None:
         raise OutputError(f"{path}: big outputs are .npy, .zarr or .tif/.tiff; use one of those extensions")
+    if is_url(path) and not store.folder:
+        raise OutputError(f"{path}: outputs in object storage are Zarr stores; write .zarr there, or"
+                          f" {store.suffixes[0]} to a local path")
     return store
+
+
+def as_path(path: Any) -> Path:
+    """`path` as a `pathlib.Path`, or as it is where it is an `io.remote.Url` (which stores read
+    as a path: its name, suffix, `exists`, `/`)."""
+    if isinstance(path, Url):
+        return cast(Path, path)  # its options (credentials) kept
+    return cast(Path, location(path)) if isinstance(path, str) else Path(path)
 
 
 def sink_suffixes() -> tuple[str, ...]:
@@ -95,8 +108,9 @@ def sink_suffixes() -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def open_source(path: Path | str, dataset: str | None = None) -> Iterator[Source]:
-    """The input at `path`, opened for reading blocks by its store; an InputError naming it and the fix."""
-    path = Path(path)
+    """The input at `path` (a local path or an `io.remote.Url`), opened for reading blocks by its
+    store; an InputError naming it and the fix."""
+    path = as_path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     with input_store(path).open_source(path, dataset) as source:

@@ -1,0 +1,416 @@
+"""Inputs and outputs in object storage: `s3://`, `gs://` and `http(s)://` URLs (`Url`), read
+and written through fsspec (s3fs, gcsfs, its HTTP file system: the extra `poolcli[cloud]`).
+
+Why fsspec rather than obstore: zarr's `FsspecStore`, ome-zarr-py, tifffile's range reads and
+Dask workers all speak it, so one set of credentials and retries serves every reader; its
+requests run concurrently on zarr's event loop. Nothing here is imported at start-up: the
+libraries load on the first URL.
+
+Credentials and endpoints come the way every AWS tool takes them (environment, `~/.aws`,
+`AWS_ENDPOINT_URL`), plus the storage options a `Url` carries (`key=value` pairs). A Url prints
+as its text alone: its options (secrets) are never shown, and never written anywhere.
+
+Transient failures (timeouts, HTTP 5xx, throttling) are retried with exponential backoff by
+the client (botocore's "standard" mode, `attempts()` tries); what still fails is one line naming
+the object (`named_errors`). A Zarr output is published whole (`published_zarr`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..errors import InputError, OutputError, PoolError, param
+
+SCHEMES = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "http": "aiohttp", "https": "aiohttp"}
+EXTRAS = {"gcsfs": "poolcli[gcs]"}  # the others come with poolcli[cloud]
+READ_ONLY = ("http", "https")
+ATTEMPTS = 5  # tries of one request, transient failures retried with exponential backoff
+CONCURRENCY = 16  # requests zarr keeps in flight for a store in object storage
+TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
+_URL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+PARTIAL = ".poolcli-partial"  # the object that marks a Zarr output being written (not published)
+DEFINING = ("zarr.json", ".zgroup", ".zarray")  # the keys that make a prefix a Zarr group or array
+METADATA = (".zattrs", *DEFINING)
+
+
+@dataclass(frozen=True)
+class Url:
+    """An object or prefix in object storage, path-like where poolcli asks (`name`, `suffix`,
+    `parent`, `/`, `exists`), with the storage options it is opened with (never shown).
+
+    >>> url = Url("s3://bucket/images/cells.ome.zarr")
+    >>> url.name, url.suffix, str(url.parent), str(url / "0")
+    ('cells.ome.zarr', '.zarr', 's3://bucket/images', 's3://bucket/images/cells.ome.zarr/0')
+    >>> Url("s3://bucket/x.zarr", (("secret", "hush"),))
+    Url('s3://bucket/x.zarr')
+    """
+
+    text: str
+    options: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", self.text.rstrip("/"))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Url({self.text!r})"
+
+    @property
+    def scheme(self) -> str:
+        return self.text.split("://", 1)[0].lower()
+
+    @property
+    def key(self) -> str:
+        """What the file system names it: `bucket/key` (the whole URL over HTTP)."""
+        return self.text if self.scheme in READ_ONLY else self.text.split("://", 1)[1]
+
+    @property
+    def _pure(self) -> PurePosixPath:
+        return PurePosixPath("/" + self.text.split("://", 1)[1])
+
+    @property
+    def name(self) -> str:
+        return self._pure.name
+
+    @property
+    def suffix(self) -> str:
+        return self._pure.suffix
+
+    @property
+    def suffixes(self) -> list[str]:
+        return self._pure.suffixes
+
+    @property
+    def stem(self) -> str:
+        return self._pure.stem
+
+    @property
+    def parent(self) -> Url:
+        head, _, _ = self.text.rpartition("/")
+        return self if head.endswith(":/") or "://" not in head else Url(head, self.options)
+
+    def __truediv__(self, name: object) -> Url:
+        return Url(f"{self.text}/{str(name).strip('/')}", self.options)
+
+    def with_name(self, name: str) -> Url:
+        return self.parent / name
+
+    def with_options(self, options: dict[str, Any]) -> Url:
+        return Url(self.text, tuple(sorted(options.items())))
+
+    def exists(self) -> bool:
+        with named_errors(self, InputError):
+            return bool(filesystem(self).exists(self.key))
+
+    def is_dir(self) -> bool:
+        with named_errors(self, InputError):
+            return bool(filesystem(self).isdir(self.key))
+
+    def is_file(self) -> bool:
+        with named_errors(self, InputError):
+            return bool(filesystem(self).isfile(self.key))
+
+
+def is_url(path: object) -> bool:
+    """Whether `path` is a `Url` or text spelling one (`scheme://...`).
+
+    >>> is_url("s3://bucket/x.zarr"), is_url("photos/x.png"), is_url(Url("gs://b/x"))
+    (True, False, True)
+    """
+    return isinstance(path, Url) or (isinstance(path, str) and _URL.match(path) is not None)
+
+
+def location(text: str) -> Any:
+    """`text` as a `Url` where it spells one, else as a `pathlib.Path`; an InputError for a
+    scheme poolcli does not read."""
+    from pathlib import Path
+
+    if not is_url(text):
+        return Path(text)
+    url = Url(text)
+    if url.scheme not in SCHEMES:
+        raise InputError(f"{text}: {url.scheme}:// is not a storage poolcli reads; use s3://, gs://, https://"
+                         " or a local path")
+    if not url.key.split("://")[-1].strip("/"):
+        raise InputError(f"{text}: names no bucket or host; give one, e.g. s3://BUCKET/KEY")
+    return url
+
+
+def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """`key=value` texts as storage options: true/false as booleans, whole numbers as ints, the
+    rest as text; a PoolError naming `storage_option` for one without `=`.
+
+    >>> parse_options(["anon=true", "region_name=eu-west-1", "max_concurrency=4"])
+    {'anon': True, 'region_name': 'eu-west-1', 'max_concurrency': 4}
+    """
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():  # not echoed: it may be a secret given without its key
+            raise PoolError(f"a {param('storage_option')} is not KEY=VALUE; give e.g."
+                            " endpoint_url=http://127.0.0.1:9000")
+        lowered = value.strip().lower()
+        options[key.strip()] = (lowered == "true") if lowered in ("true", "false") else \
+            int(value) if re.fullmatch(r"-?\d+", value.strip()) else value
+    return options
+
+
+def bound(path: Any, options: dict[str, Any]) -> Any:
+    """`path` with `options` where it is a Url; any other path as it is."""
+    return path.with_options(options) if isinstance(path, Url) and options else path
+
+
+def storage_options(url: Url) -> dict[str, Any]:
+    """What fsspec opens `url`'s file system with: bounded retries and timeouts, then the
+    Url's own options."""
+    defaults: dict[str, Any] = {}
+    if url.scheme == "s3":
+        defaults = {"config_kwargs": {"retries": {"max_attempts": attempts(), "mode": "standard"}, **TIMEOUTS}}
+    elif url.scheme in ("gs", "gcs"):
+        defaults = {"retries": attempts()}
+    return {**defaults, **dict(url.options)}
+
+
+def attempts() -> int:
+    """How often one request is tried: `AWS_MAX_ATTEMPTS` where set (as AWS tools read it), else `ATTEMPTS`."""
+    value = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else ATTEMPTS
+
+
+def filesystem(url: Url, *, asynchronous: bool = False) -> Any:
+    """The fsspec file system of `url` (one per scheme and options; `asynchronous` for zarr's
+    event loop); an InputError naming the extra to install where its library is missing."""
+    return _filesystem(url.scheme, url.options, _frozen(storage_options(url)), asynchronous)
+
+
+def _frozen(options: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(options, sort_keys=True, default=str)
+
+
+@lru_cache(maxsize=16)
+def _filesystem(scheme: str, options: tuple, frozen: str, asynchronous: bool) -> Any:
+    import json
+
+    try:
+        import fsspec
+
+        made = fsspec.filesystem(scheme, asynchronous=asynchronous, **json.loads(frozen))
+        if hasattr(made, "retries") and scheme == "s3":
+            made.retries = 1  # botocore retries (`storage_options`); s3fs's own loop would multiply them
+        return made
+    except ImportError:
+        library = SCHEMES.get(scheme, "fsspec")
+        raise InputError(f"{scheme}:// needs {library}, which is not installed;"
+                         f" pip install '{EXTRAS.get(library, 'poolcli[cloud]')}'") from None
+
+
+def zarr_store(url: Any, *, read_only: bool) -> Any:
+    """zarr's FsspecStore of the prefix `url` (requests concurrent on zarr's event loop)."""
+    from zarr.storage import FsspecStore
+
+    return FsspecStore(filesystem(url, asynchronous=True), path=url.key, read_only=read_only)
+
+
+def refuse_read_only(url: Url) -> None:
+    """An OutputError for a URL nothing is written to (HTTP)."""
+    if url.scheme in READ_ONLY:
+        raise OutputError(f"{url}: {url.scheme}:// is read-only; write to s3://, gs:// or a local path")
+
+
+def check_apart(path: Any, inputs: Iterable[Any]) -> None:
+    """Refuse a URL output that is read-only (`refuse_read_only`), an input, holds one or lies
+    inside one (their texts compared)."""
+    refuse_read_only(path)
+    target = str(path).rstrip("/")
+    for item in inputs:
+        text = str(item).rstrip("/")
+        if text == target:
+            problem = "is one of the inputs; poolcli never overwrites an input"
+        elif text.startswith(target + "/"):
+            problem = f"holds the input {item}; poolcli never overwrites an input"
+        elif target.startswith(text + "/"):
+            problem = f"lies inside the input {item}; poolcli never writes into an input"
+        else:
+            continue
+        raise OutputError(f"{path}: {problem}, even with {param('overwrite')}; choose another output path")
+
+
+@contextlib.contextmanager
+def named_errors(url: Any, kind: type[PoolError] = InputError) -> Iterator[None]:
+    """The failures of object storage (a missing bucket or object, a refused credential, a
+    server still failing after `attempts()` tries) as one `kind` line naming `url`."""
+    try:
+        yield
+    except (PoolError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:
+        raise kind(f"{url}: {hidden(failure(error), url)}") from None
+
+
+def hidden(text: str, url: Any) -> str:
+    """`text` with the values of `url`'s storage options (secrets among them) masked.
+
+    >>> hidden("key hush refused", Url("s3://b/k", (("secret", "hush"),)))
+    'key *** refused'
+    """
+    for _, value in getattr(url, "options", ()):
+        if len(str(value)) >= 4:
+            text = text.replace(str(value), "***")
+    return text
+
+
+def failure(error: BaseException) -> str:
+    """What went wrong with a request, in one line, and the fix."""
+    text = " ".join(str(error).split())[:200] or type(error).__name__
+    lowered = text.lower()
+    if isinstance(error, FileNotFoundError) or "nosuchbucket" in lowered or "not found" in lowered:
+        return f"not found ({text}); check the bucket and key"
+    if isinstance(error, PermissionError) or any(word in lowered for word in (
+            "accessdenied", "access denied", "forbidden", "invalidaccesskeyid", "signaturedoesnotmatch",
+            "credentials", "403")):
+        return f"access refused ({text}); check the credentials (AWS_ACCESS_KEY_ID, ~/.aws, storage options)"
+    return f"the storage failed after {attempts()} tries ({type(error).__name__}: {text}); try again later"
+
+
+class NamedReads:
+    """An array in object storage (a zarr array on an FsspecStore) whose failed reads are one
+    InputError naming `url` (`named_errors`); its other attributes are the array's."""
+
+    def __init__(self, url: Any, array: Any):
+        self.url = url
+        self.array = array
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.array, name)
+
+    def __getitem__(self, index: tuple) -> Any:
+        with named_errors(self.url, InputError):
+            return self.array[index]
+
+
+def is_metadata(key: str) -> bool:
+    """Whether `key` of a Zarr store is metadata (of the root or of any group or array in it)."""
+    return key.rsplit("/", 1)[-1] in METADATA
+
+
+def held_metadata(store: Any) -> Any:
+    """`store` (zarr) with every metadata key held in memory until `publish()` writes them, the
+    root's keys that make the prefix a Zarr store last: until then no group or array of it opens."""
+    from zarr.storage import WrapperStore
+
+    class Held(WrapperStore):
+        def __init__(self, inner: Any) -> None:
+            super().__init__(inner)
+            self.held: dict[str, Any] = {}
+
+        def _with_store(self, inner: Any) -> Any:
+            made = type(self)(inner)
+            made.held = self.held
+            return made
+
+        async def set(self, key: str, value: Any) -> None:
+            if is_metadata(key):
+                self.held[key] = value
+            else:
+                await self._store.set(key, value)
+
+        async def set_if_not_exists(self, key: str, value: Any) -> None:
+            if not await self.exists(key):
+                await self.set(key, value)
+
+        async def _set_many(self, values: Iterable[tuple[str, Any]]) -> None:
+            for key, value in values:
+                await self.set(key, value)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            if key in self.held:
+                value = self.held[key]
+                return value if byte_range is None else await self._store.get(key, prototype, byte_range)
+            return await self._store.get(key, prototype, byte_range)
+
+        async def exists(self, key: str) -> bool:
+            return key in self.held or await self._store.exists(key)
+
+        async def delete(self, key: str) -> None:
+            self.held.pop(key, None)
+            if not is_metadata(key):
+                await self._store.delete(key)
+
+        async def delete_dir(self, prefix: str) -> None:
+            """The prefix was cleared before writing began (`published_zarr`)."""
+
+        async def clear(self) -> None:
+            """As `delete_dir`."""
+
+        def publish(self) -> None:
+            from zarr.core.sync import sync
+
+            for key in sorted(self.held, key=lambda name: name in DEFINING):  # the root's group or array last
+                sync(self._store.set(key, self.held[key]))
+
+    return Held(store)
+
+
+def zarr_exists(url: Url) -> bool:
+    """Whether `url` is a published Zarr store (its root metadata there)."""
+    fs = filesystem(url)
+    with named_errors(url, OutputError):
+        return any(fs.exists(f"{url.key}/{name}") for name in DEFINING)
+
+
+@contextlib.contextmanager
+def published_zarr(target: Url, *, overwrite: bool, inputs: Iterable[Any] = ()) -> Iterator[Any]:
+    """A zarr store at the prefix `target`, published whole: its root metadata is written last
+    (`held_metadata`), once every chunk is in; until then the prefix holds a `PARTIAL` marker
+    and chunks, which no reader takes for a store, and a failure removes what was written. An
+    existing store is refused without `overwrite`, and removed before writing with it (object
+    storage has no rename); a prefix holding anything but a Zarr store or an earlier run's
+    unpublished chunks is refused in any case."""
+    refuse_read_only(target)
+    check_apart(target, inputs)
+    fs = filesystem(target)
+    with named_errors(target, OutputError):
+        fs.invalidate_cache()
+        found = fs.find(target.key)
+        published = zarr_exists(target)
+    if published and not overwrite:
+        raise OutputError(f"{target} exists; pass {param('overwrite')} to replace it")
+    if found and not published and f"{target.key}/{PARTIAL}" not in found:
+        raise OutputError(f"{target}: the prefix holds objects that are not a Zarr store; choose another output")
+    with named_errors(target, OutputError):
+        _clear(fs, target, found)
+        fs.pipe(f"{target.key}/{PARTIAL}", b"")
+    store = held_metadata(zarr_store(target, read_only=False))
+    try:
+        with named_errors(target, OutputError):  # a read of an input already names that input
+            yield store
+            store.publish()
+            fs.rm(f"{target.key}/{PARTIAL}")
+            fs.invalidate_cache()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _clear(fs, target, fs.find(target.key))
+        raise
+
+
+def _clear(fs: Any, target: Url, found: list[str]) -> None:
+    """Remove the objects `found` under `target`: its root metadata first, so that it stops
+    being a store before its chunks go."""
+    first = [f"{target.key}/{name}" for name in DEFINING if f"{target.key}/{name}" in found]
+    if first:
+        fs.rm(first)
+    rest = [key for key in found if key not in first]
+    if rest:
+        fs.rm(rest)
+    fs.invalidate_cache()

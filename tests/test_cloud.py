@@ -1,0 +1,274 @@
+"""Object storage through the real command line: `s3://` against moto's S3 server started here
+(tests/s3server.py, 127.0.0.1 only), `http://` against a local `http.server`.
+
+Every run is a real ``python -m poolcli`` child (tests/hostile.py: a memory cap and a wall
+limit) given the AWS variables every AWS tool reads (dummy credentials, AWS_ENDPOINT_URL). What
+each must show: the same bits as the same work on local files, one `poolcli: error:` line and
+exit 1 or 2 for a refusal, and in the bucket nothing that looks like a complete store unless the
+run succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hostile import child_env, run
+from s3server import FaultProxy, HttpFolder, S3Server
+
+from poolcli import pool
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3, monkeypatch, tmp_path):
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws of the machine's user
+    return f"s3://{s3.new_bucket()}"
+
+
+def image(shape=(300, 260), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+
+
+def put_zarr(s3: S3Server, url: str, array: np.ndarray, chunks=(64, 64), zarr_format=2) -> None:
+    import zarr
+
+    store = zarr.storage.FsspecStore(s3.filesystem().__class__(
+        endpoint_url=s3.endpoint, asynchronous=True, skip_instance_cache=True), path=url.removeprefix("s3://"))
+    zarr.create_array(store, data=array, chunks=chunks, zarr_format=zarr_format)
+
+
+def read_zarr(s3: S3Server, url: str) -> np.ndarray:
+    import zarr
+
+    store = zarr.storage.FsspecStore(s3.filesystem().__class__(
+        endpoint_url=s3.endpoint, asynchronous=True, skip_instance_cache=True), path=url.removeprefix("s3://"),
+        read_only=True)
+    return np.asarray(zarr.open_array(store, mode="r")[:])
+
+
+def keys(s3: S3Server, url: str) -> list[str]:
+    return sorted(s3.filesystem().find(url.removeprefix("s3://")))
+
+
+def one_error(result, code: int = 1) -> str:
+    assert result.code == code, result
+    assert len(result.err_lines) == 1 and result.err_lines[0].startswith("poolcli: error: "), result
+    assert "Traceback" not in result.err_text, result
+    return result.err_lines[0]
+
+
+def test_info_reads_a_store_in_a_bucket(s3, bucket):
+    put_zarr(s3, f"{bucket}/in.zarr", image())
+    result = run("info", f"{bucket}/in.zarr", "--json")
+    assert result.code == 0, result
+    described = json.loads(result.out)
+    assert described["format"] == "ZARR" and described["arrays"]["array"]["shape"] == [300, 260]
+    assert described["input"] == f"{bucket}/in.zarr"
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_pool_streams_a_bucket_store_into_another_with_the_bits_of_pool(s3, bucket, zarr_format):
+    array = image()
+    put_zarr(s3, f"{bucket}/in.zarr", array, zarr_format=zarr_format)
+    result = run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "-k", "3", "-m", "avg", "--memory", "16MB",
+                 "--chunk", "32", "--zarr-format", str(zarr_format))
+    assert result.code == 0 and not result.err, result
+    np.testing.assert_array_equal(read_zarr(s3, f"{bucket}/out.zarr"), pool(array, 3, mode="avg"))
+    assert not any(".poolcli-partial" in key for key in keys(s3, f"{bucket}/out.zarr"))
+
+
+def test_pyramid_to_a_bucket_is_read_back_by_ome_zarr_py(s3, bucket):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    array = image((256, 200))
+    put_zarr(s3, f"{bucket}/in.zarr", array)
+    result = run("pyramid", f"{bucket}/in.zarr", "-o", f"{bucket}/out.ome.zarr", "--min-size", "32", "--chunk", "64")
+    assert result.code == 0, result
+    location = parse_url(f"{bucket}/out.ome.zarr", mode="r")
+    assert location is not None
+    levels = next(iter(Reader(location)())).data
+    assert len(levels) == 4
+    for k, level in enumerate(levels):
+        expected = pool(array, 2 ** k, mode="avg", dtype=np.uint8) if k else array
+        np.testing.assert_array_equal(np.asarray(level), expected)
+
+
+def test_an_existing_output_is_refused_without_overwrite_and_replaced_with_it(s3, bucket):
+    put_zarr(s3, f"{bucket}/in.zarr", image())
+    put_zarr(s3, f"{bucket}/out.zarr", np.zeros((4, 4), np.uint8))
+    line = one_error(run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr"))
+    assert f"{bucket}/out.zarr exists" in line and "--overwrite" in line
+    np.testing.assert_array_equal(read_zarr(s3, f"{bucket}/out.zarr"), np.zeros((4, 4), np.uint8))
+    assert run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "--overwrite").code == 0
+    assert read_zarr(s3, f"{bucket}/out.zarr").shape == (150, 130)
+
+
+@pytest.mark.parametrize("output", ["in.zarr", "in.zarr/inner.zarr"])
+def test_an_input_is_never_written(s3, bucket, output):
+    put_zarr(s3, f"{bucket}/in.zarr", image())
+    before = keys(s3, f"{bucket}/in.zarr")
+    line = one_error(run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/{output}", "--overwrite"), 2)
+    assert "never" in line and f"{bucket}/{output}" in line
+    assert keys(s3, f"{bucket}/in.zarr") == before
+
+
+def test_a_missing_bucket_or_store_is_one_line(s3, bucket):
+    line = one_error(run("info", "s3://no-such-bucket-here/in.zarr"))
+    assert "s3://no-such-bucket-here/in.zarr" in line
+    put_zarr(s3, f"{bucket}/in.zarr", image())
+    line = one_error(run("pool", f"{bucket}/in.zarr", "-o", "s3://no-such-bucket-here/out.zarr"))
+    assert "s3://no-such-bucket-here/out.zarr" in line and "bucket" in line
+
+
+def test_http_is_read_and_never_written(tmp_path, s3, bucket):
+    import zarr
+
+    array = image()
+    zarr.create_array(str(tmp_path / "in.zarr"), data=array, chunks=(64, 64), zarr_format=2)
+    with HttpFolder(tmp_path) as server:
+        result = run("pool", f"{server.url}/in.zarr", "-o", tmp_path / "out.zarr", "-k", "2")
+        assert result.code == 0, result
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], pool(array, 2))
+        line = one_error(run("pool", f"{server.url}/in.zarr", "-o", f"{server.url}/out.zarr"), 2)
+        assert "read-only" in line
+        one_error(run("pool", tmp_path / "in.zarr", "-o", f"{server.url}/new.zarr"), 2)
+
+
+def test_an_unknown_scheme_is_a_usage_error(tmp_path):
+    line = one_error(run("info", "ftp://host/in.zarr"), 2)
+    assert "ftp://" in line and "s3://" in line
+
+
+def test_gs_without_gcsfs_names_the_extra(bucket):
+    pytest.importorskip("fsspec")
+    try:
+        import gcsfs  # noqa: F401
+        pytest.skip("gcsfs is installed")
+    except ImportError:
+        pass
+    line = one_error(run("info", "gs://bucket/in.zarr"))
+    assert "gcsfs" in line and "poolcli[gcs]" in line
+
+
+def test_a_storage_option_secret_is_never_shown_nor_written(s3, bucket):
+    """The secret goes to s3fs (moto takes any); it appears in no output, message or object."""
+    secret = "TopSecretValue-8d1f"
+    given = ("--storage-option", "key=testing", "--storage-option", f"secret={secret}")
+    put_zarr(s3, f"{bucket}/in.zarr", image())
+    runs = [
+        run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", *given, "--json"),
+        run("pyramid", f"{bucket}/in.zarr", "-o", f"{bucket}/p.zarr", "--min-size", "64", *given),
+        run("info", f"{bucket}/in.zarr", *given, "--json"),
+        run("pool", f"{bucket}/in.zarr", "-o", "s3://no-such-bucket-here/o.zarr", *given),
+        run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/x.zarr", "--storage-option", f"{secret}"),
+    ]
+    assert [r.code for r in runs] == [0, 0, 0, 1, 2], runs
+    for result in runs:
+        assert secret.encode() not in result.out + result.err, result
+    fs = s3.filesystem()
+    for key in keys(s3, bucket):
+        assert secret.encode() not in fs.cat_file(key), key
+
+
+def test_transient_failures_are_retried(s3, bucket, monkeypatch):
+    array = image()
+    put_zarr(s3, f"{bucket}/in.zarr", array)
+    with FaultProxy(s3.port, fail_first=3) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        result = run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "-k", "2")
+    assert result.code == 0, result
+    assert proxy.failed == 3
+    np.testing.assert_array_equal(read_zarr(s3, f"{bucket}/out.zarr"), pool(array, 2))
+
+
+def test_a_failure_that_persists_is_one_line_and_leaves_no_store(s3, bucket, monkeypatch):
+    """Every write of one chunk fails: after the bounded tries the run stops with one line naming
+    the output, and the prefix holds nothing a Zarr reader opens."""
+    put_zarr(s3, f"{bucket}/in.zarr", image())
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    with FaultProxy(s3.port, fail_path=r"/out\.zarr/1\.1") as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        result = run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "-k", "2", "--chunk", "32")
+    line = one_error(result)
+    assert f"{bucket}/out.zarr" in line and "2 tries" in line
+    assert proxy.failed >= 2
+    assert not any(key.endswith((".zarray", ".zgroup", "zarr.json")) for key in keys(s3, f"{bucket}/out.zarr"))
+
+
+def test_an_interrupted_pyramid_leaves_no_complete_looking_store(s3, bucket, monkeypatch):
+    """A pyramid killed while it writes: the prefix may hold chunks, never root metadata; the
+    next run takes the prefix over (its marker says it is an unpublished output) and publishes."""
+    import signal
+    import time
+
+    from hostile import finish, start
+
+    array = image((1024, 1024))
+    put_zarr(s3, f"{bucket}/in.zarr", array, chunks=(128, 128))
+    with FaultProxy(s3.port, fail_path=r"/out\.zarr/1/3\.3") as proxy:  # a write that keeps it busy retrying
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        process = start("pyramid", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "--chunk", "64",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while proxy.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proxy.failed, "the pyramid never reached the failing write"
+        process.send_signal(signal.SIGKILL)
+        finish(process)
+    written = keys(s3, f"{bucket}/out.zarr")
+    assert written and not any(key.endswith((".zarray", ".zgroup", "zarr.json", ".zattrs")) for key in written)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    result = run("pyramid", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "--chunk", "64")
+    assert result.code == 0, result
+
+
+def test_a_prefix_holding_other_objects_is_not_taken_over(s3, bucket):
+    put_zarr(s3, f"{bucket}/in.zarr", image())
+    s3.filesystem().pipe(f"{bucket.removeprefix('s3://')}/out.zarr/notes.txt", b"keep me")
+    line = one_error(run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "--overwrite"))
+    assert "not a Zarr store" in line
+    assert keys(s3, f"{bucket}/out.zarr") == [f"{bucket.removeprefix('s3://')}/out.zarr/notes.txt"]
+
+
+def test_wrong_credentials_are_one_line(tmp_path):
+    """A second moto server that checks every request's credentials (none are known to it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              env=child_env(INITIAL_NO_AUTH_ACTION_COUNT="0"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = __import__("time").monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert __import__("time").monotonic() < deadline, "moto did not start"
+                __import__("time").sleep(0.1)
+        env = child_env(AWS_ACCESS_KEY_ID="wrong", AWS_SECRET_ACCESS_KEY="wrong", AWS_DEFAULT_REGION="us-east-1",
+                        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", HOME=str(tmp_path))
+        line = one_error(run("info", "s3://bucket/in.zarr", env=env))
+        assert "s3://bucket/in.zarr" in line and "credentials" in line
+    finally:
+        server.terminate()
+        server.wait(10)
