@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,3 +273,62 @@ def test_wrong_credentials_are_one_line(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def put_images(s3: S3Server, prefix: str, names: list[str]) -> dict[str, np.ndarray]:
+    """PNG images (and a few objects that are not inputs) under `prefix`; the images' pixels by name."""
+    import io as bytes_io
+
+    from PIL import Image
+
+    fs, pixels = s3.filesystem(), {}
+    for number, name in enumerate(names):
+        data = image((40 + number, 36, 3), seed=number)
+        buffer = bytes_io.BytesIO()
+        Image.fromarray(data).save(buffer, format="PNG")
+        fs.pipe(f"{prefix.removeprefix('s3://')}/{name}", buffer.getvalue())
+        pixels[name] = data
+    fs.pipe(f"{prefix.removeprefix('s3://')}/notes.txt", b"not an image")
+    fs.pipe(f"{prefix.removeprefix('s3://')}/.hidden.png", b"hidden")
+    return pixels
+
+
+def read_png(s3: S3Server, url: str) -> np.ndarray:
+    import io as bytes_io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(bytes_io.BytesIO(s3.filesystem().cat_file(url.removeprefix("s3://")))))
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_batch_pools_a_bucket_prefix_into_another(s3, bucket, jobs):
+    pixels = put_images(s3, f"{bucket}/photos", ["a.png", "sub/b.png", "sub/deeper/c.png"])
+    result = run("batch", f"{bucket}/photos", "-d", f"{bucket}/small", "-j", jobs, "-m", "max", "--quiet",
+                 timeout=60)
+    assert result.code == 0 and not result.err, result
+    written = keys(s3, f"{bucket}/small")
+    assert written == sorted(f"{bucket.removeprefix('s3://')}/small/{name}" for name in pixels)
+    for name, data in pixels.items():
+        np.testing.assert_array_equal(read_png(s3, f"{bucket}/small/{name}"), pool(data, 2, mode="max", axes=(0, 1)))
+
+
+def test_batch_skip_existing_resumes_on_a_bucket(s3, bucket, tmp_path):
+    pixels = put_images(s3, f"{bucket}/photos", ["a.png", "b.png", "c.png"])
+    assert run("batch", f"{bucket}/photos", "-d", f"{bucket}/small", "-j", "1", "--quiet").code == 0
+    s3.filesystem().rm(f"{bucket.removeprefix('s3://')}/small/b.png")
+    result = run("batch", f"{bucket}/photos", "-d", f"{bucket}/small", "-j", "1", "--skip-existing", "--quiet",
+                 "--report", tmp_path / "report.json")
+    assert result.code == 0, result
+    records = json.loads((tmp_path / "report.json").read_text())["files"]
+    assert {Path(r["input"]).name: r["status"] for r in records} == {"a.png": "skipped", "b.png": "done",
+                                                                      "c.png": "skipped"}
+    np.testing.assert_array_equal(read_png(s3, f"{bucket}/small/b.png"), pool(pixels["b.png"], 2, axes=(0, 1)))
+
+
+def test_batch_refuses_an_existing_object_without_overwrite(s3, bucket):
+    put_images(s3, f"{bucket}/photos", ["a.png"])
+    s3.filesystem().pipe(f"{bucket.removeprefix('s3://')}/small/a.png", b"old")
+    result = run("batch", f"{bucket}/photos", "-d", f"{bucket}/small", "-j", "1", "--quiet")
+    assert result.code == 1 and "exists" in result.err_text and "--overwrite" in result.err_text, result
+    assert s3.filesystem().cat_file(f"{bucket.removeprefix('s3://')}/small/a.png") == b"old"

@@ -13,6 +13,8 @@ from ..app.memory import pool_file
 from ..app.settings import FileResult, PoolSettings
 from ..app.streamed import streams
 from ..errors import PoolError, param
+from ..io import remote
+from ..io.remote import is_url
 from .options import BatchOptions, Job
 
 
@@ -38,7 +40,7 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
             from ..app.figures import write_side_by_side
 
             write_side_by_side(source, target, job.compare, settings, overwrite=options.overwrite or job.replace)
-        size = target.stat().st_size
+        size = remote.size(target) if is_url(target) else target.stat().st_size
     except PoolError as error:  # the message keeps its parameters marked: the caller names them (errors.param)
         return failed_result(source, target, error.template, started)
     except MemoryError:

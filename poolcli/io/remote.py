@@ -99,7 +99,8 @@ class Url:
         return self if head.endswith(":/") or "://" not in head else Url(head, self.options)
 
     def __truediv__(self, name: object) -> Url:
-        return Url(f"{self.text}/{str(name).strip('/')}", self.options)
+        parts = [part for part in str(name).split("/") if part not in ("", ".")]
+        return Url("/".join([self.text, *parts]), self.options)
 
     def with_name(self, name: str) -> Url:
         return self.parent / name
@@ -143,6 +144,16 @@ def location(text: str) -> Any:
     if not url.key.split("://")[-1].strip("/"):
         raise InputError(f"{text}: names no bucket or host; give one, e.g. s3://BUCKET/KEY")
     return url
+
+
+def as_location(path: Any) -> Any:
+    """`path` as `location` makes it: a Url stays as it is (with its options), text becomes a Url
+    or a Path, any other path a Path."""
+    from pathlib import Path
+
+    if isinstance(path, Url):
+        return path
+    return location(path) if isinstance(path, str) else Path(path)
 
 
 def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
@@ -189,7 +200,7 @@ def attempts() -> int:
 def filesystem(url: Url, *, asynchronous: bool = False) -> Any:
     """The fsspec file system of `url` (one per scheme and options; `asynchronous` for zarr's
     event loop); an InputError naming the extra to install where its library is missing."""
-    return _filesystem(url.scheme, url.options, _frozen(storage_options(url)), asynchronous)
+    return _filesystem(url.scheme, url.options, _frozen(storage_options(url)), asynchronous, os.getpid())
 
 
 def _frozen(options: dict[str, Any]) -> str:
@@ -199,13 +210,14 @@ def _frozen(options: dict[str, Any]) -> str:
 
 
 @lru_cache(maxsize=16)
-def _filesystem(scheme: str, options: tuple, frozen: str, asynchronous: bool) -> Any:
+def _filesystem(scheme: str, options: tuple, frozen: str, asynchronous: bool, process: int) -> Any:
+    """One file system per process (`process`): their event loops and sessions are not fork-safe."""
     import json
 
     try:
         import fsspec
 
-        made = fsspec.filesystem(scheme, asynchronous=asynchronous, **json.loads(frozen))
+        made = fsspec.filesystem(scheme, asynchronous=asynchronous, skip_instance_cache=True, **json.loads(frozen))
         if hasattr(made, "retries") and scheme == "s3":
             made.retries = 1  # botocore retries (`storage_options`); s3fs's own loop would multiply them
         return made
@@ -280,7 +292,11 @@ def failure(error: BaseException) -> str:
             "accessdenied", "access denied", "forbidden", "invalidaccesskeyid", "signaturedoesnotmatch",
             "credentials", "403")):
         return f"access refused ({text}); check the credentials (AWS_ACCESS_KEY_ID, ~/.aws, storage options)"
-    return f"the storage failed after {attempts()} tries ({type(error).__name__}: {text}); try again later"
+    if isinstance(error, TimeoutError | ConnectionError) or any(word in lowered for word in (
+            "slowdown", "reduce your request rate", "throttl", "timeout", "timed out", "internalerror",
+            "service unavailable", "503", "500", "502", "504", "connect")):
+        return f"the storage failed after {attempts()} tries ({type(error).__name__}: {text}); try again later"
+    return f"the request failed ({type(error).__name__}: {text})"
 
 
 class NamedReads:
@@ -414,3 +430,64 @@ def _clear(fs: Any, target: Url, found: list[str]) -> None:
     if rest:
         fs.rm(rest)
     fs.invalidate_cache()
+
+
+FETCH_LIMIT = 2 << 30  # the largest object fetched whole (an image pooled in memory); bigger ones are Zarr stores
+
+
+def size(url: Any) -> int:
+    """The size of the object `url` in bytes (an InputError naming it where it cannot be had)."""
+    with named_errors(url, InputError):
+        return int(filesystem(url).size(url.key) or 0)
+
+
+@contextlib.contextmanager
+def fetched(url: Any) -> Iterator[Any]:
+    """A local copy of the object `url` (same name, in a private temporary folder removed when the
+    block ends), for the readers that take a file: an image pooled in memory. Refused, before
+    anything is fetched, past `FETCH_LIMIT` bytes."""
+    import tempfile
+    from pathlib import Path
+
+    length = size(url)
+    if length > FETCH_LIMIT:
+        raise InputError(f"{url}: {length:,} bytes is more than an image fetched whole ({FETCH_LIMIT:,});"
+                         " store it as Zarr to pool it block by block")
+    with tempfile.TemporaryDirectory(prefix="poolcli-fetch-") as folder:
+        local = Path(folder) / (url.name or "object")
+        with named_errors(url, InputError):
+            filesystem(url).get_file(url.key, str(local))
+        yield local
+
+
+@contextlib.contextmanager
+def sent(url: Any, *, overwrite: bool, inputs: Iterable[Any] = ()) -> Iterator[Any]:
+    """A local temporary path (named as `url`) whose file becomes the object `url` when the block
+    ends: one upload, which object storage shows whole or not at all (a PUT, or a multipart
+    upload completed at its end). An existing object is refused without `overwrite`; a failure
+    uploads nothing."""
+    import tempfile
+    from pathlib import Path
+
+    check_apart(url, inputs)
+    fs = filesystem(url)
+    with named_errors(url, OutputError):
+        exists = fs.exists(url.key)
+    if exists and not overwrite:
+        raise OutputError(f"{url} exists; pass {param('overwrite')} to replace it")
+    with tempfile.TemporaryDirectory(prefix="poolcli-send-") as folder:
+        local = Path(folder) / (url.name or "object")
+        yield local
+        with named_errors(url, OutputError):
+            fs.put_file(str(local), url.key)
+            fs.invalidate_cache(url.parent.key)
+
+
+def objects(prefix: Url, *, recursive: bool) -> Iterator[Url]:
+    """The objects under `prefix` (with `recursive`, at any depth), in name order."""
+    fs = filesystem(prefix)
+    with named_errors(prefix, InputError):
+        keys = fs.find(prefix.key, maxdepth=None if recursive else 1)
+    base = prefix.key.rstrip("/")
+    for key in sorted(keys):
+        yield prefix / key[len(base) + 1:]

@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 
 from ...errors import InputError, OutputError
-from ...io.remote import Url, is_url, location
+from ...io.remote import as_location, is_url
 from ..sinks import Sink, StoreOptions
 from ..sources import Source
 from . import npy, tiff, zarr
@@ -96,9 +96,7 @@ def output_store(path: Path) -> Store:
 def as_path(path: Any) -> Path:
     """`path` as a `pathlib.Path`, or as it is where it is an `io.remote.Url` (which stores read
     as a path: its name, suffix, `exists`, `/`)."""
-    if isinstance(path, Url):
-        return cast(Path, path)  # its options (credentials) kept
-    return cast(Path, location(path)) if isinstance(path, str) else Path(path)
+    return cast(Path, as_location(path))  # a Url keeps its options (credentials)
 
 
 def sink_suffixes() -> tuple[str, ...]:
