@@ -332,3 +332,48 @@ def test_batch_refuses_an_existing_object_without_overwrite(s3, bucket):
     result = run("batch", f"{bucket}/photos", "-d", f"{bucket}/small", "-j", "1", "--quiet")
     assert result.code == 1 and "exists" in result.err_text and "--overwrite" in result.err_text, result
     assert s3.filesystem().cat_file(f"{bucket.removeprefix('s3://')}/small/a.png") == b"old"
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    """Two worker processes that know the bucket only through the AWS variables: no shared disk."""
+    from distributed import LocalCluster
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in s3.env().items():
+            patch.setenv(key, value)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as local:
+            yield local
+
+
+def test_a_cluster_pools_and_pyramids_bucket_to_bucket(s3, bucket, cluster):
+    array = image((256, 200))
+    put_zarr(s3, f"{bucket}/in.zarr", array)
+    address = cluster.scheduler_address
+    result = run("pool", f"{bucket}/in.zarr", "-o", f"{bucket}/out.zarr", "-k", "2", "-m", "max", "--scheduler",
+                 address, timeout=60)
+    assert result.code == 0, result
+    np.testing.assert_array_equal(read_zarr(s3, f"{bucket}/out.zarr"), pool(array, 2, mode="max"))
+    result = run("pyramid", f"{bucket}/in.zarr", "-o", f"{bucket}/p.zarr", "--min-size", "32", "--scheduler", address,
+                 timeout=60)
+    assert result.code == 0, result
+    for k in range(4):
+        expected = pool(array, 2 ** k, mode="avg", dtype=np.uint8) if k else array
+        np.testing.assert_array_equal(read_zarr(s3, f"{bucket}/p.zarr/{k}"), expected)
+
+
+def test_a_cluster_batch_over_a_bucket_prefix(s3, bucket, cluster):
+    pixels = put_images(s3, f"{bucket}/photos", ["a.png", "sub/b.png"])
+    result = run("batch", f"{bucket}/photos", "-d", f"{bucket}/small", "--scheduler", cluster.scheduler_address,
+                 "--quiet", timeout=60)
+    assert result.code == 0, result
+    for name, data in pixels.items():
+        np.testing.assert_array_equal(read_png(s3, f"{bucket}/small/{name}"), pool(data, 2, axes=(0, 1)))
+
+
+def test_a_worker_that_cannot_reach_the_bucket_is_named(s3, bucket, cluster):
+    result = run("pool", "s3://no-such-bucket-here/in.zarr", "-o", f"{bucket}/out.zarr", "--scheduler",
+                 cluster.scheduler_address, timeout=60)
+    line = one_error(result)
+    assert "no-such-bucket-here" in line

@@ -112,6 +112,16 @@ class Url:
         with named_errors(self, InputError):
             return bool(filesystem(self).exists(self.key))
 
+    def stat(self) -> Any:
+        """The object's size and modification time (`st_size`, `st_mtime`), as `os.stat` gives a file's."""
+        from types import SimpleNamespace
+
+        with named_errors(self, InputError):
+            info = filesystem(self).info(self.key)
+        modified = info.get("LastModified") or info.get("mtime") or info.get("updated")
+        when = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+        return SimpleNamespace(st_size=int(info.get("size") or 0), st_mtime=when)
+
     def is_dir(self) -> bool:
         with named_errors(self, InputError):
             return bool(filesystem(self).isdir(self.key))
@@ -119,6 +129,16 @@ class Url:
     def is_file(self) -> bool:
         with named_errors(self, InputError):
             return bool(filesystem(self).isfile(self.key))
+
+
+def bucket(url: Url) -> Url:
+    """The bucket (or host) of `url`.
+
+    >>> str(bucket(Url("s3://photos/2024/a.zarr")))
+    's3://photos'
+    """
+    scheme, rest = url.text.split("://", 1)
+    return Url(f"{scheme}://{rest.split('/', 1)[0]}", url.options)
 
 
 def is_url(path: object) -> bool:
@@ -217,7 +237,7 @@ def _filesystem(scheme: str, options: tuple, frozen: str, asynchronous: bool, pr
     try:
         import fsspec
 
-        made = fsspec.filesystem(scheme, asynchronous=asynchronous, skip_instance_cache=True, **json.loads(frozen))
+        made = fsspec.filesystem(scheme, asynchronous=asynchronous, **json.loads(frozen))
         if hasattr(made, "retries") and scheme == "s3":
             made.retries = 1  # botocore retries (`storage_options`); s3fs's own loop would multiply them
         return made
@@ -320,9 +340,10 @@ def is_metadata(key: str) -> bool:
     return key.rsplit("/", 1)[-1] in METADATA
 
 
-def held_metadata(store: Any) -> Any:
-    """`store` (zarr) with every metadata key held in memory until `publish()` writes them, the
-    root's keys that make the prefix a Zarr store last: until then no group or array of it opens."""
+def held_metadata(store: Any, held: dict[str, Any] | None = None) -> Any:
+    """`store` (zarr) with every metadata key held in memory (`held` to begin with) until
+    `publish()` writes them, the root's keys that make the prefix a Zarr store last: until then
+    no group or array of it opens."""
     from zarr.storage import WrapperStore
 
     class Held(WrapperStore):
@@ -334,6 +355,11 @@ def held_metadata(store: Any) -> Any:
             made = type(self)(inner)
             made.held = self.held
             return made
+
+        def __reduce__(self) -> tuple:
+            """Sent to a Dask worker as the store and a copy of what it holds: the worker reads the
+            held metadata and writes chunks straight to the prefix."""
+            return held_metadata, (self._store, dict(self.held))
 
         async def set(self, key: str, value: Any) -> None:
             if is_metadata(key):
@@ -375,7 +401,9 @@ def held_metadata(store: Any) -> Any:
             for key in sorted(self.held, key=lambda name: name in DEFINING):  # the root's group or array last
                 sync(self._store.set(key, self.held[key]))
 
-    return Held(store)
+    made = Held(store)
+    made.held.update(held or {})
+    return made
 
 
 def zarr_exists(url: Url) -> bool:

@@ -28,14 +28,22 @@ import numpy as np
 from ..core.spec import PoolSpec
 from ..engine import pool, pool_with
 from ..errors import OutputError, PoolError, param
-from ..io import atomic_path
+from ..io.remote import bucket, is_url, zarr_store
 from .chunkfiles import ChunkFiles, chunk_files, writable
 from .npyfile import NpyFile
 from .pyramid import Pyramid, Scratch, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions
 from .sources import Source
 from .stores import STORES, by_suffix, input_store, open_source
-from .stores.zarr import copy_chunk_files, copy_level0, create_zarr_array, level0_origin, multiscales, storage_order
+from .stores.zarr import (
+    copy_chunk_files,
+    copy_level0,
+    create_zarr_array,
+    level0_origin,
+    multiscales,
+    storage_order,
+    zarr_target,
+)
 
 CONNECT_SECONDS = 10
 TILE_BYTES = 16 << 20  # level-0 bytes a pyramid task reads, about
@@ -48,6 +56,10 @@ def lazy_input(path: Path, dataset: str | None = None):
 
     with open_source(path, dataset) as source:
         shape, dtype, chunks, name, order = source.shape, source.dtype, source.chunks, source.dataset, source.order
+    if _is_zarr_input(path) and is_url(path):  # the workers read the objects themselves
+        import zarr
+
+        return da.from_zarr(zarr.open_array(zarr_store(path, read_only=True), path=name or "", mode="r"))
     if _is_zarr_input(path):
         return da.from_zarr(str(path), component=name or None)
     if order is not None:
@@ -194,9 +206,17 @@ def worker_count(client) -> int:
     return len(client.scheduler_info().get("workers", {}))
 
 
-def _sees(source: str, out_dir: str) -> str | None:
-    """On a worker: None if it reads `source` and can write into `out_dir`, else why not."""
-    if not os.path.exists(source):
+def _sees(source: Any, out_dir: Any) -> str | None:
+    """On a worker: None if it reads `source` and can write into `out_dir` (local paths as text, or
+    `io.remote.Url`s: an object or prefix it reaches, a bucket it reaches), else why not."""
+    try:
+        seen = source.exists() if is_url(source) else os.path.exists(source)
+        if is_url(out_dir):
+            return None if seen and bucket(out_dir).exists() else \
+                f"does not reach {source if not seen else bucket(out_dir)}"
+    except PoolError as error:
+        return f"cannot reach the storage ({error})"
+    if not seen:
         return f"does not see the input {'folder ' if not os.path.splitext(source)[1] else ''}{source}"
     folder = Path(out_dir)
     while not folder.exists() and folder != folder.parent:
@@ -207,9 +227,10 @@ def _sees(source: str, out_dir: str) -> str | None:
 
 
 def check_shared(client, source: Path, out_dir: Path) -> None:
-    """Every worker must see the input and write the output folder (a shared file system); a
+    """Every worker must see the input and write the output folder (a shared file system, or
+    object storage each worker reaches itself: a URL is sent as it is, its options with it); a
     PoolError naming the first worker that cannot."""
-    answers = client.run(_sees, str(source.resolve()), str(out_dir.resolve()))
+    answers = client.run(_sees, *(path if is_url(path) else str(path.resolve()) for path in (source, out_dir)))
     if not answers:
         raise PoolError(f"{param('scheduler')}: the cluster has no workers; start some with `dask worker ADDRESS`")
     for worker, problem in sorted(answers.items()):
@@ -221,6 +242,9 @@ def check_shared(client, source: Path, out_dir: Path) -> None:
 def check_cluster_paths(source: Path, target: Path) -> None:
     if not (source.is_dir() or by_suffix(source) is not None):
         raise OutputError(f"{source}: on a cluster, inputs are Zarr, .npy or TIFF; pool it without a scheduler")
+    if is_url(source) and not _is_zarr_input(source):
+        raise OutputError(f"{source}: on a cluster, inputs in object storage are Zarr stores; pool it without a"
+                          " scheduler")
     if by_suffix(target) is not STORES["ZARR"]:
         raise OutputError(f"{target}: on a cluster the workers write Zarr; use a .zarr output")
 
@@ -238,7 +262,7 @@ def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: n
 
     check_cluster_paths(source, target)
     result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
-    with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
+    with zarr_target(target, overwrite=overwrite, inputs=(source,)) as (store, _):
         array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options)
         client.gather(client.compute(da.store(result, array, lock=False, compute=False)))
     return result.shape, np.dtype(result.dtype)
@@ -276,11 +300,12 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     with open_source(source, dataset) as opened:
         tiles = tile_grid(pyramid, opened.chunks if opened.order is None else pyramid.shape, opened.dtype.itemsize)
     shapes = [tuple(shape[a] for a in order) for shape in pyramid.shapes]
-    with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store, \
+    with zarr_target(target, overwrite=overwrite, inputs=(source,)) as (store, folder), \
             open_source(source, dataset) as opened:
-        group = zarr.open_group(str(store), mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
-        origin = level0_origin(opened, order, options)  # a Zarr input's chunks as they are
-        spread = _level0_files(str(source), dataset) is not None  # the tasks copy its chunk files, or this process
+        group = zarr.open_group(store, mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
+        origin = None if folder is None else level0_origin(opened, order, options)  # a Zarr input's chunks as they are
+        spread = folder is not None and _level0_files(str(source), dataset) is not None  # the tasks copy its chunk
+        # files, or this process
         if origin is not None:
             copy_level0(origin, store / "0", chunks=not spread)
         first = 0 if origin is None else 1
@@ -288,7 +313,8 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
             chunks = tuple(max(1, tiles.side[a] >> k) if a in pyramid.spatial else 1 for a in range(len(order)))
             create_zarr_array(group, str(k), shapes[k], pyramid.level_dtype(opened.dtype, k),
                               tuple(min(chunks[a], shapes[k][i]) for i, a in enumerate(order)), options)
-        futures = client.map(_pyramid_tile, tiles.indices, source=str(source), dataset=dataset, store=str(store),
+        futures = client.map(_pyramid_tile, tiles.indices, source=source if is_url(source) else str(source),
+                             dataset=dataset, store=str(store) if folder is not None else store,
                              pyramid=pyramid, first=first, copy=first == 1 and spread, pure=False)
         try:
             for _, done in as_completed(futures, with_results=True, loop=client.loop):
@@ -323,7 +349,7 @@ def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...], itemsize: int = 1) -> T
     return Tiles(tuple(side), [tuple(index) for index in itertools.product(*ranges)])
 
 
-def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid, first: int,
+def _pyramid_tile(index: tuple, *, source: Any, dataset: str | None, store: Any, pyramid: Pyramid, first: int,
                   copy: bool = False) -> int:
     """On a worker: read one tile of level 0, write its part of every level (level 0 by copying the
     chunk files that start in the tile, with `copy`); its input bytes."""
@@ -337,21 +363,21 @@ def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str,
     for k in range(first, pyramid.levels + 1):
         start = [s.start >> k if a in pyramid.spatial else s.start for a, s in enumerate(index)]
         region = tuple(slice(st, st + n) for st, n in zip(start, parts[k].shape, strict=True))
-        _opened_output(str(Path(store) / str(k)))[tuple(region[a] for a in order)] = parts[k].transpose(order)
+        _level_array(store, k)[tuple(region[a] for a in order)] = parts[k].transpose(order)
     return int(values.nbytes)
 
 
 @functools.lru_cache(maxsize=64)
-def _opened(source: str, dataset: str | None):
+def _opened(source: Any, dataset: str | None):
     """On a worker: a Zarr input's array, opened once per process (None for other inputs)."""
-    path = Path(source)
+    path = source if is_url(source) else Path(source)
     if not _is_zarr_input(path):
         return None
     with open_source(path, dataset) as opened:
         return _NativeReads(opened)
 
 
-def _read_tile(index: tuple, source: str, dataset: str | None, scratch: Scratch) -> np.ndarray:
+def _read_tile(index: tuple, source: Any, dataset: str | None, scratch: Scratch) -> np.ndarray:
     """On a worker: one tile of level 0; a Zarr input's into this thread's buffers (Dask workers
     hand freed memory back to the system at once, and fresh pages cost as much as decoding)."""
     files = _level0_files(source, dataset)
@@ -373,10 +399,11 @@ _THREADS = threading.local()
 
 
 @functools.lru_cache(maxsize=64)
-def _level0_files(source: str, dataset: str | None) -> ChunkFiles | None:
-    """A Zarr input's chunk files (None for other inputs and layouts), looked up once per process."""
-    path = Path(source)
-    if not _is_zarr_input(path):
+def _level0_files(source: Any, dataset: str | None) -> ChunkFiles | None:
+    """A Zarr input's chunk files (None for other inputs and layouts, and for objects), looked up
+    once per process."""
+    path = source if is_url(source) else Path(source)
+    if is_url(path) or not _is_zarr_input(path):
         return None
     with open_source(path, dataset) as opened:
         if isinstance(opened.array, ChunkFiles):
@@ -390,6 +417,16 @@ class _NativeReads:
 
     def __getitem__(self, index: tuple) -> np.ndarray:
         return self.source.read(index)
+
+
+def _level_array(store: Any, k: int):
+    """On a worker: level `k` of the output: in a local folder (`store` its path), or in object
+    storage (`store` the zarr store sent with its metadata, chunks written straight to the prefix)."""
+    if isinstance(store, str):
+        return _opened_output(str(Path(store) / str(k)))
+    import zarr
+
+    return zarr.open_array(store, path=str(k), mode="r+")
 
 
 @functools.lru_cache(maxsize=64)
