@@ -377,3 +377,37 @@ def test_a_worker_that_cannot_reach_the_bucket_is_named(s3, bucket, cluster):
                  cluster.scheduler_address, timeout=60)
     line = one_error(result)
     assert "no-such-bucket-here" in line
+
+
+def put_tiff(s3: S3Server, url: str, data: np.ndarray, tmp_path) -> int:
+    """A tiled, zlib-compressed TIFF of `data` at `url`; its size in bytes."""
+    import tifffile
+
+    local = tmp_path / "put.tif"
+    tifffile.imwrite(local, data, tile=(256, 256), compression="zlib")
+    s3.filesystem().put(str(local), url.removeprefix("s3://"))
+    return local.stat().st_size
+
+
+def test_a_tiff_in_a_bucket_is_read_by_range_requests(s3, bucket, tmp_path):
+    """A band of a tiled TIFF fetches its tiles (and the directory), not the file."""
+    from poolcli.io.remote import location
+    from poolcli.stream import open_source
+
+    data = image((1024, 1024), seed=3)
+    size = put_tiff(s3, f"{bucket}/big.tif", data, tmp_path)
+    with FaultProxy(s3.port) as proxy:
+        url = location(f"{bucket}/big.tif").with_options({"endpoint_url": proxy.endpoint})
+        with open_source(url) as source:
+            assert source.shape == (1024, 1024) and source.format == "TIFF"
+            band = source.read((slice(0, 256), slice(None)))
+    np.testing.assert_array_equal(band, data[:256])
+    assert 0 < proxy.forwarded_bytes < size / 2, (proxy.forwarded_bytes, size)
+
+
+def test_a_tiff_in_a_bucket_is_pooled_into_a_bucket_store(s3, bucket, tmp_path):
+    data = image((600, 520), seed=4)
+    put_tiff(s3, f"{bucket}/in.tif", data, tmp_path)
+    result = run("pool", f"{bucket}/in.tif", "-o", f"{bucket}/out.zarr", "-k", "2", "-m", "max")
+    assert result.code == 0, result
+    np.testing.assert_array_equal(read_zarr(s3, f"{bucket}/out.zarr"), pool(data, 2, mode="max"))

@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -33,6 +33,7 @@ EXTRAS = {"gcsfs": "poolcli[gcs]"}  # the others come with poolcli[cloud]
 READ_ONLY = ("http", "https")
 ATTEMPTS = 5  # tries of one request, transient failures retried with exponential backoff
 CONCURRENCY = 16  # requests zarr keeps in flight for a store in object storage
+WRITE_DEPTH = 3  # chunk rows an output uploads in the background while the next are computed (each a copy)
 TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 PARTIAL = ".poolcli-partial"  # the object that marks a Zarr output being written (not published)
@@ -350,6 +351,32 @@ def held_metadata(store: Any, held: dict[str, Any] | None = None) -> Any:
         def __init__(self, inner: Any) -> None:
             super().__init__(inner)
             self.held: dict[str, Any] = {}
+            self.pending: list[Any] = []  # writes running on the upload threads
+            self.uploads: Any = None
+
+        def submit(self, write: Any) -> None:
+            """Run `write` on an upload thread, once fewer than `WRITE_DEPTH` are in flight."""
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self.uploads is None:
+                self.uploads = ThreadPoolExecutor(WRITE_DEPTH, thread_name_prefix="poolcli-upload")
+            while len(self.pending) >= WRITE_DEPTH:
+                self.pending.pop(0).result()
+            self.pending.append(self.uploads.submit(write))
+
+        def drain(self, *, cancel: bool = False) -> None:
+            """Wait for the writes in flight (the first one's error raised), or cancel those not begun."""
+            pending, self.pending = self.pending, []
+            try:
+                for future in pending:
+                    if cancel:
+                        future.cancel()
+                    else:
+                        future.result()
+            finally:
+                if self.uploads is not None:
+                    self.uploads.shutdown(wait=True, cancel_futures=True)
+                    self.uploads = None
 
         def _with_store(self, inner: Any) -> Any:
             made = type(self)(inner)
@@ -398,12 +425,36 @@ def held_metadata(store: Any, held: dict[str, Any] | None = None) -> Any:
         def publish(self) -> None:
             from zarr.core.sync import sync
 
+            self.drain()
             for key in sorted(self.held, key=lambda name: name in DEFINING):  # the root's group or array last
                 sync(self._store.set(key, self.held[key]))
 
     made = Held(store)
     made.held.update(held or {})
     return made
+
+
+class BackgroundWrites:
+    """A zarr array of an output in object storage whose writes (`array[index] = values`) run on
+    its store's upload threads (`WRITE_DEPTH` at most, each with its own copy of the values, so
+    the caller may reuse its buffers), drained before the store is published; its other
+    attributes are the array's."""
+
+    def __init__(self, array: Any, store: Any):
+        self.array, self.store = array, store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.array, name)
+
+    def __setitem__(self, index: Any, values: Any) -> None:
+        self.store.submit(partial(self.array.__setitem__, index, values.copy()))
+
+
+def background_writes(array: Any) -> Any:
+    """`array` with its writes in the background where its store is an output in object storage
+    (`published_zarr`), else `array` itself."""
+    store = array.store_path.store
+    return BackgroundWrites(array, store) if hasattr(store, "submit") else array
 
 
 def zarr_exists(url: Url) -> bool:
@@ -443,6 +494,8 @@ def published_zarr(target: Url, *, overwrite: bool, inputs: Iterable[Any] = ()) 
             fs.rm(f"{target.key}/{PARTIAL}")
             fs.invalidate_cache()
     except BaseException:
+        with contextlib.suppress(Exception):
+            store.drain(cancel=True)  # before the prefix is cleared: no write lands after it
         with contextlib.suppress(Exception):
             _clear(fs, target, fs.find(target.key))
         raise
@@ -519,3 +572,13 @@ def objects(prefix: Url, *, recursive: bool) -> Iterator[Url]:
     base = prefix.key.rstrip("/")
     for key in sorted(keys):
         yield prefix / key[len(base) + 1:]
+
+
+RANGE_BLOCK = 64 << 10  # bytes a ranged read of an object fetches at least (a TIFF's tags come in small reads)
+
+
+def object_file(url: Any) -> Any:
+    """The object `url` opened for reading by range requests (seek and read fetch only what is
+    read, in `RANGE_BLOCK`s): a tiled TIFF read tile by tile, never downloaded whole."""
+    with named_errors(url, InputError):
+        return filesystem(url).open(url.key, "rb", cache_type="bytes", block_size=RANGE_BLOCK)
