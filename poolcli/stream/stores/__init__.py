@@ -38,6 +38,7 @@ class Store:
     compressions: tuple[str, ...] = ()  # the `compression` names its outputs take
     folder: bool = False  # a folder: read and written only by streaming, whatever its size
     recognises: Callable[[Path], bool] | None = None  # a folder of this store without its suffix
+    remote: bool = False  # its source opens an `io.remote.Url` (object storage) too
 
 
 STORES: dict[str, Store] = {}
@@ -51,8 +52,9 @@ def register(store: Store) -> Store:
 
 register(Store("NPY", (".npy",), npy.open_source, npy.open_sink))
 register(Store("ZARR", zarr.SUFFIXES, zarr.open_source, zarr.open_sink, zarr.write_ome_zarr, zarr.COMPRESSIONS,
-               folder=True, recognises=zarr.is_zarr))
-register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS))
+               folder=True, recognises=zarr.is_zarr, remote=True))
+register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS,
+               remote=True))
 DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this store (and refused by it)
 
 
@@ -111,7 +113,11 @@ def open_source(path: Path | str, dataset: str | None = None) -> Iterator[Source
     path = as_path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
-    with input_store(path).open_source(path, dataset) as source:
+    store = input_store(path)
+    if is_url(path) and not store.remote:
+        raise InputError(f"{path}: {store.name} in object storage is not read block by block; copy it to a local"
+                         " path, or store it as Zarr")
+    with store.open_source(path, dataset) as source:
         yield source
 
 
