@@ -418,3 +418,27 @@ def test_a_tiff_in_a_bucket_is_pooled_into_a_bucket_store(s3, bucket, tmp_path):
     result = run("pool", f"{bucket}/in.tif", "-o", f"{bucket}/out.zarr", "-k", "2", "-m", "max")
     assert result.code == 0, result
     np.testing.assert_array_equal(read_zarr(s3, f"{bucket}/out.zarr"), pool(data, 2, mode="max"))
+
+
+def test_info_of_an_image_in_a_bucket_and_a_npy_object_refused(s3, bucket, tmp_path):
+    pixels = put_images(s3, f"{bucket}/photos", ["a.png"])
+    result = run("info", f"{bucket}/photos/a.png", "--json")
+    assert result.code == 0, result
+    described = json.loads(result.out)
+    assert described["input"] == f"{bucket}/photos/a.png" and described["arrays"]["array"]["shape"] == [40, 36, 3]
+    assert pixels
+    np.save(tmp_path / "x.npy", image())
+    s3.filesystem().put(str(tmp_path / "x.npy"), f"{bucket.removeprefix('s3://')}/x.npy")
+    line = one_error(run("pool", f"{bucket}/x.npy", "-o", tmp_path / "out.zarr"))
+    assert f"{bucket}/x.npy" in line and "Zarr" in line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_the_command_line_starts_without_the_object_storage_libraries():
+    """`--help` (and every start-up) imports no fsspec, s3fs or botocore: they load on the first URL."""
+    code = ("import contextlib, io, sys\nfrom poolcli.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['pool', '--help'])\n"
+            "print(sorted(m for m in ('fsspec', 's3fs', 'aiobotocore', 'botocore', 'aiohttp') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
