@@ -442,3 +442,16 @@ def test_the_command_line_starts_without_the_object_storage_libraries():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_pool_writes_images_into_a_prefix_and_batch_mixes_disk_and_bucket(s3, bucket, tmp_path):
+    pixels = put_images(s3, f"{bucket}/photos", ["a.png", "b.png"])
+    result = run("pool", f"{bucket}/photos/a.png", f"{bucket}/photos/b.png", "-d", f"{bucket}/out", "-m", "max")
+    assert result.code == 0, result
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(read_png(s3, f"{bucket}/out/{name}_max_2.png"),
+                                      pool(pixels[f"{name}.png"], 2, mode="max", axes=(0, 1)))
+    assert run("batch", f"{bucket}/photos", "-d", tmp_path / "here", "-j", "1", "--quiet").code == 0
+    assert sorted(p.name for p in (tmp_path / "here").iterdir()) == ["a.png", "b.png"]
+    assert run("batch", tmp_path / "here", "-d", f"{bucket}/back", "-j", "1", "--quiet").code == 0
+    assert len(keys(s3, f"{bucket}/back")) == 2

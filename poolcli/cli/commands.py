@@ -54,9 +54,9 @@ def pool_command(
         parser=path_or_url)],
     output: Annotated[str | None, typer.Option(
         "-o", "--output", metavar="OUTPUT", help="Output file (one input); - writes to stdout.")] = None,
-    out_dir: Annotated[Path | None, typer.Option(
-        "-d", "--out-dir", help="Output folder (created if missing): writes {stem}_{mode}_{window}{ext} per input.")
-    ] = None,
+    out_dir: Annotated[Location | None, typer.Option(
+        "-d", "--out-dir", help="Output folder (created if missing) or s3:// prefix: writes "
+        "{stem}_{mode}_{window}{ext} per input.", parser=path_or_url)] = None,
     output_format: Annotated[str | None, typer.Option(
         "-f", "--format", help=f"Output format: {'|'.join(written_suffixes())} (default: the extension of -o, "
         "else the input's).", show_default=False)] = None,
@@ -301,6 +301,8 @@ def checked_variant(settings: "PoolSettings", mode: str, window: tuple[int, ...]
 
 def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: "PoolSettings",
              suffix: str | None) -> list[Path]:
+    from ..io.remote import is_url
+
     if output is not None and out_dir is not None:
         raise UsageProblem("-o/--output and -d/--out-dir both name the output; give only one")
     if output is not None:
@@ -312,7 +314,7 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
         if suffix is not None and output.suffix.lower() != suffix:
             raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")
         return [output]
-    if out_dir is not None:
+    if out_dir is not None and not is_url(out_dir):  # a prefix in object storage needs no folder
         from ..io import make_folder
 
         try:
