@@ -33,7 +33,8 @@ EXTRAS = {"gcsfs": "poolcli[gcs]"}  # the others come with poolcli[cloud]
 READ_ONLY = ("http", "https")
 ATTEMPTS = 5  # tries of one request, transient failures retried with exponential backoff
 CONCURRENCY = 16  # requests zarr keeps in flight for a store in object storage
-WRITE_DEPTH = 3  # chunk rows an output uploads in the background while the next are computed (each a copy)
+WRITE_DEPTH = 2  # chunk rows an output uploads in the background while the next are computed (each a copy)
+WRITE_BYTES = 32 << 20  # at most this many bytes of them held (one row at least)
 TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 PARTIAL = ".poolcli-partial"  # the object that marks a Zarr output being written (not published)
@@ -351,24 +352,26 @@ def held_metadata(store: Any, held: dict[str, Any] | None = None) -> Any:
         def __init__(self, inner: Any) -> None:
             super().__init__(inner)
             self.held: dict[str, Any] = {}
-            self.pending: list[Any] = []  # writes running on the upload threads
+            self.pending: list[tuple[Any, int]] = []  # writes running on the upload threads, their bytes
             self.uploads: Any = None
 
-        def submit(self, write: Any) -> None:
-            """Run `write` on an upload thread, once fewer than `WRITE_DEPTH` are in flight."""
+        def submit(self, write: Any, size: int) -> None:
+            """Run `write` (of `size` bytes) on an upload thread, once fewer than `WRITE_DEPTH`
+            writes and `WRITE_BYTES` bytes with it are in flight."""
             from concurrent.futures import ThreadPoolExecutor
 
             if self.uploads is None:
                 self.uploads = ThreadPoolExecutor(WRITE_DEPTH, thread_name_prefix="poolcli-upload")
-            while len(self.pending) >= WRITE_DEPTH:
-                self.pending.pop(0).result()
-            self.pending.append(self.uploads.submit(write))
+            while self.pending and (len(self.pending) >= WRITE_DEPTH
+                                    or sum(held for _, held in self.pending) + size > WRITE_BYTES):
+                self.pending.pop(0)[0].result()
+            self.pending.append((self.uploads.submit(write), size))
 
         def drain(self, *, cancel: bool = False) -> None:
             """Wait for the writes in flight (the first one's error raised), or cancel those not begun."""
             pending, self.pending = self.pending, []
             try:
-                for future in pending:
+                for future, _ in pending:
                     if cancel:
                         future.cancel()
                     else:
@@ -447,7 +450,7 @@ class BackgroundWrites:
         return getattr(self.array, name)
 
     def __setitem__(self, index: Any, values: Any) -> None:
-        self.store.submit(partial(self.array.__setitem__, index, values.copy()))
+        self.store.submit(partial(self.array.__setitem__, index, values.copy()), values.nbytes)
 
 
 def background_writes(array: Any) -> Any:
