@@ -455,3 +455,20 @@ def test_pool_writes_images_into_a_prefix_and_batch_mixes_disk_and_bucket(s3, bu
     assert sorted(p.name for p in (tmp_path / "here").iterdir()) == ["a.png", "b.png"]
     assert run("batch", tmp_path / "here", "-d", f"{bucket}/back", "-j", "1", "--quiet").code == 0
     assert len(keys(s3, f"{bucket}/back")) == 2
+
+
+def test_a_tiff_over_http_is_read_by_range_requests(tmp_path):
+    import tifffile
+
+    from poolcli.io.remote import location
+    from poolcli.stream import open_source
+
+    data = image((1024, 1024), seed=5)
+    (tmp_path / "site").mkdir()
+    tifffile.imwrite(tmp_path / "site" / "big.tif", data, tile=(256, 256), compression="zlib")
+    size = (tmp_path / "site" / "big.tif").stat().st_size
+    with HttpFolder(tmp_path / "site") as server, open_source(location(f"{server.url}/big.tif")) as source:
+        band = source.read((slice(512, 768), slice(None)))
+        served = server.served_bytes
+    np.testing.assert_array_equal(band, data[512:768])
+    assert 0 < served < size / 2, (served, size)

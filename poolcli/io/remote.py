@@ -112,7 +112,13 @@ class Url:
 
     def exists(self) -> bool:
         with named_errors(self, InputError):
-            return bool(filesystem(self).exists(self.key))
+            if self.scheme not in READ_ONLY:
+                return bool(filesystem(self).exists(self.key))
+            try:  # over HTTP a HEAD request: fsspec's `exists` would GET the whole object
+                filesystem(self).info(self.key)
+            except FileNotFoundError:
+                return False
+            return True
 
     def stat(self) -> Any:
         """The object's size and modification time (`st_size`, `st_mtime`), as `os.stat` gives a file's."""
@@ -125,6 +131,10 @@ class Url:
         return SimpleNamespace(st_size=int(info.get("size") or 0), st_mtime=when)
 
     def is_dir(self) -> bool:
+        """Whether it is a prefix holding objects (never over HTTP, which lists nothing: asking
+        would fetch the object to look for links in it)."""
+        if self.scheme in READ_ONLY:
+            return False
         with named_errors(self, InputError):
             return bool(filesystem(self).isdir(self.key))
 
