@@ -213,7 +213,7 @@ def _level_writer(array, order: tuple[int, ...], axis: int, shape: tuple[int, ..
 def zarr_target(target: Any, *, overwrite: bool, inputs: tuple) -> Iterator[tuple[Any, Path | None]]:
     """Where a Zarr output is written, as (what zarr opens, its local folder or None): a hidden
     local folder published whole (`io.atomic_path`), or a prefix in object storage published by
-    its root metadata, written last (`io.remote.published_zarr`), with more requests in flight."""
+    its metadata, written last (`io.remote.published_zarr`), with more requests in flight."""
     if is_url(target):
         with published_zarr(target, overwrite=overwrite, inputs=inputs) as store, zarr_writing(CONCURRENCY):
             yield store, None
