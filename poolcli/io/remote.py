@@ -436,11 +436,20 @@ def held_metadata(store: Any, held: dict[str, Any] | None = None) -> Any:
             """As `delete_dir`."""
 
         def publish(self) -> None:
+            """Write the held metadata: the levels' and the root's attributes together, then the
+            root's group or array, which makes the prefix a store."""
+            import asyncio
+
             from zarr.core.sync import sync
 
             self.drain()
-            for key in sorted(self.held, key=lambda name: name in DEFINING):  # the root's group or array last
-                sync(self._store.set(key, self.held[key]))
+            last = [key for key in self.held if key in DEFINING]
+
+            async def together(keys: list[str]) -> None:
+                await asyncio.gather(*(self._store.set(key, self.held[key]) for key in keys))
+
+            sync(together([key for key in self.held if key not in last]))
+            sync(together(last))
 
     made = Held(store)
     made.held.update(held or {})
