@@ -14,6 +14,8 @@ from ..core.calibration import GUESS_RULE, Calibration, guess_axes, layout_names
 from ..core.geometry import AxisGeometry
 from ..core.values import finite_range, special_counts
 from ..errors import PoolError
+from ..io import remote
+from ..io.remote import is_url
 from .settings import (
     PoolSettings,
     assumed_layout,
@@ -30,6 +32,9 @@ def describe_file(source: Path, settings: PoolSettings, dataset: str | None = No
     described from its metadata (its values are not read: they may not fit in memory)."""
     if stream.is_big_input(source):
         return _describe_store(source, settings, dataset)
+    if is_url(source):  # an image in object storage: described from a local copy
+        with remote.fetched(source) as local:
+            return {**describe_file(local, settings, dataset), "input": str(source)}
     loaded = io.load(source, **settings.load_options())
     arrays = {}
     for key, array in loaded.arrays.items():

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,8 @@ from ..core.spec import PoolSpec
 from ..engine import pool_with
 from ..engine.alpha import pool_premultiplied, weights_by_alpha
 from ..errors import PoolError, param
+from ..io import remote
+from ..io.remote import is_url
 from .settings import (
     IMAGE_AXES,
     BigData,
@@ -51,6 +55,9 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
     """
     if big is not None and (big.client is not None or streams(source, target, big)):
         return pool_streamed(source, target, settings, big, overwrite=overwrite)
+    if is_url(source) or is_url(target):
+        return _through_copies(source, target, settings, overwrite=overwrite, inputs=inputs,
+                               channel_order=channel_order, on_arrays=on_arrays)
     started = time.perf_counter()
     if settings.axes is not None or settings.layout is not None:
         channel_order = "rgb"
@@ -85,6 +92,19 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         parameters=settings_summary(settings),
         warnings=warnings,
     )
+
+
+def _through_copies(source, target, settings: PoolSettings, *, overwrite: bool, inputs: tuple,
+                    channel_order: str, on_arrays: OnArrays | None) -> FileResult:
+    """A file in object storage pooled in memory: fetched whole (`io.remote.fetched`), pooled, and
+    its result uploaded in one request (`io.remote.sent`)."""
+    with contextlib.ExitStack() as stack:
+        local_source = stack.enter_context(remote.fetched(source)) if is_url(source) else source
+        local_target = stack.enter_context(remote.sent(target, overwrite=overwrite, inputs=(source, *inputs))) \
+            if is_url(target) else target
+        result = pool_file(local_source, local_target, settings, overwrite=overwrite, channel_order=channel_order,
+                           on_arrays=on_arrays)
+    return dataclasses.replace(result, input=str(source), output=str(target))
 
 
 def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path,

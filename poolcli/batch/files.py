@@ -13,6 +13,8 @@ from ..app.memory import pool_file
 from ..app.settings import FileResult, PoolSettings
 from ..app.streamed import streams
 from ..errors import PoolError, param
+from ..io import remote
+from ..io.remote import is_url
 from .options import BatchOptions, Job
 
 
@@ -37,7 +39,7 @@ def process_file(job: Job, settings: PoolSettings, options: BatchOptions) -> Fil
         if wanted and not made:  # pooled block by block: the pictures read the files
             made.append(_pictures(job, settings, options))
         card = made[0] if made else None
-        size = target.stat().st_size
+        size = remote.size(target) if is_url(target) else target.stat().st_size
     except PoolError as error:  # the message keeps its parameters marked: the caller names them (errors.param)
         return failed_result(source, target, error.template, started)
     except MemoryError:

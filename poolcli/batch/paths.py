@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .. import io
+from ..io.remote import is_url
 from .options import Job
 
 
@@ -14,7 +15,8 @@ def sweep(job: Job) -> None:
     """Remove what killed writes may have left: poolcli's own `.<name>.poolcli-<random>.tmp` (none a live
     write holds; a user's `*.tmp` stays)."""
     for output in job.outputs():
-        io.sweep_temporaries(output, min_age=0)
+        if not is_url(output):  # object storage keeps no temporary object: an upload is whole or absent
+            io.sweep_temporaries(output, min_age=0)
 
 
 def right_match(relative: str, pattern: str) -> bool:

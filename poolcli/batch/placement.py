@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .. import io
 from ..app.settings import FileResult
 from ..errors import PoolError, param
+from ..io.remote import is_url
 from .discovery import Discovery
 from .files import failed_result
 from .options import BatchOptions, Job, output_formats
@@ -29,7 +30,7 @@ class Placement:
 
     def __init__(self, source: Path, root: Path, out_dir: Path, options: BatchOptions):
         self.source, self.root, self.out_dir, self.options = source, root, out_dir, options
-        self.out_root = real_folder(out_dir, param("out_dir"))
+        self.out_root = out_dir if is_url(out_dir) else real_folder(out_dir, param("out_dir"))
         if self.out_root == root:
             raise PoolError(f"{param('out_dir')} {out_dir} is SRC itself; write the outputs to another folder")
         compare = options.compare_dir
@@ -79,8 +80,8 @@ class Placement:
             problem = self._problem(job, folders)
             if problem is not None:
                 yield failed_result(source, target, f"{source}: {problem}")
-            elif self.options.skip_existing and any(os.path.lexists(path) for path in job.outputs()):
-                if all(io.is_complete(path) for path in job.outputs()):
+            elif self.options.skip_existing and any(_exists(path) for path in job.outputs()):
+                if all(_complete(path) for path in job.outputs()):
                     yield FileResult(str(source), str(target), status="skipped", error="output exists")
                 else:  # one missing (a run killed between them), empty or cut short: not done, so done again
                     yield dataclasses.replace(job, replace=True)
@@ -91,7 +92,7 @@ class Placement:
         """Why the job's outputs cannot be written (their folders' problem, each folder asked once), or None."""
         for output, given, real in ((job.target, self.out_dir, self.out_root),
                                     (job.compare, self.options.compare_dir, self.compare_root)):
-            if output is not None and given is not None and real is not None:
+            if output is not None and given is not None and real is not None and not is_url(output):
                 if output.parent not in folders:
                     folders[output.parent] = self._output_folder_problem(output.parent, given, real)
                 if folders[output.parent] is not None:
@@ -114,3 +115,14 @@ class Placement:
         if is_inside(resolved(folder), self.root) and not is_inside(real, self.root):
             return f"output folder {folder} lies inside SRC {self.source}; choose an output folder outside SRC"
         return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether there is something at `path` (a link, even a broken one; an object)."""
+    return path.exists() if is_url(path) else os.path.lexists(path)
+
+
+def _complete(path: Path) -> bool:
+    """Whether the output at `path` is whole (`io.is_complete`); an object always is (its upload
+    shows it whole or not at all)."""
+    return is_url(path) or io.is_complete(path)

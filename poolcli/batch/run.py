@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .. import io
 from ..app.settings import FileResult, PoolSettings, settings_summary
 from ..errors import Interrupted, signals_interrupt
+from ..io.remote import as_location
 from ..stream.cluster import check_shared, connect
 from .cluster import ClusterPool
 from .discovery import Discovery, input_bytes, source_root
@@ -50,7 +51,8 @@ class Batch:
 
     def __init__(self, source: Path, out_dir: Path, settings: PoolSettings, options: BatchOptions):
         options.check()
-        self.source, self.out_dir, self.settings, self.options = Path(source), Path(out_dir), settings, options
+        self.source, self.out_dir = as_location(source), as_location(out_dir)
+        self.settings, self.options = settings, options
         self._client = None  # a Dask distributed client (connect_cluster)
         root = source_root(self.source)
         self.placement = Placement(self.source, root, self.out_dir, options)

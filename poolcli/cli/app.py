@@ -13,7 +13,7 @@ import inspect
 import os
 import signal
 import traceback
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
@@ -203,6 +203,21 @@ def refuse_inputs(outputs, inputs) -> None:
             check_apart(output, inputs)
         except PoolError as error:
             raise UsageProblem(error.template) from None
+
+
+Location = Any  # what `path_or_url` gives: a pathlib.Path or an io.remote.Url (typer would make a Path a Path)
+
+
+def path_or_url(text: str):
+    """A path on the command line: a `pathlib.Path`, or an `io.remote.Url` where it spells one
+    (s3://, gs://, https://); an unknown scheme is a usage error."""
+    from ..errors import render
+    from ..io.remote import location
+
+    try:
+        return location(text)
+    except PoolError as error:
+        raise typer.BadParameter(render(error.template)) from None
 
 
 # ------------------------------------------------------------------ shared pooling options

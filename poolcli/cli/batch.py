@@ -19,15 +19,25 @@ from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    Location,
     PlainCommand,
     QualityOption,
     StripOption,
     UsageProblem,
     app,
+    path_or_url,
     refuse_size_in_inspector,
     with_pool_options,
 )
-from .bigdata import DEFAULT_MEMORY, MemoryOption, SchedulerOption, checked_scheduler, memory_budget
+from .bigdata import (
+    DEFAULT_MEMORY,
+    MemoryOption,
+    SchedulerOption,
+    StorageOption,
+    checked_scheduler,
+    memory_budget,
+    with_storage_options,
+)
 from .terminal import FLAGS, report_failure, report_warning
 
 if TYPE_CHECKING:
@@ -38,11 +48,11 @@ if TYPE_CHECKING:
 @app.command("batch", cls=PlainCommand)
 @with_pool_options
 def batch_command(
-    source: Annotated[Path, typer.Argument(help="Folder of inputs (images, .npy, .npz).", metavar="SRC",
-                                           show_default=False)],
-    out_dir: Annotated[Path, typer.Option(
-        "-d", "--out-dir", help="Output folder (created if missing): mirrors SRC's tree, same file names.",
-        show_default=False)],
+    source: Annotated[Location, typer.Argument(help="Folder of inputs (images, .npy, .npz), or an s3:// or gs:// "
+                                               "prefix.", metavar="SRC", show_default=False, parser=path_or_url)],
+    out_dir: Annotated[Location, typer.Option(
+        "-d", "--out-dir", help="Output folder (created if missing), or an s3:// or gs:// prefix: mirrors SRC's "
+        "tree, same file names.", show_default=False, parser=path_or_url)],
     recursive: Annotated[bool, typer.Option(
         "--recursive/--no-recursive", help="Also pool the files in SRC's subfolders.")] = True,
     glob: Annotated[list[str] | None, typer.Option(
@@ -75,6 +85,7 @@ def batch_command(
     inspect: Annotated[bool, typer.Option(
         "--inspect", help="With --html-report: also write an inspector page per file, linked from the gallery.")
     ] = False,
+    storage_option: StorageOption = None,
     *,
     settings: "PoolSettings",
 ):
@@ -84,6 +95,8 @@ def batch_command(
     settings = settings.but(quality=quality, strip=strip)
     if html_report is not None:
         refuse_size_in_inspector(settings, "--html-report")
+    located = with_storage_options({"source": source, "out_dir": out_dir}, storage_option)
+    source, out_dir = located["source"], located["out_dir"]
     options = BatchOptions(recursive=recursive, patterns=tuple(glob or ()), output_format=output_format.lower(),
                            jobs=_capped_jobs(jobs), jobs_given=jobs is not None, skip_existing=skip_existing,
                            overwrite=overwrite, compare_dir=compare_dir, scheduler=checked_scheduler(scheduler),

@@ -19,6 +19,7 @@ from ..errors import PoolError
 from .app import (
     EXIT_OK,
     AxesOption,
+    Location,
     NanOption,
     NodataOption,
     PlainCommand,
@@ -31,6 +32,7 @@ from .app import (
     parse_ints,
     parse_nodata,
     parse_size,
+    path_or_url,
     refuse_inputs,
 )
 from .terminal import say
@@ -65,6 +67,11 @@ SchedulerOption = Annotated[str | None, typer.Option(
     "$DASK_SCHEDULER_ADDRESS); inputs and outputs must be on storage every worker sees. Needs poolcli[dask].")]
 
 
+StorageOption = Annotated[list[str] | None, typer.Option(
+    "--storage-option", metavar="KEY=VALUE", show_default=False,
+    help="An option of the object storage of s3://, gs:// and https:// paths (repeatable), e.g. "
+    "endpoint_url=http://127.0.0.1:9000 or anon=true; credentials come from the environment and ~/.aws. "
+    "Needs poolcli[cloud].")]
 STORE_OPTIONS = {
     "memory": (MemoryOption, DEFAULT_MEMORY),
     "dataset": (DatasetOption, None),
@@ -74,6 +81,7 @@ STORE_OPTIONS = {
     "pixel_size": (PixelSizeOption, None),
     "unit": (UnitOption, None),
     "scheduler": (SchedulerOption, None),
+    "storage_option": (StorageOption, None),
 }
 
 
@@ -88,11 +96,28 @@ def with_store_options(command):
     def wrapper(**kwargs):
         options = {name: kwargs.pop(name) for name in STORE_OPTIONS}
         scheduler = options.pop("scheduler")
-        return guarded(lambda: command(big=big_data(**options), scheduler=checked_scheduler(scheduler), **kwargs))
+        storage = options.pop("storage_option")
+        return guarded(lambda: command(big=big_data(**options), scheduler=checked_scheduler(scheduler),
+                                       **with_storage_options(kwargs, storage)))
 
     wrapper.__signature__ = signature.replace(parameters=own + added)
     wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
     return wrapper
+
+
+def with_storage_options(arguments: dict, pairs: list[str] | None) -> dict:
+    """A command's `arguments` with every URL among them (or in a list of them) carrying the
+    storage options of `pairs` (KEY=VALUE; a UsageProblem for a malformed one)."""
+    from ..io.remote import bound, parse_options
+
+    try:
+        options = parse_options(pairs or ())
+    except PoolError as error:
+        raise UsageProblem(error.template) from None
+    if not options:
+        return arguments
+    return {name: [bound(item, options) for item in value] if isinstance(value, list) else bound(value, options)
+            for name, value in arguments.items()}
 
 
 def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int,
@@ -189,9 +214,10 @@ def progress_bar(total: int, label: str) -> Iterator:
 @app.command("pyramid", cls=PlainCommand)
 @with_store_options
 def pyramid_command(
-    input: Annotated[Path, typer.Argument(help="A .npy file, a Zarr store or a TIFF/BigTIFF image.",
-                                          show_default=False, metavar="INPUT")],
-    output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.zarr|OUT.tif",
+    input: Annotated[Location, typer.Argument(help="A .npy file, a Zarr store or a TIFF/BigTIFF image (or an s3://, "
+                                          "gs:// or https:// URL of one).", show_default=False, metavar="INPUT",
+                                          parser=path_or_url)],
+    output: Annotated[Location, typer.Option("-o", "--output", metavar="OUT.zarr|OUT.tif", parser=path_or_url,
                                          help="OME-Zarr store (.zarr) or pyramidal tiled BigTIFF (.tif).",
                                          show_default=False)],
     mode: Annotated[str | None, typer.Option(

@@ -19,6 +19,7 @@ from .app import (
     DEBUG,
     EXIT_FAILED,
     EXIT_OK,
+    Location,
     PlainCommand,
     QualityOption,
     StripOption,
@@ -27,10 +28,18 @@ from .app import (
     choice,
     one_line,
     parse_ints,
+    path_or_url,
     refuse_inputs,
     with_pool_options,
 )
-from .bigdata import DatasetOption, cluster_client, with_progress, with_store_options
+from .bigdata import (
+    DatasetOption,
+    StorageOption,
+    cluster_client,
+    with_progress,
+    with_storage_options,
+    with_store_options,
+)
 from .terminal import console, flagged, report_failure, report_warning, say
 from .working import working_bar
 
@@ -42,13 +51,14 @@ if TYPE_CHECKING:
 @with_pool_options
 @with_store_options
 def pool_command(
-    inputs: Annotated[list[Path], typer.Argument(
-        help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT")],
+    inputs: Annotated[list[Location], typer.Argument(
+        help="Images, .npy or .npz files; - reads one from stdin.", show_default=False, metavar="INPUT",
+        parser=path_or_url)],
     output: Annotated[str | None, typer.Option(
         "-o", "--output", metavar="OUTPUT", help="Output file (one input); - writes to stdout.")] = None,
-    out_dir: Annotated[Path | None, typer.Option(
-        "-d", "--out-dir", help="Output folder (created if missing): writes {stem}_{mode}_{window}{ext} per input.")
-    ] = None,
+    out_dir: Annotated[Location | None, typer.Option(
+        "-d", "--out-dir", help="Output folder (created if missing) or s3:// prefix: writes "
+        "{stem}_{mode}_{window}{ext} per input.", parser=path_or_url)] = None,
     output_format: Annotated[str | None, typer.Option(
         "-f", "--format", help=f"Output format: {'|'.join(written_suffixes())} (default: the extension of -o, "
         "else the input's).", show_default=False)] = None,
@@ -76,7 +86,7 @@ def pool_command(
     with contextlib.ExitStack() as stack:
         if output is not None and output.endswith(("/", os.sep)) and output != "-":
             raise UsageProblem(f"-o/--output {output} names a folder; use -d {output} to write into it")
-        streams = _Streams(inputs, None if output is None else Path(output), suffix, stack)
+        streams = _Streams(inputs, None if output is None else path_or_url(output), suffix, stack)
         inputs = streams.inputs
         targets = _targets(inputs, streams.output, out_dir, settings, suffix)
         figures = _compare_targets(inputs, compare)
@@ -177,16 +187,18 @@ def _input_failure(source: Path, error: Exception) -> str:
 @app.command("info", cls=PlainCommand)
 @with_pool_options
 def info_command(
-    input: Annotated[Path, typer.Argument(help="An image, .npy, .npz file or a Zarr store.", show_default=False,
-                                          metavar="INPUT")],
+    input: Annotated[Location, typer.Argument(help="An image, .npy, .npz file or a Zarr store (or its s3://, gs:// or "
+                                          "https:// URL).", show_default=False, metavar="INPUT", parser=path_or_url)],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     dataset: DatasetOption = None,
+    storage_option: StorageOption = None,
     *,
     settings: "PoolSettings",
 ):
     """Describe INPUT and what pooling would do to it, without writing anything."""
     from ..app.describe import describe_file
 
+    input = with_storage_options({"input": input}, storage_option)["input"]
     description = describe_file(input, settings, dataset)
     for array in description["arrays"].values():
         if array["layout_warning"] is not None:
@@ -297,6 +309,8 @@ def checked_variant(settings: "PoolSettings", mode: str, window: tuple[int, ...]
 
 def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, settings: "PoolSettings",
              suffix: str | None) -> list[Path]:
+    from ..io.remote import is_url
+
     if output is not None and out_dir is not None:
         raise UsageProblem("-o/--output and -d/--out-dir both name the output; give only one")
     if output is not None:
@@ -307,7 +321,7 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
         if suffix is not None and output.suffix.lower() != suffix:
             raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")
         return [output]
-    if out_dir is not None:
+    if out_dir is not None and not is_url(out_dir):  # a prefix in object storage needs no folder
         from ..io import make_folder
 
         try:
@@ -344,12 +358,14 @@ def _compare_targets(inputs: list[Path], compare: Path | None) -> list[Path | No
 
 def _refuse_collisions(inputs: list[Path], targets: list[Path], figures: list[Path | None]) -> None:
     """Two inputs must never write one file (nor an output be another input): refuse up front."""
+    from ..io.remote import is_url
+
     claimed: dict[str, Path] = {}
     for source, *outputs in zip(inputs, targets, figures):
         for output in outputs:
             if output is None:
                 continue
-            key = os.path.realpath(output)
+            key = str(output) if is_url(output) else os.path.realpath(output)
             if key in claimed:
                 raise UsageProblem(f"{claimed[key]} and {source} would both write {output};"
                                    " pool them into different folders or one at a time with -o")

@@ -21,7 +21,9 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; a sweep then goes by age alone
     fcntl = None  # type: ignore[assignment]
+from . import remote
 from .formats import one_line
+from .remote import is_url
 
 
 def make_folder(folder: str | os.PathLike[str], name: str) -> Path:
@@ -89,8 +91,13 @@ def check_apart(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike
     ...
     poolcli.errors.OutputError: in.zarr/out.npy: lies inside the input ./in.zarr; poolcli never writes into ...
     """
+    if is_url(path):
+        remote.check_apart(path, inputs)
+        return
     target = _real(path)
     for item in dict.fromkeys(inputs):  # each input once, however often it is named
+        if is_url(item):
+            continue  # a URL is never a local file
         real = _real(item)
         if real == target or _same_file(item, path):
             problem = "is one of the inputs; poolcli never overwrites an input"

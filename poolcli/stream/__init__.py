@@ -28,6 +28,7 @@ from .sources import Level, Source
 from .stores import (
     STORES,
     Store,
+    as_path,
     by_suffix,
     check_label_dtype,
     check_label_name,
@@ -79,7 +80,7 @@ def pool_to(source: Source, target: Path | str, spec: PoolSpec, dtype: np.dtype 
     """Pool `source` into `target` (.npy, .zarr, .tif), block by block; the output's shape and dtype."""
     options.check()
     source.check_memory(memory)
-    target = Path(target)
+    target = as_path(target)
     plan = streamed_plan(source.shape, spec)
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
     with open_sink(target, plan.out_shape, dtype_out, spatial=plan.pooled_axes, options=options,
@@ -122,7 +123,7 @@ def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memor
     """Every level of `pyramid` in one pass: OME-Zarr for .zarr, a pyramidal BigTIFF for .tif."""
     options.check()
     source.check_memory(memory)
-    target = Path(target)
+    target = as_path(target)
     writer = STORES[pyramid_format(target)].write_pyramid
     assert writer is not None  # pyramid_format refuses a store without one
     budget = Budget(memory)

@@ -211,11 +211,15 @@ class ChunkedArray:
             self.array[index] = values
 
 
-def writable(array, folder: Path):
+def writable(array, folder: Path | None):
     """`array` (stored in local `folder`) with whole-chunk writes straight to its files where the
-    `chunk_files` fast path is on and its layout allows; else `array` itself."""
+    `chunk_files` fast path is on and its layout allows; for a store in object storage (`folder`
+    None) with its writes in the background (`io.remote.background_writes`); else `array` itself."""
     from ..engine import FAST_PATHS
+    from ..io.remote import background_writes
 
+    if folder is None:
+        return background_writes(array)  # in object storage: uploaded while the next rows are computed
     if not FAST_PATHS.chunk_files or chunk_files(array, folder) is None:
         return array
     return ChunkedArray(array, folder)

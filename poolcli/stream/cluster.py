@@ -28,7 +28,7 @@ import numpy as np
 from ..core.spec import PoolSpec
 from ..engine import pool, pool_with
 from ..errors import OutputError, PoolError, param
-from ..io import atomic_path
+from ..io.remote import bucket, is_url, zarr_store
 from .chunkfiles import ChunkFiles, chunk_files, writable
 from .npyfile import NpyFile
 from .pyramid import Pyramid, Scratch, band_levels, from_sums, nests, sum_dtype
@@ -45,6 +45,7 @@ from .stores.zarr import (
     level_dimensions,
     ngff_metadata,
     storage_order,
+    zarr_target,
 )
 
 CONNECT_SECONDS = 10
@@ -58,6 +59,10 @@ def lazy_input(path: Path, dataset: str | None = None):
 
     with open_source(path, dataset) as source:
         shape, dtype, chunks, name, order = source.shape, source.dtype, source.chunks, source.dataset, source.order
+    if _is_zarr_input(path) and is_url(path):  # the workers read the objects themselves
+        import zarr
+
+        return da.from_zarr(zarr.open_array(zarr_store(path, read_only=True), path=name or "", mode="r"))
     if _is_zarr_input(path):
         return da.from_zarr(str(path), component=name or None)
     if order is not None:
@@ -204,9 +209,17 @@ def worker_count(client) -> int:
     return len(client.scheduler_info().get("workers", {}))
 
 
-def _sees(source: str, out_dir: str) -> str | None:
-    """On a worker: None if it reads `source` and can write into `out_dir`, else why not."""
-    if not os.path.exists(source):
+def _sees(source: Any, out_dir: Any) -> str | None:
+    """On a worker: None if it reads `source` and can write into `out_dir` (local paths as text, or
+    `io.remote.Url`s: an object or prefix it reaches, a bucket it reaches), else why not."""
+    try:
+        seen = source.exists() if is_url(source) else os.path.exists(source)
+        if is_url(out_dir):
+            return None if seen and bucket(out_dir).exists() else \
+                f"does not reach {source if not seen else bucket(out_dir)}"
+    except PoolError as error:
+        return f"cannot reach the storage ({error})"
+    if not seen:
         return f"does not see the input {'folder ' if not os.path.splitext(source)[1] else ''}{source}"
     folder = Path(out_dir)
     while not folder.exists() and folder != folder.parent:
@@ -217,9 +230,10 @@ def _sees(source: str, out_dir: str) -> str | None:
 
 
 def check_shared(client, source: Path, out_dir: Path) -> None:
-    """Every worker must see the input and write the output folder (a shared file system); a
+    """Every worker must see the input and write the output folder (a shared file system, or
+    object storage each worker reaches itself: a URL is sent as it is, its options with it); a
     PoolError naming the first worker that cannot."""
-    answers = client.run(_sees, str(source.resolve()), str(out_dir.resolve()))
+    answers = client.run(_sees, *(path if is_url(path) else str(path.resolve()) for path in (source, out_dir)))
     if not answers:
         raise PoolError(f"{param('scheduler')}: the cluster has no workers; start some with `dask worker ADDRESS`")
     for worker, problem in sorted(answers.items()):
@@ -231,6 +245,9 @@ def check_shared(client, source: Path, out_dir: Path) -> None:
 def check_cluster_paths(source: Path, target: Path) -> None:
     if not (source.is_dir() or by_suffix(source) is not None):
         raise OutputError(f"{source}: on a cluster, inputs are Zarr, .npy or TIFF; pool it without a scheduler")
+    if is_url(source) and not _is_zarr_input(source):
+        raise OutputError(f"{source}: on a cluster, inputs in object storage are Zarr stores; pool it without a"
+                          " scheduler")
     if by_suffix(target) is not STORES["ZARR"]:
         raise OutputError(f"{target}: on a cluster the workers write Zarr; use a .zarr output")
 
@@ -251,7 +268,7 @@ def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: n
         raise OutputError(f"{target}: pooling on a cluster writes a plain Zarr array, not an OME-Zarr image; name"
                           " the output .zarr, or pool it on this machine")
     result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
-    with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
+    with zarr_target(target, overwrite=overwrite, inputs=(source,)) as (store, _):
         array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options,
                                   options.nodata)
         client.gather(client.compute(da.store(result, array, lock=False, compute=False)))
@@ -291,11 +308,12 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     with open_source(source, dataset) as opened:
         tiles = tile_grid(pyramid, opened.chunks if opened.order is None else pyramid.shape, opened.dtype.itemsize)
     shapes = [tuple(shape[a] for a in order) for shape in pyramid.shapes]
-    with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store, \
+    with zarr_target(target, overwrite=overwrite, inputs=(source,)) as (store, folder), \
             open_source(source, dataset) as opened:
-        group = zarr.open_group(str(store), mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
-        origin = level0_origin(opened, order, options)  # a Zarr input's chunks as they are
-        spread = _level0_files(str(source), dataset) is not None  # the tasks copy its chunk files, or this process
+        group = zarr.open_group(store, mode="w", zarr_format=options.zarr_format)  # type: ignore[arg-type]
+        origin = None if folder is None else level0_origin(opened, order, options)  # a Zarr input's chunks as they are
+        spread = folder is not None and _level0_files(str(source), dataset) is not None  # the tasks copy its chunk
+        # files, or this process
         if origin is not None:
             copy_level0(origin, store / "0", chunks=not spread, names=names)
         first = 0 if origin is None else 1
@@ -305,7 +323,8 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
             create_zarr_array(group, str(k), shapes[k], dtype,
                               tuple(min(chunks[a], shapes[k][i]) for i, a in enumerate(order)), options,
                               options.nodata_for(dtype, opened.dtype), names)
-        futures = client.map(_pyramid_tile, tiles.indices, source=str(source), dataset=dataset, store=str(store),
+        futures = client.map(_pyramid_tile, tiles.indices, source=source if is_url(source) else str(source),
+                             dataset=dataset, store=str(store) if folder is not None else store,
                              pyramid=pyramid, order=order, first=first, copy=first == 1 and spread, pure=False)
         try:
             for _, done in as_completed(futures, with_results=True, loop=client.loop):
@@ -340,7 +359,7 @@ def tile_grid(pyramid: Pyramid, chunks: tuple[int, ...], itemsize: int = 1) -> T
     return Tiles(tuple(side), [tuple(index) for index in itertools.product(*ranges)])
 
 
-def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str, pyramid: Pyramid,
+def _pyramid_tile(index: tuple, *, source: Any, dataset: str | None, store: Any, pyramid: Pyramid,
                   order: tuple[int, ...], first: int, copy: bool = False) -> int:
     """On a worker: read one tile of level 0, write its part of every level (level 0 by copying the
     chunk files that start in the tile, with `copy`); its input bytes."""
@@ -353,21 +372,21 @@ def _pyramid_tile(index: tuple, *, source: str, dataset: str | None, store: str,
     for k in range(first, pyramid.levels + 1):
         start = [s.start >> k if a in pyramid.spatial else s.start for a, s in enumerate(index)]
         region = tuple(slice(st, st + n) for st, n in zip(start, parts[k].shape, strict=True))
-        _opened_output(str(Path(store) / str(k)))[tuple(region[a] for a in order)] = parts[k].transpose(order)
+        _level_array(store, k)[tuple(region[a] for a in order)] = parts[k].transpose(order)
     return int(values.nbytes)
 
 
 @functools.lru_cache(maxsize=64)
-def _opened(source: str, dataset: str | None):
+def _opened(source: Any, dataset: str | None):
     """On a worker: a Zarr input's array, opened once per process (None for other inputs)."""
-    path = Path(source)
+    path = source if is_url(source) else Path(source)
     if not _is_zarr_input(path):
         return None
     with open_source(path, dataset) as opened:
         return _NativeReads(opened)
 
 
-def _read_tile(index: tuple, source: str, dataset: str | None, scratch: Scratch) -> np.ndarray:
+def _read_tile(index: tuple, source: Any, dataset: str | None, scratch: Scratch) -> np.ndarray:
     """On a worker: one tile of level 0; a Zarr input's into this thread's buffers (Dask workers
     hand freed memory back to the system at once, and fresh pages cost as much as decoding)."""
     files = _level0_files(source, dataset)
@@ -389,10 +408,11 @@ _THREADS = threading.local()
 
 
 @functools.lru_cache(maxsize=64)
-def _level0_files(source: str, dataset: str | None) -> ChunkFiles | None:
-    """A Zarr input's chunk files (None for other inputs and layouts), looked up once per process."""
-    path = Path(source)
-    if not _is_zarr_input(path):
+def _level0_files(source: Any, dataset: str | None) -> ChunkFiles | None:
+    """A Zarr input's chunk files (None for other inputs and layouts, and for objects), looked up
+    once per process."""
+    path = source if is_url(source) else Path(source)
+    if is_url(path) or not _is_zarr_input(path):
         return None
     with open_source(path, dataset) as opened:
         if isinstance(opened.array, ChunkFiles):
@@ -406,6 +426,16 @@ class _NativeReads:
 
     def __getitem__(self, index: tuple) -> np.ndarray:
         return self.source.read(index)
+
+
+def _level_array(store: Any, k: int):
+    """On a worker: level `k` of the output: in a local folder (`store` its path), or in object
+    storage (`store` the zarr store sent with its metadata, chunks written straight to the prefix)."""
+    if isinstance(store, str):
+        return _opened_output(str(Path(store) / str(k)))
+    import zarr
+
+    return zarr.open_array(store, path=str(k), mode="r+")
 
 
 @functools.lru_cache(maxsize=64)

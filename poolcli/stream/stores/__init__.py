@@ -10,11 +10,12 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ...errors import InputError, OutputError
+from ...io.remote import as_location, is_url
 from ..sinks import Sink, StoreOptions
 from ..sources import Source
 from . import labels, npy, tiff, zarr
@@ -40,6 +41,7 @@ class Store:
     recognises: Callable[[Path], bool] | None = None  # a folder of this store without its suffix
     data_bytes: Callable[[Path], int] | None = None  # a file's decoded size from its header (0: unknown)
     write_labels: LabelWriter | None = None  # a label pyramid (NGFF image-label); None: refused
+    remote: bool = False  # its source opens an `io.remote.Url` (object storage) too
 
 
 STORES: dict[str, Store] = {}
@@ -53,9 +55,9 @@ def register(store: Store) -> Store:
 
 register(Store("NPY", (".npy",), npy.open_source, npy.open_sink, data_bytes=npy.data_bytes))
 register(Store("ZARR", zarr.SUFFIXES, zarr.open_source, zarr.open_sink, zarr.write_ome_zarr, zarr.COMPRESSIONS,
-               folder=True, recognises=zarr.is_zarr, write_labels=labels.write_label_pyramid))
+               folder=True, recognises=zarr.is_zarr, write_labels=labels.write_label_pyramid, remote=True))
 register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS,
-               data_bytes=tiff.data_bytes))
+               data_bytes=tiff.data_bytes, remote=True))
 check_label_name, check_label_dtype = labels.check_label_name, labels.check_label_dtype  # asked before any read
 DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this store (and refused by it)
 
@@ -86,11 +88,21 @@ def input_store(path: Path) -> Store:
 
 
 def output_store(path: Path) -> Store:
-    """The store that writes `path`; an OutputError naming it where none does."""
+    """The store that writes `path`; an OutputError naming it where none does (and for a URL, a
+    store other than a folder: object storage takes Zarr stores)."""
     store = by_suffix(path)
     if store is None:
         raise OutputError(f"{path}: big outputs are {_named(STORES.values())}; use one of those extensions")
+    if is_url(path) and not store.folder:
+        raise OutputError(f"{path}: outputs in object storage are Zarr stores; write .zarr there, or"
+                          f" {store.suffixes[0]} to a local path")
     return store
+
+
+def as_path(path: Any) -> Path:
+    """`path` as a `pathlib.Path`, or as it is where it is an `io.remote.Url` (which stores read
+    as a path: its name, suffix, `exists`, `/`)."""
+    return cast(Path, as_location(path))  # a Url keeps its options (credentials)
 
 
 def pyramid_stores() -> list[Store]:
@@ -122,11 +134,16 @@ def decoded_bytes(path: Path) -> int:
 
 @contextlib.contextmanager
 def open_source(path: Path | str, dataset: str | None = None) -> Iterator[Source]:
-    """The input at `path`, opened for reading blocks by its store; an InputError naming it and the fix."""
-    path = Path(path)
+    """The input at `path` (a local path or an `io.remote.Url`), opened for reading blocks by its
+    store; an InputError naming it and the fix."""
+    path = as_path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
-    with input_store(path).open_source(path, dataset) as source:
+    store = input_store(path)
+    if is_url(path) and not store.remote:
+        raise InputError(f"{path}: {store.name} in object storage is not read block by block; copy it to a local"
+                         " path, or store it as Zarr")
+    with store.open_source(path, dataset) as source:
         yield source
 
 

@@ -19,6 +19,7 @@ from ...errors import InputError, OutputError, param
 from ...io import atomic_path, scratch
 from ...io.chatter import quiet_logs
 from ...io.formats import input_errors, one_line
+from ...io.remote import is_url, object_file
 from ...io.tiff import check_segments, gdal_nodata, gdal_nodata_tags, tifffile_decodes
 from ..budget import DEFAULT_MEMORY, Budget
 from ..npyfile import NpyFile
@@ -111,7 +112,7 @@ def _tiff_source(path: Path) -> Iterator[Source]:
     fix = "the file may be truncated or corrupt; re-export it"
     with quiet_logs():
         try:
-            tiff = tifffile.TiffFile(path)
+            tiff = tifffile.TiffFile(object_file(path) if is_url(path) else path)  # an object: read by ranges
         except Exception as error:  # tifffile raises many kinds for a corrupt directory
             raise InputError(f"{path}: not a readable TIFF ({one_line(error)}); check the file") from None
     with tiff:

@@ -29,6 +29,7 @@ from ...core.options import nodata_from_text
 from ...engine import FAST_PATHS
 from ...errors import InputError, OutputError, PoolError, param
 from ...io import atomic_path
+from ...io.remote import CONCURRENCY, NamedReads, is_url, published_zarr, zarr_store
 from ...version import __version__
 from ..budget import Budget
 from ..chunkfiles import ChunkFiles, NotRegular, check_regular, check_storage_files, chunk_files, writable
@@ -179,11 +180,12 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
     order = storage_order(level0)
     names = level_dimensions(level0, options.zarr_format)
     room = budget.level_room(pyramid.levels)  # per level, for gathering whole chunk rows
-    with atomic_path(target, overwrite=overwrite, inputs=(source.path,), folder=True) as store, zarr_writing():
-        group = zarr.open_group(str(store), mode="w", zarr_format=cast(Any, options.zarr_format))
+    with zarr_target(target, overwrite=overwrite, inputs=(source.path,)) as (store, folder):
+        group = zarr.open_group(store, mode="w", zarr_format=cast(Any, options.zarr_format))
         spatial = tuple(order.index(a) for a in pyramid.spatial)
         writers: list[_LevelWriter | None] = []
-        origin = level0_origin(source, order, options)
+        level0_folder = None if folder is None else folder / "0"
+        origin = None if level0_folder is None else level0_origin(source, order, options)
         for k, shape in enumerate(pyramid.shapes):
             if k == 0 and origin is not None:
                 writers.append(None)  # level 0 is the input's own chunks, copied as they are
@@ -192,7 +194,8 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
             dtype = pyramid.level_dtype(source.dtype, k)
             chunks = chunk_shape(stored, spatial, options.chunk)
             array = writable(create_zarr_array(group, str(k), stored, dtype, chunks, options,
-                                               options.nodata_for(dtype, source.dtype), names), store / str(k))
+                                               options.nodata_for(dtype, source.dtype), names),
+                             folder and folder / str(k))
             writers.append(_level_writer(array, order, pyramid.spatial[0], shape, room))
 
         def write(k: int, index: tuple, values: np.ndarray) -> None:
@@ -200,7 +203,7 @@ def write_ome_zarr(source: Source, pyramid: Pyramid, target: Path, options: Stor
             if writer is not None:
                 writer(index, values)
 
-        with level0_copied_meanwhile(origin, store / "0", names):  # gathering and the codecs take the rest
+        with level0_copied_meanwhile(origin, level0_folder, names):  # gathering and the codecs take the rest
             for done in build(source, pyramid, write, budget.bands):
                 if progress is not None:
                     progress(done)
@@ -302,11 +305,11 @@ def _copy_opened(opened: tuple[int, int] | None, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def level0_copied_meanwhile(origin: ChunkFiles | None, folder: Path,
+def level0_copied_meanwhile(origin: ChunkFiles | None, folder: Path | None,
                             names: tuple[str, ...] | None = None) -> Iterator[None]:
     """Copy level 0 (`copy_level0`) on a thread while the block runs; wait for it at the end of
     the block (its error raised), or stop it between two files if the block fails."""
-    if origin is None:
+    if origin is None or folder is None:
         yield
         return
     stop = threading.Event()
@@ -358,7 +361,20 @@ def _level_writer(array, order: tuple[int, ...], axis: int, shape: tuple[int, ..
 
 
 @contextlib.contextmanager
-def zarr_writing() -> Iterator[None]:
+def zarr_target(target: Any, *, overwrite: bool, inputs: tuple) -> Iterator[tuple[Any, Path | None]]:
+    """Where a Zarr output is written, as (what zarr opens, its local folder or None): a hidden
+    local folder published whole (`io.atomic_path`), or a prefix in object storage published by
+    its metadata, written last (`io.remote.published_zarr`), with more requests in flight."""
+    if is_url(target):
+        with published_zarr(target, overwrite=overwrite, inputs=inputs) as store, zarr_writing(CONCURRENCY):
+            yield store, None
+        return
+    with atomic_path(target, overwrite=overwrite, inputs=inputs, folder=True) as folder, zarr_writing():
+        yield folder, folder
+
+
+@contextlib.contextmanager
+def zarr_writing(concurrency: int = ZARR_CONCURRENCY) -> Iterator[None]:
     """Zarr's own concurrency held down (each chunk in flight holds its raw and encoded bytes),
     and Blosc's threads off: Zarr already codes chunks in parallel, and Blosc's own threads
     only add CPU time (measured: a fifth more to decode the same chunks). Every chunk is
@@ -370,7 +386,7 @@ def zarr_writing() -> Iterator[None]:
     threads = numcodecs.blosc.use_threads
     numcodecs.blosc.use_threads = False
     try:
-        with zarr.config.set({"async.concurrency": ZARR_CONCURRENCY, "array.write_empty_chunks": True}):
+        with zarr.config.set({"async.concurrency": concurrency, "array.write_empty_chunks": True}):
             yield
     except BaseException:
         settle_zarr()  # before the caller removes the store
@@ -445,7 +461,7 @@ def create_zarr_array(group_or_store, name: str | None, shape, dtype, chunks, op
     if names is not None:
         keywords["dimension_names"] = names
     if name is None:
-        return zarr.create_array(store=str(group_or_store), zarr_format=cast(Any, options.zarr_format), **keywords)
+        return zarr.create_array(store=group_or_store, zarr_format=cast(Any, options.zarr_format), **keywords)
     return group_or_store.create_array(name, **keywords)
 
 
@@ -482,11 +498,14 @@ def is_zarr(path: Path) -> bool:
 def _zarr_source(path: Path, dataset: str | None) -> Source:
     import zarr
 
+    remote = is_url(path)
     if not is_zarr(path):
         raise InputError(f"{path}: not a Zarr store (no zarr.json, .zarray or .zgroup); check the path")
     _check_metadata_files(path, path)
     try:
-        node: Any = zarr.open(str(path), mode="r")
+        node: Any = zarr.open(zarr_store(path, read_only=True) if remote else str(path), mode="r")
+    except PoolError:
+        raise
     except Exception as error:  # zarr raises many kinds for a broken store
         raise InputError(f"{path}: cannot open the Zarr store ({type(error).__name__}: {error})") from None
     name = ""
@@ -499,7 +518,10 @@ def _zarr_source(path: Path, dataset: str | None) -> Source:
         raise InputError(f"{path}: is a Zarr array, not a group; leave out {param('dataset')}")
     _check_zarr_array(path, node)
     folder = path / name if name else path
-    reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or ZarrReads(path, node, folder)
+    if remote:
+        reader: Any = NamedReads(path, node)
+    else:
+        reader = (chunk_files(node, folder) if FAST_PATHS.chunk_files else None) or ZarrReads(path, node, folder)
     calibration = next((level.calibration for level in levels if level.path == name), None)
     return Source(path, reader, "array", "ZARR", tuple(int(c) for c in node.chunks), name,
                   zarr_format=node.metadata.zarr_format, nodata=declared_nodata(node), fill_value=fill_value(node),
@@ -590,7 +612,7 @@ def _group_array(path: Path, group, name: str) -> tuple[str, Any]:
     if not name.strip("/") or any(part in ("", ".", "..") for part in parts):
         raise InputError(f"{path}: {param('dataset')} {name!r} is not a path inside the store; pass one of"
                          f" {_listed(path, group)}")
-    if any((path / Path(*parts[:depth])).is_symlink() for depth in range(1, len(parts) + 1)):
+    if not is_url(path) and any((path / Path(*parts[:depth])).is_symlink() for depth in range(1, len(parts) + 1)):
         raise InputError(f"{path}: {param('dataset')} {name!r} is reached through a symbolic link; the arrays"
                          " read are the store's own folders")
     for depth in range(1, len(parts) + 1):
@@ -611,7 +633,10 @@ ZARR_METADATA_FILES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata
 
 def _check_metadata_files(path: Path, folder: Path) -> None:
     """The metadata files zarr reads in `folder` (of the store at `path`) must be regular files or
-    missing (`open_regular`): a FIFO would hold zarr forever, a link would read another file."""
+    missing (`open_regular`): a FIFO would hold zarr forever, a link would read another file.
+    Object storage (a URL) holds objects only: nothing to check."""
+    if is_url(path):
+        return
     for name in ZARR_METADATA_FILES:
         try:
             check_regular(folder, name)
@@ -623,10 +648,11 @@ def _check_metadata_files(path: Path, folder: Path) -> None:
 def _array_names(path: Path, group) -> list[str]:
     """The arrays of the store's root `group`, each child's metadata files checked before zarr
     reads them (`_check_metadata_files`)."""
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_dir():
-                _check_metadata_files(path, Path(entry.path))
+    if not is_url(path):
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    _check_metadata_files(path, Path(entry.path))
     return sorted(group.array_keys())
 
 
@@ -732,9 +758,9 @@ def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial:
                        inputs=inputs) as sink:
             yield sink
         return
-    with atomic_path(target, overwrite=overwrite, inputs=inputs, folder=True) as store, zarr_writing():
+    with zarr_target(target, overwrite=overwrite, inputs=inputs) as (store, folder):
         chunks = chunk_shape(shape, spatial, options.chunk)
-        yield Sink(writable(create_zarr_array(store, None, shape, dtype, chunks, options, options.nodata), store),
+        yield Sink(writable(create_zarr_array(store, None, shape, dtype, chunks, options, options.nodata), folder),
                    chunked=True)
 
 
@@ -748,12 +774,12 @@ def _ome_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial:
     calibration = level0_calibration(shape, spatial, options)
     order = storage_order(calibration)
     stored = tuple(shape[a] for a in order)
-    with atomic_path(target, overwrite=overwrite, inputs=inputs, folder=True) as store, zarr_writing():
-        group = zarr.open_group(str(store), mode="w", zarr_format=cast(Any, options.zarr_format))
+    with zarr_target(target, overwrite=overwrite, inputs=inputs) as (store, folder):
+        group = zarr.open_group(store, mode="w", zarr_format=cast(Any, options.zarr_format))
         chunks = chunk_shape(stored, tuple(order.index(a) for a in spatial), options.chunk)
         array = create_zarr_array(group, "0", stored, dtype, chunks, options, options.nodata,
                                   level_dimensions(calibration, options.zarr_format))
-        yield Sink(Transposed(writable(array, store / "0"), order), chunked=True)
+        yield Sink(Transposed(writable(array, folder and folder / "0"), order), chunked=True)
         description = {"name": target.name, "axes": ngff_axes(calibration),
                        "datasets": [{"path": "0", "coordinateTransformations": transforms(calibration)}]}
         shown = omero(calibration, shape, np.dtype(dtype), smallest_level(group, 0, order))
