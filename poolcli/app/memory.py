@@ -13,6 +13,7 @@ import numpy as np
 from .. import io
 from ..backends import to_device, to_numpy
 from ..core import formats
+from ..core.calibration import Calibration
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
 from ..engine import pool_with
@@ -52,7 +53,8 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         else:
             io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
                     normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order,
-                    durable=durable)
+                    durable=durable, compression=None if big is None else big.store.compression,
+                    calibration=pooled_calibration(settings, loaded))
         if on_arrays is not None:
             on_arrays(loaded, results)
     except MemoryError:
@@ -69,6 +71,17 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         parameters=settings_summary(settings),
         warnings=warnings,
     )
+
+
+def pooled_calibration(settings: PoolSettings, loaded: io.Loaded) -> Calibration | None:
+    """The pixel size of an image's pooled result: the input's times each pooled axis's stride."""
+    if loaded.calibration is None or len(loaded.arrays) != 1:
+        return None
+    array = loaded.array
+    if len(loaded.calibration.axes) != array.ndim:
+        return None
+    strides = {g.axis: g.stride for g in spec_for(settings, loaded, array).plan(array.shape).sliding}
+    return loaded.calibration.pooled(tuple(strides.get(axis, 1) for axis in range(array.ndim)))
 
 
 def pool_arrays(settings: PoolSettings, loaded: io.Loaded, target: Path) -> tuple[dict[str, np.ndarray], list[str]]:

@@ -43,8 +43,12 @@ MemoryOption = Annotated[str, typer.Option(
 DatasetOption = Annotated[str | None, typer.Option(
     "--dataset", metavar="NAME", help="The array of a Zarr group to read (default: an OME-Zarr image's full "
     "resolution, or the group's only array).", show_default=False)]
-CompressionOption = Annotated[str, typer.Option(
-    "--compression", help=f"Compression of .zarr and .tif outputs: {'|'.join(COMPRESSIONS)}.")]
+CompressionOption = Annotated[str | None, typer.Option(
+    "--compression", show_default=False, help=f"Compression of .zarr and .tif outputs: {'|'.join(COMPRESSIONS)}"
+    " (default: zstd for .zarr, zlib for .tif: deflate, which every TIFF reader decodes; .tif takes no lz4).")]
+OmeOption = Annotated[bool, typer.Option(
+    "--ome", help="Write .tif outputs as OME-TIFF (as .ome.tif names are): OME-XML with the axes, pixel size and "
+    "channel names that Bio-Formats (QuPath, Fiji, OMERO) reads.")]
 ChunkOption = Annotated[int, typer.Option(
     "--chunk", min=1, help="Chunk side of .zarr outputs along the pooled axes (1 along the others).")]
 ZarrFormatOption = Annotated[int, typer.Option("--zarr-format", help="Zarr format of .zarr outputs: 2 or 3.")]
@@ -57,7 +61,8 @@ SchedulerOption = Annotated[str | None, typer.Option(
 STORE_OPTIONS = {
     "memory": (MemoryOption, DEFAULT_MEMORY),
     "dataset": (DatasetOption, None),
-    "compression": (CompressionOption, "zstd"),
+    "compression": (CompressionOption, None),
+    "ome": (OmeOption, False),
     "chunk": (ChunkOption, 1024),
     "zarr_format": (ZarrFormatOption, 2),
     "scheduler": (SchedulerOption, None),
@@ -82,17 +87,30 @@ def with_store_options(command):
     return wrapper
 
 
-def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int) -> "BigData":
-    """The big-data options as the application's `BigData` (a UsageProblem for a bad value)."""
+def big_data(memory: str, dataset: str | None, compression: str | None, ome: bool, chunk: int,
+             zarr_format: int) -> "BigData":
+    """The big-data options as the application's `BigData` (a UsageProblem for a bad value; a
+    compression is checked against each output's store, `check_compression`)."""
     from ..app.settings import BigData
     from ..stream import StoreOptions
 
     budget = memory_budget(memory)
     if zarr_format not in (2, 3):
         raise UsageProblem(f"--zarr-format {zarr_format} is not known; use 2 or 3")
-    store = StoreOptions(compression=choice("--compression", compression, COMPRESSIONS), chunk=chunk,
-                         zarr_format=zarr_format)
+    store = StoreOptions(compression=compression, chunk=chunk, zarr_format=zarr_format, ome=ome)
     return BigData(memory=budget, dataset=dataset, store=store)
+
+
+def check_compression(targets: list[Path], big: "BigData") -> None:
+    """Refuse (a UsageProblem, before any work) a --compression that some output's store cannot
+    write, or given for an output no store writes (PNG, JPEG, ...): the stores' records say."""
+    from ..stream import compression_for
+
+    for target in targets:
+        try:
+            compression_for(target, big.store.compression)
+        except PoolError as error:
+            raise UsageProblem(error.template) from None
 
 
 def memory_budget(memory: str) -> int:
@@ -207,6 +225,7 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
 
     started = time.perf_counter()
     stream.pyramid_format(target)
+    check_compression([target], big)
     refuse_inputs([target], [source])
     with stream.open_source(source, big.dataset) as data:
         spatial = _spatial_axes(data, axes)

@@ -13,9 +13,11 @@ from PIL import Image
 
 from ..backends import opencv
 from ..core import formats
+from ..core.calibration import Calibration
 from ..errors import OutputError, param
 from .chatter import quiet_decoders
 from .formats import NUMERIC_KINDS, PILLOW_PNG
+from .tiff import compression_keywords, resolution_keywords
 
 
 def encode_image(
@@ -27,8 +29,12 @@ def encode_image(
     icc: bytes | None,
     quality: int,
     bgr: bool,
+    compression: str | None = None,
+    calibration: Calibration | None = None,
 ) -> bytes:
-    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix."""
+    """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix. A TIFF
+    asked for a ``compression`` or given a ``calibration`` with a pixel size is written by
+    tifffile (that compression, that resolution)."""
     record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, record)
@@ -41,8 +47,9 @@ def encode_image(
         array.dtype in (np.uint8, np.uint16) and "icc" in record.metadata and _icc_matches(icc, array.shape[2])
     ):
         icc = None
-    if fmt == "TIFF" and by_opencv and icc is not None:  # OpenCV's TIFF has no place for a profile
-        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc)
+    if fmt == "TIFF" and (compression is not None or resolution_keywords(calibration)
+                          or (by_opencv and icc is not None)):  # OpenCV's TIFF has no place for a profile
+        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, compression, calibration)
     if by_opencv:  # OpenCV encodes BGR(A)
         return _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
     return _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc)
@@ -157,15 +164,19 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
     return buffer.getvalue()
 
 
-def _tifffile_bytes(array: np.ndarray, icc: bytes) -> bytes:
-    """A TIFF of a gray, RGB(A) array with its ICC profile, written by tifffile."""
+def _tifffile_bytes(array: np.ndarray, icc: bytes | None, compression: str | None,
+                    calibration: Calibration | None) -> bytes:
+    """A TIFF of a gray, RGB(A) array with its ICC profile, compression (None: none) and
+    resolution, written by tifffile."""
     import tifffile
 
     buffer = io.BytesIO()
     channels = array.shape[2]
+    packing = compression_keywords(compression, array.dtype) if compression is not None else {}
     tifffile.imwrite(
         buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
         extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
+        **packing, **resolution_keywords(calibration),
     )
     return buffer.getvalue()
 

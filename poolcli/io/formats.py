@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..core import formats
+from ..core.calibration import Calibration
 from ..errors import InputError, OutputError, PoolError, param
 
 
@@ -59,6 +60,8 @@ class WriteRequest:
     icc: bytes | None
     quality: int
     bgr: bool
+    compression: str | None = None  # TIFF: the compression asked for (None: as poolcli writes TIFF by default)
+    calibration: Calibration | None = None  # the pixels' physical size, where the format records it (TIFF)
 
     def single_array(self, path: Path) -> np.ndarray:
         """The one array to write (``array``, or the only one of ``key_arrays``); an OutputError otherwise."""
@@ -145,6 +148,7 @@ class Loaded:
     path: Path
     icc_profile: bytes | None = field(default=None, repr=False)
     channel_order: str = "rgb"
+    calibration: Calibration | None = None  # the pixels' physical size (a TIFF's resolution), where known
 
     @property
     def array(self) -> np.ndarray:

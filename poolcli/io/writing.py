@@ -26,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..core import formats
+from ..core.calibration import Calibration
 from ..core.choices import JPEG_QUALITY
 from ..errors import OutputError
 from .atomic import atomic_output, check_output
@@ -45,6 +46,8 @@ def save(
     quality: int = JPEG_QUALITY,
     channel_order: str = "rgb",
     durable: bool = True,
+    compression: str | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
@@ -62,6 +65,8 @@ def save(
     255, -inf and NaN become 0, a constant array becomes 0 (see
     :func:`minmax_to_uint8`). ``.npy``/``.npz`` outputs are written unchanged.
     ``like`` lends its ICC profile to the image when the colour spaces agree.
+    A TIFF is written with ``compression`` ("zlib", "zstd" or "none"; None: uncompressed,
+    as ever) and records ``calibration``'s pixel size as its resolution.
     An existing ``path`` is replaced only with ``overwrite=True``; a path that is
     one of ``inputs`` never is.
 
@@ -78,7 +83,8 @@ def save(
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs)
     icc = like.icc_profile if like is not None else None
-    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr")
+    request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", compression,
+                           calibration)
     write = formats.resolve(writer)(path, request)
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         write(file)
@@ -106,7 +112,8 @@ def _output_format(
 def image_writer(path: Path, request: WriteRequest):
     """The writer of every image format: `encode_image` (OpenCV, Pillow or tifffile) makes the bytes now."""
     data = encode_image(path, request.single_array(path), request.format.name, normalize=request.normalize,
-                        icc=request.icc, quality=request.quality, bgr=request.bgr)
+                        icc=request.icc, quality=request.quality, bgr=request.bgr, compression=request.compression,
+                        calibration=request.calibration)
     return _bytes_writer(data)
 
 

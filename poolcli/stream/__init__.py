@@ -28,6 +28,8 @@ from .stores import (
     STORES,
     Store,
     by_suffix,
+    checked_options,
+    compression_for,
     is_big_input,
     open_sink,
     open_source,
@@ -55,6 +57,7 @@ __all__ = [
     "Store",
     "StoreOptions",
     "build_pyramid",
+    "compression_for",
     "is_big_input",
     "tune_malloc",
     "level_count",
@@ -112,6 +115,7 @@ def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memor
     options.check()
     source.check_memory(memory)
     target = Path(target)
+    options = checked_options(target, options)
     writer = STORES[pyramid_format(target)].write_pyramid
     assert writer is not None  # pyramid_format refuses a store without one
     budget = Budget(memory)

@@ -34,7 +34,7 @@ from .npyfile import NpyFile
 from .pyramid import Pyramid, Scratch, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions
 from .sources import Source
-from .stores import STORES, by_suffix, input_store, open_source
+from .stores import STORES, by_suffix, checked_options, input_store, open_source
 from .stores.zarr import copy_chunk_files, copy_level0, create_zarr_array, level0_origin, multiscales, storage_order
 
 CONNECT_SECONDS = 10
@@ -237,6 +237,7 @@ def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: n
     import dask.array as da
 
     check_cluster_paths(source, target)
+    options = checked_options(target, options)
     result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
     with atomic_path(target, overwrite=overwrite, inputs=(source,), folder=True) as store:
         array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options)
@@ -272,6 +273,7 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     from distributed import as_completed
 
     check_cluster_paths(source, target)
+    options = checked_options(target, options)
     order = storage_order(len(pyramid.shape), pyramid.spatial)
     with open_source(source, dataset) as opened:
         tiles = tile_grid(pyramid, opened.chunks if opened.order is None else pyramid.shape, opened.dtype.itemsize)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...errors import InputError, OutputError
+from ...errors import InputError, OutputError, param
 from ..sinks import Sink, StoreOptions
 from ..sources import Source
 from . import npy, tiff, zarr
@@ -34,7 +34,7 @@ class Store:
     open_source: SourceOpener
     open_sink: SinkOpener
     write_pyramid: PyramidWriter | None = None  # None: a pyramid is refused (it has one level)
-    compressions: tuple[str, ...] = ()  # the `compression` names its outputs take
+    compressions: tuple[str, ...] = ()  # the `compression` names its outputs take, its default first
     folder: bool = False  # a folder: read and written only by streaming, whatever its size
     recognises: Callable[[Path], bool] | None = None  # a folder of this store without its suffix
 
@@ -88,6 +88,36 @@ def output_store(path: Path) -> Store:
     return store
 
 
+def checked_options(target: Path, options: StoreOptions) -> StoreOptions:
+    """`options` for writing `target`: its compression one that `target`'s store takes (the store's
+    default, the first it names, where none is asked for); an OutputError naming the fix otherwise.
+    The one check of a compression against a store: streaming, pyramids, the cluster and the
+    command line all ask it."""
+    return replace(options, compression=compression_for(target, options.compression))
+
+
+def compression_for(target: Path, compression: str | None) -> str | None:
+    """The compression `target` is written with: `compression` where its store takes it, its store's
+    default where `compression` is None (None for an output no store writes, such as a PNG, and for
+    a store that takes none); an OutputError where the store cannot write `compression`."""
+    store = by_suffix(target)
+    if compression is None:
+        return store.compressions[0] if store is not None and store.compressions else None
+    if store is None or not store.compressions:
+        kind = "no store" if store is None else store.name
+        raise OutputError(f"{target}: {param('compression')} applies to {_compressed_outputs()} outputs, not to"
+                          f" {target.suffix or kind}; drop it, or write one of those")
+    if compression not in store.compressions:
+        raise OutputError(f"{target}: {store.name} outputs cannot take {param('compression')} {compression};"
+                          f" use one of {', '.join(store.compressions)}")
+    return compression
+
+
+def _compressed_outputs() -> str:
+    suffixes = [store.suffixes[0] for store in STORES.values() if store.compressions]
+    return " and ".join(filter(None, (", ".join(suffixes[:-1]), suffixes[-1])))
+
+
 def sink_suffixes() -> tuple[str, ...]:
     """Every registered store's suffixes."""
     return tuple(suffix for store in STORES.values() for suffix in store.suffixes)
@@ -106,5 +136,6 @@ def open_source(path: Path | str, dataset: str | None = None) -> Iterator[Source
 def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial: tuple[int, ...],
               options: StoreOptions, overwrite: bool, inputs: tuple[Path, ...]) -> Any:
     """A sink for an output of `shape` and `dtype` that becomes `target` when the block ends."""
-    return output_store(target).open_sink(target, shape, dtype, spatial=spatial, options=options,
-                                          overwrite=overwrite, inputs=inputs)
+    options = checked_options(target, options)
+    return output_store(target).open_sink(target, shape, dtype, spatial=spatial, options=options, overwrite=overwrite,
+                                          inputs=inputs)
