@@ -384,3 +384,19 @@ def _print_description(description: dict) -> None:
             table.add_row(*(str(axis[k]) for k in ("axis", "size", "window", "stride", "dilation")),
                           f"{axis['padding'][0]}, {axis['padding'][1]}", str(axis["output"]), str(axis["dropped"]))
         console().print(table)
+    _print_levels(description.get("levels") or [])
+
+
+def _print_levels(levels: list[dict]) -> None:
+    """A pyramidal TIFF's levels: shape, pixel size and unit, compression."""
+    if not levels:
+        return
+    from rich.table import Table
+
+    say(f"pyramid: {len(levels)} levels")
+    table = Table("level", "shape", "axes", "pixel size (y, x)", "compression")
+    for k, level in enumerate(levels):
+        size = "-" if level["pixel_size"] is None else \
+            f"{level['pixel_size'][0]:g}, {level['pixel_size'][1]:g} {level['unit']}"
+        table.add_row(str(k), "x".join(map(str, level["shape"])), level["axes"], size, level["compression"])
+    console().print(table)

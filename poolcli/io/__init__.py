@@ -67,6 +67,7 @@ from .formats import (
 from .images import MAX_JPEG_SCANS
 from .png import MAX_ICC_BYTES
 from .reading import load
+from .tiff import tiff_levels
 from .writing import save
 
 __all__ = [
@@ -100,4 +101,5 @@ __all__ = [
     "sniff_suffix",
     "sweep_temporaries",
     "temporary_prefix",
+    "tiff_levels",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import InputError, OutputError, param
 from ..sinks import Sink, StoreOptions
 from ..sources import Source
-from . import npy, tiff, zarr
+from . import images, npy, tiff, zarr
 
 SourceOpener = Callable[[Path, "str | None"], contextlib.AbstractContextManager[Source]]
 SinkOpener = Callable[..., contextlib.AbstractContextManager[Sink]]  # (target, shape, dtype, *, spatial, options,
@@ -52,6 +52,8 @@ register(Store("NPY", (".npy",), npy.open_source, npy.open_sink))
 register(Store("ZARR", zarr.SUFFIXES, zarr.open_source, zarr.open_sink, zarr.write_ome_zarr, zarr.COMPRESSIONS,
                folder=True, recognises=zarr.is_zarr))
 register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS))
+# Any other image poolcli reads, decoded whole and held (no suffix of its own: never an output store).
+IMAGES = Store("IMAGE", (), images.open_source, npy.open_sink)
 DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this store (and refused by it)
 
 
@@ -75,8 +77,11 @@ def input_store(path: Path) -> Store:
     if path.is_dir() and (store is None or not store.folder):
         store = next((s for s in STORES.values() if s.recognises is not None and s.recognises(path)),
                      STORES[DEFAULT_FOLDER])
+    if store is None and images.reads(path):
+        return IMAGES
     if store is None:
-        raise InputError(f"{path}: big inputs are .npy, Zarr (.zarr) or TIFF; convert it, or pool it in memory")
+        raise InputError(f"{path}: big inputs are .npy, Zarr (.zarr), TIFF or images poolcli reads; convert it,"
+                         " or pool it in memory")
     return store
 
 

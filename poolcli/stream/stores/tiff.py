@@ -103,11 +103,22 @@ class TiffImage:
             return {}
         if self.planar:
             axes, names = "CYX", [f"Channel {c}" for c in range(self.shape[0])]
-        elif len(self.shape) == 3:
-            axes, names = "YXS", ["RGB" if self.colour else "Gray"]
+        elif self.colour:
+            axes, names = "YXS", ["RGB"]
         else:
             axes, names = "YX", ["Gray"]
         return dict(axes=axes, Channel={"Name": names}, **ome_sizes(calibration))
+
+    @property
+    def squeezed(self) -> bool:
+        """An H x W x 1 image stored as H x W (OME-XML knows no axis of one sample)."""
+        return self.ome and len(self.shape) == 3 and not self.planar and self.shape[2] == 1
+
+    def stored_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape[:2]) if self.squeezed else tuple(shape)
+
+    def stored_tiles(self, tiles: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        return (tile[..., 0] for tile in tiles) if self.squeezed else tiles
 
     def level_tiles(self, level) -> Iterator[np.ndarray]:
         """The tiles of a whole level (an array or NpyFile), plane by plane where planar."""
@@ -128,11 +139,12 @@ class TiffImage:
         import tifffile
 
         with tifffile.TiffWriter(os.fspath(path), bigtiff=True, ome=self.ome) as tiff:
-            tiff.write(first, shape=self.shape, dtype=dtype, subifds=len(reduced), metadata=self.metadata(
-                calibrations[0]), **self.keywords(dtype, calibrations[0]))
+            tiff.write(self.stored_tiles(first), shape=self.stored_shape(self.shape), dtype=dtype,
+                       subifds=len(reduced), metadata=self.metadata(calibrations[0]),
+                       **self.keywords(dtype, calibrations[0]))
             for level, calibration in zip(reduced, calibrations[1:]):
-                tiff.write(self.level_tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1,
-                           **self.keywords(level.dtype, calibration))
+                tiff.write(self.stored_tiles(self.level_tiles(level)), shape=self.stored_shape(level.shape),
+                           dtype=level.dtype, subfiletype=1, **self.keywords(level.dtype, calibration))
 
 
 class _Plane:
