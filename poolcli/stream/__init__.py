@@ -11,6 +11,7 @@ shared as `Budget` says. Each store is a record of `stores.STORES` (one module e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,10 @@ def pool_to(source: Source, target: Path | str, spec: PoolSpec, dtype: np.dtype 
     target = Path(target)
     plan = streamed_plan(source.shape, spec)
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
+    if options.calibration is None and source.calibration is not None:  # the input's, each axis times its stride
+        strides = {g.axis: g.stride for g in plan.sliding}
+        options = replace(options, calibration=source.calibration.pooled(
+            tuple(strides.get(axis, 1) for axis in range(len(source.shape)))))
     with open_sink(target, plan.out_shape, dtype_out, spatial=plan.pooled_axes, options=options,
                    overwrite=overwrite, inputs=(source.path,)) as sink:
         budget = Budget(memory)
