@@ -169,10 +169,11 @@ def progress_bar(total: int, label: str) -> Iterator:
 @app.command("pyramid", cls=PlainCommand)
 @with_store_options
 def pyramid_command(
-    input: Annotated[Path, typer.Argument(help="A .npy file, a Zarr store or a TIFF/BigTIFF image.",
+    input: Annotated[Path, typer.Argument(help="A .npy file, a Zarr store, a TIFF/BigTIFF or any image poolcli reads.",
                                           show_default=False, metavar="INPUT")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.zarr|OUT.tif",
-                                         help="OME-Zarr store (.zarr) or pyramidal tiled BigTIFF (.tif).",
+                                         help="OME-Zarr store (.zarr), pyramidal tiled BigTIFF (.tif) or"
+                                         " OME-TIFF (.ome.tif).",
                                          show_default=False)],
     mode: Annotated[str, typer.Option("-m", "--mode", help=f"Pooling mode of every level: {described()}; "
                                       f"{spoken(names(mixes=False))} for labels and masks.")] = "avg",
