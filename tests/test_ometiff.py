@@ -249,20 +249,34 @@ def test_compression_is_honoured_by_every_tiff_path(calibrated, tmp_path, compre
     assert_exact_levels(pyramid, tifffile.imread(calibrated))
 
 
-@pytest.mark.parametrize("command, output, compression, names", [
-    ("pyramid", "out.tif", "lz4", ("out.tif", "lz4", "zlib, zstd, none")),
-    ("pool", "out.tif", "lz4", ("out.tif", "lz4")),
-    ("pool", "out.png", "zlib", ("out.png", "--compression")),
-    ("pool", "out.jpg", "zstd", ("out.jpg", "--compression")),
-    ("pool", "out.npy", "zstd", ("out.npy", "--compression")),
-    ("pyramid", "out.zarr", "brotli", ("out.zarr", "brotli")),
+@pytest.mark.parametrize("command, output, flags, names", [
+    ("pyramid", "out.tif", ("--compression", "lz4"), ("out.tif", "lz4", "zlib, zstd, none")),
+    ("pool", "out.tif", ("--compression", "lz4"), ("out.tif", "lz4")),
+    ("pool", "out.png", ("--compression", "zlib"), ("out.png", "--compression")),
+    ("pool", "out.jpg", ("--compression", "zstd"), ("out.jpg", "--compression")),
+    ("pool", "out.npy", ("--compression", "zstd"), ("out.npy", "--compression")),
+    ("pyramid", "out.zarr", ("--compression", "brotli"), ("out.zarr", "brotli")),
+    ("pool", "out.png", ("--ome",), ("out.png", "--ome")),
+    ("pyramid", "out.zarr", ("--ome",), ("out.zarr", "--ome")),
 ])
-def test_compression_a_format_cannot_do_is_refused_with_exit_2(calibrated, tmp_path, command, output, compression,
-                                                               names):
-    result = cli(command, calibrated, "-o", tmp_path / output, "--compression", compression)
+def test_store_options_an_output_cannot_take_are_refused_with_exit_2(calibrated, tmp_path, command, output, flags,
+                                                                     names):
+    result = cli(command, calibrated, "-o", tmp_path / output, *flags)
     assert result.code == 2, result
     assert_one_error_line(result, *names)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pooled_in_memory_ome_tiff(calibrated, tmp_path):
+    """`pool -o x.ome.tif` (pooled in memory) is an OME-TIFF with the pooled pixel size."""
+    target = tmp_path / "half.ome.tif"
+    ok("pool", calibrated, "-o", target, "-m", "avg", "--compression", "zlib")
+    pixels = ome_pixels(target)
+    assert float(pixels.attrib["PhysicalSizeX"]) == 2 / PER_CM and pixels.attrib["PhysicalSizeXUnit"] == "cm"
+    assert page_facts(target)[0][:1] + page_facts(target)[0][2:] == (
+        tifffile.COMPRESSION.ADOBE_DEFLATE, (PER_CM / 2, PER_CM / 2), tifffile.RESUNIT.CENTIMETER)
+    assert np.array_equal(tifffile.imread(target), pool(tifffile.imread(calibrated), 2, axes=(0, 1), mode="avg",
+                                                        dtype=np.uint8))
 
 
 def test_library_refuses_a_compression_the_store_lacks(calibrated, tmp_path):

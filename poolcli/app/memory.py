@@ -54,7 +54,7 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
             io.save(target, next(iter(results.values())), like=loaded, overwrite=overwrite, inputs=inputs,
                     normalize=settings.normalize, quality=settings.quality, channel_order=loaded.channel_order,
                     durable=durable, compression=None if big is None else big.store.compression,
-                    calibration=pooled_calibration(settings, loaded))
+                    calibration=pooled_calibration(settings, loaded), ome=big is not None and big.store.ome)
         if on_arrays is not None:
             on_arrays(loaded, results)
     except MemoryError:

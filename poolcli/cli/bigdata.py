@@ -101,14 +101,15 @@ def big_data(memory: str, dataset: str | None, compression: str | None, ome: boo
     return BigData(memory=budget, dataset=dataset, store=store)
 
 
-def check_compression(targets: list[Path], big: "BigData") -> None:
+def check_store_options(targets: list[Path], big: "BigData") -> None:
     """Refuse (a UsageProblem, before any work) a --compression that some output's store cannot
-    write, or given for an output no store writes (PNG, JPEG, ...): the stores' records say."""
-    from ..stream import compression_for
+    write, or given for an output no store writes (PNG, JPEG, ...), and --ome for an output other
+    than TIFF: the stores' records say."""
+    from ..stream import checked_options
 
     for target in targets:
         try:
-            compression_for(target, big.store.compression)
+            checked_options(target, big.store)
         except PoolError as error:
             raise UsageProblem(error.template) from None
 
@@ -226,7 +227,7 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
 
     started = time.perf_counter()
     stream.pyramid_format(target)
-    check_compression([target], big)
+    check_store_options([target], big)
     refuse_inputs([target], [source])
     with stream.open_source(source, big.dataset) as data:
         spatial = _spatial_axes(data, axes)

@@ -29,7 +29,7 @@ from .app import (
     refuse_inputs,
     with_pool_options,
 )
-from .bigdata import DatasetOption, check_compression, cluster_client, with_progress, with_store_options
+from .bigdata import DatasetOption, check_store_options, cluster_client, with_progress, with_store_options
 from .terminal import console, flagged, report_failure, report_warning, say
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def pool_command(
         targets = _targets(inputs, streams.output, out_dir, settings, suffix)
         figures = _compare_targets(inputs, compare)
         _refuse_collisions(inputs, targets, figures)
-        check_compression(targets, big)
+        check_store_options(targets, big)
         if scheduler is not None:
             big = dataclasses.replace(big, client=stack.enter_context(cluster_client(scheduler)))
         failures = 0

@@ -17,7 +17,7 @@ from ..core.calibration import Calibration
 from ..errors import OutputError, param
 from .chatter import quiet_decoders
 from .formats import NUMERIC_KINDS, PILLOW_PNG
-from .tiff import compression_keywords, resolution_keywords
+from .tiff import compression_keywords, is_ome_name, ome_metadata, resolution_keywords
 
 
 def encode_image(
@@ -31,10 +31,12 @@ def encode_image(
     bgr: bool,
     compression: str | None = None,
     calibration: Calibration | None = None,
+    ome: bool = False,
 ) -> bytes:
     """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix. A TIFF
-    asked for a ``compression`` or given a ``calibration`` with a pixel size is written by
-    tifffile (that compression, that resolution)."""
+    asked for a ``compression``, given a ``calibration`` with a pixel size, or an OME-TIFF (``ome``,
+    or a path named ``.ome.tif``) is written by tifffile (that compression, that resolution, its
+    OME-XML)."""
     record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, record)
@@ -47,9 +49,10 @@ def encode_image(
         array.dtype in (np.uint8, np.uint16) and "icc" in record.metadata and _icc_matches(icc, array.shape[2])
     ):
         icc = None
-    if fmt == "TIFF" and (compression is not None or resolution_keywords(calibration)
+    ome = fmt == "TIFF" and (ome or is_ome_name(path))
+    if fmt == "TIFF" and (ome or compression is not None or resolution_keywords(calibration)
                           or (by_opencv and icc is not None)):  # OpenCV's TIFF has no place for a profile
-        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, compression, calibration)
+        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, compression, calibration, ome)
     if by_opencv:  # OpenCV encodes BGR(A)
         return _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
     return _pillow_bytes(swap_red_blue(array) if bgr else array, fmt, icc)
@@ -165,17 +168,19 @@ def _pillow_bytes(array: np.ndarray, fmt: str, icc: bytes | None) -> bytes:
 
 
 def _tifffile_bytes(array: np.ndarray, icc: bytes | None, compression: str | None,
-                    calibration: Calibration | None) -> bytes:
+                    calibration: Calibration | None, ome: bool) -> bytes:
     """A TIFF of a gray, RGB(A) array with its ICC profile, compression (None: none) and
-    resolution, written by tifffile."""
+    resolution, written by tifffile; an OME-TIFF (with its OME-XML) where `ome`."""
     import tifffile
 
     buffer = io.BytesIO()
     channels = array.shape[2]
+    data = array if channels > 1 else array[:, :, 0]
     packing = compression_keywords(compression, array.dtype) if compression is not None else {}
     tifffile.imwrite(
-        buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
-        extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
+        buffer, data, photometric="rgb" if channels >= 3 else "minisblack", ome=ome,
+        extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc,
+        metadata=ome_metadata(data.shape, False, calibration) if ome else None,
         **packing, **resolution_keywords(calibration),
     )
     return buffer.getvalue()

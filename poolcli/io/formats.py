@@ -62,6 +62,7 @@ class WriteRequest:
     bgr: bool
     compression: str | None = None  # TIFF: the compression asked for (None: as poolcli writes TIFF by default)
     calibration: Calibration | None = None  # the pixels' physical size, where the format records it (TIFF)
+    ome: bool = False  # TIFF: an OME-TIFF (as a name ending .ome.tif is anyway)
 
     def single_array(self, path: Path) -> np.ndarray:
         """The one array to write (``array``, or the only one of ``key_arrays``); an OutputError otherwise."""

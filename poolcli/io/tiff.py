@@ -357,6 +357,27 @@ def ome_sizes(calibration: Calibration | None) -> dict:
     return dict(PhysicalSizeX=x, PhysicalSizeXUnit=symbols[unit], PhysicalSizeY=y, PhysicalSizeYUnit=symbols[unit])
 
 
+OME_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".ome.tf8")  # TIFF names written as OME-TIFF
+
+
+def is_ome_name(path: Path) -> bool:
+    """Whether `path` is named as an OME-TIFF (`.ome.tif`, ...)."""
+    return path.name.lower().endswith(OME_SUFFIXES)
+
+
+def ome_metadata(shape: tuple[int, ...], planar: bool, calibration: Calibration | None) -> dict:
+    """tifffile's `metadata` of an OME-TIFF image of `shape`: H x W, H x W x 3|4 (interleaved
+    samples), or C x H x W (`planar`: one page per channel): the axes (DimensionOrder), the
+    channel names and the physical size of a pixel."""
+    if planar:
+        axes, names = "CYX", [f"Channel {c}" for c in range(shape[0])]
+    elif len(shape) == 3 and shape[2] > 1:
+        axes, names = "YXS", ["RGB" if shape[2] in (3, 4) else "Gray"]
+    else:
+        axes, names = "YX", ["Gray"]
+    return dict(axes=axes, Channel={"Name": names}, **ome_sizes(calibration))
+
+
 def _xy_sizes(calibration: Calibration | None) -> tuple[tuple[float, str], tuple[float, str]] | None:
     """x's and y's size and unit, where both are in one length unit TIFF can express."""
     if calibration is None or "x" not in calibration.axes or "y" not in calibration.axes:

@@ -48,6 +48,7 @@ def save(
     durable: bool = True,
     compression: str | None = None,
     calibration: Calibration | None = None,
+    ome: bool = False,
 ) -> Path:
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
@@ -66,7 +67,8 @@ def save(
     :func:`minmax_to_uint8`). ``.npy``/``.npz`` outputs are written unchanged.
     ``like`` lends its ICC profile to the image when the colour spaces agree.
     A TIFF is written with ``compression`` ("zlib", "zstd" or "none"; None: uncompressed,
-    as ever) and records ``calibration``'s pixel size as its resolution.
+    as ever) and records ``calibration``'s pixel size as its resolution; ``ome=True`` (or a
+    name ending ``.ome.tif``) makes it an OME-TIFF.
     An existing ``path`` is replaced only with ``overwrite=True``; a path that is
     one of ``inputs`` never is.
 
@@ -84,7 +86,7 @@ def save(
     check_output(path, overwrite=overwrite, inputs=inputs)
     icc = like.icc_profile if like is not None else None
     request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", compression,
-                           calibration)
+                           calibration, ome)
     write = formats.resolve(writer)(path, request)
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable) as file:
         write(file)
@@ -113,7 +115,7 @@ def image_writer(path: Path, request: WriteRequest):
     """The writer of every image format: `encode_image` (OpenCV, Pillow or tifffile) makes the bytes now."""
     data = encode_image(path, request.single_array(path), request.format.name, normalize=request.normalize,
                         icc=request.icc, quality=request.quality, bgr=request.bgr, compression=request.compression,
-                        calibration=request.calibration)
+                        calibration=request.calibration, ome=request.ome)
     return _bytes_writer(data)
 
 

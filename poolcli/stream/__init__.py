@@ -58,6 +58,7 @@ __all__ = [
     "Store",
     "StoreOptions",
     "build_pyramid",
+    "checked_options",
     "compression_for",
     "is_big_input",
     "tune_malloc",

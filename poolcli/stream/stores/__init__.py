@@ -37,6 +37,7 @@ class Store:
     compressions: tuple[str, ...] = ()  # the `compression` names its outputs take, its default first
     folder: bool = False  # a folder: read and written only by streaming, whatever its size
     recognises: Callable[[Path], bool] | None = None  # a folder of this store without its suffix
+    ome: bool = False  # its outputs may be written as OME-TIFF (`StoreOptions.ome`)
 
 
 STORES: dict[str, Store] = {}
@@ -51,7 +52,8 @@ def register(store: Store) -> Store:
 register(Store("NPY", (".npy",), npy.open_source, npy.open_sink))
 register(Store("ZARR", zarr.SUFFIXES, zarr.open_source, zarr.open_sink, zarr.write_ome_zarr, zarr.COMPRESSIONS,
                folder=True, recognises=zarr.is_zarr))
-register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS))
+register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS,
+               ome=True))
 # Any other image poolcli reads, decoded whole and held (no suffix of its own: never an output store).
 IMAGES = Store("IMAGE", (), images.open_source, npy.open_sink)
 DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this store (and refused by it)
@@ -95,9 +97,12 @@ def output_store(path: Path) -> Store:
 
 def checked_options(target: Path, options: StoreOptions) -> StoreOptions:
     """`options` for writing `target`: its compression one that `target`'s store takes (the store's
-    default, the first it names, where none is asked for); an OutputError naming the fix otherwise.
-    The one check of a compression against a store: streaming, pyramids, the cluster and the
-    command line all ask it."""
+    default, the first it names, where none is asked for), OME only for a store that writes it;
+    an OutputError naming the fix otherwise. The one check of store options against an output:
+    streaming, pyramids, the cluster and the command line all ask it."""
+    store = by_suffix(target)
+    if options.ome and (store is None or not store.ome):
+        raise OutputError(f"{target}: {param('ome')} applies to TIFF outputs (.tif); drop it, or write a .tif")
     return replace(options, compression=compression_for(target, options.compression))
 
 

@@ -24,7 +24,8 @@ from ...io.tiff import (
     TIFF_COMPRESSIONS,
     check_segments,
     compression_keywords,
-    ome_sizes,
+    is_ome_name,
+    ome_metadata,
     resolution_keywords,
     tiff_calibration,
     tifffile_decodes,
@@ -37,7 +38,6 @@ from ..sources import Source
 from ..tiffsegments import TiffSegments
 
 SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
-OME_SUFFIXES = tuple(".ome" + suffix for suffix in SUFFIXES)  # written as OME-TIFF (as is any with `options.ome`)
 COMPRESSIONS = TIFF_COMPRESSIONS  # deflate first, the default (why: io/tiff.py); no lz4
 TILE = 256  # TIFF tile side
 Progress = Callable[[int], None]
@@ -79,7 +79,7 @@ class TiffImage:
             raise OutputError(f"{target}: a {len(shape)}-d result of shape {shape} pooled over axes"
                               f" {','.join(map(str, spatial))} is no TIFF image (H x W, H x W x 1|3|4, or"
                               " C x H x W pooled over axes 1,2); write .zarr or .npy instead")
-        ome = options.ome or target.name.lower().endswith(OME_SUFFIXES)
+        ome = options.ome or is_ome_name(target)
         return cls(tuple(shape), planar, ome, options.compression)
 
     @property
@@ -101,13 +101,7 @@ class TiffImage:
         size and channel names in an OME-TIFF; its own shape note otherwise."""
         if not self.ome:
             return {}
-        if self.planar:
-            axes, names = "CYX", [f"Channel {c}" for c in range(self.shape[0])]
-        elif self.colour:
-            axes, names = "YXS", ["RGB"]
-        else:
-            axes, names = "YX", ["Gray"]
-        return dict(axes=axes, Channel={"Name": names}, **ome_sizes(calibration))
+        return ome_metadata(self.stored_shape(self.shape), self.planar, calibration)
 
     @property
     def squeezed(self) -> bool:
