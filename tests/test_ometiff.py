@@ -327,3 +327,25 @@ def test_info_lists_the_levels_of_a_pyramidal_tiff(default_pyramid, calibrated):
     text = ok("info", default_pyramid).out.decode()
     assert "pyramid: 3 levels" in text and "150x130x3" in text
     assert json.loads(ok("info", calibrated, "--json").out)["levels"] == []
+
+
+def test_lying_resolution_and_physical_size_are_no_calibration_and_no_failure(tmp_path):
+    """Resolution tags of 0 or absurd size, a malformed OME PhysicalSize: read as no calibration (or
+    a clamped one), never a crash; the pyramid and the pooled TIFF are still written."""
+    plane = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)
+    zero, huge, bad_ome = tmp_path / "zero.tif", tmp_path / "huge.tif", tmp_path / "bad.ome.tif"
+    tifffile.imwrite(zero, plane, resolution=((0, 1), (0, 1)), resolutionunit="CENTIMETER")
+    tifffile.imwrite(huge, plane, resolution=((2 ** 32 - 1, 1), (1, 2 ** 32 - 1)), resolutionunit="INCH")
+    tifffile.imwrite(bad_ome, plane, ome=True, metadata={"axes": "YX", "PhysicalSizeX": "abc", "PhysicalSizeY": -1})
+    for source in (zero, bad_ome):
+        with open_source(source) as data:
+            assert data.calibration is None
+        assert io.load(source).calibration is None
+    with open_source(huge) as data:
+        assert data.calibration is not None and data.calibration.units[:2] == ("inch", "inch")
+    for source in (zero, huge, bad_ome):
+        ok("pyramid", source, "-o", tmp_path / f"{source.stem}_pyramid.tif", "--levels", "1")
+        ok("pool", source, "-o", tmp_path / f"{source.stem}_pooled.tif")
+        assert_exact_levels(tmp_path / f"{source.stem}_pyramid.tif", plane)
+    x_resolution, y_resolution = page_facts(tmp_path / "huge_pyramid.tif")[1][2]
+    assert 0 < x_resolution < 2 ** 32 and 0 < y_resolution < 2 ** 32

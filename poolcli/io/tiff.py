@@ -379,23 +379,25 @@ def ome_metadata(shape: tuple[int, ...], planar: bool, calibration: Calibration 
 
 
 def _xy_sizes(calibration: Calibration | None) -> tuple[tuple[float, str], tuple[float, str]] | None:
-    """x's and y's size and unit, where both are in one length unit TIFF can express."""
+    """x's and y's size and unit, where both are positive, finite and in one length unit TIFF can express."""
     if calibration is None or "x" not in calibration.axes or "y" not in calibration.axes:
         return None
     x, y = calibration.axes.index("x"), calibration.axes.index("y")
-    unit = calibration.units[x]
-    if unit not in _CENTIMETERS or calibration.units[y] != unit:
+    unit, sizes = calibration.units[x], (calibration.scale[x], calibration.scale[y])
+    if unit not in _CENTIMETERS or calibration.units[y] != unit or not all(0 < s < math.inf for s in sizes):
         return None
-    return (calibration.scale[x], unit), (calibration.scale[y], unit)
+    return (sizes[0], unit), (sizes[1], unit)
 
 
 def _rational(value: float) -> tuple[int, int]:
-    """`value` as a TIFF RATIONAL (32-bit numerator and denominator), the nearest simple fraction:
-    40000 / 2 ** k stays exact, and so does a resolution read from a TIFF and divided by 2 ** k."""
-    fraction = Fraction(value).limit_denominator(1 << 16)
-    while fraction.numerator >= 1 << 32:
-        fraction = Fraction(value).limit_denominator(max(1, fraction.denominator // 2))
-    return fraction.numerator, fraction.denominator
+    """`value` (finite, > 0) as a TIFF RATIONAL, the nearest simple fraction of 32-bit terms (values
+    beyond them clamped): 40000 / 2 ** k stays exact, and so does a resolution read from a TIFF and
+    divided by 2 ** k."""
+    top = (1 << 32) - 1
+    value = min(max(value, 1 / top), float(top))
+    simple = 1 << 16 if value >= 1 / (1 << 8) else top  # small values need large denominators
+    fraction = Fraction(value).limit_denominator(max(1, int(min(top / value, simple))))
+    return (fraction.numerator, fraction.denominator) if fraction.numerator else (1, top)
 
 
 # Compression of TIFF outputs. Deflate (zlib) with the horizontal predictor, at level 1, is the
