@@ -73,9 +73,8 @@ class TiffImage:
     @classmethod
     def of(cls, target: Path, shape: tuple[int, ...], spatial: tuple[int, ...], options: StoreOptions) -> TiffImage:
         """The layout of `shape` pooled or pyramided over `spatial`; an OutputError where no TIFF holds it."""
-        planar = len(shape) == 3 and tuple(spatial) == (1, 2)
-        if not (len(shape) == 2 or planar or (len(shape) == 3 and shape[2] in (1, 3, 4))) \
-                or tuple(spatial) not in ((0, 1), (1, 2)):
+        planar = len(shape) == 3 and 0 not in spatial  # axis 0 not pooled: the channels
+        if not (len(shape) == 2 or planar or (len(shape) == 3 and shape[2] in (1, 3, 4))):
             raise OutputError(f"{target}: a {len(shape)}-d result of shape {shape} pooled over axes"
                               f" {','.join(map(str, spatial))} is no TIFF image (H x W, H x W x 1|3|4, or"
                               " C x H x W pooled over axes 1,2); write .zarr or .npy instead")
@@ -226,6 +225,9 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
     each with its resolution (level 0's, from `options.calibration` or else the source's, divided
     by 2^k). The bands take `budget.bands`, the levels held `budget.gathering`, tifffile's tiles
     and buffers the rest."""
+    if pyramid.spatial not in ((0, 1), (1, 2)):
+        raise OutputError(f"{target}: a pyramidal TIFF is an image (H x W, H x W x C pooled over axes 0,1, or"
+                          " C x H x W over axes 1,2); pool those axes or write .zarr")
     image = TiffImage.of(target, pyramid.shape, pyramid.spatial, options)
     calibrations = level_calibrations(options.calibration or source.calibration, pyramid)
     held = sum(math.prod(pyramid.level_shape(k)) * pyramid.level_dtype(source.dtype, k).itemsize
