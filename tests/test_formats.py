@@ -4,6 +4,7 @@ test (one record plus its codec, below) flows through `pool`, `--format`, `batch
 stdin and `is_complete` without another line of poolcli changing."""
 
 import io as bytes_io
+import json
 import re
 import sys
 from pathlib import Path
@@ -180,6 +181,17 @@ def test_a_registered_format_is_discovered_and_written_by_batch(toy_format, tmp_
     code, _, err = run(capsys, "batch", source, "-d", tmp_path / "all", "--format", "toy", "-m", "avg")
     assert (code, err) == (0, "")
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["a.toy", "b.toy"]
+
+
+def test_a_registered_format_is_shown_by_the_inspector(toy_format, tmp_path, capsys):
+    toy = io.save(tmp_path / "a.toy", photo(tmp_path / "a.png"))
+    code, _, err = run(capsys, "inspect", toy, "-o", tmp_path / "page.html", "-m", "avg")
+    assert (code, err) == (0, "")
+    text = (tmp_path / "page.html").read_text()
+    found = re.search(r'<script type="application/json" id="poolcli-data">(.*?)</script>', text, re.S)
+    assert found is not None
+    payload = json.loads(found.group(1))
+    assert (payload["title"], payload["kind"], payload["shape"]) == ("a.toy", "image", [6, 8, 3])
 
 
 def test_a_registered_format_has_its_completeness_check(toy_format, tmp_path, capsys):

@@ -96,6 +96,19 @@ def test_a_pyramid_records_the_extra_modes_ngff_type(tmp_path, with_extra_mode):
         np.testing.assert_allclose(group[str(k)][:], norms(x, 2 ** k), rtol=1e-5)
 
 
+def test_batch_and_info_run_the_extra_mode(tmp_path, with_extra_mode):
+    x = np.random.default_rng(4).normal(size=(8, 6)).astype(np.float32)
+    (tmp_path / "src").mkdir()
+    np.save(tmp_path / "src" / "x.npy", x)
+    done = with_extra_mode("batch", tmp_path / "src", "-d", tmp_path / "out", "-m", "l2norm", "-k", "2")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "x.npy"), norms(x, 2), rtol=1e-6)
+    done = with_extra_mode("info", tmp_path / "src" / "x.npy", "-m", "l2norm", "-k", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout)["arrays"]["array"]
+    assert described["output_shape"] == [4, 3]
+
+
 def page_data(path) -> dict:
     found = re.search(r'<script type="application/json" id="poolcli-data">(.*?)</script>', path.read_text(), re.S)
     assert found is not None

@@ -5,6 +5,7 @@ command line and streaming code as .npy, Zarr and TIFF."""
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +127,98 @@ def test_the_budget_splits_memory_in_named_shares():
     assert budget.bands + budget.gathering + budget.codecs == budget.memory
     assert budget.level_room(3) == 1000 // (4 * 4) and budget.segment == 125
     assert budget.pooling(direct=True) == 1000 and budget.pooling(direct=False) == 1000 - 2 * (1000 // 6)
+
+
+# ---------------------------------------------------------- a store kept as one file, in a batch
+
+RAWF_HEADER = 64  # bytes: a JSON header padded with spaces, then the array's bytes
+
+
+def rawf_header(shape, dtype) -> bytes:
+    return json.dumps({"shape": list(shape), "dtype": np.dtype(dtype).str}).encode().ljust(RAWF_HEADER)
+
+
+@contextlib.contextmanager
+def open_rawf_source(path: Path, dataset: str | None = None) -> Iterator[Source]:
+    header = json.loads(path.read_bytes()[:RAWF_HEADER])
+    shape = tuple(header["shape"])
+    yield Source(path, np.memmap(path, np.dtype(header["dtype"]), "r", RAWF_HEADER, shape), "array", "RAWF", shape)
+
+
+@contextlib.contextmanager
+def open_rawf_sink(target: Path, shape, dtype, *, spatial, options, overwrite, inputs) -> Iterator[Sink]:
+    with atomic_path(target, overwrite=overwrite, inputs=inputs) as temporary:
+        temporary.write_bytes(rawf_header(shape, dtype))
+        array = np.memmap(temporary, dtype, "r+", RAWF_HEADER, shape)
+        yield Sink(array)
+        array.flush()
+        del array
+
+
+def write_rawf(path: Path, values: np.ndarray) -> None:
+    path.write_bytes(rawf_header(values.shape, values.dtype) + np.ascontiguousarray(values).tobytes())
+
+
+def read_rawf(path: Path) -> np.ndarray:
+    header = json.loads(path.read_bytes()[:RAWF_HEADER])
+    return np.fromfile(path, np.dtype(header["dtype"]), offset=RAWF_HEADER).reshape(header["shape"])
+
+
+@pytest.fixture
+def rawf_store():
+    """A store kept as one file (suffix .rawf, which no image or array format reads)."""
+    stream.register(Store("RAWF", (".rawf",), open_rawf_source, open_rawf_sink))
+    yield
+    del STORES["RAWF"]
+
+
+def test_batch_discovers_and_pools_a_registered_file_store(tmp_path, rawf_store, values, capsys):
+    source = tmp_path / "src"
+    source.mkdir()
+    write_rawf(source / "a.rawf", values)
+    np.save(source / "b.npy", values)
+    (source / "c.rawx").write_bytes(b"not a store")
+    assert main(["batch", str(source), "-d", str(tmp_path / "out"), "-m", "avg", "-k", "3"]) == 0
+    assert capsys.readouterr().err == ""
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.rawf", "b.npy"]
+    expected = pool(values, 3, mode="avg")
+    np.testing.assert_array_equal(read_rawf(tmp_path / "out" / "a.rawf"), expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "b.npy"), expected)
+
+
+def test_a_registered_file_store_is_streamed_whatever_its_size(tmp_path, rawf_store, values):
+    """No image or array format reads .rawf, so even a small one goes block by block, and into .npy."""
+    write_rawf(tmp_path / "in.rawf", values)
+    assert main(["pool", str(tmp_path / "in.rawf"), "-o", str(tmp_path / "out.npy"), "-m", "max", "-k", "2"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), pool(values, 2, mode="max"))
+
+
+def test_store_messages_name_the_registered_stores(tmp_path, rawf_store, values, capsys):
+    """The refusal lists the stores that write pyramids, from the table (not the new one, which writes none)."""
+    np.save(tmp_path / "in.npy", values)
+    assert main(["pyramid", str(tmp_path / "in.npy"), "-o", str(tmp_path / "p.rawf")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "p.rawf" in err
+    proposed = err.split("; write ", 1)[1]
+    assert ".zarr" in proposed and ".tif" in proposed and ".rawf" not in proposed and ".npy" not in proposed
+
+
+def test_the_inspector_and_compare_show_a_registered_store(tmp_path, raw_store, values, capsys):
+    write_raw(tmp_path / "in.raws", values)
+    assert main(["inspect", str(tmp_path / "in.raws"), "-o", str(tmp_path / "page.html"), "-m", "max"]) == 0
+    text = (tmp_path / "page.html").read_text()
+    found = re.search(r'<script type="application/json" id="poolcli-data">(.*?)</script>', text, re.S)
+    assert found is not None
+    payload = json.loads(found.group(1))
+    assert (payload["title"], payload["shape"], payload["dtype"]) == ("in.raws", [90, 70], "uint16")
+    assert main(["compare", str(tmp_path / "in.raws"), "-o", str(tmp_path / "grid.png"), "--modes", "max,avg"]) == 0
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().err == ""
+
+
+def test_the_inspector_refuses_a_store_too_big_to_show_whole(tmp_path, raw_store, values, capsys):
+    write_raw(tmp_path / "in.raws", values)
+    assert main(["inspect", str(tmp_path / "in.raws"), "-o", str(tmp_path / "page.html"), "--max-pixels", "250"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in.raws" in err and "--max-pixels 3150" in err
+    assert not (tmp_path / "page.html").exists()

@@ -21,6 +21,7 @@ from ..core.spec import PoolSpec
 from ..engine import backward_with, pool_with
 from ..errors import PoolError, param
 from .settings import PoolSettings, spec_for
+from .streamed import load_input
 
 FIGURE_SUFFIXES = (".png",)
 RAW_GRADIENT_SUFFIXES = (".npy",)
@@ -174,7 +175,7 @@ def compare_figure(source: Path, settings: PoolSettings, modes: list[str], windo
     """
     if scale not in MONTAGE_SCALES:
         raise PoolError(f"{param('scale')} {scale!r} is not known; use one of {', '.join(MONTAGE_SCALES)}")
-    loaded = io.load(source, **settings.load_options())
+    loaded = load_input(source, settings)
     array = _only_array(loaded)
     variants = [[replace(settings, mode=mode, window=window) for window in windows] for mode in modes]
     axes = _resolved_axes(settings, loaded, array)
@@ -268,7 +269,7 @@ def write_compare(source: Path, target: Path, settings: PoolSettings, modes, win
 
 def input_gradient(source: Path, settings: PoolSettings) -> tuple[io.Loaded, np.ndarray, np.ndarray]:
     """(loaded input, array, dL/dx for dL/dy = 1): which inputs each output draws on."""
-    loaded = io.load(source, **settings.load_options())
+    loaded = load_input(source, settings)
     array = _only_array(loaded)
     spec, plan = _plan(settings, loaded, array)
     with np.errstate(all="ignore"):
@@ -314,8 +315,8 @@ def write_gradient(source: Path, target: Path, settings: PoolSettings, *, channe
 
 def side_by_side_figure(source: Path, output: Path, settings: PoolSettings) -> viz.Figure:
     """The input and the written output side by side (channel 0 of a multi-channel map)."""
-    before = io.load(source, **settings.load_options())
-    after = io.load(output, max_pixels=None)
+    before = load_input(source, settings)
+    after = load_input(output, replace(settings, max_pixels=None, max_bytes=None))
     original, result = _only_array(before), _only_array(after)
     spec, plan = _plan(settings, before, original)
     windows, strides = _compact(g.window for g in plan.sliding), _compact(g.stride for g in plan.sliding)

@@ -12,35 +12,43 @@ import numpy as np
 from .. import io, stream
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
-from ..errors import PoolError, param
+from ..errors import InputError, PoolError, param
 from .settings import IMAGE_AXES, BigData, FileResult, PoolSettings, output_dtype, settings_summary, spec_for_kind
 
 
 def streams(source: Path, target: Path, big: BigData) -> bool:
-    """Whether a file is pooled block by block: Zarr in or out, or an .npy or TIFF input whose
-    data would take more than the memory budget, written to .npy or TIFF (the same bits
-    either way; formats the streaming engine does not write are pooled in memory)."""
-    if stream.is_big_input(source) or stream.streamed_only(target):
+    """Whether a file is pooled block by block: a folder store (Zarr) in or out, a store no image
+    or array format reads, or an input whose data would take more than the memory budget,
+    written to a store (the same bits either way; formats no store writes are pooled in memory)."""
+    if stream.is_big_input(source) or stream.streamed_only(target) or stream.store_only(source):
         return True
     if not stream.writes(target):
         return False
-    return _data_bytes(source) * stream.pooling.working_factor(np.dtype(np.uint8)) > big.memory
+    return stream.decoded_bytes(source) * stream.pooling.working_factor(np.dtype(np.uint8)) > big.memory
 
 
-def _data_bytes(source: Path) -> int:
-    """The decoded size of an .npy or TIFF input, from its header (0 for other files)."""
-    suffix = source.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(source, mmap_mode="r", allow_pickle=False).nbytes
-        if suffix in stream.TIFF_SUFFIXES:
-            import tifffile
+def load_input(source: Path, settings: PoolSettings, dataset: str | None = None) -> io.Loaded:
+    """The input as the figures and the inspector show it, whole: a file through `io.load`, a
+    store (a Zarr store, a file only a store reads) read whole through its source, refused from
+    its header when it would decode to more than the settings' decoding limit."""
+    if not (stream.is_big_input(source) or stream.store_only(source)):
+        return io.load(source, **settings.load_options())
+    limit = io.decoded_limit(settings.max_pixels, settings.max_bytes)
+    with stream.open_source(source, dataset) as data:
+        if limit is not None and data.nbytes > limit:
+            raise InputError(f"{source}: its {data.nbytes:,} bytes exceed the {limit:,} read whole; pass"
+                             f" {_raised_limit(settings, data.nbytes)} if this machine holds it, or pool it first")
+        array = data.read(tuple(slice(None) for _ in data.shape))
+    layout = "hwc" if data.kind == "image" else io.guess_layout(array.ndim)
+    return io.Loaded({"array": array}, data.kind, layout, data.format, None, 1, source)
 
-            with io.quiet_logs(), tifffile.TiffFile(source) as tiff:  # the first page only: listing pages costs time
-                return int(tiff.pages.first.nbytes)
-    except Exception:  # not readable as such: the in-memory reader says why, in its words
-        return 0
-    return 0
+
+def _raised_limit(settings: PoolSettings, nbytes: int) -> str:
+    """The option and value that let `nbytes` be decoded: max_bytes where it is set, else max_pixels
+    (4 bytes a pixel)."""
+    if settings.max_bytes is not None:
+        return f"{param('max_bytes')} {nbytes}"
+    return f"{param('max_pixels')} {-(-nbytes // 4)}"
 
 
 def pool_streamed(source: Path, target: Path, settings: PoolSettings, big: BigData, *,

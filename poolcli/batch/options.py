@@ -24,8 +24,10 @@ def output_formats() -> dict[str, str | None]:
 
 
 def input_suffixes() -> tuple[str, ...]:
-    """The extensions batch discovers: every format poolcli reads."""
-    return formats.read_suffixes()
+    """The extensions batch discovers: every format poolcli reads, and every store kept as one file."""
+    from ..stream import file_suffixes
+
+    return tuple(dict.fromkeys(formats.read_suffixes() + file_suffixes()))
 
 
 REPORT_SUFFIXES = (".json", ".csv")

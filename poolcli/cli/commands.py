@@ -295,8 +295,7 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
     if output is not None:
         if len(inputs) > 1:
             raise UsageProblem(f"-o/--output names one file but {len(inputs)} inputs were given; use -d OUT_DIR")
-        store = output.suffix.lower() in (".zarr", ".zarr2", ".zarr3")  # a Zarr store is a folder
-        if (output.is_dir() and not store) or str(output).endswith(os.sep):
+        if (output.is_dir() and not _names_folder_store(output)) or str(output).endswith(os.sep):
             raise UsageProblem(f"-o/--output {output} is a folder; use -d {output} to write into it")
         if suffix is not None and output.suffix.lower() != suffix:
             raise UsageProblem(f"-o/--output {output} and --format {suffix[1:]} disagree; give only one")
@@ -311,6 +310,14 @@ def _targets(inputs: list[Path], output: Path | None, out_dir: Path | None, sett
     from ..app.settings import default_output
 
     return [default_output(source, settings, out_dir, suffix) for source in inputs]
+
+
+def _names_folder_store(output: Path) -> bool:
+    """Whether `output`'s suffix names a store kept as a folder (a Zarr store), per the stores' table."""
+    from ..stream.stores import by_suffix
+
+    store = by_suffix(output)
+    return store is not None and store.folder
 
 
 def _compare_targets(inputs: list[Path], compare: Path | None) -> list[Path | None]:

@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import io
 from ..app.settings import PoolSettings, spec_for
+from ..app.streamed import load_input
 from ..core.geometry import AxisGeometry, PoolPlan, plan_pool, with_materialised_padding
 from ..core.modes import MODES
 from ..core.spec import PoolSpec, spec_of_plan
@@ -186,7 +187,7 @@ def _one_array(source: Path, settings: PoolSettings, loaded: io.Loaded | None) -
     """The input's one array of real numbers (a PoolError for several, or for other dtypes), decoded
     unless it is given."""
     if loaded is None:
-        loaded = io.load(source, **settings.load_options())
+        loaded = load_input(source, settings)
     if len(loaded.arrays) != 1:
         raise PoolError(f"{source}: holds {len(loaded.arrays)} arrays; the inspector shows one, save it as .npy")
     array = np.asarray(next(iter(loaded.arrays.values())))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import formats
 from ..core.choices import COMPRESSIONS
 from ..core.spec import PoolSpec
 from ..errors import OutputError
@@ -31,27 +32,23 @@ from .stores import (
     by_suffix,
     checked_options,
     compression_for,
+    decoded_bytes,
+    file_suffixes,
     is_big_input,
+    named_pyramid_stores,
     open_sink,
     open_source,
     output_store,
     register,
-    sink_suffixes,
 )
 
 DEFAULT_STORE = StoreOptions()
-ZARR_SUFFIXES = STORES["ZARR"].suffixes
-TIFF_SUFFIXES = STORES["TIFF"].suffixes
-SINK_SUFFIXES = sink_suffixes()  # of the stores registered with poolcli itself
 
 __all__ = [
     "COMPRESSIONS",
     "DEFAULT_MEMORY",
     "STORES",
     "DEFAULT_MIN_SIZE",
-    "SINK_SUFFIXES",
-    "TIFF_SUFFIXES",
-    "ZARR_SUFFIXES",
     "Budget",
     "Pyramid",
     "Source",
@@ -60,6 +57,8 @@ __all__ = [
     "build_pyramid",
     "checked_options",
     "compression_for",
+    "decoded_bytes",
+    "file_suffixes",
     "is_big_input",
     "tune_malloc",
     "level_count",
@@ -67,6 +66,7 @@ __all__ = [
     "pyramid_format",
     "pool_to",
     "register",
+    "store_only",
     "streamed_only",
     "writes",
 ]
@@ -99,7 +99,7 @@ def pyramid_format(target: Path) -> str:
     pyramid writer)."""
     store = output_store(target)
     if store.write_pyramid is None:
-        raise OutputError(f"{target}: a pyramid has several levels; write .zarr (OME-Zarr) or .tif")
+        raise OutputError(f"{target}: a pyramid has several levels; write {named_pyramid_stores()}")
     return store.name
 
 
@@ -107,6 +107,11 @@ def streamed_only(path: Path) -> bool:
     """Whether `path` names a folder store (Zarr), read and written only by streaming."""
     store = by_suffix(path)
     return store is not None and store.folder
+
+
+def store_only(path: Path) -> bool:
+    """Whether `path` is a file only a store reads (no image or array format has its suffix)."""
+    return by_suffix(path) is not None and formats.by_suffix(path.suffix.lower()) is None
 
 
 def writes(path: Path) -> bool:

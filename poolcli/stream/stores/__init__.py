@@ -7,7 +7,7 @@ this table; one module (`npy`, `zarr`, `tiff`) and one `register` line add a sto
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ class Store:
     compressions: tuple[str, ...] = ()  # the `compression` names its outputs take, its default first
     folder: bool = False  # a folder: read and written only by streaming, whatever its size
     recognises: Callable[[Path], bool] | None = None  # a folder of this store without its suffix
+    data_bytes: Callable[[Path], int] | None = None  # a file's decoded size from its header (0: unknown)
     ome: bool = False  # its outputs may be written as OME-TIFF (`StoreOptions.ome`)
 
 
@@ -49,11 +50,11 @@ def register(store: Store) -> Store:
     return store
 
 
-register(Store("NPY", (".npy",), npy.open_source, npy.open_sink))
+register(Store("NPY", (".npy",), npy.open_source, npy.open_sink, data_bytes=npy.data_bytes))
 register(Store("ZARR", zarr.SUFFIXES, zarr.open_source, zarr.open_sink, zarr.write_ome_zarr, zarr.COMPRESSIONS,
                folder=True, recognises=zarr.is_zarr))
 register(Store("TIFF", tiff.SUFFIXES, tiff.open_source, tiff.open_sink, tiff.write_pyramid_tiff, tiff.COMPRESSIONS,
-               ome=True))
+               data_bytes=tiff.data_bytes, ome=True))
 # Any other image poolcli reads, decoded whole and held (no suffix of its own: never an output store).
 IMAGES = Store("IMAGE", (), images.open_source, npy.open_sink)
 DEFAULT_FOLDER = "ZARR"  # a folder no store's suffix names is read as this store (and refused by it)
@@ -82,7 +83,7 @@ def input_store(path: Path) -> Store:
     if store is None and images.reads(path):
         return IMAGES
     if store is None:
-        raise InputError(f"{path}: big inputs are .npy, Zarr (.zarr), TIFF or images poolcli reads; convert it,"
+        raise InputError(f"{path}: big inputs are {_named(STORES.values())} or images poolcli reads; convert it,"
                          " or pool it in memory")
     return store
 
@@ -91,7 +92,7 @@ def output_store(path: Path) -> Store:
     """The store that writes `path`; an OutputError naming it where none does."""
     store = by_suffix(path)
     if store is None:
-        raise OutputError(f"{path}: big outputs are .npy, .zarr or .tif/.tiff; use one of those extensions")
+        raise OutputError(f"{path}: big outputs are {_named(STORES.values())}; use one of those extensions")
     return store
 
 
@@ -128,9 +129,31 @@ def _compressed_outputs() -> str:
     return " and ".join(filter(None, (", ".join(suffixes[:-1]), suffixes[-1])))
 
 
-def sink_suffixes() -> tuple[str, ...]:
-    """Every registered store's suffixes."""
-    return tuple(suffix for store in STORES.values() for suffix in store.suffixes)
+def pyramid_stores() -> list[Store]:
+    """The stores that write pyramids."""
+    return [store for store in STORES.values() if store.write_pyramid is not None]
+
+
+def _named(stores: Iterable[Store]) -> str:
+    """The stores' suffixes as a message lists them: ".npy, .zarr/.zarr2/... or .tif/.tiff/..."."""
+    names = ["/".join(store.suffixes) for store in stores]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def named_pyramid_stores() -> str:
+    """The suffixes of the stores that write pyramids, for a message."""
+    return _named(pyramid_stores())
+
+
+def file_suffixes() -> tuple[str, ...]:
+    """The suffixes of the stores kept as one file (not a folder): inputs a batch walk finds."""
+    return tuple(suffix for store in STORES.values() if not store.folder for suffix in store.suffixes)
+
+
+def decoded_bytes(path: Path) -> int:
+    """An input file's decoded size from its store's header reader (0 where no store knows it)."""
+    store = by_suffix(path)
+    return 0 if store is None or store.data_bytes is None else store.data_bytes(path)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,14 @@ def _npy_source(path: Path) -> Source:
     return Source(path, array, "array", "NPY", tuple(array.shape))
 
 
+def data_bytes(path: Path) -> int:
+    """The array's size from the `.npy` header (0 where the header cannot be read: the reader says why)."""
+    try:
+        return int(np.load(path, mmap_mode="r", allow_pickle=False).nbytes)
+    except Exception:
+        return 0
+
+
 @contextlib.contextmanager
 def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial: tuple[int, ...],
               options: StoreOptions, overwrite: bool, inputs: tuple[Path, ...]) -> Iterator[Sink]:

@@ -49,6 +49,18 @@ def open_source(path: Path, dataset: str | None = None) -> Iterator[Source]:
         yield source
 
 
+def data_bytes(path: Path) -> int:
+    """The first page's decoded size from its tags (0 where the file cannot be read: the reader
+    says why); the first page only, as listing every page costs time."""
+    import tifffile
+
+    try:
+        with quiet_logs(), tifffile.TiffFile(path) as tiff:
+            return int(tiff.pages.first.nbytes)
+    except Exception:
+        return 0
+
+
 @contextlib.contextmanager
 def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial: tuple[int, ...],
               options: StoreOptions, overwrite: bool, inputs: tuple[Path, ...]) -> Iterator[Sink]:
