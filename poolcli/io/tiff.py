@@ -422,30 +422,35 @@ def compression_keywords(compression: str | None, dtype) -> dict:
     return keywords
 
 
+_MOST_LEVELS = 64  # sub-IFDs `info` lists at most (a forged table may name millions)
+
+
 def tiff_levels(path: Path) -> list[dict]:
-    """The levels of a pyramidal TIFF's first image (itself and its reduced-resolution sub-IFDs or
-    pages, as tifffile's series sees them): shape, axes, the size of a pixel (y, x) and its unit
-    (from the level's resolution tags, or an OME-TIFF's PhysicalSize scaled to the level), and
-    compression; an empty list for a TIFF of one level (or whose levels cannot be listed)."""
+    """The levels of a pyramidal TIFF's first page (itself and its reduced-resolution sub-IFDs, the
+    first 64): shape, axes, the size of a pixel (y, x) and its unit (from the level's resolution
+    tags, or an OME-TIFF's PhysicalSize scaled to the level), and compression; an empty list for a
+    TIFF without sub-IFDs (or whose sub-IFDs cannot be read). Only page 0 and its sub-IFDs are
+    read, never the chain of pages (which may be endless)."""
     import tifffile
 
     try:
         with quiet_decoders(), tifffile.TiffFile(path) as tiff:
-            levels = tiff.series[0].levels
-            if len(levels) < 2:
+            first: Any = tiff.pages.first
+            if not first.subifds:
                 return []
+            reduced = tifffile.TiffPages(first)
+            pages = [first] + [reduced[i] for i in range(min(len(first.subifds), _MOST_LEVELS))]
             ome = _ome_sizes(tiff) if tiff.is_ome else None
-            width = int(levels[0].keyframe.imagewidth)
-            return [_level_row(level, ome, width / int(level.keyframe.imagewidth)) for level in levels]
-    except Exception:  # a TIFF `load` reads but whose series tifffile cannot list: described as one level
+            width = int(first.imagewidth)
+            return [_level_row(page, ome, width / max(1, int(page.imagewidth))) for page in pages]
+    except Exception:  # sub-IFDs tifffile cannot read: described as one level, as `load` reads page 0
         return []
 
 
-def _level_row(level, ome, factor: float) -> dict:
-    page = level.keyframe
+def _level_row(page, ome, factor: float) -> dict:
     sizes = _resolution_sizes(page)
     if sizes is None and ome is not None:
         sizes = ((ome[0][0] * factor, ome[0][1]), (ome[1][0] * factor, ome[1][1]))
-    return dict(shape=[int(n) for n in level.shape], axes=level.axes, compression=_compression_name(page),
+    return dict(shape=[int(n) for n in page.shape], axes=page.axes, compression=_compression_name(page),
                 pixel_size=None if sizes is None else [sizes[0][0], sizes[1][0]],
                 unit=None if sizes is None else sizes[1][1])
