@@ -186,7 +186,8 @@ def test_the_option_names_and_the_table_of_formats_load_without_numpy():
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
 
 
-STORE_MODULES = {"stream.stores.npy", "stream.stores.zarr", "stream.stores.tiff", "stream.stores.labels"}
+STORE_MODULES = {"stream.stores.npy", "stream.stores.zarr", "stream.stores.tiff", "stream.stores.labels",
+                 "stream.stores.images"}
 STORE_SUFFIXES = {".npy", ".zarr", ".zarr2", ".zarr3", ".ome.zarr", ".tif", ".tiff", ".btf", ".tf8"}
 
 

@@ -39,7 +39,7 @@ def describe_file(source: Path, settings: PoolSettings, dataset: str | None = No
     arrays = {}
     for key, array in loaded.arrays.items():
         arrays[key] = describe_array(settings, loaded, array)
-    return dict(
+    description: dict = dict(
         input=str(source),
         format=loaded.format,
         kind=loaded.kind,
@@ -49,6 +49,9 @@ def describe_file(source: Path, settings: PoolSettings, dataset: str | None = No
         arrays=arrays,
         parameters=settings_summary(settings),
     )
+    if loaded.format == "TIFF":
+        description["levels"] = io.tiff_levels(source)  # a pyramidal TIFF's levels ([] for one level)
+    return description
 
 
 def _describe_store(source: Path, settings: PoolSettings, dataset: str | None) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 from .. import io
 from ..backends import to_device, to_numpy
 from ..core import formats
+from ..core.calibration import Calibration
 from ..core.dtypes import cast_value, sixteen_to_eight_bits
 from ..core.modes import MODES
 from ..core.spec import PoolSpec
@@ -75,7 +76,9 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
                     metadata=None if settings.strip else pooled_metadata(settings, loaded),
                     overwrite=overwrite, inputs=inputs, normalize=settings.normalize, quality=settings.quality,
                     channel_order=loaded.channel_order, durable=durable,
-                    nodata=_output_nodata(settings, loaded, results))
+                    nodata=_output_nodata(settings, loaded, results),
+                    compression=None if big is None else big.store.compression,
+                    calibration=pooled_calibration(settings, loaded), ome=big is not None and big.store.ome)
         if on_arrays is not None:
             on_arrays(loaded, results, found or {})
     except MemoryError:
@@ -92,6 +95,17 @@ def pool_file(source: Path, target: Path, settings: PoolSettings, *, overwrite: 
         parameters=settings_summary(settings),
         warnings=warnings,
     )
+
+
+def pooled_calibration(settings: PoolSettings, loaded: io.Loaded) -> Calibration | None:
+    """The pixel size of an image's pooled result: the input's times each pooled axis's stride."""
+    if loaded.calibration is None or len(loaded.arrays) != 1:
+        return None
+    array = loaded.array
+    if len(loaded.calibration.axes) != array.ndim:
+        return None
+    strides = {g.axis: g.stride for g in spec_for(settings, loaded, array).plan(array.shape).sliding}
+    return loaded.calibration.pooled(tuple(strides.get(axis, 1) for axis in range(array.ndim)))
 
 
 def _through_copies(source, target, settings: PoolSettings, *, overwrite: bool, inputs: tuple,

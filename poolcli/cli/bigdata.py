@@ -49,8 +49,12 @@ MemoryOption = Annotated[str, typer.Option(
 DatasetOption = Annotated[str | None, typer.Option(
     "--dataset", metavar="NAME", help="The array of a Zarr group to read (default: an OME-Zarr image's full "
     "resolution, or the group's only array).", show_default=False)]
-CompressionOption = Annotated[str, typer.Option(
-    "--compression", help=f"Compression of .zarr and .tif outputs: {'|'.join(COMPRESSIONS)}.")]
+CompressionOption = Annotated[str | None, typer.Option(
+    "--compression", show_default=False, help=f"Compression of .zarr and .tif outputs: {'|'.join(COMPRESSIONS)}"
+    " (default: zstd for .zarr, zlib for .tif: deflate, which every TIFF reader decodes; .tif takes no lz4).")]
+OmeOption = Annotated[bool, typer.Option(
+    "--ome", help="Write .tif outputs as OME-TIFF (as .ome.tif names are): OME-XML with the axes, pixel size and "
+    "channel names that Bio-Formats (QuPath, Fiji, OMERO) reads.")]
 ChunkOption = Annotated[int, typer.Option(
     "--chunk", min=1, help="Chunk side of .zarr outputs along the pooled axes (1 along the others).")]
 ZarrFormatOption = Annotated[int, typer.Option("--zarr-format", help="Zarr format of .zarr outputs: 2 or 3.")]
@@ -75,7 +79,8 @@ StorageOption = Annotated[list[str] | None, typer.Option(
 STORE_OPTIONS = {
     "memory": (MemoryOption, DEFAULT_MEMORY),
     "dataset": (DatasetOption, None),
-    "compression": (CompressionOption, "zstd"),
+    "compression": (CompressionOption, None),
+    "ome": (OmeOption, False),
     "chunk": (ChunkOption, 1024),
     "zarr_format": (ZarrFormatOption, 2),
     "pixel_size": (PixelSizeOption, None),
@@ -120,17 +125,17 @@ def with_storage_options(arguments: dict, pairs: list[str] | None) -> dict:
             for name, value in arguments.items()}
 
 
-def big_data(memory: str, dataset: str | None, compression: str, chunk: int, zarr_format: int,
+def big_data(memory: str, dataset: str | None, compression: str | None, ome: bool, chunk: int, zarr_format: int,
              pixel_size: str | None = None, unit: str | None = None) -> "BigData":
-    """The big-data options as the application's `BigData` (a UsageProblem for a bad value)."""
+    """The big-data options as the application's `BigData` (a UsageProblem for a bad value; a
+    compression is checked against each output's store, `check_compression`)."""
     from ..app.settings import BigData
     from ..stream import StoreOptions
 
     budget = memory_budget(memory)
     if zarr_format not in (2, 3):
         raise UsageProblem(f"--zarr-format {zarr_format} is not known; use 2 or 3")
-    store = StoreOptions(compression=choice("--compression", compression, COMPRESSIONS), chunk=chunk,
-                         zarr_format=zarr_format)
+    store = StoreOptions(compression=compression, chunk=chunk, zarr_format=zarr_format, ome=ome)
     return BigData(memory=budget, dataset=dataset, store=store, pixel_size=parse_sizes(pixel_size),
                    unit=None if unit is None else unit_or_usage(unit))
 
@@ -156,6 +161,19 @@ def unit_or_usage(unit: str) -> str:
         return unit_name(unit)
     except PoolError as error:
         raise UsageProblem(error.template) from None
+
+
+def check_store_options(targets: list[Path], big: "BigData") -> None:
+    """Refuse (a UsageProblem, before any work) a --compression that some output's store cannot
+    write, or given for an output no store writes (PNG, JPEG, ...), and --ome for an output other
+    than TIFF: the stores' records say."""
+    from ..stream import checked_options
+
+    for target in targets:
+        try:
+            checked_options(target, big.store)
+        except PoolError as error:
+            raise UsageProblem(error.template) from None
 
 
 def memory_budget(memory: str) -> int:
@@ -214,11 +232,12 @@ def progress_bar(total: int, label: str) -> Iterator:
 @app.command("pyramid", cls=PlainCommand)
 @with_store_options
 def pyramid_command(
-    input: Annotated[Location, typer.Argument(help="A .npy file, a Zarr store or a TIFF/BigTIFF image (or an s3://, "
-                                          "gs:// or https:// URL of one).", show_default=False, metavar="INPUT",
-                                          parser=path_or_url)],
+    input: Annotated[Location, typer.Argument(help="A .npy file, a Zarr store, a TIFF/BigTIFF or any image poolcli "
+                                              "reads (or an s3://, gs:// or https:// URL of one).", show_default=False,
+                                              metavar="INPUT", parser=path_or_url)],
     output: Annotated[Location, typer.Option("-o", "--output", metavar="OUT.zarr|OUT.tif", parser=path_or_url,
-                                         help="OME-Zarr store (.zarr) or pyramidal tiled BigTIFF (.tif).",
+                                         help="OME-Zarr store (.zarr), pyramidal tiled BigTIFF (.tif) or"
+                                         " OME-TIFF (.ome.tif).",
                                          show_default=False)],
     mode: Annotated[str | None, typer.Option(
         "-m", "--mode", show_default=False,
@@ -326,6 +345,7 @@ def _pyramid(source: Path, target: Path, mode: str, levels: int | None, min_size
 
     started = time.perf_counter()
     stream.pyramid_format(target)
+    check_store_options([target], big)
     refuse_inputs([target], [source])
     if label is not None and scheduler is not None:
         raise UsageProblem("a label pyramid is written on this machine; drop --scheduler")

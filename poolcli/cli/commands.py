@@ -35,6 +35,7 @@ from .app import (
 from .bigdata import (
     DatasetOption,
     StorageOption,
+    check_store_options,
     cluster_client,
     with_progress,
     with_storage_options,
@@ -91,6 +92,7 @@ def pool_command(
         targets = _targets(inputs, streams.output, out_dir, settings, suffix)
         figures = _compare_targets(inputs, compare)
         _refuse_collisions(inputs, targets, figures)
+        check_store_options(targets, big)
         if scheduler is not None:
             big = dataclasses.replace(big, client=stack.enter_context(cluster_client(scheduler)))
         failures = 0
@@ -393,15 +395,26 @@ def _shape_text(shape) -> str:
 
 
 def _print_levels(levels: list[dict]) -> None:
-    """A multi-resolution store's levels: path, shape, axes, scale, translation, units."""
+    """A multi-resolution input's levels (an OME-Zarr's or a pyramidal TIFF's): shape, axes, pixel
+    size (scale), translation, units and compression, where its metadata gives them."""
+    if not levels:
+        return
     from rich.table import Table
 
-    table = Table("level", "shape", "axes", "scale", "translation", "units")
-    for level in levels:
-        row = [", ".join(f"{v:g}" for v in level[key]) if key in level else "" for key in ("scale", "translation")]
-        table.add_row(level["path"], "x".join(map(str, level["shape"])), ",".join(level.get("axes", [])), *row,
-                      ",".join(unit or "-" for unit in level.get("units", [])))
+    say(f"pyramid: {len(levels)} levels")
+    table = Table("level", "shape", "axes", "scale", "translation", "units", "compression")
+    for k, level in enumerate(levels):
+        axes = level.get("axes") or ""
+        units = level.get("units") or ([level["unit"]] if level.get("unit") else [])
+        table.add_row(str(level.get("path", k)), "x".join(map(str, level["shape"])),
+                      axes if isinstance(axes, str) else ",".join(axes),
+                      _numbers(level.get("scale") or level.get("pixel_size")), _numbers(level.get("translation")),
+                      ",".join(unit or "-" for unit in units), level.get("compression") or "")
     console().print(table)
+
+
+def _numbers(values: list | None) -> str:
+    return "" if not values else ", ".join(f"{v:g}" for v in values)
 
 
 def _print_description(description: dict) -> None:
@@ -438,5 +451,4 @@ def _print_description(description: dict) -> None:
         console().print(table)
         if array["layout_warning"] is not None:
             report_warning(f"{description['input']}: {array['layout_warning']}")
-    if description.get("levels"):
-        _print_levels(description["levels"])
+    _print_levels(description.get("levels") or [])

@@ -25,7 +25,7 @@ FLAGS = {  # the library's parameter names (errors.param) as the command line sp
     "out_dir": "-d/--out-dir", "compare_dir": "--compare-dir", "report": "--report", "montage": "--montage",
     "scale": "--scale", "channel": "--channel", "output": "-o/--output", "output_size": "--output-size",
     "divisor_override": "--divisor", "return_indices": "--indices", "region": "--region",
-    "memory": "--memory", "dataset": "--dataset", "compression": "--compression", "chunk": "--chunk",
+    "memory": "--memory", "dataset": "--dataset", "compression": "--compression", "ome": "--ome", "chunk": "--chunk",
     "zarr_format": "--zarr-format", "levels": "--levels", "min_size": "--min-size", "scheduler": "--scheduler",
     "labels": "--labels", "pixel_size": "--pixel-size", "unit": "--unit", "storage_option": "--storage-option",
     "html_report": "--html-report", "nodata": "--nodata", "size": "--size", "max_side": "--max-side",

@@ -69,6 +69,7 @@ from .images import MAX_JPEG_SCANS
 from .metadata import ImageMetadata
 from .png import MAX_ICC_BYTES
 from .reading import load
+from .tiff import tiff_levels
 from .writing import save
 
 __all__ = [
@@ -104,4 +105,5 @@ __all__ = [
     "sniff_suffix",
     "sweep_temporaries",
     "temporary_prefix",
+    "tiff_levels",
 ]

@@ -13,10 +13,12 @@ from PIL import Image
 
 from ..backends import opencv
 from ..core import formats
+from ..core.calibration import Calibration
 from ..errors import OutputError, param
 from .chatter import quiet_decoders
 from .formats import NUMERIC_KINDS, PILLOW_PNG
 from .metadata import ImageMetadata, pillow_options, png_chunk, with_jpeg_metadata, with_png_metadata
+from .tiff import compression_keywords, is_ome_name, ome_metadata, resolution_keywords
 
 
 def encode_image(
@@ -30,10 +32,15 @@ def encode_image(
     bgr: bool,
     metadata: ImageMetadata | None = None,
     nodata: int | float | None = None,
+    compression: str | None = None,
+    calibration: Calibration | None = None,
+    ome: bool = False,
 ) -> bytes:
     """The bytes of ``array`` in image format ``fmt``, or an OutputError naming the fix; with
-    ``metadata`` (EXIF, XMP, resolution) where the format has a place for it (io/metadata.py); a
-    TIFF records ``nodata`` in GDAL's GDAL_NODATA tag (other formats have no place for it)."""
+    ``metadata`` (EXIF, XMP, resolution) where the format has a place for it (io/metadata.py). A
+    TIFF asked for a ``compression``, given a ``calibration`` with a pixel size, a ``nodata``
+    (GDAL's GDAL_NODATA tag), or an OME-TIFF (``ome``, or a path named ``.ome.tif``) is written by
+    tifffile (that compression, that resolution, its OME-XML)."""
     record = formats.by_name(fmt)
     array = _as_hwc(path, np.asarray(array))
     _check_side_limit(path, array, record)
@@ -47,9 +54,14 @@ def encode_image(
     ):
         icc = None
     metadata = (metadata or ImageMetadata()).kept_by(record.metadata)
-    if fmt == "TIFF" and ((by_opencv and (icc is not None or metadata.dpi is not None)) or nodata is not None):
+    ome = fmt == "TIFF" and (ome or is_ome_name(path))
+    if fmt == "TIFF" and (ome or compression is not None or resolution_keywords(calibration) or nodata is not None
+                          or (by_opencv and (icc is not None or metadata.dpi is not None))):
         # OpenCV's TIFFs have no place for a profile or resolution, Pillow's none for a nodata
-        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, metadata.dpi, nodata)
+        resolution = resolution_keywords(calibration) or _dpi_keywords(metadata.dpi)
+        return _tifffile_bytes(swap_red_blue(array) if bgr else array, icc, compression=compression,
+                               resolution=resolution, ome_calibration=calibration if ome else None, ome=ome,
+                               nodata=nodata)
     if by_opencv:  # OpenCV encodes BGR(A)
         data = _opencv_bytes(path, array if bgr else swap_red_blue(array), fmt, quality, icc)
     else:
@@ -197,20 +209,29 @@ def _gif_with_transparency(array: np.ndarray) -> tuple[Image.Image, int]:
     return image, 255
 
 
-def _tifffile_bytes(array: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None,
-                    nodata: int | float | None = None) -> bytes:
-    """A TIFF of a gray, RGB(A) array with its ICC profile, resolution and nodata, written by tifffile."""
+def _dpi_keywords(dpi: tuple[float, float] | None) -> dict:
+    """tifffile's resolution keywords for a resolution in dots per inch (none for None)."""
+    return {} if dpi is None else dict(resolution=dpi, resolutionunit="INCH")
+
+
+def _tifffile_bytes(array: np.ndarray, icc: bytes | None, *, compression: str | None, resolution: dict,
+                    ome_calibration: Calibration | None, ome: bool, nodata: int | float | None) -> bytes:
+    """A TIFF of a gray, RGB(A) array with its ICC profile, compression (None: none), resolution
+    (tifffile's keywords) and nodata, written by tifffile; an OME-TIFF (with its OME-XML, the
+    pixel size of `ome_calibration`) where `ome`."""
     import tifffile
 
     from .tiff import gdal_nodata_tags
 
     buffer = io.BytesIO()
     channels = array.shape[2]
+    data = array if channels > 1 else array[:, :, 0]
+    packing = compression_keywords(compression, array.dtype) if compression is not None else {}
     tifffile.imwrite(
-        buffer, array if channels > 1 else array[:, :, 0], photometric="rgb" if channels >= 3 else "minisblack",
-        extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc, metadata=None,
-        resolution=dpi, resolutionunit="INCH" if dpi is not None else None,
-        extratags=gdal_nodata_tags(nodata),
+        buffer, data, photometric="rgb" if channels >= 3 else "minisblack", ome=ome,
+        extrasamples=("unassalpha",) if channels == 4 else None, iccprofile=icc,
+        metadata=ome_metadata(data.shape, False, ome_calibration) if ome else None,
+        **packing, **resolution, extratags=gdal_nodata_tags(nodata),
     )
     return buffer.getvalue()
 

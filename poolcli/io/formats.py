@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..core import formats
+from ..core.calibration import Calibration
 from ..errors import InputError, OutputError, PoolError, param
 from .metadata import ImageMetadata
 
@@ -62,6 +63,9 @@ class WriteRequest:
     bgr: bool
     metadata: ImageMetadata | None = None  # EXIF, XMP, resolution: what an image output keeps
     nodata: int | float | None = None  # recorded where the format has a place for it (TIFF: GDAL_NODATA)
+    compression: str | None = None  # TIFF: the compression asked for (None: as poolcli writes TIFF by default)
+    calibration: Calibration | None = None  # the pixels' physical size, where the format records it (TIFF)
+    ome: bool = False  # TIFF: an OME-TIFF (as a name ending .ome.tif is anyway)
 
     def single_array(self, path: Path) -> np.ndarray:
         """The one array to write (``array``, or the only one of ``key_arrays``); an OutputError otherwise."""
@@ -155,6 +159,7 @@ class Loaded:
     channel_order: str = "rgb"
     metadata: ImageMetadata | None = field(default=None, repr=False)  # EXIF, XMP, resolution of an image
     nodata: int | float | None = None  # the value the file declares for missing cells (a TIFF's GDAL_NODATA)
+    calibration: Calibration | None = None  # the pixels' physical size (a TIFF's resolution), where known
 
     @property
     def array(self) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..core import formats
+from ..core.calibration import Calibration
 from ..core.choices import JPEG_QUALITY
 from ..errors import OutputError
 from .atomic import atomic_output, check_output
@@ -49,6 +50,9 @@ def save(
     durable: bool = True,
     metadata: ImageMetadata | None = None,
     nodata: int | float | None = None,
+    compression: str | None = None,
+    calibration: Calibration | None = None,
+    ome: bool = False,
 ) -> Path:
     """Write ``array`` (or, for ``.npz``, ``key_arrays``) to ``path`` atomically; return the path.
 
@@ -68,7 +72,9 @@ def save(
     ``like`` lends its ICC profile to the image when the colour spaces agree, and its EXIF, XMP
     and resolution (``like.metadata``) unless ``metadata`` is given (io/metadata.py: what each
     format keeps). A TIFF records ``nodata`` (the value of cells without data) in its GDAL_NODATA
-    tag, as GDAL does.
+    tag, as GDAL does. A TIFF is written with ``compression`` ("zlib", "zstd" or "none"; None:
+    uncompressed, as ever) and records ``calibration``'s pixel size as its resolution;
+    ``ome=True`` (or a name ending ``.ome.tif``) makes it an OME-TIFF.
     An existing ``path`` is replaced only with ``overwrite=True``; a path that is
     one of ``inputs`` never is.
 
@@ -88,7 +94,7 @@ def save(
     if metadata is None and like is not None:
         metadata = like.metadata
     request = WriteRequest(record, array, key_arrays, normalize, icc, quality, channel_order == "bgr", metadata,
-                           nodata)
+                           nodata, compression, calibration, ome)
     write = formats.resolve(writer)(path, request)
     with atomic_output(path, overwrite=overwrite, inputs=inputs, durable=durable, checked=True) as file:
         write(file)
@@ -117,7 +123,8 @@ def image_writer(path: Path, request: WriteRequest):
     """The writer of every image format: `encode_image` (OpenCV, Pillow or tifffile) makes the bytes now."""
     data = encode_image(path, request.single_array(path), request.format.name, normalize=request.normalize,
                         icc=request.icc, quality=request.quality, bgr=request.bgr, metadata=request.metadata,
-                        nodata=request.nodata)
+                        nodata=request.nodata, compression=request.compression, calibration=request.calibration,
+                        ome=request.ome)
     return _bytes_writer(data)
 
 

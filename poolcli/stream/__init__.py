@@ -11,6 +11,7 @@ shared as `Budget` says. Each store is a record of `stores.STORES` (one module e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from .stores import (
     by_suffix,
     check_label_dtype,
     check_label_name,
+    checked_options,
+    compression_for,
     decoded_bytes,
     file_suffixes,
     is_big_input,
@@ -57,6 +60,8 @@ __all__ = [
     "StoreOptions",
     "build_label_pyramid",
     "build_pyramid",
+    "checked_options",
+    "compression_for",
     "decoded_bytes",
     "file_suffixes",
     "check_label_dtype",
@@ -83,6 +88,10 @@ def pool_to(source: Source, target: Path | str, spec: PoolSpec, dtype: np.dtype 
     target = as_path(target)
     plan = streamed_plan(source.shape, spec)
     dtype_out = output_dtype(source.dtype, plan.mode, dtype)
+    if options.calibration is None and source.calibration is not None:  # the input's, each axis times its stride
+        strides = {g.axis: g.stride for g in plan.sliding}
+        options = replace(options, calibration=source.calibration.pooled(
+            tuple(strides.get(axis, 1) for axis in range(len(source.shape)))))
     with open_sink(target, plan.out_shape, dtype_out, spatial=plan.pooled_axes, options=options,
                    overwrite=overwrite, inputs=(source.path,)) as sink:
         budget = Budget(memory)
@@ -124,6 +133,7 @@ def build_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *, memor
     options.check()
     source.check_memory(memory)
     target = as_path(target)
+    options = checked_options(target, options)
     writer = STORES[pyramid_format(target)].write_pyramid
     assert writer is not None  # pyramid_format refuses a store without one
     budget = Budget(memory)

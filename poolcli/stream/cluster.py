@@ -34,7 +34,7 @@ from .npyfile import NpyFile
 from .pyramid import Pyramid, Scratch, band_levels, from_sums, nests, sum_dtype
 from .sinks import StoreOptions
 from .sources import Source
-from .stores import STORES, by_suffix, input_store, open_source
+from .stores import STORES, by_suffix, checked_options, input_store, open_source
 from .stores.zarr import (
     OME_SUFFIX,
     copy_chunk_files,
@@ -267,6 +267,7 @@ def pool_on_cluster(client, source: Path, target: Path, spec: PoolSpec, dtype: n
     if target.name.lower().endswith(OME_SUFFIX):
         raise OutputError(f"{target}: pooling on a cluster writes a plain Zarr array, not an OME-Zarr image; name"
                           " the output .zarr, or pool it on this machine")
+    options = checked_options(target, options)
     result = regular(pool_with(spec.but(dtype=dtype), lazy_input(source, dataset)), options.chunk)
     with zarr_target(target, overwrite=overwrite, inputs=(source,)) as (store, _):
         array = create_zarr_array(store, None, result.shape, result.dtype, tuple(c[0] for c in result.chunks), options,
@@ -303,6 +304,7 @@ def pyramid_on_cluster(client, source: Path, target: Path, pyramid: Pyramid, *, 
     from distributed import as_completed
 
     check_cluster_paths(source, target)
+    options = checked_options(target, options)
     level0 = level0_calibration(pyramid.shape, pyramid.spatial, options)
     order, names = storage_order(level0), level_dimensions(level0, options.zarr_format)
     with open_source(source, dataset) as opened:

@@ -34,11 +34,12 @@ LEVELS = {"zstd": 2, "lz4": 5, "zlib": 3, "none": 0}
 class StoreOptions:
     """How outputs are stored: Zarr format and chunk side, compression of Zarr and TIFF."""
 
-    compression: str = "zstd"
-    level: int | None = None  # None: LEVELS[compression]
+    compression: str | None = None  # None: the output store's default (`stores.Store.compressions`)
+    level: int | None = None  # None: the store's level for it (Zarr: LEVELS[compression])
     chunk: int = CHUNK
     zarr_format: int = 2
     calibration: Calibration | None = None  # the output's axes and physical sizes, recorded by its writer
+    ome: bool = False  # a TIFF output is an OME-TIFF whatever its name (`.ome.tif` is one anyway)
     nodata: int | float | None = None  # the value of cells without data, as the written data (level 0) holds it
 
     def nodata_for(self, dtype: np.dtype, written: np.dtype | None = None) -> int | float | None:
@@ -50,10 +51,10 @@ class StoreOptions:
 
     @property
     def chosen_level(self) -> int:
-        return LEVELS.get(self.compression, 0) if self.level is None else self.level
+        return LEVELS.get(self.compression or "", 0) if self.level is None else self.level
 
     def check(self) -> None:
-        if self.compression not in COMPRESSIONS:
+        if self.compression is not None and self.compression not in COMPRESSIONS:
             raise OutputError(f"{param('compression')} {self.compression!r} is not known;"
                               f" use one of {', '.join(COMPRESSIONS)}")
         if self.zarr_format not in (2, 3):

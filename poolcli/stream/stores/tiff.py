@@ -9,18 +9,30 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...core.choices import COMPRESSIONS as NAMES
+from ...core.calibration import Calibration
 from ...errors import InputError, OutputError, param
 from ...io import atomic_path, scratch
 from ...io.chatter import quiet_logs
 from ...io.formats import input_errors, one_line
 from ...io.remote import is_url, object_file
-from ...io.tiff import check_segments, gdal_nodata, gdal_nodata_tags, tifffile_decodes
+from ...io.tiff import (
+    TIFF_COMPRESSIONS,
+    check_segments,
+    compression_keywords,
+    gdal_nodata,
+    gdal_nodata_tags,
+    is_ome_name,
+    ome_metadata,
+    resolution_keywords,
+    tiff_calibration,
+    tifffile_decodes,
+)
 from ..budget import DEFAULT_MEMORY, Budget
 from ..npyfile import NpyFile
 from ..pyramid import Pyramid, build
@@ -29,7 +41,7 @@ from ..sources import Source
 from ..tiffsegments import TiffSegments
 
 SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
-COMPRESSIONS = NAMES  # lz4 is written as zstd (TIFF has no lz4)
+COMPRESSIONS = TIFF_COMPRESSIONS  # deflate first, the default (why: io/tiff.py); no lz4
 TILE = 256  # TIFF tile side
 Progress = Callable[[int], None]
 
@@ -55,18 +67,110 @@ def data_bytes(path: Path) -> int:
 @contextlib.contextmanager
 def open_sink(target: Path, shape: tuple[int, ...], dtype: np.dtype, *, spatial: tuple[int, ...],
               options: StoreOptions, overwrite: bool, inputs: tuple[Path, ...]) -> Iterator[Sink]:
-    check_tiff_shape(target, shape)
+    image = TiffImage.of(target, shape, spatial, options)
     with atomic_path(target, overwrite=overwrite, inputs=inputs) as temporary, scratch(target) as levels, \
             npy_file(levels, shape, dtype) as array:  # tiled at the end
         yield Sink(array)
-        write_tiff(temporary, [array], options)
+        image.write(temporary, [array], [options.calibration])
 
 
-def check_tiff_shape(target: Path, shape: tuple[int, ...]) -> None:
-    if len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4)):
-        return
-    raise OutputError(f"{target}: a {len(shape)}-d result of shape {shape} is no TIFF image (H x W or"
-                      " H x W x 1|3|4); write .zarr or .npy instead")
+@dataclass(frozen=True)
+class TiffImage:
+    """How an image of some shape is laid out in a TIFF: H x W (x 1|3|4 samples, interleaved), or
+    C x H x W (`planar`: C samples, one plane each, or in an OME-TIFF one page per channel), and
+    whether it is an OME-TIFF (with its OME-XML: axes, physical size, channel names)."""
+
+    shape: tuple[int, ...]
+    planar: bool
+    ome: bool
+    compression: str | None
+    nodata: int | float | None = None  # recorded in GDAL_NODATA, as level 0's dtype holds it
+
+    @classmethod
+    def of(cls, target: Path, shape: tuple[int, ...], spatial: tuple[int, ...], options: StoreOptions) -> TiffImage:
+        """The layout of `shape` pooled or pyramided over `spatial`; an OutputError where no TIFF holds it."""
+        planar = len(shape) == 3 and 0 not in spatial  # axis 0 not pooled: the channels
+        if not (len(shape) == 2 or planar or (len(shape) == 3 and shape[2] in (1, 3, 4))):
+            raise OutputError(f"{target}: a {len(shape)}-d result of shape {shape} pooled over axes"
+                              f" {','.join(map(str, spatial))} is no TIFF image (H x W, H x W x 1|3|4, or"
+                              " C x H x W pooled over axes 1,2); write .zarr or .npy instead")
+        ome = options.ome or is_ome_name(target)
+        return cls(tuple(shape), planar, ome, options.compression, options.nodata)
+
+    @property
+    def colour(self) -> bool:
+        return not self.planar and len(self.shape) == 3 and self.shape[2] in (3, 4)
+
+    def keywords(self, dtype: np.dtype, calibration: Calibration | None) -> dict:
+        """tifffile's keywords for one level: tiles, compression, samples, resolution."""
+        keywords: dict = dict(tile=(TILE, TILE), photometric="rgb" if self.colour else "minisblack",
+                              **compression_keywords(self.compression, dtype), **resolution_keywords(calibration))
+        if self.colour and self.shape[2] == 4:
+            keywords["extrasamples"] = ("unassalpha",)
+        if self.planar and not self.ome:
+            keywords["planarconfig"] = "separate"
+        return keywords
+
+    def metadata(self, calibration: Calibration | None) -> dict | None:
+        """What tifffile writes into the first page's description: OME-XML's axes, physical
+        size and channel names in an OME-TIFF; its own shape note otherwise."""
+        if not self.ome:
+            return {}
+        return ome_metadata(self.stored_shape(self.shape), self.planar, calibration)
+
+    @property
+    def squeezed(self) -> bool:
+        """An H x W x 1 image stored as H x W (OME-XML knows no axis of one sample)."""
+        return self.ome and len(self.shape) == 3 and not self.planar and self.shape[2] == 1
+
+    def stored_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape[:2]) if self.squeezed else tuple(shape)
+
+    def stored_tiles(self, tiles: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        return (tile[..., 0] for tile in tiles) if self.squeezed else tiles
+
+    def level_tiles(self, level) -> Iterator[np.ndarray]:
+        """The tiles of a whole level (an array or NpyFile), plane by plane where planar."""
+        if not self.planar:
+            yield from tiles(level)
+            return
+        for plane in range(level.shape[0]):
+            yield from tiles(_Plane(level, plane))
+
+    def write(self, path: Path | str, levels: list, calibrations: list) -> None:
+        """A tiled BigTIFF of `levels[0]` (arrays or NpyFiles), the others as its reduced-resolution
+        sub-IFDs, each with its calibration's resolution."""
+        self.write_stream(path, self.level_tiles(levels[0]), levels[0].dtype, levels[1:], calibrations)
+
+    def write_stream(self, path: Path | str, first: Iterator[np.ndarray], dtype: np.dtype, reduced: list,
+                     calibrations: list) -> None:
+        """As `write`, level 0 given as its tiles in order (streamed as they come)."""
+        import tifffile
+
+        with tifffile.TiffWriter(os.fspath(path), bigtiff=True, ome=self.ome) as tiff:
+            tiff.write(self.stored_tiles(first), shape=self.stored_shape(self.shape), dtype=dtype,
+                       subifds=len(reduced), metadata=self.metadata(calibrations[0]),
+                       extratags=gdal_nodata_tags(self.nodata), **self.keywords(dtype, calibrations[0]))
+            for level, calibration in zip(reduced, calibrations[1:]):
+                tiff.write(self.stored_tiles(self.level_tiles(level)), shape=self.stored_shape(level.shape),
+                           dtype=level.dtype, subfiletype=1,
+                           extratags=gdal_nodata_tags(self.nodata_as(level.dtype, dtype)),
+                           **self.keywords(level.dtype, calibration))
+
+    def nodata_as(self, dtype: np.dtype, written: np.dtype) -> int | float | None:
+        """The nodata as a level of `dtype` records it (cast from level 0's `written` dtype)."""
+        return StoreOptions(nodata=self.nodata).nodata_for(dtype, written)
+
+
+class _Plane:
+    """Plane `index` of a C x H x W array or NpyFile, sliced by rows as `tiles` reads it."""
+
+    def __init__(self, array, index: int):
+        self.array, self.index = array, index
+        self.shape = tuple(array.shape[1:])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.asarray(self.array[self.index:self.index + 1, rows])[0]
 
 
 def tiles(array, side: int = TILE) -> Iterator[np.ndarray]:
@@ -76,30 +180,6 @@ def tiles(array, side: int = TILE) -> Iterator[np.ndarray]:
         rows = np.asarray(array[top:top + side])
         for left in range(0, array.shape[1], side):
             yield np.ascontiguousarray(rows[:, left:left + side])
-
-
-def tiff_options(shape: tuple[int, ...], options: StoreOptions) -> dict:
-    """tifffile's keywords for a tiled image of `shape`: tiles, compression, colour or grey."""
-    compression = None if options.compression == "none" else ("zlib" if options.compression == "zlib" else "zstd")
-    colour = len(shape) == 3 and shape[2] in (3, 4)
-    keywords: dict = dict(tile=(TILE, TILE), compression=compression, photometric="rgb" if colour else "minisblack")
-    if colour and shape[2] == 4:
-        keywords["extrasamples"] = ("unassalpha",)
-    return keywords
-
-
-def write_tiff(path: Path | str, levels: list, options: StoreOptions) -> None:
-    """A tiled BigTIFF of `levels[0]` (arrays or NpyFiles), the others as its reduced-resolution sub-IFDs."""
-    import tifffile
-
-    common = tiff_options(levels[0].shape, options)
-    first = levels[0].dtype
-    with tifffile.TiffWriter(os.fspath(path), bigtiff=True) as tiff:
-        tiff.write(tiles(levels[0]), shape=levels[0].shape, dtype=first, subifds=len(levels) - 1,
-                   extratags=gdal_nodata_tags(options.nodata), **common)
-        for level in levels[1:]:
-            tiff.write(tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1,
-                       extratags=gdal_nodata_tags(options.nodata_for(level.dtype, first)), **common)
 
 
 @contextlib.contextmanager
@@ -118,7 +198,8 @@ def _tiff_source(path: Path) -> Iterator[Source]:
     with tiff:
         with input_errors(path, "a TIFF image", fix), quiet_logs():
             array = _tiff_segments(path, tiff)
-        yield Source(path, array, "image", "TIFF", array.chunks, order=TIFF_VIEWS[array.axes],
+            calibration = tiff_calibration(tiff, tiff.pages.first, ("y", "x", "c")[:len(array.shape)])
+        yield Source(path, array, "image", "TIFF", array.chunks, order=TIFF_VIEWS[array.axes], calibration=calibration,
                      nodata=gdal_nodata(tiff.pages.first))
 
 
@@ -161,17 +242,17 @@ def _stacked(tiff) -> bool:
 
 def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: StoreOptions, budget: Budget, *,
                        overwrite: bool, progress: Progress | None = None) -> list[tuple[int, ...]]:
-    """The pyramid of `source` as a tiled BigTIFF: level 0 streamed tile row by tile row while the
-    reduced levels gather (in memory, or in scratch files beside the target), then written as its
-    sub-IFDs. The bands take `budget.bands`, the levels held `budget.gathering`, tifffile's tiles
+    """The pyramid of `source` as a tiled BigTIFF (an OME-TIFF for `.ome.tif` or `options.ome`):
+    level 0 streamed tile row by tile row (plane by plane where planar) while the reduced levels
+    gather (in memory, or in scratch files beside the target), then written as its sub-IFDs,
+    each with its resolution (level 0's, from `options.calibration` or else the source's, divided
+    by 2^k). The bands take `budget.bands`, the levels held `budget.gathering`, tifffile's tiles
     and buffers the rest."""
-    import tifffile
-
-    if pyramid.spatial != (0, 1):
-        raise OutputError(f"{target}: a pyramidal TIFF is an image (H x W, or H x W x C); pool axes 0,1 or"
-                          " write .zarr")
-    check_tiff_shape(target, pyramid.shape)
-    common = tiff_options(pyramid.shape, options)
+    if pyramid.spatial not in ((0, 1), (1, 2)):
+        raise OutputError(f"{target}: a pyramidal TIFF is an image (H x W, H x W x C pooled over axes 0,1, or"
+                          " C x H x W over axes 1,2); pool those axes or write .zarr")
+    image = TiffImage.of(target, pyramid.shape, pyramid.spatial, options)
+    calibrations = level_calibrations(options.calibration or source.calibration, pyramid)
     held = sum(math.prod(pyramid.level_shape(k)) * pyramid.level_dtype(source.dtype, k).itemsize
                for k in range(1, pyramid.levels + 1))
     in_memory = held <= budget.gathering  # levels 1..L held until level 0 is written: in memory, or in scratch files
@@ -181,7 +262,7 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
 
         def write(k: int, index: tuple, values: np.ndarray) -> None:
             if k == 0:
-                pending.append(values)
+                pending.append(values[0] if image.planar else values)  # one plane's band
             else:
                 levels[k - 1][index] = values
 
@@ -191,13 +272,16 @@ def write_pyramid_tiff(source: Source, pyramid: Pyramid, target: Path, options: 
                     progress(done)
                 yield from tiles(pending.pop())
 
-        with tifffile.TiffWriter(temporary, bigtiff=True) as tiff:
-            tiff.write(level0_tiles(), shape=pyramid.shape, dtype=source.dtype, subifds=pyramid.levels,
-                       extratags=gdal_nodata_tags(options.nodata), **common)
-            for level in levels:
-                tiff.write(tiles(level), shape=level.shape, dtype=level.dtype, subfiletype=1,
-                           extratags=gdal_nodata_tags(options.nodata_for(level.dtype, source.dtype)), **common)
+        image.write_stream(temporary, level0_tiles(), source.dtype, levels, calibrations)
         return [tuple(pyramid.shape)] + [tuple(level.shape) for level in levels]
+
+
+def level_calibrations(calibration: Calibration | None, pyramid: Pyramid) -> list[Calibration | None]:
+    """Level k's calibration: level 0's pooled by 2^k along the pyramid's axes (None where level 0 has none)."""
+    if calibration is None or len(calibration.axes) != len(pyramid.shape):
+        return [None] * (pyramid.levels + 1)
+    return [calibration.pooled(tuple(2 ** k if axis in pyramid.spatial else 1 for axis in range(len(pyramid.shape))))
+            for k in range(pyramid.levels + 1)]
 
 
 @contextlib.contextmanager
