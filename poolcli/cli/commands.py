@@ -402,15 +402,25 @@ def _print_levels(levels: list[dict]) -> None:
     from rich.table import Table
 
     say(f"pyramid: {len(levels)} levels")
-    table = Table("level", "shape", "axes", "scale", "translation", "units", "compression")
-    for k, level in enumerate(levels):
-        axes = level.get("axes") or ""
-        units = level.get("units") or ([level["unit"]] if level.get("unit") else [])
-        table.add_row(str(level.get("path", k)), "x".join(map(str, level["shape"])),
-                      axes if isinstance(axes, str) else ",".join(axes),
-                      _numbers(level.get("scale") or level.get("pixel_size")), _numbers(level.get("translation")),
-                      ",".join(unit or "-" for unit in units), level.get("compression") or "")
+    rows = [_level_cells(k, level) for k, level in enumerate(levels)]
+    shown = [c for c, name in enumerate(LEVEL_COLUMNS) if c < 2 or any(row[c] for row in rows)]  # no empty column
+    table = Table(*(LEVEL_COLUMNS[c] for c in shown))
+    for row in rows:
+        table.add_row(*(row[c] for c in shown))
     console().print(table)
+
+
+LEVEL_COLUMNS = ("level", "shape", "axes", "scale", "translation", "units", "compression")
+
+
+def _level_cells(k: int, level: dict) -> list[str]:
+    """One level's cells under LEVEL_COLUMNS (an OME-Zarr level's scale, a TIFF level's pixel size)."""
+    axes = level.get("axes") or ""
+    units = level.get("units") or ([level["unit"]] if level.get("unit") else [])
+    return [str(level.get("path", k)), "x".join(map(str, level["shape"])),
+            axes if isinstance(axes, str) else ",".join(axes),
+            _numbers(level.get("scale") or level.get("pixel_size")), _numbers(level.get("translation")),
+            ",".join(unit or "-" for unit in units) if any(units) else "", level.get("compression") or ""]
 
 
 def _numbers(values: list | None) -> str:
