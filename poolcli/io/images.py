@@ -98,7 +98,7 @@ def _read_bytes(path: Path) -> np.ndarray:
     try:
         with open(path, "rb", buffering=0) as file:
             data = np.empty(os.fstat(file.fileno()).st_size + 1, dtype=np.uint8)  # one byte more: the end seen
-            view, count = memoryview(data), 0
+            view, count = data.data, 0  # the array's bytes as a memoryview
             while count < len(data) and (got := file.readinto(view[count:])):
                 count += got
             if count == len(data):  # it grew meanwhile (or is not a regular file): read it to its end
