@@ -47,3 +47,56 @@ def test_a_small_png_is_inflated_only_by_its_decoder(tmp_path, monkeypatch):
     monkeypatch.setattr(png.zlib, "decompressobj", lambda *a: inflaters.append(a) or original(*a))
     assert np.array_equal(io.load(path).array, image)
     assert inflaters == []
+
+
+def test_a_dataset_sized_png_is_inflated_only_by_its_decoder(tmp_path, monkeypatch):
+    """A 180x180 noise PNG (~97 KB of data, a dataset's largest) is not inflated twice either."""
+    image = np.random.default_rng(2).integers(0, 256, (180, 180, 3), dtype=np.uint8)
+    path = tmp_path / "noise.png"
+    Image.fromarray(image).save(path)
+    inflaters = []
+    original = png.zlib.decompressobj
+    monkeypatch.setattr(png.zlib, "decompressobj", lambda *a: inflaters.append(a) or original(*a))
+    assert np.array_equal(io.load(path).array, image)
+    assert inflaters == []
+
+
+def test_a_file_is_read_whole_whatever_its_size(tmp_path):
+    """The one-read path gives np.fromfile's bytes, for an empty file and a FIFO (no size) too."""
+    from poolcli.io.images import _read_bytes
+
+    for size in (0, 1, 4095, 4096, 70_001):
+        path = tmp_path / f"f{size}"
+        path.write_bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes())
+        assert np.array_equal(_read_bytes(path), np.fromfile(path, dtype=np.uint8))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    pid = os.fork()
+    if pid == 0:
+        with open(fifo, "wb") as writer:
+            writer.write(b"x" * 10_000)
+        os._exit(0)
+    assert _read_bytes(fifo).tobytes() == b"x" * 10_000
+    os.waitpid(pid, 0)
+
+
+def test_held_chatter_is_caught_per_call_and_the_rest_passed_on(capfd):
+    """A batch worker keeps descriptor 2 on its sink: each quiet call still gets its own chatter
+    (a nested call its outer call's too), and what is written outside them reaches stderr."""
+    from poolcli.io.chatter import quiet_decoders
+
+    with io.decoder_chatter_held():
+        os.write(2, b"before\n")
+        with quiet_decoders() as outer:
+            os.write(2, b"Corrupt JPEG data: 12 bytes\n")
+            with quiet_decoders() as inner:
+                os.write(2, b"Premature end of JPEG file\n")
+            os.write(2, b"more\n")
+        with quiet_decoders() as clean:
+            pass
+        os.write(2, b"after\n")
+    os.write(2, b"outside\n")
+    assert inner.has("Corrupt JPEG data", "Premature end of JPEG file")
+    assert outer.text == "Corrupt JPEG data: 12 bytes\nPremature end of JPEG file\nmore\n"
+    assert clean.text == ""
+    assert capfd.readouterr().err == "before\nafter\noutside\n"

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing import connection
 
+from .. import io
 from ..app.settings import FileResult, PoolSettings
 from ..backends import opencv
 from .files import failed_result, process_file
@@ -126,7 +127,6 @@ _busy = False
 def _worker_main(conn, settings: PoolSettings, options: BatchOptions) -> None:
     """Pool jobs from `conn` until it closes. SIGTERM: an idle worker exits at once; a busy one
     raises KeyboardInterrupt, so io.atomic_output removes its temporary file, then exits."""
-    global _busy
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     if hasattr(signal, "SIGHUP"):
@@ -138,22 +138,36 @@ def _worker_main(conn, settings: PoolSettings, options: BatchOptions) -> None:
     opencv.cv2().setNumThreads(1)  # one worker per core already
     os.environ["POOLCLI_THREADS"] = "1"  # so the engine pools each file on this worker's thread alone
     try:
-        while True:
-            try:
-                job = conn.recv()
-            except (EOFError, OSError):
-                break
-            if job is None:
-                break
-            _busy = True
-            record = process_file(job, settings, options)
-            _busy = False
-            try:
-                conn.send(record)
-            except OSError:  # the parent is gone
-                break
+        with _chatter_held():
+            _serve(conn, settings, options)
     except KeyboardInterrupt:
         os._exit(130)
+
+
+def _chatter_held() -> contextlib.AbstractContextManager:
+    """Decoder chatter caught for the worker's whole life (io.decoder_chatter_held), unless
+    POOLCLI_CHATTER_PER_CALL=1 asks for the per-call capture (the twin tests compare both)."""
+    if os.environ.get("POOLCLI_CHATTER_PER_CALL") == "1":
+        return contextlib.nullcontext()
+    return io.decoder_chatter_held()
+
+
+def _serve(conn, settings: PoolSettings, options: BatchOptions) -> None:
+    global _busy
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            break
+        if job is None:
+            break
+        _busy = True
+        record = process_file(job, settings, options)
+        _busy = False
+        try:
+            conn.send(record)
+        except OSError:  # the parent is gone
+            break
 
 
 def _stop_with_parent(parent: int) -> None:

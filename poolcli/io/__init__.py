@@ -48,7 +48,7 @@ from .atomic import (
     sweep_temporaries,
     temporary_prefix,
 )
-from .chatter import quiet_logs
+from .chatter import decoder_chatter_held, quiet_logs
 from .complete import is_complete
 from .encode import PNG_OPENCV_PIXELS, minmax_to_uint8
 from .formats import (
@@ -92,6 +92,7 @@ __all__ = [
     "check_apart",
     "check_output",
     "decoded_limit",
+    "decoder_chatter_held",
     "guess_layout",
     "is_complete",
     "load",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -70,15 +71,32 @@ def check_output(
     """
     path = Path(path)
     check_apart(path, inputs)
-    if path.is_dir():
+    status = _status(path, os.stat)  # three system calls where a new file goes (a batch makes many)
+    if status is not None and stat.S_ISDIR(status.st_mode):
         raise OutputError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
-    if (path.exists() or path.is_symlink()) and not overwrite:
+    if not overwrite and (status is not None or _status(path, os.lstat) is not None):  # a dangling link too
         raise OutputError(f"{path} exists; pass {param('overwrite')} to replace it")
     parent = path.parent
-    if not parent.exists():
+    folder = _status(parent, os.stat)
+    if folder is None:
         raise OutputError(f"{path}: folder {parent} does not exist; create it first")
-    if not parent.is_dir():
+    if not stat.S_ISDIR(folder.st_mode):
         raise OutputError(f"{path}: {parent} is not a folder; write inside a folder")
+
+
+_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # what pathlib's exists() calls missing
+
+
+def _status(path: Path, call) -> os.stat_result | None:
+    """os.stat or os.lstat of `path`; None where pathlib's exists() and is_dir() say False."""
+    try:
+        return call(path)
+    except OSError as error:
+        if error.errno in _MISSING_ERRNOS:
+            return None
+        raise
+    except ValueError:  # a NUL in the name
+        return None
 
 
 def check_apart(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]) -> None:
