@@ -57,18 +57,28 @@ def quiet_decoders() -> Iterator[Chatter]:
             logging.setLogLevel(previous)
 
 
-@contextlib.contextmanager
-def _stderr_caught(chatter: Chatter) -> Iterator[None]:
+def _stderr_to_sink() -> tuple[int, IO[bytes]] | None:
+    """Descriptor 2 pointed at this process's emptied sink: (a duplicate of the real stderr, the
+    sink), or None where there is no stderr."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no stderr to guard
-        yield
-        return
+    except (OSError, ValueError, AttributeError):
+        return None
     sink = _stderr_sink()
     sink.seek(0)
     sink.truncate()
     os.dup2(sink.fileno(), 2)
+    return saved, sink
+
+
+@contextlib.contextmanager
+def _stderr_caught(chatter: Chatter) -> Iterator[None]:
+    redirected = _stderr_to_sink()
+    if redirected is None:  # no stderr to guard
+        yield
+        return
+    saved, sink = redirected
     try:
         yield
     finally:
@@ -89,16 +99,11 @@ def decoder_chatter_held() -> Iterator[None]:
     decodes file after file and prints nothing itself): each `quiet_decoders` call then costs one
     seek instead of about a dozen system calls. Whatever is written outside a quiet call (a
     warning, a traceback) is passed on to the real stderr at the next call and when the block ends."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no stderr to guard
+    redirected = _stderr_to_sink()
+    if redirected is None:  # no stderr to guard
         yield
         return
-    sink = _stderr_sink()
-    sink.seek(0)
-    sink.truncate()
-    os.dup2(sink.fileno(), 2)
+    saved, sink = redirected
     logging = opencv.cv2().utils.logging if opencv.loaded() else None
     previous = None if logging is None else logging.getLogLevel()
     if logging is not None:
