@@ -38,8 +38,8 @@ class ImageMetadata:
     """An image's EXIF (the TIFF structure, without the ``Exif\\0\\0`` header), XMP packet and
     resolution in pixels per inch (x, y); None where the file has none.
 
-    >>> ImageMetadata(dpi=(300.0, 300.0)).pooled(2, 3).dpi
-    (100.0, 150.0)
+    >>> ImageMetadata(dpi=(300.0, 300.0)).pooled(stride_x=2, stride_y=3).dpi
+    (150.0, 100.0)
     """
 
     exif: bytes | None = None

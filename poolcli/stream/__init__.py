@@ -149,6 +149,7 @@ def build_label_pyramid(source: Source, target: Path | str, pyramid: Pyramid, *,
     options.check()
     source.check_memory(memory)
     target = Path(target)
+    options = checked_options(target, options)
     writer = STORES[pyramid_format(target)].write_labels
     if writer is None:
         raise OutputError(f"{target}: a label pyramid is an OME-Zarr image-label; write .zarr")
